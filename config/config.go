@@ -19,6 +19,9 @@ type Config struct {
 	Path string `yaml:"-"`
 	// BPFPath is the object file to load (D/name.bpf.o) when Code is empty.
 	BPFPath string `yaml:"-"`
+	// Object is the BPF object itself when it does not come from a file
+	// (the embedded defaults); it takes precedence over BPFPath.
+	Object []byte `yaml:"-"`
 
 	Metrics     Metrics     `yaml:"metrics"`
 	Tracing     Tracing     `yaml:"tracing"`
