@@ -144,7 +144,11 @@ func attachUprobeAll(p *Program) error {
 	if a.Path == "" {
 		return fmt.Errorf("%s %s: no binary path; name one in the section (uprobe/PATH:FUNC) or select processes in the config", a.Kind, a.Target)
 	}
-	ex, err := link.OpenExecutable(a.Path)
+	path, err := ResolveBinary(a.Path, "")
+	if err != nil {
+		return fmt.Errorf("%s: %w", a.Kind, err)
+	}
+	ex, err := link.OpenExecutable(path)
 	if err != nil {
 		return fmt.Errorf("%s: %w", a.Kind, err)
 	}
