@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs the benchmarks behind bench/README.md on this machine, side by side
+# with the peers they are compared to, in one run. Needs root (BPF maps,
+# probes), bpftool and bpftrace. Output goes to bench/out/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=bench/out
+mkdir -p "$out"
+count=${COUNT:-5}
+
+echo "== scrape cost: raw BatchLookup vs collect vs HTTP scrape vs bpftool map dump" | tee "$out/scrape.txt"
+go test -run '^$' -bench 'BenchmarkRawBatchLookup|BenchmarkCollect|BenchmarkScrape|BenchmarkBpftoolDump|BenchmarkHistogramCollect' \
+	-benchtime "${BENCHTIME:-3x}" -count "$count" ./collector/ | tee -a "$out/scrape.txt"
+
+for pkg in decoder scripts usdt profile rules ingest; do
+	if ls "$pkg"/*_test.go >/dev/null 2>&1 && grep -q 'func Benchmark' "$pkg"/*_test.go; then
+		echo "== $pkg" | tee "$out/$pkg.txt"
+		go test -run '^$' -bench . -benchtime "${BENCHTIME:-3x}" -count "$count" "./$pkg/" | tee -a "$out/$pkg.txt"
+	fi
+done
+if [ -x bench/probes.sh ]; then bench/probes.sh | tee "$out/probes.txt"; fi
+if [ -x bench/profiler.sh ]; then bench/profiler.sh | tee "$out/profiler.txt"; fi
+if command -v benchstat >/dev/null; then benchstat "$out/scrape.txt" > "$out/scrape.benchstat" || true; fi

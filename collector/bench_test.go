@@ -1,0 +1,207 @@
+package collector
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sys/unix"
+
+	"github.com/probe-exporter/probe_exporter/config"
+)
+
+// The benchmarks compare, on the same kernel map in one run:
+//   - Raw: reading the map with BatchLookup and nothing else (the floor);
+//   - Collect: the collect phase (map read, cached decode, metric build);
+//   - Scrape: a full HTTP scrape of /metrics (gather, encode, transfer);
+//   - Bpftool: `bpftool map dump` of the same map (a peer's full dump).
+// bench/README.md has the figures.
+
+var benchSizes = []int{1_000, 10_000, 100_000, 1_000_000}
+
+// benchMap fills a hash map with n keys {u32 id, u32 cpu-ish pad, char comm[8]}.
+func benchMap(b *testing.B, n int) *ebpf.Map {
+	m := newMap(b, ebpf.Hash, 16, uint32(n))
+	keys := make([][16]byte, n)
+	vals := make([]uint64, n)
+	for i := range keys {
+		copy(keys[i][:], cat(u32(uint32(i)), u32(uint32(i%7)), str("cmd"+strconv.Itoa(i%10), 8)))
+		vals[i] = uint64(i)
+	}
+	for off := 0; off < n; off += 100_000 {
+		end := min(off+100_000, n)
+		if _, err := m.BatchUpdate(keys[off:end], vals[off:end], nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return m
+}
+
+func benchCollector(b *testing.B, m *ebpf.Map) *Collector {
+	cfg := config.Config{Name: "bench", Metrics: config.Metrics{Counters: []config.Counter{{
+		Name: "bench_total", Help: "h",
+		Labels: []config.Label{
+			uintLabel("id", 4),
+			{Name: "kind", Size: 4, Decoders: []config.Decoder{{Name: "uint"}, {Name: "static_map", AllowUnknown: true, StaticMap: map[string]string{"0": "zero", "1": "one"}}}},
+			{Name: "comm", Size: 8, Decoders: []config.Decoder{{Name: "string"}}},
+		},
+	}}}}
+	c := New(Options{})
+	cc := c.NewConfig(objectWith(cfg, map[string]*ebpf.Map{"bench_total": m}))
+	if cc.Err != nil {
+		b.Fatal(cc.Err)
+	}
+	c.SetConfigs([]*Config{cc})
+	return c
+}
+
+func BenchmarkRawBatchLookup(b *testing.B) {
+	for _, n := range benchSizes {
+		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) {
+			m := benchMap(b, n)
+			r, err := newMapReader(m)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				seen := 0
+				if err := r.read(func([]byte, []uint64) { seen++ }); err != nil {
+					b.Fatal(err)
+				}
+				if seen != n {
+					b.Fatalf("read %d keys, want %d", seen, n)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/series")
+		})
+	}
+}
+
+func BenchmarkCollect(b *testing.B) {
+	for _, n := range benchSizes {
+		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) {
+			m := benchMap(b, n)
+			c := benchCollector(b, m)
+			runtime.GC()
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			if _, err := c.Gather(); err != nil { // warm the label cache
+				b.Fatal(err)
+			}
+			runtime.GC()
+			runtime.ReadMemStats(&after)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				mfs, err := c.Gather()
+				if err != nil || len(mfs[0].Metric) != n {
+					b.Fatalf("gathered %v, %v", len(mfs), err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/series")
+			b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/float64(n), "cache-B/series")
+		})
+	}
+}
+
+func BenchmarkScrape(b *testing.B) {
+	for _, n := range benchSizes {
+		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) {
+			m := benchMap(b, n)
+			c := benchCollector(b, m)
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(c)
+			srv := httptest.NewServer(promhttp.HandlerFor(prometheus.Gatherers{reg, c}, promhttp.HandlerOpts{}))
+			defer srv.Close()
+			scrapeOnce(b, srv.URL) // warm
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				scrapeOnce(b, srv.URL)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/series")
+		})
+	}
+}
+
+func scrapeOnce(b *testing.B, url string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		b.Fatal(err)
+	}
+	resp.Body.Close()
+}
+
+func BenchmarkBpftoolDump(b *testing.B) {
+	bpftool, err := exec.LookPath("bpftool")
+	if err != nil {
+		b.Skip("bpftool not installed")
+	}
+	for _, n := range benchSizes {
+		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) {
+			m := benchMap(b, n)
+			if _, err := os.Stat("/sys/fs/bpf/.probe_exporter_bench"); err != nil {
+				// Mount bpffs if it is not there (the kernel's default place).
+				_ = unix.Mount("bpf", "/sys/fs/bpf", "bpf", 0, "")
+			}
+			pin := filepath.Join("/sys/fs/bpf", fmt.Sprintf("probe_exporter_bench_%d", os.Getpid()))
+			if err := m.Pin(pin); err != nil {
+				b.Skipf("pinning needs bpffs at /sys/fs/bpf: %v", err)
+			}
+			defer m.Unpin()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				cmd := exec.Command(bpftool, "map", "dump", "pinned", pin)
+				cmd.Stdout = io.Discard
+				if err := cmd.Run(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/series")
+		})
+	}
+}
+
+func BenchmarkHistogramCollect(b *testing.B) {
+	// 1000 label sets x 27 buckets, like a per-device latency histogram.
+	const sets, buckets = 1000, 27
+	m := newMap(b, ebpf.Hash, 16, sets*(buckets+1))
+	for s := 0; s < sets; s++ {
+		for k := 0; k <= buckets; k++ {
+			put(b, m, cat(u32(uint32(s)), u32(0), u64(uint64(k))), uint64(k+1))
+		}
+	}
+	cfg := config.Config{Name: "bench", Metrics: config.Metrics{Histograms: []config.Histogram{{
+		Name: "lat_seconds", Help: "h", BucketType: config.BucketExp2, BucketMin: 0, BucketMax: buckets - 1, BucketMultiplier: 1e-6,
+		Labels: []config.Label{{Name: "dev", Size: 4, Padding: 4, Decoders: []config.Decoder{{Name: "uint"}}}, uintLabel("bucket", 8)},
+	}}}}
+	c := New(Options{})
+	cc := c.NewConfig(objectWith(cfg, map[string]*ebpf.Map{"lat_seconds": m}))
+	if cc.Err != nil {
+		b.Fatal(cc.Err)
+	}
+	c.SetConfigs([]*Config{cc})
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := c.Gather(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/sets, "ns/histogram")
+}

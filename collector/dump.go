@@ -1,0 +1,46 @@
+package collector
+
+import (
+	"bufio"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// DumpMaps writes the raw contents of the config's metric maps with the
+// labels each key decodes to (the /maps debug page).
+func (cfg *Config) DumpMaps(w io.Writer) error {
+	cfg.mu.Lock()
+	defer cfg.mu.Unlock()
+	bw := bufio.NewWriter(w)
+	fmt.Fprintf(bw, "## config %s\n", cfg.Name())
+	for _, mm := range cfg.metrics {
+		fmt.Fprintf(bw, "### %s\n", mm.name)
+		err := mm.reader.read(func(key []byte, vals []uint64) {
+			labels := "(no labels)"
+			if mm.labels != nil {
+				k := key
+				if mm.kind == kindHistogram {
+					k = key[:len(key)-mm.bucketSize]
+				}
+				if mm.splitCPU && !mm.cpuOnly {
+					k = nil
+				}
+				if k != nil {
+					vs, err := mm.labels.Decode(k)
+					if err != nil {
+						labels = "error: " + err.Error()
+					} else {
+						labels = strings.Join(vs, ", ")
+					}
+				}
+			}
+			fmt.Fprintf(bw, "%s (%s) -> %v\n", hex.EncodeToString(key), labels, vals)
+		})
+		if err != nil {
+			fmt.Fprintf(bw, "error: %v\n", err)
+		}
+	}
+	return bw.Flush()
+}

@@ -1,0 +1,105 @@
+package collector
+
+import (
+	"fmt"
+	"math"
+
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/probe-exporter/probe_exporter/config"
+)
+
+// histSpec maps the bucket keys the kernel writes to Prometheus buckets.
+// Buckets are backfilled: every bucket from the configuration is exported,
+// whether the kernel wrote its key or not.
+type histSpec struct {
+	// bounds are the upper bounds (le) of the buckets, ascending.
+	bounds []float64
+	// slot maps a bucket key to its index in bounds.
+	slot map[float64]int
+	// sumKey is the key whose value is the sum of observed values.
+	sumKey     float64
+	multiplier float64
+}
+
+func newHistSpec(h config.Histogram) (*histSpec, error) {
+	mult := h.Multiplier()
+	s := &histSpec{slot: map[float64]int{}, multiplier: mult}
+	add := func(key, bound float64) {
+		s.slot[key] = len(s.bounds)
+		s.bounds = append(s.bounds, bound)
+	}
+	switch h.BucketType {
+	case config.BucketExp2, config.BucketExp2Zero, config.BucketLinear:
+		if h.BucketMax <= h.BucketMin {
+			return nil, fmt.Errorf("bucket_max (%d) must be above bucket_min (%d)", h.BucketMax, h.BucketMin)
+		}
+		for k := h.BucketMin; k <= h.BucketMax; k++ {
+			key := float64(k)
+			var bound float64
+			switch h.BucketType {
+			case config.BucketExp2:
+				bound = math.Exp2(key) * mult
+			case config.BucketExp2Zero:
+				if k == 0 {
+					bound = 0
+				} else {
+					bound = math.Exp2(key-1) * mult
+				}
+			case config.BucketLinear:
+				bound = key * mult
+			}
+			add(key, bound)
+		}
+		s.sumKey = float64(h.BucketMax + 1)
+	case config.BucketFixed:
+		if len(h.BucketKeys) == 0 {
+			return nil, fmt.Errorf("fixed buckets need bucket_keys")
+		}
+		for i, k := range h.BucketKeys {
+			if i > 0 && k <= h.BucketKeys[i-1] {
+				return nil, fmt.Errorf("bucket_keys must increase: %v after %v", k, h.BucketKeys[i-1])
+			}
+			add(k, k*mult)
+		}
+		s.sumKey = h.BucketKeys[len(h.BucketKeys)-1] + 1
+	default:
+		return nil, fmt.Errorf("unknown bucket_type %q (want exp2, exp2zero, linear or fixed)", h.BucketType)
+	}
+	return s, nil
+}
+
+// histValue accumulates one label set's buckets during a scrape.
+type histValue struct {
+	counts []uint64 // per bucket, not cumulative
+	sum    uint64   // raw value of the sum key
+}
+
+// observe adds the count the kernel holds under key.
+func (s *histSpec) observe(v *histValue, key float64, count uint64) {
+	if key == s.sumKey {
+		v.sum += count
+		return
+	}
+	if i, ok := s.slot[key]; ok {
+		v.counts[i] += count
+	}
+}
+
+// toDTO builds the cumulative histogram of one label set.
+func (s *histSpec) toDTO(v *histValue) *dto.Histogram {
+	n := len(s.bounds)
+	buckets := make([]dto.Bucket, n)
+	ptrs := make([]*dto.Bucket, n)
+	cum := make([]uint64, n)
+	var c uint64
+	for i := range s.bounds {
+		c += v.counts[i]
+		cum[i] = c
+		buckets[i].UpperBound = &s.bounds[i]
+		buckets[i].CumulativeCount = &cum[i]
+		ptrs[i] = &buckets[i]
+	}
+	sum := float64(v.sum) * s.multiplier
+	return &dto.Histogram{SampleCount: &cum[n-1], SampleSum: &sum, Bucket: ptrs}
+}

@@ -1,0 +1,213 @@
+// Package web serves the exporter's HTTP endpoints.
+package web
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/exporter-toolkit/web"
+)
+
+// Status is what the landing page shows.
+type Status struct {
+	Version string
+	Configs []ConfigStatus
+	Scripts []ScriptStatus
+	Rules   []string
+	Reload  ReloadStatus
+	Links   []Link
+}
+
+// ConfigStatus is one config on the landing page.
+type ConfigStatus struct {
+	Name, Source string
+	Up           bool
+	Error        string
+	Programs     []ProgramStatus
+}
+
+// ProgramStatus is one program on the landing page.
+type ProgramStatus struct {
+	Name, Section, Attach string
+	Attached              bool
+	Error                 string
+}
+
+// ScriptStatus is one script on the landing page.
+type ScriptStatus struct {
+	Name, Kind, State, LastError string
+	Restarts                     int
+	Autostart                    bool
+	LastOutput                   time.Time
+}
+
+// ReloadStatus says how the last reload went.
+type ReloadStatus struct {
+	At    time.Time
+	Error string
+}
+
+// Link is an extra endpoint listed on the landing page.
+type Link struct{ Path, Text string }
+
+// Options configure the server.
+type Options struct {
+	Registry *prometheus.Registry
+	// Gatherer is what /metrics serves (the registry plus map metrics).
+	Gatherer      prometheus.Gatherer
+	TelemetryPath string
+	Logger        *slog.Logger
+	// Status renders the landing page.
+	Status func() Status
+	// Debug enables /maps and /debug/pprof.
+	Debug bool
+	Maps  http.Handler
+	// Fallback serves paths that no other route takes (scripts); nil
+	// answers 404.
+	Fallback http.Handler
+	// Reload is called by POST /-/reload.
+	Reload func() error
+	// Ready reports readiness for /-/ready.
+	Ready func() bool
+	// MaxRequests caps concurrent requests to /metrics (0: unlimited).
+	MaxRequests int
+	// Extra routes (e.g. /ingest, /exported-metrics).
+	Extra map[string]http.Handler
+}
+
+// Handler builds the HTTP handler.
+func Handler(opts Options) http.Handler {
+	mux := http.NewServeMux()
+	metrics := promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{
+		ErrorLog:            slog.NewLogLogger(opts.Logger.Handler(), slog.LevelError),
+		ErrorHandling:       promhttp.ContinueOnError,
+		MaxRequestsInFlight: opts.MaxRequests,
+		Registry:            opts.Registry,
+	})
+	mux.Handle(opts.TelemetryPath, promhttp.InstrumentMetricHandler(opts.Registry, metrics))
+	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "Healthy")
+	})
+	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) {
+		if opts.Ready != nil && !opts.Ready() {
+			http.Error(w, "Not ready", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "Ready")
+	})
+	mux.HandleFunc("/-/reload", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost && r.Method != http.MethodPut {
+			w.Header().Set("Allow", "POST, PUT")
+			http.Error(w, "reload needs POST", http.StatusMethodNotAllowed)
+			return
+		}
+		if opts.Reload == nil {
+			http.Error(w, "reload is not available", http.StatusNotImplemented)
+			return
+		}
+		if err := opts.Reload(); err != nil {
+			http.Error(w, "reload failed: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintln(w, "Reloaded")
+	})
+	if opts.Debug && opts.Maps != nil {
+		mux.Handle("/maps", opts.Maps)
+	}
+	for path, h := range opts.Extra {
+		mux.Handle(path, h)
+	}
+	landing := landingHandler(opts)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/" {
+			landing.ServeHTTP(w, r)
+			return
+		}
+		if opts.Fallback != nil {
+			opts.Fallback.ServeHTTP(w, r)
+			return
+		}
+		http.NotFound(w, r)
+	})
+	return mux
+}
+
+// Serve runs the server until ctx ends, then shuts it down gracefully.
+// TLS, basic auth and socket activation come from exporter-toolkit.
+func Serve(ctx context.Context, h http.Handler, flags *web.FlagConfig, logger *slog.Logger) error {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		WriteTimeout:      2 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- web.ListenAndServe(srv, flags, logger) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			return fmt.Errorf("shutting down HTTP server: %w", err)
+		}
+		if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	}
+}
+
+var landingTmpl = template.Must(template.New("landing").Funcs(template.FuncMap{
+	"since": func(t time.Time) string {
+		if t.IsZero() {
+			return "never"
+		}
+		return time.Since(t).Round(time.Second).String() + " ago"
+	},
+	"lines": func(s string) []string { return strings.Split(s, "\n") },
+}).Parse(`<!DOCTYPE html>
+<html><head><title>probe_exporter</title>
+<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}.ok{color:#080}.bad{color:#b00}pre{margin:0;white-space:pre-wrap}</style>
+</head><body>
+<h1>probe_exporter</h1>
+<p>{{.Version}}</p>
+<ul>{{range .Links}}<li><a href="{{.Path}}">{{.Text}}</a></li>{{end}}</ul>
+{{if .Reload.Error}}<p class="bad">Last reload failed: {{.Reload.Error}}</p>{{end}}
+<h2>Configs</h2>
+<table><tr><th>config</th><th>source</th><th>state</th><th>programs</th></tr>
+{{range .Configs}}<tr><td>{{.Name}}</td><td>{{.Source}}</td>
+<td>{{if .Up}}<span class="ok">up</span>{{else}}<span class="bad">failed</span>{{if .Error}}<pre>{{.Error}}</pre>{{end}}{{end}}</td>
+<td><table>{{range .Programs}}<tr><td>{{.Name}}</td><td>{{.Section}}</td><td>{{.Attach}}</td><td>{{if .Attached}}<span class="ok">attached</span>{{else}}<span class="bad">not attached</span><pre>{{.Error}}</pre>{{end}}</td></tr>{{end}}</table></td></tr>
+{{else}}<tr><td colspan="4">none</td></tr>{{end}}
+</table>
+{{if .Scripts}}<h2>Scripts</h2>
+<table><tr><th>script</th><th>kind</th><th>state</th><th>restarts</th><th>last output</th><th>last error</th></tr>
+{{range .Scripts}}<tr><td><a href="/{{.Name}}">{{.Name}}</a>{{if .Autostart}} (autostart){{end}}</td><td>{{.Kind}}</td><td>{{.State}}</td><td>{{.Restarts}}</td><td>{{since .LastOutput}}</td><td><pre>{{.LastError}}</pre></td></tr>{{end}}
+</table>{{end}}
+{{if .Rules}}<h2>Profile export rules</h2><ul>{{range .Rules}}<li>{{.}}</li>{{end}}</ul>{{end}}
+</body></html>
+`))
+
+func landingHandler(opts Options) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		var st Status
+		if opts.Status != nil {
+			st = opts.Status()
+		}
+		st.Links = append([]Link{{Path: opts.TelemetryPath, Text: "Metrics"}}, st.Links...)
+		if err := landingTmpl.Execute(w, st); err != nil {
+			opts.Logger.Error("rendering landing page", "err", err)
+		}
+	})
+}
