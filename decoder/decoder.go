@@ -33,6 +33,12 @@ type Env struct {
 	// Ifnames resolves interface indexes to names (ifname); nil uses the
 	// host's network interfaces.
 	Ifnames func(index int) (string, error)
+	// Partitions is /proc/partitions (majorminor) and ProcRoot /proc
+	// (comm); empty means the host's.
+	Partitions string
+	ProcRoot   string
+
+	warnings []string
 }
 
 // Kallsyms resolves a kernel address to a symbol name.

@@ -1,0 +1,87 @@
+package decoder
+
+import (
+	"errors"
+	"io/fs"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/probe-exporter/probe_exporter/config"
+)
+
+// cgroupDecoder turns a cgroup id (decimal, after uint; the inode number of
+// the cgroup v2 directory, as bpf_get_current_cgroup_id returns) into its
+// path, or "unknown_cgroup_id:N".
+type cgroupDecoder struct{ r CgroupResolver }
+
+func newCgroup(_ config.Decoder, env *Env) (Decoder, error) {
+	if env == nil || env.Cgroups == nil {
+		return nil, errors.New("needs the cgroup hierarchy (/sys/fs/cgroup)")
+	}
+	return cgroupDecoder{r: env.Cgroups}, nil
+}
+
+func (d cgroupDecoder) Decode(in []byte) ([]byte, error) {
+	id, err := decimal(in)
+	if err != nil {
+		return nil, err
+	}
+	if p, ok := d.r.Path(id); ok {
+		return []byte(p), nil
+	}
+	return strconv.AppendUint([]byte("unknown_cgroup_id:"), id, 10), nil
+}
+
+// CgroupPaths resolves cgroup v2 ids by walking the hierarchy; a miss
+// walks it again, at most once a second.
+type CgroupPaths struct {
+	root string
+
+	mu       sync.Mutex
+	paths    map[uint64]string
+	lastWalk time.Time
+}
+
+// NewCgroupPaths resolves ids under root (usually /sys/fs/cgroup).
+func NewCgroupPaths(root string) *CgroupPaths {
+	return &CgroupPaths{root: root, paths: map[uint64]string{}}
+}
+
+// Path implements CgroupResolver. Paths are absolute within the hierarchy
+// ("/system.slice/ssh.service"), as /proc/PID/cgroup shows them.
+func (c *CgroupPaths) Path(id uint64) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p, ok := c.paths[id]; ok {
+		return p, true
+	}
+	if time.Since(c.lastWalk) < time.Second {
+		return "", false
+	}
+	c.walk()
+	p, ok := c.paths[id]
+	return p, ok
+}
+
+func (c *CgroupPaths) walk() {
+	c.lastWalk = time.Now()
+	paths := map[uint64]string{}
+	_ = filepath.WalkDir(c.root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		if st, ok := info.Sys().(*syscall.Stat_t); ok {
+			rel, _ := filepath.Rel(c.root, path)
+			paths[st.Ino] = filepath.Clean("/" + rel)
+		}
+		return nil
+	})
+	c.paths = paths
+}

@@ -1,0 +1,6 @@
+//go:build !amd64 && !arm64
+
+package decoder
+
+// syscallNames is empty where no table is built in: numbers stay numbers.
+var syscallNames = map[uint64]string{}
