@@ -1,0 +1,222 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const biolatency = `metrics:
+  histograms:
+    - name: bio_latency_seconds
+      help: Block IO latency histogram
+      bucket_type: exp2
+      bucket_min: 0
+      bucket_max: 26
+      bucket_multiplier: 0.000001 # microseconds to seconds
+      labels:
+        - name: device
+          size: 32
+          decoders:
+            - name: string
+        - name: operation
+          size: 8
+          decoders:
+            - name: uint
+            - name: static_map
+              static_map:
+                1: read
+                2: write
+        - name: bucket
+          size: 8
+          decoders:
+            - name: uint
+  counters:
+    - name: bio_ops_total
+      help: ops
+      labels:
+        - name: cgroup
+          size: 8
+          decoders:
+            - name: uint
+            - name: cgroup
+kaddrs:
+  - blk_account_io_done
+`
+
+// seed 003's cachestat example, in libbpf-style C.
+const cachestat = `programs:
+  - name: cachestat
+    metrics:
+      counters:
+        - name: page_cache_ops_total
+          help: Page cache operation counters by type
+          table: counts
+          labels:
+            - name: op
+              size: 8
+              decoders:
+                - name: ksym
+            - name: command
+              size: 128
+              decoders:
+                - name: string
+                - name: regexp
+                  regexp:
+                    - ^systemd-journal$
+                    - ^syslog-ng$
+    kprobes:
+      add_to_page_cache_lru: do_count
+      mark_page_accessed: do_count
+    tracepoints:
+      writeback:writeback_dirty_folio: do_count_tp
+    code: |
+      #include "vmlinux.h"
+      SEC("kprobe") int do_count(void *ctx) { return 0; }
+`
+
+// seed 002's gunicorn example.
+const gunicorn = `programs:
+  - name: gc_total
+    metrics:
+      counters:
+        - name: gc_total
+          help: Total number of gc events
+          table: gc_counts
+          labels:
+            - name: gen
+              size: 8
+              decoders:
+                - name: uint
+    usdt:
+      gc__start: trace_gc__start
+    attachments:
+      binary_name: "gunicorn"
+    code: |
+      int trace_gc__start(void *ctx) { return 0; }
+`
+
+func TestParseV2(t *testing.T) {
+	cfgs, err := Parse("/etc/x/biolatency.yaml", []byte(biolatency))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfgs) != 1 {
+		t.Fatalf("%d configs", len(cfgs))
+	}
+	c := cfgs[0]
+	if c.Name != "biolatency" || c.Path != "/etc/x/biolatency.yaml" {
+		t.Errorf("name %q path %q", c.Name, c.Path)
+	}
+	h := c.Metrics.Histograms[0]
+	if h.Line != 3 || h.BucketType != BucketExp2 || h.BucketMax != 26 || h.Multiplier() != 0.000001 || len(h.Labels) != 3 {
+		t.Errorf("histogram %+v", h)
+	}
+	if h.Labels[1].Decoders[1].StaticMap["2"] != "write" {
+		t.Errorf("static map %+v", h.Labels[1].Decoders[1])
+	}
+	if c.Metrics.Counters[0].Line != 27 || c.Metrics.Counters[0].MapName() != "bio_ops_total" {
+		t.Errorf("counter %+v", c.Metrics.Counters[0])
+	}
+	if len(c.Kaddrs) != 1 || c.Kaddrs[0] != "blk_account_io_done" {
+		t.Errorf("kaddrs %v", c.Kaddrs)
+	}
+}
+
+func TestParseSeed(t *testing.T) {
+	cfgs, err := Parse("/x/seed.yaml", []byte(cachestat))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cfgs[0]
+	if c.Name != "cachestat" || !strings.Contains(c.Code, "do_count") {
+		t.Fatalf("config %+v", c)
+	}
+	if m := c.Metrics.Counters[0]; m.MapName() != "counts" || m.Name != "page_cache_ops_total" || m.Labels[1].Decoders[1].Patterns()[1] != "^syslog-ng$" {
+		t.Errorf("metric %+v", m)
+	}
+	want := []string{"kprobe add_to_page_cache_lru do_count", "kprobe mark_page_accessed do_count", "tracepoint writeback:writeback_dirty_folio do_count_tp"}
+	if len(c.Attach) != len(want) {
+		t.Fatalf("attach %+v", c.Attach)
+	}
+	for i, ap := range c.Attach {
+		if got := string(ap.Kind) + " " + ap.Target + " " + ap.Program; got != want[i] {
+			t.Errorf("attach %d = %q, want %q", i, got, want[i])
+		}
+	}
+	if c.Attach[2].Line != 25 {
+		t.Errorf("tracepoint line %d", c.Attach[2].Line)
+	}
+
+	cfgs, err = Parse("/x/gc.yaml", []byte(gunicorn))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := cfgs[0]; c.Attachments == nil || c.Attachments.BinaryName != "gunicorn" || c.Attach[0].Kind != AttachUSDT || c.Attach[0].Target != "gc__start" {
+		t.Fatalf("gunicorn %+v", c)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml, want string
+	}{
+		{"unknown key", "metrics:\n  counters:\n    - name: x\n      help: y\n      lables: []\n", `c.yaml:5: unknown field "lables" in counter/gauge`},
+		{"unknown top key", "metric:\n  counters: []\n", `c.yaml:1: unknown field "metric" in config`},
+		{"empty", "", "c.yaml: empty config"},
+		{"no metrics", "kaddrs: [a]\n", `neither metrics nor tracing are defined`},
+		{"bad name", "metrics:\n  counters:\n    - name: 9bad\n      help: y\n", `c.yaml:3: counter "9bad": not a valid Prometheus metric name`},
+		{"no help", "metrics:\n  counters:\n    - name: x\n", `c.yaml:3: counter "x": has no help`},
+		{"zero size", "metrics:\n  counters:\n    - name: x\n      help: y\n      labels:\n        - name: a\n          decoders: [{name: uint}]\n", `c.yaml:3: counter "x": label "a": size is zero or not set`},
+		{"no decoders", "metrics:\n  counters:\n    - name: x\n      help: y\n      labels:\n        - name: a\n          size: 4\n", `label "a" has no decoders`},
+		{"bad bucket type", "metrics:\n  histograms:\n    - name: h\n      help: y\n      bucket_type: log\n      bucket_max: 3\n      labels: [{name: bucket, size: 8, decoders: [{name: uint}]}]\n", `c.yaml:3: histogram "h": unknown bucket_type "log"`},
+		{"empty range", "metrics:\n  histograms:\n    - name: h\n      help: y\n      bucket_type: exp2\n      bucket_min: 4\n      bucket_max: 4\n      labels: [{name: bucket, size: 8, decoders: [{name: uint}]}]\n", `bucket_max (4) must be above bucket_min (4)`},
+		{"fixed unsorted", "metrics:\n  histograms:\n    - name: h\n      help: y\n      bucket_type: fixed\n      bucket_keys: [5, 1]\n      labels: [{name: bucket, size: 8, decoders: [{name: uint}]}]\n", `bucket_keys must increase`},
+		{"duplicate", "metrics:\n  counters:\n    - name: x\n      help: y\n    - name: x\n      help: y\n", `c.yaml:5: counter "x": defined twice (first at line 3)`},
+		{"bad yaml", "metrics: [\n", "c.yaml:"},
+		{"seed without code", "programs:\n  - name: p\n    metrics:\n      counters: [{name: c, help: h, table: t}]\n    tracepoints: {a:b: f}\n", `c.yaml:2: program "p": has no code`},
+		{"seed unknown key", "programs:\n  - name: p\n    kprobez: {}\n", `c.yaml:3: unknown field "kprobez" in program`},
+		{"seed bad tracepoint", "programs:\n  - name: p\n    metrics:\n      counters: [{name: c, help: h, table: t}]\n    tracepoints: {nocolon: f}\n    code: x\n", `tracepoint "nocolon": want category:name`},
+		{"seed attaches nowhere", "programs:\n  - name: p\n    metrics:\n      counters: [{name: c, help: h, table: t}]\n    code: x\n", `attaches nowhere`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("c.yaml", []byte(tc.yaml))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "good.yaml"), []byte(biolatency), 0o644)
+	os.WriteFile(filepath.Join(dir, "bad.yaml"), []byte("metrics:\n  counters:\n    - name: x\n      hlep: y\n"), 0o644)
+	cfgs, errs := Load(dir, []string{"good", "bad", "missing"})
+	if len(cfgs) != 1 || cfgs[0].Name != "good" || cfgs[0].BPFPath != filepath.Join(dir, "good.bpf.o") {
+		t.Fatalf("configs %+v", cfgs)
+	}
+	if len(errs) != 2 {
+		t.Fatalf("errors %v", errs)
+	}
+	var fe *FileError
+	if !errors.As(errs[0], &fe) || fe.Name != "bad" || fe.Line != 4 || !strings.Contains(errs[0].Error(), `bad.yaml:4: unknown field "hlep"`) {
+		t.Errorf("bad: %v", errs[0])
+	}
+	if !errors.As(errs[1], &fe) || fe.Name != "missing" || !strings.Contains(errs[1].Error(), "no such file") {
+		t.Errorf("missing: %v", errs[1])
+	}
+}
+
+func TestWarnings(t *testing.T) {
+	cfgs, err := Parse("t.yaml", []byte("metrics:\n  counters:\n    - name: x\n      help: y\n      perf_event_array: true\ntracing:\n  spans:\n    - name: s\n      ringbuf: r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := cfgs[0].Warnings()
+	if len(w) != 2 || !strings.Contains(w[0], "span") || !strings.Contains(w[1], "perf_event_array") {
+		t.Fatalf("warnings %v", w)
+	}
+}

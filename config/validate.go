@@ -1,0 +1,114 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+)
+
+var (
+	metricNameRE = regexp.MustCompile(`^[a-zA-Z_:][a-zA-Z0-9_:]*$`)
+	labelNameRE  = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
+)
+
+// validate checks what can be checked without the BPF object; errors name
+// the file, line and metric.
+func (c *Config) validate() error {
+	m := c.Metrics
+	if len(m.Counters)+len(m.Gauges)+len(m.Histograms) == 0 && len(c.Tracing.Spans) == 0 {
+		return &FileError{Path: c.Path, Line: c.Line, Err: fmt.Errorf("config %q: neither metrics nor tracing are defined", c.Name)}
+	}
+	seen := map[string]int{}
+	check := func(kind, name, mapName, help string, line int, labels []Label) error {
+		fail := func(format string, args ...any) error {
+			return &FileError{Path: c.Path, Line: line, Err: fmt.Errorf("%s %q: %s", kind, name, fmt.Sprintf(format, args...))}
+		}
+		switch {
+		case name == "":
+			return &FileError{Path: c.Path, Line: line, Err: fmt.Errorf("%s without a name", kind)}
+		case !metricNameRE.MatchString(name):
+			return fail("not a valid Prometheus metric name")
+		case help == "":
+			return fail("has no help")
+		case mapName == "":
+			return fail("names no map")
+		}
+		if prev, ok := seen[name]; ok {
+			return fail("defined twice (first at line %d)", prev)
+		}
+		seen[name] = line
+		names := map[string]bool{}
+		for _, l := range labels {
+			switch {
+			case !labelNameRE.MatchString(l.Name):
+				return fail("label %q is not a valid Prometheus label name", l.Name)
+			case names[l.Name]:
+				return fail("label %q appears twice", l.Name)
+			case l.Size == 0:
+				return fail("label %q: size is zero or not set", l.Name)
+			case len(l.Decoders) == 0:
+				return fail("label %q has no decoders", l.Name)
+			}
+			names[l.Name] = true
+		}
+		return nil
+	}
+	var errs []error
+	for _, x := range m.Counters {
+		errs = append(errs, check("counter", x.Name, x.MapName(), x.Help, x.Line, x.Labels))
+	}
+	for _, x := range m.Gauges {
+		errs = append(errs, check("gauge", x.Name, x.MapName(), x.Help, x.Line, x.Labels))
+	}
+	for _, h := range m.Histograms {
+		if err := check("histogram", h.Name, h.MapName(), h.Help, h.Line, h.Labels); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		errs = append(errs, c.validateBuckets(h))
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) validateBuckets(h Histogram) error {
+	fail := func(format string, args ...any) error {
+		return &FileError{Path: c.Path, Line: h.Line, Err: fmt.Errorf("histogram %q: %s", h.Name, fmt.Sprintf(format, args...))}
+	}
+	if len(h.Labels) == 0 {
+		return fail("needs labels, the last being the bucket key")
+	}
+	switch h.BucketType {
+	case BucketExp2, BucketExp2Zero, BucketLinear:
+		if h.BucketMin < 0 || h.BucketMax <= h.BucketMin {
+			return fail("bucket_max (%d) must be above bucket_min (%d) and bucket_min at least 0", h.BucketMax, h.BucketMin)
+		}
+	case BucketFixed:
+		if len(h.BucketKeys) == 0 {
+			return fail("bucket_type fixed needs bucket_keys")
+		}
+		for i := 1; i < len(h.BucketKeys); i++ {
+			if h.BucketKeys[i] <= h.BucketKeys[i-1] {
+				return fail("bucket_keys must increase (%v after %v)", h.BucketKeys[i], h.BucketKeys[i-1])
+			}
+		}
+	case "":
+		return fail("has no bucket_type (exp2, exp2zero, linear or fixed)")
+	default:
+		return fail("unknown bucket_type %q (want exp2, exp2zero, linear or fixed)", h.BucketType)
+	}
+	return nil
+}
+
+// Warnings lists what the config asks for that probe_exporter ignores.
+func (c Config) Warnings() []string {
+	var w []string
+	if n := len(c.Tracing.Spans); n > 0 {
+		w = append(w, fmt.Sprintf("%s: %d tracing span(s) are not exported: probe_exporter exports metrics only", c.Path, n))
+	}
+	for _, m := range append(append([]Counter(nil), c.Metrics.Counters...), c.Metrics.Gauges...) {
+		if m.PerfEventArray {
+			w = append(w, fmt.Sprintf("%s:%d: metric %q: perf_event_array counters are not supported; the map is read as a regular map", c.Path, m.Line, m.Name))
+		}
+	}
+	return w
+}
