@@ -1,0 +1,55 @@
+# probe_exporter build. The BPF objects the binary embeds are committed, so
+# `make build` needs only Go; `make bpf` rebuilds every object with clang.
+GO        ?= go
+BINARY    ?= probe_exporter
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS   := -s -w \
+	-X github.com/prometheus/common/version.Version=$(VERSION) \
+	-X github.com/prometheus/common/version.Revision=$(REVISION) \
+	-X github.com/prometheus/common/version.Branch=main
+TEST_FLAGS ?= -count=1 -timeout 20m
+DEPS := clang llvm libbpf-dev bpftool bpftrace systemtap-sdt-dev gcc pci.ids prometheus util-linux
+
+.PHONY: all build bpf examples run test deps vet fmt bench clean
+
+all: build examples
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BINARY) ./cmd/probe_exporter
+
+# Regenerate the committed objects (defaults, profiler, targets).
+bpf:
+	$(MAKE) -C defaults
+	@for d in profile targets; do if [ -f $$d/Makefile ]; then $(MAKE) -C $$d || exit 1; fi; done
+
+examples:
+	@if command -v clang >/dev/null; then $(MAKE) -C examples; else echo "clang missing: skipping examples (make deps)"; fi
+
+run: deps-run build
+	./$(BINARY)
+
+# deps installs what building and testing need, when missing (Debian, root).
+deps:
+	@missing=""; for p in $(DEPS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; apt-get update -qq && apt-get install -y -qq $$missing; \
+	fi
+
+deps-run:
+	@command -v $(GO) >/dev/null || { echo "Go is needed to build: https://go.dev/dl/"; exit 1; }
+
+test: deps examples
+	@mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing || true
+	$(GO) test $(TEST_FLAGS) ./...
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+
+bench:
+	./bench/run.sh
+
+clean:
+	rm -f $(BINARY)
+	$(MAKE) -C examples clean || true

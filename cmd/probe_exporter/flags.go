@@ -1,0 +1,98 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/exporter-toolkit/web"
+)
+
+type flags struct {
+	configDir    string
+	configNames  string
+	check        bool
+	strict       bool
+	metricPrefix string
+
+	web           *web.FlagConfig
+	port          int
+	telemetryPath string
+	maxRequests   int
+	debug         bool
+
+	scriptsDir        string
+	scriptsKeepalive  durationOrSeconds
+	scriptsStartWait  time.Duration
+	scriptsMaxRunning int
+	scriptsMaxOutput  int
+
+	rulesFile        string
+	profileConfig    string
+	profileFrequency int
+	profileInterval  time.Duration
+	ingestMaxBytes   int64
+}
+
+func registerFlags(app *kingpin.Application) *flags {
+	f := &flags{}
+	app.Flag("config.dir", "Directory of configs: NAME.yaml next to NAME.bpf.o (ebpf_exporter layout). Without it, the embedded default programs run.").StringVar(&f.configDir)
+	app.Flag("config.names", "Comma separated names of configs to load from --config.dir (default: every *.yaml there).").StringVar(&f.configNames)
+	app.Flag("config.check", "Load and attach every config, report, and exit 0 if all succeeded, 1 otherwise.").BoolVar(&f.check)
+	app.Flag("config.strict", "Any config, load or attach failure is fatal.").BoolVar(&f.strict)
+	app.Flag("metrics.prefix", "Prefix of metrics read from maps (\"ebpf_exporter\" gives ebpf_exporter's names).").Default("probe_exporter").StringVar(&f.metricPrefix)
+	app.Flag("port", "Listen on this TCP port on all addresses (stap-exporter's -p); overrides --web.listen-address.").Short('p').IntVar(&f.port)
+	app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&f.telemetryPath)
+	app.Flag("web.max-requests", "Maximum number of parallel scrape requests (0: no limit).").Default("40").IntVar(&f.maxRequests)
+	app.Flag("debug", "Enable /maps (raw map contents) and /debug/pprof.").BoolVar(&f.debug)
+
+	app.Flag("scripts.dir", "Directory of scripts (*.stp, *.bt, executables) served at /NAME.").Short('s').StringVar(&f.scriptsDir)
+	app.Flag("scripts.keepalive", "Stop a script this long after its last request: seconds or a duration (0: never).").Short('k').Default("0").SetValue(&f.scriptsKeepalive)
+	app.Flag("scripts.start-wait", "How long a first request waits for a starting script's first output before answering 503.").Default("2s").DurationVar(&f.scriptsStartWait)
+	app.Flag("scripts.max-running", "Most scripts running at once (0: no limit).").Default("64").IntVar(&f.scriptsMaxRunning)
+	app.Flag("scripts.max-output", "Largest output kept per script, in bytes.").Default("16777216").IntVar(&f.scriptsMaxOutput)
+
+	app.Flag("rules.file", "Pyroscope metrics-export-rules file: profiles matched by the rules become counters.").StringVar(&f.rulesFile)
+	app.Flag("profile.config", "Profiler targets file: processes to profile with the built-in eBPF CPU profiler.").StringVar(&f.profileConfig)
+	app.Flag("profile.frequency", "Sampling frequency of the built-in CPU profiler, in Hz.").Default("100").IntVar(&f.profileFrequency)
+	app.Flag("profile.interval", "How often profiles are drained into the rules.").Default("10s").DurationVar(&f.profileInterval)
+	app.Flag("ingest.max-bytes", "Largest body accepted by /ingest.").Default("16777216").Int64Var(&f.ingestMaxBytes)
+	return f
+}
+
+// names splits --config.names.
+func (f *flags) names() []string {
+	var out []string
+	for _, n := range strings.Split(f.configNames, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// durationOrSeconds accepts "60" (seconds, as stap-exporter) or "1m".
+type durationOrSeconds time.Duration
+
+func (d *durationOrSeconds) Set(s string) error {
+	if n, err := strconv.ParseFloat(s, 64); err == nil {
+		if n < 0 {
+			return fmt.Errorf("negative duration %q", s)
+		}
+		*d = durationOrSeconds(time.Duration(n * float64(time.Second)))
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("%q is neither seconds nor a duration", s)
+	}
+	if v < 0 {
+		return fmt.Errorf("negative duration %q", s)
+	}
+	*d = durationOrSeconds(v)
+	return nil
+}
+
+func (d *durationOrSeconds) String() string { return time.Duration(*d).String() }
