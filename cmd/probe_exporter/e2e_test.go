@@ -36,8 +36,12 @@ func TestMain(m *testing.M) {
 			os.Exit(3)
 		}
 		n, _ := strconv.Atoi(os.Getenv("PROBE_E2E_CALLS"))
+		call := unix.Getppid
+		if os.Getenv("PROBE_E2E_SYSCALL") == "getpid" {
+			call = unix.Getpid
+		}
 		for i := 0; i < n; i++ {
-			unix.Getppid()
+			call()
 		}
 		os.Exit(0)
 	}
@@ -46,10 +50,10 @@ func TestMain(m *testing.M) {
 
 // workload runs the test binary as a process named comm making n getppid
 // calls.
-func workload(t *testing.T, comm string, n int) {
+func workload(t *testing.T, comm string, n int, env ...string) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "PROBE_E2E_COMM="+comm, "PROBE_E2E_CALLS="+strconv.Itoa(n))
+	cmd.Env = append(append(os.Environ(), "PROBE_E2E_COMM="+comm, "PROBE_E2E_CALLS="+strconv.Itoa(n)), env...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("workload: %v\n%s", err, out)
 	}
@@ -381,6 +385,35 @@ func TestDefaults(t *testing.T) {
 	}
 	if v, _ := strconv.ParseFloat(strings.Fields(lines[0])[1], 64); v < 50 {
 		t.Errorf("getppid counted %v, want >= 50", v)
+	}
+	// Block IO by device and operation: write and sync a file on the
+	// disk holding the repository.
+	scratch, err := os.MkdirTemp("../..", ".e2e-io-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(scratch)
+	if out, err := exec.Command("dd", "if=/dev/zero", "of="+filepath.Join(scratch, "f"), "bs=64k", "count=32", "conv=fsync").CombinedOutput(); err != nil {
+		t.Fatalf("dd: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		writes := series(t, addr, `probe_exporter_bio_latency_seconds_count{device="`)
+		sizes := series(t, addr, `probe_exporter_bio_size_bytes_bucket{device="`)
+		rq := series(t, addr, `probe_exporter_runqueue_latency_seconds_bucket{le="+Inf"}`)
+		found := false
+		for _, w := range writes {
+			if strings.Contains(w, `operation="write"`) {
+				found = true
+			}
+		}
+		if found && len(sizes) > 0 && len(rq) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no block IO writes or run queue latency:\n%s\n%s\n%s", strings.Join(writes, "\n"), strings.Join(sizes, "\n"), strings.Join(rq, "\n"))
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 

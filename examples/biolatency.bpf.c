@@ -1,0 +1,1 @@
+../defaults/bpf/biolatency.bpf.c

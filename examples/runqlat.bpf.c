@@ -1,0 +1,1 @@
+../defaults/bpf/runqlat.bpf.c

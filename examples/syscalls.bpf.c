@@ -1,0 +1,1 @@
+../defaults/bpf/syscalls.bpf.c
