@@ -74,10 +74,16 @@ func freePort(t *testing.T) string {
 func exporter(t *testing.T, args ...string) string {
 	t.Helper()
 	addr := freePort(t)
+	return exporterOn(t, addr, append([]string{"--web.listen-address=" + addr}, args...)...)
+}
+
+// exporterOn runs the daemon with args, waiting for it to answer on addr.
+func exporterOn(t *testing.T, addr string, args ...string) string {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int)
 	go func() {
-		done <- runContext(ctx, append([]string{"--web.listen-address=" + addr, "--log.level=warn"}, args...))
+		done <- runContext(ctx, append([]string{"--log.level=warn"}, args...))
 	}()
 	t.Cleanup(func() {
 		cancel()

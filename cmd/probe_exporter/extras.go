@@ -3,8 +3,13 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
 
 	"github.com/probe-exporter/probe_exporter/loader"
+	"github.com/probe-exporter/probe_exporter/scripts"
 	"github.com/probe-exporter/probe_exporter/web"
 )
 
@@ -19,6 +24,59 @@ type extras struct {
 }
 
 func (d *daemon) startExtras(ctx context.Context) error {
+	if d.f.scriptsDir != "" {
+		if err := d.startScripts(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// exporterID names this exporter instance in systemtap module names: the
+// port it listens on.
+func (d *daemon) exporterID() string {
+	if d.f.web != nil && d.f.web.WebListenAddresses != nil && len(*d.f.web.WebListenAddresses) > 0 {
+		if _, port, err := net.SplitHostPort((*d.f.web.WebListenAddresses)[0]); err == nil && port != "" {
+			return port
+		}
+	}
+	return "9900"
+}
+
+func (d *daemon) startScripts(ctx context.Context) error {
+	sup, err := scripts.New(scripts.Options{
+		Dir:        d.f.scriptsDir,
+		Keepalive:  timeOf(d.f.scriptsKeepalive),
+		StartWait:  d.f.scriptsStartWait,
+		MaxRunning: d.f.scriptsMaxRunning,
+		MaxOutput:  d.f.scriptsMaxOutput,
+		Logger:     d.logger.With("component", "scripts"),
+		ExporterID: d.exporterID(),
+	})
+	if err != nil {
+		return fmt.Errorf("scripts: %w", err)
+	}
+	d.reg.MustRegister(sup)
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { _ = sup.Run(sctx); close(done) }()
+	x := &d.extras
+	x.closers = append(x.closers, func() error { cancel(); <-done; return nil })
+	x.reloaders = append(x.reloaders, sup.Reload)
+	x.routeFns = append(x.routeFns, func(o *web.Options) {
+		o.Fallback = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			sup.ServeScript(w, r, strings.TrimPrefix(r.URL.Path, "/"))
+		})
+	})
+	x.statusFns = append(x.statusFns, func(st *web.Status) {
+		for _, s := range sup.Status() {
+			st.Scripts = append(st.Scripts, web.ScriptStatus{
+				Name: s.Name, Kind: string(s.Kind), State: string(s.State), LastError: s.LastError,
+				Restarts: s.Restarts, Autostart: s.Autostart, LastOutput: s.LastOutput,
+			})
+		}
+	})
+	d.logger.Info("serving scripts", "dir", d.f.scriptsDir, "scripts", len(sup.Status()))
 	return nil
 }
 

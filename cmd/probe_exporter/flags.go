@@ -96,3 +96,5 @@ func (d *durationOrSeconds) Set(s string) error {
 }
 
 func (d *durationOrSeconds) String() string { return time.Duration(*d).String() }
+
+func timeOf(d durationOrSeconds) time.Duration { return time.Duration(d) }

@@ -1,0 +1,146 @@
+package scripts
+
+import (
+	"encoding/json"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// workload builds a program named name that makes n getppid calls.
+func workload(t *testing.T, name string) string {
+	t.Helper()
+	if _, err := exec.LookPath("gcc"); err != nil {
+		t.Skip("gcc is needed to build the workload")
+	}
+	dir := t.TempDir()
+	src := filepath.Join(dir, "w.c")
+	os.WriteFile(src, []byte("#include <stdlib.h>\n#include <unistd.h>\n#include <sys/syscall.h>\nint main(int c, char **v) { int n = atoi(v[1]); for (int i = 0; i < n; i++) syscall(SYS_getppid); return 0; }\n"), 0o644)
+	bin := filepath.Join(dir, name)
+	if out, err := exec.Command("gcc", "-O1", "-o", bin, src).CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func needBpftrace(t *testing.T) {
+	if _, err := exec.LookPath("bpftrace"); err != nil {
+		t.Skip("bpftrace is not installed")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("bpftrace needs root")
+	}
+}
+
+func TestBpftraceSyscalls(t *testing.T) {
+	needBpftrace(t)
+	name := "btw" + strconv.Itoa(os.Getpid()%100000)
+	bin := workload(t, name)
+	dir := t.TempDir()
+	writeScript(t, dir, "getppid.bt", `// Count getppid calls of one program, by command.
+// labels: comm
+tracepoint:syscalls:sys_enter_getppid /comm == "`+name+`"/ { @calls[comm] = count(); @last = 42; }
+`, false)
+	_, srv := serve(t, Options{Dir: dir, StartWait: 20 * time.Second})
+	// The first request starts bpftrace; before any event its maps are
+	// empty, so it answers 503 (never a 200 without metrics).
+	eventually(t, "bpftrace to attach", func() bool {
+		code, _, _ := get(t, srv.URL+"/getppid.bt")
+		return code == http.StatusServiceUnavailable || code == http.StatusOK
+	})
+	const n = 1234
+	for i := 0; i < 2; i++ {
+		if out, err := exec.Command(bin, strconv.Itoa(n)).CombinedOutput(); err != nil {
+			t.Fatalf("%v %s", err, out)
+		}
+	}
+	want := `calls{comm="` + name + `"} ` + strconv.Itoa(2*n)
+	var body string
+	eventually(t, want, func() bool {
+		code, _, b := get(t, srv.URL+"/getppid.bt")
+		body = b
+		return code == http.StatusOK && strings.Contains(b, want)
+	})
+	for _, w := range []string{"# TYPE calls counter", "# TYPE last gauge", "last 42"} {
+		if !strings.Contains(body, w) {
+			t.Errorf("missing %q in\n%s", w, body)
+		}
+	}
+}
+
+func TestBpftraceHistogram(t *testing.T) {
+	needBpftrace(t)
+	name := "bth" + strconv.Itoa(os.Getpid()%100000)
+	bin := workload(t, name)
+	dir := t.TempDir()
+	writeScript(t, dir, "hist.bt", `tracepoint:syscalls:sys_enter_getppid /comm == "`+name+`"/ { @h = hist(5); @l = lhist(3, 0, 10, 2); @s = stats(7); }
+`, false)
+	_, srv := serve(t, Options{Dir: dir, StartWait: 20 * time.Second})
+	eventually(t, "bpftrace to attach", func() bool {
+		code, _, _ := get(t, srv.URL+"/hist.bt")
+		return code == http.StatusServiceUnavailable || code == http.StatusOK
+	})
+	if out, err := exec.Command(bin, "100").CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	var body string
+	eventually(t, "histogram", func() bool {
+		code, _, b := get(t, srv.URL+"/hist.bt")
+		body = b
+		return code == http.StatusOK && strings.Contains(b, "h_count 100")
+	})
+	for _, w := range []string{
+		"# TYPE h histogram",
+		`h_bucket{le="0"} 0`, `h_bucket{le="1"} 0`, `h_bucket{le="3"} 0`, `h_bucket{le="7"} 100`, `h_bucket{le="+Inf"} 100`,
+		"# TYPE l histogram", `l_bucket{le="3"} 100`, `l_bucket{le="+Inf"} 100`,
+		"# TYPE s summary", "s_sum 700", "s_count 100",
+	} {
+		if !strings.Contains(body, w) {
+			t.Errorf("missing %q in\n%s", w, body)
+		}
+	}
+}
+
+func TestBpftraceFamilies(t *testing.T) {
+	lines := [][]byte{
+		[]byte(`{"type": "map", "data": {"@c": 25}}`),
+		[]byte(`{"type": "map", "data": {"@m": {"1,x": 25, "2,y": 3}}}`),
+		[]byte(`{"type": "hist", "data": {"@h": [{"min": 4, "max": 7, "count": 25}, {"min": 16, "max": 31, "count": 1}]}}`),
+		[]byte(`{"type": "stats", "data": {"@a": 5}}`),
+		[]byte(`{"type": "stats", "data": {"@s": {"count": 25, "average": 5, "total": 125}}}`),
+		[]byte(`{"type": "stats", "data": {"@k": {"bash": {"count": 2, "average": 3, "total": 6}}}}`),
+	}
+	s := inferBpftrace("// labels: @m id,name\nk:f { @c = count(); @m[1, \"x\"] = count(); }")
+	fams, err := bpftraceFamilies(lines, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := encodeText(fams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(out)
+	for _, w := range []string{
+		"# TYPE c counter\nc 25",
+		`m{id="1",name="x"} 25`,
+		"# TYPE h histogram",
+		`h_bucket{le="7"} 25`, `h_bucket{le="15"} 25`, `h_bucket{le="31"} 26`,
+		"# TYPE a gauge\na 5",
+		"s_sum 125\ns_count 25",
+		`k_sum{key="bash"} 6`,
+	} {
+		if !strings.Contains(text, w) {
+			t.Errorf("missing %q in\n%s", w, text)
+		}
+	}
+	if _, err := bpftraceFamilies([][]byte{[]byte("{nope")}, s); err == nil {
+		t.Error("bad JSON accepted")
+	}
+	var v any
+	_ = json.Unmarshal([]byte("1"), &v)
+}

@@ -1,0 +1,467 @@
+// Package scripts serves a directory of scripts as Prometheus targets with
+// systemtap stap-exporter's semantics: each script is /NAME, started by its
+// first request, stopped after a keepalive without requests, and scripts
+// whose name contains "autostart" run always and are restarted when they
+// exit. Systemtap (*.stp), bpftrace (*.bt) and executables are supported.
+package scripts
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Options configure a Supervisor.
+type Options struct {
+	Dir string
+	// Keepalive stops a script this long after its last request (0: never).
+	Keepalive time.Duration
+	// StartWait is how long a request waits for a starting script's first
+	// output before answering 503.
+	StartWait time.Duration
+	// MaxRunning caps scripts running at once (0: no cap).
+	MaxRunning int
+	// MaxOutput caps the output kept per script, in bytes.
+	MaxOutput int
+	Logger    *slog.Logger
+	// ExporterID makes systemtap module names unique per exporter.
+	ExporterID string
+
+	// For tests: programs and directories the runners use.
+	Bpftrace, Stap   string
+	ProcRoot, VarTmp string
+	// StopGrace is how long a stopped script has between SIGTERM and
+	// SIGKILL.
+	StopGrace time.Duration
+	// BackoffMax caps the restart delay of autostart scripts.
+	BackoffMax time.Duration
+}
+
+func (o *Options) bpftrace() string { return or(o.Bpftrace, "bpftrace") }
+func (o *Options) stap() string     { return or(o.Stap, "stap") }
+func (o *Options) procRoot() string { return or(o.ProcRoot, "/proc") }
+func (o *Options) varTmp() string   { return or(o.VarTmp, "/var/tmp") }
+
+func or(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// Status is a script's state for the landing page.
+type Status struct {
+	Name       string
+	Kind       Kind
+	State      State
+	Restarts   int
+	LastError  string
+	LastOutput time.Time
+	Autostart  bool
+}
+
+// Supervisor runs the scripts of one directory.
+type Supervisor struct {
+	opts Options
+
+	mu      sync.Mutex
+	scripts map[string]*script
+	ctx     context.Context
+
+	descs struct {
+		up, state, restarts, outputErrors, lastOutput *prometheus.Desc
+	}
+}
+
+// New discovers the scripts in opts.Dir.
+func New(opts Options) (*Supervisor, error) {
+	if opts.StartWait <= 0 {
+		opts.StartWait = 2 * time.Second
+	}
+	if opts.MaxOutput <= 0 {
+		opts.MaxOutput = 16 << 20
+	}
+	if opts.StopGrace <= 0 {
+		opts.StopGrace = 2 * time.Second
+	}
+	if opts.BackoffMax <= 0 {
+		opts.BackoffMax = time.Minute
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.ExporterID == "" {
+		opts.ExporterID = strconv.Itoa(os.Getpid())
+	}
+	dir, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	opts.Dir = dir
+	s := &Supervisor{opts: opts, scripts: map[string]*script{}, ctx: context.Background()}
+	d := func(name, help string) *prometheus.Desc {
+		return prometheus.NewDesc("probe_exporter_script_"+name, help, []string{"script", "kind"}, nil)
+	}
+	s.descs.up = d("up", "Whether the script is running (1) or not (0).")
+	s.descs.restarts = d("restarts_total", "Times the script was started again.")
+	s.descs.outputErrors = d("output_errors_total", "Scrapes whose output did not parse.")
+	s.descs.lastOutput = d("last_output_age_seconds", "Seconds since the script last produced output.")
+	s.descs.state = prometheus.NewDesc("probe_exporter_script_state", "1 for the script's current state (idle, starting, running, failed).", []string{"script", "kind", "state"}, nil)
+	if err := s.Reload(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// discover lists servable scripts: regular files directly in the
+// directory (symlinks only when they stay inside it), not hidden, named
+// *.stp or *.bt or executable.
+func discover(dir string) (map[string]Kind, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("scripts directory: %w", err)
+	}
+	found := map[string]Kind{}
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasPrefix(name, ".") {
+			continue
+		}
+		p := filepath.Join(dir, name)
+		real, err := filepath.EvalSymlinks(p)
+		if err != nil || filepath.Dir(real) != dir && !strings.HasPrefix(real, dir+string(filepath.Separator)) {
+			continue // dangling, or leaves the directory
+		}
+		st, err := os.Stat(real)
+		if err != nil || !st.Mode().IsRegular() {
+			continue
+		}
+		switch {
+		case strings.HasSuffix(name, ".stp"):
+			found[name] = KindStap
+		case strings.HasSuffix(name, ".bt"):
+			found[name] = KindBpftrace
+		case st.Mode()&0o111 != 0:
+			found[name] = KindExec
+		}
+	}
+	return found, nil
+}
+
+// Reload discovers the directory again: new scripts appear, removed ones
+// stop and answer 404.
+func (s *Supervisor) Reload() error {
+	found, err := discover(s.opts.Dir)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	var gone []*script
+	for name, sc := range s.scripts {
+		if k, ok := found[name]; !ok || k != sc.kind {
+			gone = append(gone, sc)
+			delete(s.scripts, name)
+		}
+	}
+	var added []*script
+	for name, kind := range found {
+		if _, ok := s.scripts[name]; ok {
+			continue
+		}
+		sc := &script{
+			name:      name,
+			path:      filepath.Join(s.opts.Dir, name),
+			kind:      kind,
+			autostart: strings.Contains(name, "autostart"),
+			opts:      &s.opts,
+			logger:    s.opts.Logger,
+			state:     StateIdle,
+			stderr:    &rateLimited{burst: 20},
+			module:    stapModuleName(s.opts.ExporterID, name),
+		}
+		if kind == KindBpftrace {
+			if src, err := os.ReadFile(sc.path); err == nil {
+				sc.bt = inferBpftrace(string(src))
+			}
+		}
+		s.scripts[name] = sc
+		added = append(added, sc)
+	}
+	ctx := s.ctx
+	s.mu.Unlock()
+	for _, sc := range gone {
+		sc.mu.Lock()
+		sc.removed = true
+		sc.mu.Unlock()
+		sc.stop(s.opts.StopGrace)
+	}
+	if ctx != context.Background() {
+		for _, sc := range added {
+			if sc.autostart {
+				go s.keepRunning(ctx, sc)
+			}
+		}
+	}
+	return nil
+}
+
+// Run starts autostart scripts and stops idle ones until ctx ends; then
+// every script is stopped (its whole process group).
+func (s *Supervisor) Run(ctx context.Context) error {
+	s.mu.Lock()
+	s.ctx = ctx
+	var auto []*script
+	for _, sc := range s.scripts {
+		if sc.autostart {
+			auto = append(auto, sc)
+		}
+	}
+	s.mu.Unlock()
+	for _, sc := range auto {
+		go s.keepRunning(ctx, sc)
+	}
+	tick := time.NewTicker(reapInterval(s.opts.Keepalive))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			s.stopAll()
+			return nil
+		case <-tick.C:
+			s.reap()
+		}
+	}
+}
+
+func reapInterval(keepalive time.Duration) time.Duration {
+	if keepalive > 0 && keepalive/4 < time.Second {
+		return max(keepalive/4, 10*time.Millisecond)
+	}
+	return time.Second
+}
+
+// reap stops on-demand scripts idle past the keepalive.
+func (s *Supervisor) reap() {
+	if s.opts.Keepalive <= 0 {
+		return
+	}
+	for _, sc := range s.list() {
+		if sc.autostart {
+			continue
+		}
+		sc.mu.Lock()
+		idle := sc.running() && time.Since(sc.lastReq) > s.opts.Keepalive
+		sc.mu.Unlock()
+		if idle {
+			s.opts.Logger.Info("stopping idle script", "script", sc.name, "keepalive", s.opts.Keepalive)
+			sc.stop(s.opts.StopGrace)
+		}
+	}
+}
+
+// keepRunning runs an autostart script, restarting it with capped
+// exponential backoff whenever it exits.
+func (s *Supervisor) keepRunning(ctx context.Context, sc *script) {
+	backoff := 100 * time.Millisecond
+	for {
+		sc.mu.Lock()
+		if sc.removed {
+			sc.mu.Unlock()
+			return
+		}
+		err := sc.start()
+		done := sc.done
+		started := time.Now()
+		sc.mu.Unlock()
+		if err != nil {
+			s.opts.Logger.Error("autostart script failed to start", "script", sc.name, "err", err)
+		} else {
+			select {
+			case <-ctx.Done():
+				return
+			case <-done:
+			}
+		}
+		if time.Since(started) > 2*s.opts.BackoffMax {
+			backoff = 100 * time.Millisecond // it ran fine for a while
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, s.opts.BackoffMax)
+	}
+}
+
+func (s *Supervisor) list() []*script {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*script, 0, len(s.scripts))
+	for _, sc := range s.scripts {
+		out = append(out, sc)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}
+
+func (s *Supervisor) stopAll() {
+	var wg sync.WaitGroup
+	for _, sc := range s.list() {
+		wg.Add(1)
+		go func() { defer wg.Done(); sc.stop(s.opts.StopGrace) }()
+	}
+	wg.Wait()
+}
+
+// Has reports whether name is a known script.
+func (s *Supervisor) Has(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.scripts[name]
+	return ok
+}
+
+// Status lists every script's state.
+func (s *Supervisor) Status() []Status {
+	var out []Status
+	for _, sc := range s.list() {
+		out = append(out, sc.status())
+	}
+	return out
+}
+
+// ServeScript answers a request for the script called name (the URL path
+// without its leading slash). Only names found in the directory are
+// served; nothing from the request reaches the script.
+func (s *Supervisor) ServeScript(w http.ResponseWriter, r *http.Request, name string) {
+	s.mu.Lock()
+	sc, ok := s.scripts[name]
+	s.mu.Unlock()
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	sc.mu.Lock()
+	sc.lastReq = time.Now()
+	if !sc.running() {
+		if s.opts.MaxRunning > 0 && s.runningCountLocked(sc) >= s.opts.MaxRunning {
+			sc.mu.Unlock()
+			w.Header().Set("Retry-After", "10")
+			http.Error(w, fmt.Sprintf("%s: too many scripts running (limit %d)", name, s.opts.MaxRunning), http.StatusServiceUnavailable)
+			return
+		}
+		if err := sc.start(); err != nil {
+			sc.mu.Unlock()
+			http.Error(w, fmt.Sprintf("%s: %v", name, err), http.StatusInternalServerError)
+			return
+		}
+	}
+	ready, done := sc.ready, sc.done
+	sc.mu.Unlock()
+
+	// Wait for the first output of this run, up to the start wait.
+	wait := time.NewTimer(s.opts.StartWait)
+	defer wait.Stop()
+	select {
+	case <-ready:
+	case <-done:
+	case <-wait.C:
+	case <-r.Context().Done():
+		return
+	}
+	out, err := sc.scrape(r.Context())
+	if errors.Is(err, errStarting) {
+		sc.mu.Lock()
+		alive, lastErr := sc.running(), sc.lastErr
+		sc.mu.Unlock()
+		if !alive && lastErr != "" {
+			http.Error(w, fmt.Sprintf("%s failed: %s", name, lastErr), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(s.opts.StartWait.Seconds()))))
+		http.Error(w, fmt.Sprintf("%s is starting: refresh to access metrics", name), http.StatusServiceUnavailable)
+		return
+	}
+	if err == nil {
+		out, err = validate(out)
+	}
+	if err != nil {
+		sc.mu.Lock()
+		sc.outputErrs++
+		sc.lastErr = err.Error()
+		sc.mu.Unlock()
+		http.Error(w, fmt.Sprintf("%s: bad output: %v", name, err), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	_, _ = w.Write(out)
+}
+
+// runningCountLocked counts running scripts other than sc (whose lock
+// the caller holds).
+func (s *Supervisor) runningCountLocked(self *script) int {
+	n := 0
+	for _, sc := range s.list() {
+		if sc == self {
+			continue
+		}
+		sc.mu.Lock()
+		if sc.running() {
+			n++
+		}
+		sc.mu.Unlock()
+	}
+	return n
+}
+
+// validate parses script output and re-encodes it, so that what is served
+// is valid exposition.
+func validate(out []byte) ([]byte, error) {
+	fams, err := parseText(out)
+	if err != nil {
+		return nil, err
+	}
+	return encodeText(fams)
+}
+
+// Describe implements prometheus.Collector (unchecked).
+func (s *Supervisor) Describe(chan<- *prometheus.Desc) {}
+
+// Collect reports each script's state.
+func (s *Supervisor) Collect(ch chan<- prometheus.Metric) {
+	for _, sc := range s.list() {
+		sc.mu.Lock()
+		up := 0.0
+		if sc.running() {
+			up = 1
+		}
+		state, restarts, outErrs, last := sc.state, sc.restarts, sc.outputErrs, sc.lastOutput
+		sc.mu.Unlock()
+		k := string(sc.kind)
+		ch <- prometheus.MustNewConstMetric(s.descs.up, prometheus.GaugeValue, up, sc.name, k)
+		for _, st := range []State{StateIdle, StateStarting, StateRunning, StateFailed} {
+			v := 0.0
+			if st == state {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(s.descs.state, prometheus.GaugeValue, v, sc.name, k, string(st))
+		}
+		ch <- prometheus.MustNewConstMetric(s.descs.restarts, prometheus.CounterValue, float64(restarts), sc.name, k)
+		ch <- prometheus.MustNewConstMetric(s.descs.outputErrors, prometheus.CounterValue, float64(outErrs), sc.name, k)
+		if !last.IsZero() {
+			ch <- prometheus.MustNewConstMetric(s.descs.lastOutput, prometheus.GaugeValue, time.Since(last).Seconds(), sc.name, k)
+		}
+	}
+}
