@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"regexp"
 	"sort"
 	"strings"
@@ -307,31 +308,32 @@ func describeLoadError(err error) error {
 }
 
 func loadSpec(ctx context.Context, cfg config.Config, opts Options) (*ebpf.CollectionSpec, error) {
+	obj := cfg.Object
+	what := "embedded object"
 	switch {
-	case cfg.Object != nil:
-		spec, err := ebpf.LoadCollectionSpecFromReader(bytes.NewReader(cfg.Object))
-		if err != nil {
-			return nil, fmt.Errorf("embedded object: %w", err)
-		}
-		return spec, nil
+	case obj != nil:
 	case cfg.Code != "":
 		if opts.Compiler == nil {
 			return nil, errors.New("inline code needs a compiler")
 		}
-		obj, err := opts.Compiler.Compile(ctx, cfg)
-		if err != nil {
+		var err error
+		if obj, err = opts.Compiler.Compile(ctx, cfg); err != nil {
 			return nil, err
 		}
-		spec, err := ebpf.LoadCollectionSpecFromReader(bytes.NewReader(obj))
-		if err != nil {
-			return nil, fmt.Errorf("compiled inline code: %w", err)
+		what = "compiled inline code"
+	default:
+		var err error
+		if obj, err = os.ReadFile(cfg.BPFPath); err != nil {
+			return nil, fmt.Errorf("object: %w", err)
 		}
-		return spec, nil
+		what = "object " + cfg.BPFPath
 	}
-	spec, err := ebpf.LoadCollectionSpec(cfg.BPFPath)
+	obj = prepareObject(obj)
+	spec, err := ebpf.LoadCollectionSpecFromReader(bytes.NewReader(obj))
 	if err != nil {
-		return nil, fmt.Errorf("object %s: %w", cfg.BPFPath, err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
+	staticHidden(spec, hiddenFuncs(obj))
 	return spec, nil
 }
 

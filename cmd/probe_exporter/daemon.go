@@ -95,6 +95,7 @@ func newDaemon(ctx context.Context, f *flags, logger *slog.Logger) (*daemon, err
 	if err := loader.PrepareHost(logger); err != nil {
 		logger.Warn("host preparation", "err", err)
 	}
+	d.startUserspace(ctx)
 	if err := d.reload(); err != nil {
 		if f.strict {
 			return d, err

@@ -10,6 +10,8 @@ import (
 
 	"github.com/probe-exporter/probe_exporter/loader"
 	"github.com/probe-exporter/probe_exporter/scripts"
+	"github.com/probe-exporter/probe_exporter/targets"
+	"github.com/probe-exporter/probe_exporter/userspace"
 	"github.com/probe-exporter/probe_exporter/web"
 )
 
@@ -30,6 +32,22 @@ func (d *daemon) startExtras(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// startUserspace follows processes for uprobe and USDT targets.
+func (d *daemon) startUserspace(ctx context.Context) {
+	w, err := targets.NewWatcher(targets.WatcherOptions{Logger: d.logger.With("component", "targets")})
+	if err != nil {
+		d.logger.Warn("process targets unavailable", "err", err)
+		return
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { _ = w.Run(wctx); close(done) }()
+	att := userspace.New(w, d.coll, d.logger.With("component", "userspace"))
+	d.reg.MustRegister(att)
+	d.extras.userspace = att
+	d.extras.closers = append(d.extras.closers, func() error { cancel(); <-done; return nil })
 }
 
 // exporterID names this exporter instance in systemtap module names: the

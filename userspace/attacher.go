@@ -1,0 +1,363 @@
+// Package userspace attaches uprobes, uretprobes and USDT probes to the
+// processes a config selects, as they start and exit.
+//
+// A probe is placed once per file (binary or shared library, identified by
+// device and inode), not once per process. When the object has a map named
+// TargetPIDsMap, the exporter keeps the selected processes' tgids in it and
+// the program filters in the kernel; without it, each process gets its own
+// attachment restricted to its pid by the kernel, so unselected processes
+// running the same file are never counted either way.
+package userspace
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
+
+	"github.com/probe-exporter/probe_exporter/config"
+	"github.com/probe-exporter/probe_exporter/loader"
+	"github.com/probe-exporter/probe_exporter/targets"
+	"github.com/probe-exporter/probe_exporter/usdt"
+)
+
+// TargetPIDsMap is the optional hash map (u32 tgid -> u8) a program may
+// declare to have the exporter fill it with the selected processes.
+const TargetPIDsMap = "target_pids"
+
+// PIDDropper forgets map entries of an exited process (no stale series).
+type PIDDropper interface {
+	DropPID(config string, pid int)
+}
+
+// Attacher implements loader.UserspaceAttacher.
+type Attacher struct {
+	watcher *targets.Watcher
+	logger  *slog.Logger
+	dropper PIDDropper
+
+	mu    sync.Mutex
+	progs map[*loader.Program]*progState
+
+	matched *prometheus.Desc
+	enabled *prometheus.Desc
+}
+
+// New returns an attacher following processes with w.
+func New(w *targets.Watcher, dropper PIDDropper, logger *slog.Logger) *Attacher {
+	return &Attacher{
+		watcher: w,
+		logger:  logger,
+		dropper: dropper,
+		progs:   map[*loader.Program]*progState{},
+		matched: prometheus.NewDesc("probe_exporter_targets_matched", "Processes a config's targets select now.", []string{"config"}, nil),
+		enabled: prometheus.NewDesc("probe_exporter_enabled_programs", "Programs attached to a process (seed 002's view).", []string{"config", "program", "pid"}, nil),
+	}
+}
+
+// progState follows the attachments of one program.
+type progState struct {
+	obj    *loader.Object
+	prog   *loader.Program
+	filter *ebpf.Map
+	usdt   *usdt.Attacher
+
+	mu sync.Mutex
+	// files holds the per-file attachment shared by processes running it.
+	files map[fileID]*fileAttach
+	// pids maps a selected process to the files it uses and, without a
+	// filter map, its own attachment.
+	pids  map[int]*pidAttach
+	unsub func()
+}
+
+type fileID struct{ dev, ino uint64 }
+
+type fileAttach struct {
+	closer io.Closer
+	users  int
+}
+
+type pidAttach struct {
+	file   fileID
+	closer io.Closer // per-process attachment (no filter map)
+}
+
+// multiCloser closes several links as one attachment.
+type multiCloser []link.Link
+
+func (m multiCloser) Close() error {
+	var errs []error
+	for _, l := range m {
+		errs = append(errs, l.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Attach implements loader.UserspaceAttacher.
+func (a *Attacher) Attach(ctx context.Context, obj *loader.Object, prog *loader.Program) error {
+	st := &progState{
+		obj:    obj,
+		prog:   prog,
+		filter: obj.Map(TargetPIDsMap),
+		files:  map[fileID]*fileAttach{},
+		pids:   map[int]*pidAttach{},
+	}
+	if prog.Attach.Kind == config.AttachUSDT {
+		specs := obj.Map("__bpf_usdt_specs")
+		if specs == nil {
+			return errors.New("usdt program without libbpf's __bpf_usdt_specs map: include <bpf/usdt.bpf.h> and use BPF_USDT")
+		}
+		st.usdt = usdt.NewAttacher(specs, obj.Map("__bpf_usdt_ip_to_spec_id"))
+	}
+	sel, ok := selector(obj.Config.Attachments)
+	if !ok {
+		// No process selection: attach to the file for every process.
+		if prog.Attach.Path == "" {
+			return fmt.Errorf("%s %s names no binary: give attachments (binary_name, exe, cmdline, cgroup or pid) or a path in the section", prog.Attach.Kind, prog.Attach.Target)
+		}
+		return a.attachFile(st, prog.Attach.Path, "", 0)
+	}
+	if err := sel.Validate(); err != nil {
+		return fmt.Errorf("attachments: %w", err)
+	}
+	a.mu.Lock()
+	a.progs[prog] = st
+	a.mu.Unlock()
+	unsub, err := a.watcher.Subscribe(sel, func(ev targets.Event) {
+		switch ev.Kind {
+		case targets.Start:
+			if err := a.start(st, ev.Process); err != nil {
+				a.logger.Warn("attach to process failed", "config", obj.Config.Name, "program", prog.Name, "pid", ev.Process.PID, "comm", ev.Process.Comm, "err", err)
+			}
+		case targets.Exit:
+			a.exit(st, ev.Process.PID)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("following processes: %w", err)
+	}
+	st.unsub = unsub
+	prog.AddAttachment(closerFunc(func() error {
+		unsub()
+		a.mu.Lock()
+		delete(a.progs, prog)
+		a.mu.Unlock()
+		st.closeAll()
+		return nil
+	}))
+	return nil
+}
+
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }
+
+func selector(at *config.Attachments) (targets.Selector, bool) {
+	if at == nil {
+		return targets.Selector{}, false
+	}
+	s := targets.Selector{Comm: at.BinaryName, Exe: at.Exe, Cmdline: at.Cmdline, Cgroup: at.Cgroup, PIDs: at.PID}
+	if s.Comm == "" && s.Exe == "" && s.Cmdline == "" && s.Cgroup == "" && len(s.PIDs) == 0 {
+		return s, false
+	}
+	return s, true
+}
+
+// fileFor finds the file a probe goes into for process p: the section's
+// path (a library through the process's mappings), or the process's own
+// executable when the config names none (seed 002's usdt: and uprobes:).
+func fileFor(p targets.Process, name string) (string, error) {
+	if name == "" {
+		return p.HostPath(p.Exe), nil
+	}
+	if filepath.IsAbs(name) {
+		return p.HostPath(name), nil
+	}
+	maps, err := p.Mappings()
+	if err == nil {
+		for _, m := range maps {
+			if filepath.Base(m.Path) == name || strings.HasPrefix(filepath.Base(m.Path), name) {
+				return p.HostPath(m.Path), nil
+			}
+		}
+		if filepath.Base(p.Exe) == name {
+			return p.HostPath(p.Exe), nil
+		}
+	}
+	return loader.ResolveBinary(name, p.Root)
+}
+
+func (a *Attacher) start(st *progState, p targets.Process) error {
+	path, err := fileFor(p, st.prog.Attach.Path)
+	if err != nil {
+		return err
+	}
+	id, err := identify(path)
+	if err != nil {
+		return err
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if _, ok := st.pids[p.PID]; ok {
+		return nil
+	}
+	pa := &pidAttach{file: id}
+	if st.filter != nil {
+		fa, ok := st.files[id]
+		if !ok {
+			c, err := a.place(st, path, 0)
+			if err != nil {
+				return err
+			}
+			fa = &fileAttach{closer: c}
+			st.files[id] = fa
+		}
+		fa.users++
+		if err := st.filter.Put(uint32(p.PID), uint8(1)); err != nil {
+			return fmt.Errorf("adding pid %d to %s: %w", p.PID, TargetPIDsMap, err)
+		}
+	} else {
+		c, err := a.place(st, path, p.PID)
+		if err != nil {
+			return err
+		}
+		pa.closer = c
+	}
+	st.pids[p.PID] = pa
+	return nil
+}
+
+func (a *Attacher) exit(st *progState, pid int) {
+	st.mu.Lock()
+	pa, ok := st.pids[pid]
+	if ok {
+		delete(st.pids, pid)
+		if pa.closer != nil {
+			_ = pa.closer.Close()
+		}
+		if st.filter != nil {
+			_ = st.filter.Delete(uint32(pid))
+			if fa := st.files[pa.file]; fa != nil {
+				fa.users--
+				if fa.users <= 0 {
+					_ = fa.closer.Close()
+					delete(st.files, pa.file)
+				}
+			}
+		}
+	}
+	st.mu.Unlock()
+	if ok && a.dropper != nil {
+		a.dropper.DropPID(st.obj.Config.Name, pid)
+	}
+}
+
+func (st *progState) closeAll() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for pid, pa := range st.pids {
+		if pa.closer != nil {
+			_ = pa.closer.Close()
+		}
+		delete(st.pids, pid)
+	}
+	for id, fa := range st.files {
+		_ = fa.closer.Close()
+		delete(st.files, id)
+	}
+	if st.usdt != nil {
+		_ = st.usdt.Close()
+	}
+}
+
+// attachFile attaches to one file for every process (no selection).
+func (a *Attacher) attachFile(st *progState, name, root string, pid int) error {
+	path, err := loader.ResolveBinary(name, root)
+	if err != nil {
+		return err
+	}
+	c, err := a.place(st, path, pid)
+	if err != nil {
+		return err
+	}
+	st.prog.AddAttachment(c)
+	return nil
+}
+
+// place attaches the program to the file at path; pid > 0 restricts it to
+// that process.
+func (a *Attacher) place(st *progState, path string, pid int) (io.Closer, error) {
+	at := st.prog.Attach
+	switch at.Kind {
+	case config.AttachUSDT:
+		links, err := st.usdt.Attach(st.prog.Program, path, at.Provider, at.Target, pid)
+		if err != nil {
+			return nil, err
+		}
+		return multiCloser(links), nil
+	case config.AttachUprobe, config.AttachUretprobe:
+		ex, err := link.OpenExecutable(path)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", at.Kind, err)
+		}
+		opts := &link.UprobeOptions{Offset: at.Offset, PID: pid}
+		var l link.Link
+		if at.Kind == config.AttachUprobe {
+			l, err = ex.Uprobe(at.Target, st.prog.Program, opts)
+		} else {
+			l, err = ex.Uretprobe(at.Target, st.prog.Program, opts)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s %s:%s: %w", at.Kind, path, at.Target, err)
+		}
+		return l, nil
+	}
+	return nil, fmt.Errorf("attach type %q is not a userspace probe", at.Kind)
+}
+
+// Describe implements prometheus.Collector (unchecked).
+func (a *Attacher) Describe(chan<- *prometheus.Desc) {}
+
+// Collect reports matched processes and enabled programs per pid.
+func (a *Attacher) Collect(ch chan<- prometheus.Metric) {
+	a.mu.Lock()
+	states := make([]*progState, 0, len(a.progs))
+	for _, st := range a.progs {
+		states = append(states, st)
+	}
+	a.mu.Unlock()
+	matched := map[string]map[int]bool{}
+	for _, st := range states {
+		name := st.obj.Config.Name
+		if matched[name] == nil {
+			matched[name] = map[int]bool{}
+		}
+		st.mu.Lock()
+		for pid := range st.pids {
+			matched[name][pid] = true
+			ch <- prometheus.MustNewConstMetric(a.enabled, prometheus.GaugeValue, 1, name, st.prog.Name, fmt.Sprint(pid))
+		}
+		st.mu.Unlock()
+	}
+	for name, pids := range matched {
+		ch <- prometheus.MustNewConstMetric(a.matched, prometheus.GaugeValue, float64(len(pids)), name)
+	}
+}
+
+func identify(path string) (fileID, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return fileID{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return fileID{dev: st.Dev, ino: st.Ino}, nil
+}
