@@ -82,7 +82,7 @@ func (c *Compiler) Compile(ctx context.Context, cfg config.Config) ([]byte, erro
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("compiling inline code of %s with clang: %w\n%s", cfg.Name, err, tail(stderr.String(), 20))
+		return nil, fmt.Errorf("compiling inline code of %s with clang: %w\n%s", cfg.Name, err, compilerErrors(stderr.String()))
 	}
 	if err := os.Rename(out+".tmp", out); err != nil {
 		return nil, fmt.Errorf("compiler cache: %w", err)
@@ -149,4 +149,26 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// compilerErrors keeps the lines of clang's output that say what is wrong
+// (errors and the source lines after them), not its crash stack dumps.
+func compilerErrors(out string) string {
+	var keep []string
+	lines := strings.Split(out, "\n")
+	for i, l := range lines {
+		if strings.Contains(l, "error") || strings.Contains(l, "Error at line") {
+			keep = append(keep, l)
+			for j := i + 1; j < len(lines) && j <= i+2 && !strings.Contains(lines[j], "error"); j++ {
+				keep = append(keep, lines[j])
+			}
+		}
+		if len(keep) >= 20 {
+			break
+		}
+	}
+	if len(keep) == 0 {
+		return tail(out, 20)
+	}
+	return strings.Join(keep, "\n")
 }

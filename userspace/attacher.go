@@ -47,6 +47,9 @@ type Attacher struct {
 
 	mu    sync.Mutex
 	progs map[*loader.Program]*progState
+	// usdt holds one spec allocator per object: the programs of an object
+	// share its __bpf_usdt_specs map.
+	usdt map[*ebpf.Map]*usdt.Attacher
 
 	matched *prometheus.Desc
 	enabled *prometheus.Desc
@@ -59,6 +62,7 @@ func New(w *targets.Watcher, dropper PIDDropper, logger *slog.Logger) *Attacher 
 		logger:  logger,
 		dropper: dropper,
 		progs:   map[*loader.Program]*progState{},
+		usdt:    map[*ebpf.Map]*usdt.Attacher{},
 		matched: prometheus.NewDesc("probe_exporter_targets_matched", "Processes a config's targets select now.", []string{"config"}, nil),
 		enabled: prometheus.NewDesc("probe_exporter_enabled_programs", "Programs attached to a process (seed 002's view).", []string{"config", "program", "pid"}, nil),
 	}
@@ -117,7 +121,18 @@ func (a *Attacher) Attach(ctx context.Context, obj *loader.Object, prog *loader.
 		if specs == nil {
 			return errors.New("usdt program without libbpf's __bpf_usdt_specs map: include <bpf/usdt.bpf.h> and use BPF_USDT")
 		}
-		st.usdt = usdt.NewAttacher(specs, obj.Map("__bpf_usdt_ip_to_spec_id"))
+		a.mu.Lock()
+		if a.usdt[specs] == nil {
+			a.usdt[specs] = usdt.NewAttacher(specs, obj.Map("__bpf_usdt_ip_to_spec_id"))
+			prog.AddAttachment(closerFunc(func() error {
+				a.mu.Lock()
+				delete(a.usdt, specs)
+				a.mu.Unlock()
+				return nil
+			}))
+		}
+		st.usdt = a.usdt[specs]
+		a.mu.Unlock()
 	}
 	sel, ok := selector(obj.Config.Attachments)
 	if !ok {
@@ -274,9 +289,6 @@ func (st *progState) closeAll() {
 	for id, fa := range st.files {
 		_ = fa.closer.Close()
 		delete(st.files, id)
-	}
-	if st.usdt != nil {
-		_ = st.usdt.Close()
 	}
 }
 

@@ -1,0 +1,269 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// The test program: work(i) is called n times and returns 2i; a USDT
+// probe with a semaphore (demo:tick, arg i) fires only while someone
+// attaches to it, and one without (demo:plain, args i and -i) always.
+const demoMain = `#define _SDT_HAS_SEMAPHORES 1
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/sdt.h>
+unsigned short demo_tick_semaphore __attribute__((unused)) __attribute__((section(".probes")));
+void plain(int i);
+__attribute__((noinline)) int work(int i) { asm volatile(""); return 2 * i; }
+int main(int argc, char **argv) {
+	char line[64];
+	int n = atoi(argv[1]), fired = 0;
+	printf("ready\n"); fflush(stdout);
+	while (fgets(line, sizeof line, stdin)) {
+		for (int i = 0; i < n; i++) {
+			work(i);
+			if (demo_tick_semaphore) { fired++; STAP_PROBE1(demo, tick, i); }
+			plain(i);
+		}
+		printf("done %d\n", fired); fflush(stdout);
+	}
+	return 0;
+}
+`
+
+const demoPlain = `#include <sys/sdt.h>
+__attribute__((noinline)) void plain(int i) { long neg = -i; STAP_PROBE2(demo, plain, i, neg); }
+`
+
+const demoConfig = `programs:
+  - name: demo
+    metrics:
+      counters:
+        - name: demo_work_calls_total
+          help: work() calls by pid
+          table: calls
+          labels:
+            - name: pid
+              size: 4
+              decoders:
+                - name: pid
+        - name: demo_usdt_total
+          help: USDT probe firings and argument sums
+          table: usdt_events
+          labels:
+            - name: what
+              size: 4
+              decoders:
+                - name: uint
+                - name: static_map
+                  static_map:
+                    1: tick_count
+                    2: tick_arg_sum
+                    3: plain_count
+                    4: plain_neg_sum
+      histograms:
+        - name: demo_work_return
+          help: work() return values, linear buckets of 4
+          table: returns
+          bucket_type: linear
+          bucket_min: 0
+          bucket_max: 5
+          bucket_multiplier: 4
+          labels:
+            - name: bucket
+              size: 4
+              decoders:
+                - name: uint
+    uprobes:
+      work: on_work
+    uretprobes:
+      work: on_work_return
+    usdt:
+      demo:tick: on_tick
+      demo:plain: on_plain
+    attachments:
+      binary_name: "%s"
+    code: |
+      #include "vmlinux.h"
+      #include <bpf/bpf_helpers.h>
+      #include <bpf/bpf_tracing.h>
+      #include <bpf/usdt.bpf.h>
+
+      struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 64); __type(key, u32); __type(value, u64); } calls SEC(".maps");
+      struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, 8); __type(key, u32); __type(value, u64); } usdt_events SEC(".maps");
+      struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, 8); __type(key, u32); __type(value, u64); } returns SEC(".maps");
+
+      static void add(void *map, u32 key, u64 v) {
+          u64 *p = bpf_map_lookup_elem(map, &key);
+          if (p) __sync_fetch_and_add(p, v);
+      }
+
+      SEC("uprobe")
+      int on_work(struct pt_regs *ctx) {
+          u32 pid = bpf_get_current_pid_tgid() >> 32;
+          u64 one = 1, *p = bpf_map_lookup_elem(&calls, &pid);
+          if (p) __sync_fetch_and_add(p, 1);
+          else bpf_map_update_elem(&calls, &pid, &one, BPF_NOEXIST);
+          return 0;
+      }
+
+      SEC("uretprobe")
+      int BPF_KRETPROBE(on_work_return, int ret) {
+          u32 b = (u32)ret / 4;
+          if (b > 5) b = 5;
+          add(&returns, b, 1);
+          add(&returns, 6, ret); /* sum key: bucket_max + 1 */
+          return 0;
+      }
+
+      SEC("usdt")
+      int BPF_USDT(on_tick, int i) { add(&usdt_events, 1, 1); add(&usdt_events, 2, i); return 0; }
+
+      SEC("usdt")
+      int BPF_USDT(on_plain, int i, long neg) { add(&usdt_events, 3, 1); add(&usdt_events, 4, -neg); return 0; }
+
+      char LICENSE[] SEC("license") = "GPL";
+`
+
+type demoProc struct {
+	cmd *exec.Cmd
+	in  io.WriteCloser
+	out *bufio.Reader
+}
+
+func (d *demoProc) round(t *testing.T) int {
+	t.Helper()
+	fmt.Fprintln(d.in, "go")
+	line, err := d.out.ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "done ") {
+		t.Fatalf("demo said %q %v", line, err)
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, "done ")))
+	return n
+}
+
+func startDemo(t *testing.T, argv ...string) *demoProc {
+	t.Helper()
+	cmd := exec.Command(argv[0], argv[1:]...)
+	in, _ := cmd.StdinPipe()
+	out, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	d := &demoProc{cmd: cmd, in: in, out: bufio.NewReader(out)}
+	t.Cleanup(func() { in.Close(); cmd.Process.Kill(); cmd.Wait() })
+	line, err := d.out.ReadString('\n')
+	if err != nil || strings.TrimSpace(line) != "ready" {
+		t.Fatalf("demo said %q %v", line, err)
+	}
+	return d
+}
+
+func buildDemo(t *testing.T, dir, name string) string {
+	t.Helper()
+	if _, err := exec.LookPath("gcc"); err != nil {
+		t.Skip("gcc is needed to build the test program")
+	}
+	os.WriteFile(filepath.Join(dir, "main.c"), []byte(demoMain), 0o644)
+	os.WriteFile(filepath.Join(dir, "plain.c"), []byte(demoPlain), 0o644)
+	bin := filepath.Join(dir, name)
+	out, err := exec.Command("gcc", "-O1", "-o", bin, filepath.Join(dir, "main.c"), filepath.Join(dir, "plain.c")).CombinedOutput()
+	if err != nil {
+		if strings.Contains(string(out), "sdt.h") {
+			t.Skipf("sys/sdt.h is missing (Debian's systemtap-sdt-dev): %s", out)
+		}
+		t.Fatalf("gcc: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func demoValue(t *testing.T, addr, line string) float64 {
+	i := strings.LastIndex(line, " ")
+	for _, l := range series(t, addr, line[:i+1]) {
+		v, _ := strconv.ParseFloat(strings.TrimPrefix(l, line[:i+1]), 64)
+		return v
+	}
+	return -1
+}
+
+// TestUserspaceProbes: uprobe call counts, a uretprobe histogram of return
+// values and USDT probes with and without a semaphore, on a program
+// started after the exporter, then on a copy of it in a mount namespace of
+// its own, at a path that exists only there.
+func TestUserspaceProbes(t *testing.T) {
+	if _, err := exec.LookPath("clang"); err != nil {
+		t.Skip("inline code needs clang")
+	}
+	dir := t.TempDir()
+	name := "demo" + strconv.Itoa(os.Getpid()%100000)
+	bin := buildDemo(t, dir, name)
+	os.WriteFile(filepath.Join(dir, "demo.yaml"), []byte(fmt.Sprintf(demoConfig, name)), 0o644)
+	addr := exporter(t, "--config.dir="+dir, "--config.names=demo", "--config.strict")
+
+	const n = 10
+	check := func(d *demoProc, label string) {
+		t.Helper()
+		pid := strconv.Itoa(d.cmd.Process.Pid)
+		waitFor(t, addr, "probe_exporter_enabled_programs", `probe_exporter_enabled_programs{config="demo",pid="`+pid+`",program="on_tick"} 1`)
+		before := map[string]float64{}
+		keys := []string{"tick_count", "tick_arg_sum", "plain_count", "plain_neg_sum"}
+		for _, k := range keys {
+			before[k] = max(0, demoValue(t, addr, `probe_exporter_demo_usdt_total{what="`+k+`"} 0`))
+		}
+		retCount := max(0, demoValue(t, addr, `probe_exporter_demo_work_return_count 0`))
+		fired := d.round(t)
+		if fired != n {
+			t.Errorf("%s: the semaphore probe ran %d times, want %d (semaphore not set?)", label, fired, n)
+		}
+		if got := demoValue(t, addr, `probe_exporter_demo_work_calls_total{pid="`+pid+`"} 0`); got != n {
+			t.Errorf("%s: uprobe counted %v calls, want %d", label, got, n)
+		}
+		want := map[string]float64{"tick_count": n, "tick_arg_sum": 45, "plain_count": n, "plain_neg_sum": 45}
+		for _, k := range keys {
+			if got := demoValue(t, addr, `probe_exporter_demo_usdt_total{what="`+k+`"} 0`) - before[k]; got != want[k] {
+				t.Errorf("%s: %s grew by %v, want %v", label, k, got, want[k])
+			}
+		}
+		if got := demoValue(t, addr, `probe_exporter_demo_work_return_count 0`) - retCount; got != n {
+			t.Errorf("%s: uretprobe histogram count grew by %v, want %d", label, got, n)
+		}
+	}
+
+	d := startDemo(t, bin, strconv.Itoa(n))
+	check(d, "host")
+	// Returns 0,2,...,18; key = ret/4, and as in ebpf_exporter a linear
+	// key k is exported as le = k * multiplier: le=0:2, le=4:4, ... le=16:10.
+	for _, w := range []string{
+		`probe_exporter_demo_work_return_bucket{le="0"} 2`,
+		`probe_exporter_demo_work_return_bucket{le="4"} 4`,
+		`probe_exporter_demo_work_return_bucket{le="16"} 10`,
+		`probe_exporter_demo_work_return_bucket{le="20"} 10`,
+		`probe_exporter_demo_work_return_sum 360`,
+	} {
+		if !hasLine(series(t, addr, "probe_exporter_demo_work_return"), w) {
+			t.Errorf("missing %q", w)
+		}
+	}
+
+	// A mount namespace where the binary lives at a path the host lacks.
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Skip("unshare (util-linux) is needed for the namespace case")
+	}
+	nsdir := "/run/probe-exporter-ns-" + strconv.Itoa(os.Getpid())
+	os.MkdirAll(nsdir, 0o755)
+	defer os.RemoveAll(nsdir)
+	script := fmt.Sprintf("mount -t tmpfs none %s && cp %s %s/%s && exec %s/%s %d", nsdir, bin, nsdir, name, nsdir, name, n)
+	dns := startDemo(t, "unshare", "-m", "--propagation", "private", "sh", "-c", script)
+	if _, err := os.Stat(filepath.Join(nsdir, name)); err == nil {
+		t.Fatal("the namespace's binary is visible from the host")
+	}
+	check(dns, "mount namespace")
+}
