@@ -183,7 +183,9 @@ func (w *Watcher) readEvents() {
 		pid := int(binary.NativeEndian.Uint32(rec.RawSample[4:]))
 		switch kind {
 		case 1:
+			t0 := time.Now()
 			w.exec(pid)
+			w.opts.Logger.Debug("exec handled", "pid", pid, "took", time.Since(t0))
 		case 2:
 			w.exit(pid)
 		}

@@ -25,7 +25,8 @@ type Attacher struct {
 }
 
 // NewAttacher fills specs (__bpf_usdt_specs) and, when not nil, ips
-// (__bpf_usdt_ip_to_spec_id, used by kernels without BPF cookies).
+// (__bpf_usdt_ip_to_spec_id, used by kernels without BPF cookies). With
+// no specs map (programs that read no arguments) probes get no spec.
 func NewAttacher(specs, ips *ebpf.Map) *Attacher {
 	return &Attacher{specs: specs, ips: ips, ids: map[string]uint32{}}
 }
@@ -70,7 +71,7 @@ func (a *Attacher) Attach(prog *ebpf.Program, path, provider, name string, pid i
 		if err != nil {
 			return fail(fmt.Errorf("usdt %s:%s at %#x in %s: %w", n.Provider, n.Name, n.Location, path, err))
 		}
-		if a.ips != nil {
+		if a.ips != nil && a.specs != nil {
 			// Only consulted without cookie support; best effort.
 			_ = a.ips.Put(int64(n.Location), id)
 		}
@@ -90,6 +91,9 @@ func (a *Attacher) Attach(prog *ebpf.Program, path, provider, name string, pid i
 
 // spec stores the site's argument spec and returns its id.
 func (a *Attacher) spec(n Note) (uint32, error) {
+	if a.specs == nil {
+		return 0, nil
+	}
 	args, err := ParseArgs(n.Args, runtime.GOARCH)
 	if err != nil {
 		return 0, err

@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -117,10 +118,9 @@ func (a *Attacher) Attach(ctx context.Context, obj *loader.Object, prog *loader.
 		pids:   map[int]*pidAttach{},
 	}
 	if prog.Attach.Kind == config.AttachUSDT {
+		// Programs that read no arguments need no specs map; those using
+		// <bpf/usdt.bpf.h> have libbpf's.
 		specs := obj.Map("__bpf_usdt_specs")
-		if specs == nil {
-			return errors.New("usdt program without libbpf's __bpf_usdt_specs map: include <bpf/usdt.bpf.h> and use BPF_USDT")
-		}
 		a.mu.Lock()
 		if a.usdt[specs] == nil {
 			a.usdt[specs] = usdt.NewAttacher(specs, obj.Map("__bpf_usdt_ip_to_spec_id"))
@@ -151,9 +151,12 @@ func (a *Attacher) Attach(ctx context.Context, obj *loader.Object, prog *loader.
 	unsub, err := a.watcher.Subscribe(sel, func(ev targets.Event) {
 		switch ev.Kind {
 		case targets.Start:
+			t0 := time.Now()
 			if err := a.start(st, ev.Process); err != nil {
 				a.logger.Warn("attach to process failed", "config", obj.Config.Name, "program", prog.Name, "pid", ev.Process.PID, "comm", ev.Process.Comm, "err", err)
+				return
 			}
+			a.logger.Debug("attached to process", "config", obj.Config.Name, "program", prog.Name, "pid", ev.Process.PID, "took", time.Since(t0))
 		case targets.Exit:
 			a.exit(st, ev.Process.PID)
 		}
