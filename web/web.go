@@ -81,6 +81,8 @@ type Options struct {
 	MaxRequests int
 	// Extra routes (e.g. /ingest, /exported-metrics).
 	Extra map[string]http.Handler
+	// Links are listed on the landing page.
+	Links []Link
 }
 
 // Handler builds the HTTP handler.
@@ -205,7 +207,7 @@ func landingHandler(opts Options) http.Handler {
 		if opts.Status != nil {
 			st = opts.Status()
 		}
-		st.Links = append([]Link{{Path: opts.TelemetryPath, Text: "Metrics"}}, st.Links...)
+		st.Links = append(append([]Link{{Path: opts.TelemetryPath, Text: "Metrics"}}, opts.Links...), st.Links...)
 		if err := landingTmpl.Execute(w, st); err != nil {
 			opts.Logger.Error("rendering landing page", "err", err)
 		}

@@ -48,7 +48,8 @@ type daemon struct {
 	reloadOK   prometheus.Gauge
 	reloadTime prometheus.Gauge
 
-	extras extras
+	extras      extras
+	profileSink *ruleHolder
 }
 
 // loadedConfig is a config as loaded, with the fingerprint of its sources

@@ -26,6 +26,12 @@ type extras struct {
 }
 
 func (d *daemon) startExtras(ctx context.Context) error {
+	if err := d.startProfiles(); err != nil {
+		return err
+	}
+	if err := d.startProfiler(ctx); err != nil {
+		return err
+	}
 	if d.f.scriptsDir != "" {
 		if err := d.startScripts(ctx); err != nil {
 			return err
