@@ -41,8 +41,10 @@ type rule struct {
 	node    *regexp.Regexp // nil: total
 	groupBy []string
 	desc    *prometheus.Desc
-	// values by label values joined with \xff.
-	values map[string]float64
+	// values by label values joined with \xff: raw sums by the divisor
+	// that turns them into the exported unit (the sample rate, or 1), kept
+	// apart so that values are exact divisions, not sums of rounded ones.
+	values map[string]map[uint32]uint64
 	// matches caches node matches per stack.
 	matches map[string]bool
 }
@@ -126,7 +128,7 @@ func compile(r Rule) (*rule, error) {
 	if err != nil {
 		return nil, fmt.Errorf("expr: %w", err)
 	}
-	cr := &rule{Rule: r, query: q, values: map[string]float64{}, matches: map[string]bool{}}
+	cr := &rule{Rule: r, query: q, values: map[string]map[uint32]uint64{}, matches: map[string]bool{}}
 	if r.Node != "" && r.Node != "total" {
 		if cr.node, err = regexp.Compile(r.Node); err != nil {
 			return nil, fmt.Errorf("node: %w", err)
@@ -171,12 +173,12 @@ const maxStackCache = 100_000
 // Observe adds one profile. Values in "samples" units are divided by the
 // sample rate (CPU samples become seconds); others count as they are.
 func (s *Set) Observe(app string, tags map[string]string, units string, sampleRate uint32, samples []Sample) {
-	scale := 1.0
+	divisor := uint32(1)
 	if units == "" || units == "samples" {
 		if sampleRate == 0 {
 			sampleRate = 100
 		}
-		scale = 1 / float64(sampleRate)
+		divisor = sampleRate
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -197,7 +199,11 @@ func (s *Set) Observe(app string, tags map[string]string, units string, sampleRa
 		for i, l := range r.groupBy {
 			vals[i] = tags[l]
 		}
-		r.values[strings.Join(vals, "\xff")] += float64(sum) * scale
+		key := strings.Join(vals, "\xff")
+		if r.values[key] == nil {
+			r.values[key] = map[uint32]uint64{}
+		}
+		r.values[key][divisor] += sum
 	}
 }
 
@@ -237,7 +243,11 @@ func (s *Set) Collect(ch chan<- prometheus.Metric) {
 			if len(r.groupBy) > 0 {
 				lv = strings.Split(k, "\xff")
 			}
-			ch <- prometheus.MustNewConstMetric(r.desc, prometheus.CounterValue, r.values[k], lv...)
+			var v float64
+			for div, raw := range r.values[k] {
+				v += float64(raw) / float64(div)
+			}
+			ch <- prometheus.MustNewConstMetric(r.desc, prometheus.CounterValue, v, lv...)
 		}
 	}
 }
