@@ -86,12 +86,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "reading body: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	samples, err := decode(p, r.Header.Get("Content-Type"), body)
+	samples, profileType, err := decode(p, r.Header.Get("Content-Type"), body)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusUnprocessableEntity)
 		return
 	}
-	h.sink.Observe(p.app, p.tags, p.units, p.sampleRate, samples)
+	app := p.app
+	if profileType != "" && !strings.HasSuffix(app, "."+profileType) {
+		// As Pyroscope names pprof pushes: <application>.<profile type>.
+		app += "." + profileType
+	}
+	h.sink.Observe(app, p.tags, p.units, p.sampleRate, samples)
 	w.WriteHeader(http.StatusOK)
 }
 
@@ -204,16 +209,21 @@ func parseParams(r *http.Request) (params, error) {
 	return p, nil
 }
 
-func decode(p params, contentType string, body []byte) ([]rules.Sample, error) {
+// decode parses the body; for pprof it also names the profile type.
+func decode(p params, contentType string, body []byte) ([]rules.Sample, string, error) {
+	var samples []rules.Sample
+	var err error
 	switch p.format {
 	case "folded":
-		return decodeFolded(body)
+		samples, err = decodeFolded(body)
 	case "lines":
-		return decodeLines(body)
+		samples, err = decodeLines(body)
 	case "pprof":
 		return decodePprof(contentType, body, p.sampleRate)
+	default:
+		err = fmt.Errorf("format %q is not supported here (use folded, lines or pprof)", p.format)
 	}
-	return nil, fmt.Errorf("format %q is not supported here (use folded, lines or pprof)", p.format)
+	return samples, "", err
 }
 
 // decodeFolded reads "f1;f2;f3 COUNT" lines, split at the last space.
@@ -267,7 +277,7 @@ func decodeLines(body []byte) ([]rules.Sample, error) {
 // of a multipart form as Pyroscope's SDKs send it). CPU profiles in
 // nanoseconds become samples at the push's sample rate, so that rules
 // divide them back into seconds.
-func decodePprof(contentType string, body []byte, sampleRate uint32) ([]rules.Sample, error) {
+func decodePprof(contentType string, body []byte, sampleRate uint32) ([]rules.Sample, string, error) {
 	if mt, ps, err := mime.ParseMediaType(contentType); err == nil && strings.HasPrefix(mt, "multipart/") {
 		mr := multipart.NewReader(bytes.NewReader(body), ps["boundary"])
 		var found []byte
@@ -277,33 +287,36 @@ func decodePprof(contentType string, body []byte, sampleRate uint32) ([]rules.Sa
 				break
 			}
 			if err != nil {
-				return nil, fmt.Errorf("multipart: %w", err)
+				return nil, "", fmt.Errorf("multipart: %w", err)
 			}
 			if part.FormName() == "profile" {
 				if found, err = io.ReadAll(part); err != nil {
-					return nil, fmt.Errorf("multipart profile: %w", err)
+					return nil, "", fmt.Errorf("multipart profile: %w", err)
 				}
 			}
 		}
 		if found == nil {
-			return nil, errors.New("multipart body has no profile field")
+			return nil, "", errors.New("multipart body has no profile field")
 		}
 		body = found
 	}
 	if bytes.HasPrefix(body, []byte{0x1f, 0x8b}) {
 		zr, err := gzip.NewReader(bytes.NewReader(body))
 		if err != nil {
-			return nil, fmt.Errorf("gzip: %w", err)
+			return nil, "", fmt.Errorf("gzip: %w", err)
 		}
 		if body, err = io.ReadAll(zr); err != nil {
-			return nil, fmt.Errorf("gzip: %w", err)
+			return nil, "", fmt.Errorf("gzip: %w", err)
 		}
 	}
 	prof, err := profile.ParseData(body)
 	if err != nil {
-		return nil, fmt.Errorf("pprof: %w", err)
+		return nil, "", fmt.Errorf("pprof: %w", err)
 	}
 	idx, scale := valueIndex(prof, sampleRate)
+	if idx < 0 {
+		return nil, "", errors.New("pprof: no sample types")
+	}
 	counts := map[string]float64{}
 	var order []string
 	var frames []string
@@ -332,7 +345,7 @@ func decodePprof(contentType string, body []byte, sampleRate uint32) ([]rules.Sa
 			out = append(out, rules.Sample{Stack: st, Value: v})
 		}
 	}
-	return out, nil
+	return out, prof.SampleType[idx].Type, nil
 }
 
 // valueIndex picks the sample value to use: CPU time in nanoseconds
