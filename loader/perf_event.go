@@ -3,6 +3,7 @@ package loader
 import (
 	"errors"
 	"fmt"
+	"io"
 	"unsafe"
 
 	"github.com/cilium/ebpf"
@@ -26,8 +27,12 @@ func (p perfEvents) Close() error {
 	return errors.Join(errs...)
 }
 
-// attachPerfEvent opens the event on every online CPU (all processes) and
-// runs prog on each sample.
+// AttachPerfEvent opens the event on every online CPU (all processes) and
+// runs prog on each sample. Closing the result detaches it.
+func AttachPerfEvent(prog *ebpf.Program, pe config.PerfEvent) (io.Closer, error) {
+	return attachPerfEvent(prog, pe)
+}
+
 func attachPerfEvent(prog *ebpf.Program, pe config.PerfEvent) (perfEvents, error) {
 	online, err := cpus.Online()
 	if err != nil {

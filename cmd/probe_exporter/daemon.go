@@ -28,6 +28,7 @@ import (
 	"github.com/probe-exporter/probe_exporter/decoder"
 	"github.com/probe-exporter/probe_exporter/defaults"
 	"github.com/probe-exporter/probe_exporter/loader"
+	"github.com/probe-exporter/probe_exporter/targets"
 	"github.com/probe-exporter/probe_exporter/web"
 )
 
@@ -50,6 +51,7 @@ type daemon struct {
 
 	extras      extras
 	profileSink *ruleHolder
+	watcher     *targets.Watcher
 }
 
 // loadedConfig is a config as loaded, with the fingerprint of its sources

@@ -50,6 +50,7 @@ func (d *daemon) startUserspace(ctx context.Context) {
 	wctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { _ = w.Run(wctx); close(done) }()
+	d.watcher = w
 	att := userspace.New(w, d.coll, d.logger.With("component", "userspace"))
 	d.reg.MustRegister(att)
 	d.extras.userspace = att

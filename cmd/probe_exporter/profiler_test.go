@@ -1,0 +1,55 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestProfilerRules: the built-in profiler feeds export rules; CPU seconds
+// of a busy program appear at /exported-metrics.
+func TestProfilerRules(t *testing.T) {
+	if _, err := exec.LookPath("gcc"); err != nil {
+		t.Skip("gcc is needed")
+	}
+	dir := t.TempDir()
+	name := "prof" + strconv.Itoa(os.Getpid()%100000)
+	src := filepath.Join(dir, "p.c")
+	os.WriteFile(src, []byte(`#include <time.h>
+__attribute__((noinline)) void slowFunction(void) { volatile long x = 0; for (long i = 0; i < 3000000; i++) x += i; }
+int main(void) { time_t end = time(0) + 2; while (time(0) < end) slowFunction(); return 0; }
+`), 0o644)
+	bin := filepath.Join(dir, name)
+	if out, err := exec.Command("gcc", "-O0", "-fno-omit-frame-pointer", "-o", bin, src).CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	os.WriteFile(filepath.Join(dir, "targets.yaml"), []byte("targets:\n  - app: busy\n    tags: {env: prod}\n    comm: "+name+"\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "rules.yaml"), []byte("metrics-export-rules:\n  busy_slow_seconds:\n    expr: 'busy.cpu{env=\"prod\"}'\n    node: 'main;slowFunction'\n    group_by: [env]\n"), 0o644)
+	addr := exporter(t, "--profile.config="+filepath.Join(dir, "targets.yaml"), "--rules.file="+filepath.Join(dir, "rules.yaml"), "--profile.interval=500ms")
+	cmd := exec.Command(bin)
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	used := (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, body := get(t, "http://"+addr+"/exported-metrics")
+		for _, l := range strings.Split(body, "\n") {
+			if v, ok := strings.CutPrefix(l, `busy_slow_seconds{env="prod"} `); ok {
+				f, _ := strconv.ParseFloat(v, 64)
+				if f > 0.5*used {
+					t.Logf("profiled %.2fs in main;slowFunction of %.2fs CPU", f, used)
+					return
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no profile seconds:\n%s", body)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}

@@ -1,0 +1,339 @@
+// Package profile is a built-in eBPF CPU profiler: a perf event samples
+// every online CPU, the kernel counts the stacks of selected processes, and
+// userspace drains and symbolizes them into root-first stacks for the
+// export rules.
+package profile
+
+import (
+	"bytes"
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/probe-exporter/probe_exporter/config"
+	"github.com/probe-exporter/probe_exporter/loader"
+	"github.com/probe-exporter/probe_exporter/rules"
+	"github.com/probe-exporter/probe_exporter/targets"
+)
+
+//go:embed profile.bpf.o
+var profileObject []byte
+
+// Sink receives profiles (rules.Set does).
+type Sink interface {
+	Observe(app string, tags map[string]string, units string, sampleRate uint32, samples []rules.Sample)
+}
+
+// Target is a set of processes profiled as one application.
+type Target struct {
+	// App is the application name; profiles are reported as App.cpu.
+	App      string
+	Tags     map[string]string
+	Selector targets.Selector
+}
+
+// Options configure a Profiler.
+type Options struct {
+	// Frequency is the sampling frequency in Hz (default 100).
+	Frequency int
+	// Interval is how often samples are drained (default 10s).
+	Interval time.Duration
+	Targets  []Target
+	Sink     Sink
+	Watcher  *targets.Watcher
+	// Kernel resolves kernel addresses; nil leaves them as addresses.
+	Kernel   func(addr uint64) (string, bool)
+	ProcRoot string
+	Logger   *slog.Logger
+}
+
+// Profiler samples the CPU stacks of its targets.
+type Profiler struct {
+	opts   Options
+	coll   *ebpf.Collection
+	events io.Closer
+	unsubs []func()
+	sym    *symbolizer
+
+	mu    sync.Mutex
+	procs map[int]*proc
+
+	samples, drops, drains prometheus.Counter
+	drainTime              prometheus.Gauge
+}
+
+// proc is a profiled process.
+type proc struct {
+	target int
+	comm   string
+	maps   []mapping
+	exited bool
+}
+
+// New loads the profiler and starts sampling the targets.
+func New(opts Options) (*Profiler, error) {
+	if opts.Frequency <= 0 {
+		opts.Frequency = 100
+	}
+	if opts.Interval <= 0 {
+		opts.Interval = 10 * time.Second
+	}
+	if opts.ProcRoot == "" {
+		opts.ProcRoot = "/proc"
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Kernel == nil {
+		opts.Kernel = func(uint64) (string, bool) { return "", false }
+	}
+	if opts.Watcher == nil || opts.Sink == nil {
+		return nil, errors.New("profiler needs a process watcher and a sink")
+	}
+	spec, err := ebpf.LoadCollectionSpecFromReader(bytes.NewReader(profileObject))
+	if err != nil {
+		return nil, fmt.Errorf("profiler object: %w", err)
+	}
+	coll, err := ebpf.NewCollection(spec)
+	if err != nil {
+		return nil, fmt.Errorf("loading the profiler: %w", err)
+	}
+	p := &Profiler{
+		opts:  opts,
+		coll:  coll,
+		sym:   newSymbolizer(opts.ProcRoot, opts.Kernel),
+		procs: map[int]*proc{},
+		samples: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "probe_exporter", Subsystem: "profiler", Name: "samples_total",
+			Help: "CPU samples of profiled processes drained."}),
+		drops: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "probe_exporter", Subsystem: "profiler", Name: "lost_stacks_total",
+			Help: "Samples whose stack could not be recorded (stack map full or no stack)."}),
+		drains: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "probe_exporter", Subsystem: "profiler", Name: "drains_total",
+			Help: "Drains of the sample maps."}),
+		drainTime: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "probe_exporter", Subsystem: "profiler", Name: "last_drain_duration_seconds",
+			Help: "Time the last drain (read, symbolize, emit) took."}),
+	}
+	p.events, err = loader.AttachPerfEvent(coll.Programs["do_sample"], config.PerfEvent{
+		Type: 1, Name: 0, SampleFrequency: uint64(opts.Frequency), // PERF_TYPE_SOFTWARE, PERF_COUNT_SW_CPU_CLOCK
+	})
+	if err != nil {
+		coll.Close()
+		return nil, fmt.Errorf("profiler perf events: %w", err)
+	}
+	for i, t := range opts.Targets {
+		unsub, err := opts.Watcher.Subscribe(t.Selector, func(ev targets.Event) { p.event(i, ev) })
+		if err != nil {
+			p.Close()
+			return nil, fmt.Errorf("profile target %q: %w", t.App, err)
+		}
+		p.unsubs = append(p.unsubs, unsub)
+	}
+	return p, nil
+}
+
+func (p *Profiler) event(target int, ev targets.Event) {
+	pid := ev.Process.PID
+	switch ev.Kind {
+	case targets.Start:
+		maps, _ := readMaps(p.opts.ProcRoot, pid)
+		p.mu.Lock()
+		p.procs[pid] = &proc{target: target, comm: ev.Process.Comm, maps: maps}
+		p.mu.Unlock()
+		// Load symbol tables while the files can still be reached.
+		for _, m := range maps {
+			if strings.HasPrefix(m.path, "/") {
+				p.sym.table(p.opts.ProcRoot + "/" + strconv.Itoa(pid) + "/root" + m.path)
+			}
+		}
+		_ = p.coll.Maps["pids"].Put(uint32(pid), uint32(target))
+	case targets.Exit:
+		_ = p.coll.Maps["pids"].Delete(uint32(pid))
+		p.mu.Lock()
+		if pr := p.procs[pid]; pr != nil {
+			pr.exited = true // forgotten after the next drain
+		}
+		p.mu.Unlock()
+	}
+}
+
+// Run drains every interval until ctx ends, drains once more and closes.
+func (p *Profiler) Run(ctx context.Context) error {
+	tick := time.NewTicker(p.opts.Interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			err := p.Drain()
+			p.Close()
+			return err
+		case <-tick.C:
+			if err := p.Drain(); err != nil {
+				p.opts.Logger.Warn("profiler drain", "err", err)
+			}
+		}
+	}
+}
+
+type sampleKey struct {
+	PID         uint32
+	UserStack   int32
+	KernelStack int32
+	Pad         uint32
+}
+
+// Drain reads and clears the sample counts, symbolizes the stacks and
+// hands each target's profile to the sink.
+func (p *Profiler) Drain() error {
+	start := time.Now()
+	counts, stacks := p.coll.Maps["counts"], p.coll.Maps["stacks"]
+	var keys []sampleKey
+	var vals []uint64
+	var k sampleKey
+	var v uint64
+	it := counts.Iterate()
+	for it.Next(&k, &v) {
+		keys = append(keys, k)
+		vals = append(vals, v)
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("reading samples: %w", err)
+	}
+	for _, k := range keys {
+		_ = counts.Delete(k)
+	}
+	type group struct {
+		target int
+		pid    int
+		comm   string
+		stacks map[string]uint64
+	}
+	groups := map[int]*group{}
+	usedStacks := map[int32]bool{}
+	addrs := make([]uint64, 127)
+	p.mu.Lock()
+	procs := make(map[int]*proc, len(p.procs))
+	for pid, pr := range p.procs {
+		procs[pid] = pr
+	}
+	p.mu.Unlock()
+	for i, k := range keys {
+		pr := procs[int(k.PID)]
+		if pr == nil {
+			continue
+		}
+		var frames []string
+		if k.UserStack >= 0 {
+			usedStacks[k.UserStack] = true
+			if err := stacks.Lookup(uint32(k.UserStack), &addrs); err == nil {
+				user := p.frames(addrs, func(a uint64) string { return p.sym.user(int(k.PID), pr.maps, nil, a) })
+				frames = append(frames, user...)
+			}
+		} else {
+			p.drops.Add(float64(vals[i]))
+		}
+		if k.KernelStack >= 0 {
+			usedStacks[k.KernelStack] = true
+			if err := stacks.Lookup(uint32(k.KernelStack), &addrs); err == nil {
+				frames = append(frames, p.frames(addrs, p.kernelFrame)...)
+			}
+		}
+		if len(frames) == 0 {
+			continue
+		}
+		g := groups[int(k.PID)]
+		if g == nil {
+			g = &group{target: pr.target, pid: int(k.PID), comm: pr.comm, stacks: map[string]uint64{}}
+			groups[int(k.PID)] = g
+		}
+		g.stacks[strings.Join(frames, ";")] += vals[i]
+		p.samples.Add(float64(vals[i]))
+	}
+	for id := range usedStacks {
+		_ = stacks.Delete(uint32(id))
+	}
+	for _, g := range groups {
+		t := p.opts.Targets[g.target]
+		tags := map[string]string{"pid": strconv.Itoa(g.pid), "comm": g.comm}
+		for k, v := range t.Tags {
+			tags[k] = v
+		}
+		samples := make([]rules.Sample, 0, len(g.stacks))
+		for st, n := range g.stacks {
+			samples = append(samples, rules.Sample{Stack: st, Value: n})
+		}
+		p.opts.Sink.Observe(t.App+".cpu", tags, "samples", uint32(p.opts.Frequency), samples)
+	}
+	p.mu.Lock()
+	for pid, pr := range p.procs {
+		if pr.exited {
+			delete(p.procs, pid)
+		}
+	}
+	p.mu.Unlock()
+	p.drains.Inc()
+	p.drainTime.Set(time.Since(start).Seconds())
+	return nil
+}
+
+// frames turns a leaf-first address list into root-first names.
+func (p *Profiler) frames(addrs []uint64, name func(uint64) string) []string {
+	n := 0
+	for n < len(addrs) && addrs[n] != 0 {
+		n++
+	}
+	out := make([]string, 0, n)
+	for i := n - 1; i >= 0; i-- {
+		out = append(out, name(addrs[i]))
+	}
+	return out
+}
+
+func (p *Profiler) kernelFrame(a uint64) string {
+	if name, ok := p.opts.Kernel(a); ok {
+		return name
+	}
+	return fmt.Sprintf("[kernel]+0x%x", a)
+}
+
+// Close stops sampling and releases everything.
+func (p *Profiler) Close() error {
+	for _, u := range p.unsubs {
+		u()
+	}
+	p.unsubs = nil
+	if p.events != nil {
+		p.events.Close()
+		p.events = nil
+	}
+	if p.coll != nil {
+		p.coll.Close()
+		p.coll = nil
+	}
+	return nil
+}
+
+// Describe implements prometheus.Collector.
+func (p *Profiler) Describe(ch chan<- *prometheus.Desc) {
+	p.samples.Describe(ch)
+	p.drops.Describe(ch)
+	p.drains.Describe(ch)
+	p.drainTime.Describe(ch)
+}
+
+// Collect implements prometheus.Collector.
+func (p *Profiler) Collect(ch chan<- prometheus.Metric) {
+	p.samples.Collect(ch)
+	p.drops.Collect(ch)
+	p.drains.Collect(ch)
+	p.drainTime.Collect(ch)
+}

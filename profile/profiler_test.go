@@ -1,0 +1,269 @@
+package profile
+
+import (
+	"context"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/probe-exporter/probe_exporter/decoder"
+	"github.com/probe-exporter/probe_exporter/rules"
+	"github.com/probe-exporter/probe_exporter/targets"
+)
+
+// The test program: main calls slowFunction (3 units of work) and
+// fastFunction (1 unit) in turn, so about 3/4 of its CPU time is in
+// slowFunction.
+const splitProgram = `#include <stdlib.h>
+#include <time.h>
+__attribute__((noinline)) void slowFunction(void) { volatile long x = 0; for (long i = 0; i < 3000000; i++) x += i; }
+__attribute__((noinline)) void fastFunction(void) { volatile long x = 0; for (long i = 0; i < 1000000; i++) x += i; }
+static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
+int main(int argc, char **argv) {
+	double secs = atof(argv[1]), start = now();
+	while (now() - start < secs) { slowFunction(); fastFunction(); }
+	return 0;
+}
+`
+
+const seedRules = `metrics-export-rules:
+  a_simple_app_total:
+    expr: ""
+  a_simple_app_slow_env_prod:
+    expr: '{env="prod"}'
+    node: slowFunction
+  a_simple_app_slow_env:
+    expr: ""
+    node: slowFunction
+    labels:
+      - "env"
+`
+
+// recordingSink records profiles and passes them on to rules.
+type recordingSink struct {
+	mu     sync.Mutex
+	rules  *rules.Set
+	stacks map[string]uint64
+	tags   []map[string]string
+}
+
+func (r *recordingSink) Observe(app string, tags map[string]string, units string, rate uint32, samples []rules.Sample) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range samples {
+		r.stacks[s.Stack] += s.Value
+	}
+	r.tags = append(r.tags, tags)
+	if r.rules != nil {
+		r.rules.Observe(app, tags, units, rate, samples)
+	}
+}
+
+func newProfiler(t *testing.T, sink Sink, freq int, tgts ...Target) *Profiler {
+	t.Helper()
+	w, err := targets.NewWatcher(targets.WatcherOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { w.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	ks, _ := decoder.LoadKallsyms("/proc/kallsyms")
+	var kernel func(uint64) (string, bool)
+	if ks != nil {
+		kernel = ks.Sym
+	}
+	p, err := New(Options{Frequency: freq, Interval: time.Hour, Targets: tgts, Sink: sink, Watcher: w, Kernel: kernel})
+	if err != nil {
+		t.Skipf("profiler cannot run on this kernel: %v", err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+func gccBuild(t *testing.T, src, name string, flags ...string) string {
+	t.Helper()
+	if _, err := exec.LookPath("gcc"); err != nil {
+		t.Skip("gcc is needed")
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "p.c"), []byte(src), 0o644)
+	bin := filepath.Join(dir, name)
+	args := append([]string{"-O0", "-fno-omit-frame-pointer", "-fno-inline", "-o", bin, filepath.Join(dir, "p.c")}, flags...)
+	if out, err := exec.Command("gcc", args...).CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestSeedRulesOnProfiles runs the test program twice, with env=prod and
+// env=staging, profiles both at 100 Hz and applies seed 004's rules.
+func TestSeedRulesOnProfiles(t *testing.T) {
+	name := "split" + strconv.Itoa(os.Getpid()%100000)
+	bin := gccBuild(t, splitProgram, name)
+	set, err := rules.Parse("rules.yaml", []byte(seedRules))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &recordingSink{rules: set, stacks: map[string]uint64{}}
+	const freq = 100
+	p := newProfiler(t, sink, freq,
+		Target{App: "simple.app", Tags: map[string]string{"env": "prod"}, Selector: targets.Selector{Comm: name, Cmdline: " prod$"}},
+		Target{App: "simple.app", Tags: map[string]string{"env": "staging"}, Selector: targets.Selector{Comm: name, Cmdline: " staging$"}},
+	)
+	cpu := map[string]float64{}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for _, env := range []string{"prod", "staging"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cmd := exec.Command(bin, "2", env)
+			if err := cmd.Run(); err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			cpu[env] = (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if err := p.Drain(); err != nil {
+		t.Fatal(err)
+	}
+	total := testutil.ToFloat64(ruleMetric(set, "a_simple_app_total", nil))
+	slowProd := testutil.ToFloat64(ruleMetric(set, "a_simple_app_slow_env_prod", nil))
+	slowByEnv := map[string]float64{}
+	for _, env := range []string{"prod", "staging"} {
+		slowByEnv[env] = testutil.ToFloat64(ruleMetric(set, "a_simple_app_slow_env", map[string]string{"env": env}))
+	}
+	t.Logf("CPU used: %v; total %.2fs, slow prod %.2fs, slow by env %v", cpu, total, slowProd, slowByEnv)
+	if slowProd != slowByEnv["prod"] {
+		t.Errorf("slow_env_prod %v != slow_env{env=prod} %v", slowProd, slowByEnv["prod"])
+	}
+	// Samples are CPU time: the total matches the CPU the processes used
+	// (tolerance 25%: sampling and the exec/attach delay at start).
+	used := cpu["prod"] + cpu["staging"]
+	if math.Abs(total-used) > 0.25*used {
+		t.Errorf("profiled %.2fs of CPU, processes used %.2fs", total, used)
+	}
+	// slowFunction does 3/4 of the work: its share is 0.75 +- 0.1.
+	for _, env := range []string{"prod", "staging"} {
+		share := slowByEnv[env] / cpu[env]
+		if share < 0.65 || share > 0.85 {
+			t.Errorf("%s: slowFunction took %.2fs of %.2fs CPU (share %.2f), want about 0.75", env, slowByEnv[env], cpu[env], share)
+		}
+	}
+	// Stacks are root first and symbolized.
+	var slow, fast uint64
+	for st, n := range sink.stacks {
+		switch {
+		case strings.Contains(st, "main;slowFunction"):
+			slow += n
+		case strings.Contains(st, "main;fastFunction"):
+			fast += n
+		}
+	}
+	if slow == 0 || fast == 0 {
+		t.Fatalf("no main;slowFunction / main;fastFunction stacks in %v", keys(sink.stacks))
+	}
+	if share := float64(slow) / float64(slow+fast); share < 0.65 || share > 0.85 {
+		t.Errorf("slowFunction share of main's samples %.2f, want 0.75 +- 0.1", share)
+	}
+	for _, tags := range sink.tags {
+		if tags["comm"] != name || tags["pid"] == "" || (tags["env"] != "prod" && tags["env"] != "staging") {
+			t.Errorf("tags %v", tags)
+		}
+	}
+}
+
+func keys(m map[string]uint64) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+		if len(out) > 10 {
+			break
+		}
+	}
+	return out
+}
+
+const goProgram = `package main
+
+import (
+	"os"
+	"strconv"
+	"time"
+)
+
+//go:noinline
+func spin(until time.Time) int {
+	n := 0
+	for time.Now().Before(until) {
+		for i := 0; i < 10000; i++ {
+			n += i ^ n
+		}
+	}
+	return n
+}
+
+func main() {
+	s, _ := strconv.ParseFloat(os.Args[1], 64)
+	spin(time.Now().Add(time.Duration(s * float64(time.Second))))
+}
+`
+
+// TestGoSymbols profiles a Go program, with and without its symbol table
+// (then .gopclntab names the frames).
+func TestGoSymbols(t *testing.T) {
+	for _, strip := range []bool{false, true} {
+		t.Run("stripped="+strconv.FormatBool(strip), func(t *testing.T) {
+			dir := t.TempDir()
+			os.WriteFile(filepath.Join(dir, "main.go"), []byte(goProgram), 0o644)
+			os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module spin\n\ngo 1.21\n"), 0o644)
+			name := "gospin" + strconv.Itoa(os.Getpid()%10000)
+			args := []string{"build", "-o", filepath.Join(dir, name)}
+			if strip {
+				args = append(args, "-ldflags=-s")
+			}
+			cmd := exec.Command("go", append(args, ".")...)
+			cmd.Dir = dir
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-mod=mod")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("go build: %v\n%s", err, out)
+			}
+			sink := &recordingSink{stacks: map[string]uint64{}}
+			p := newProfiler(t, sink, 199, Target{App: "gospin", Selector: targets.Selector{Comm: name}})
+			if err := exec.Command(filepath.Join(dir, name), "1").Run(); err != nil {
+				t.Fatal(err)
+			}
+			if err := p.Drain(); err != nil {
+				t.Fatal(err)
+			}
+			var spin uint64
+			for st, n := range sink.stacks {
+				if strings.Contains(st, "main.main;main.spin") {
+					spin += n
+				}
+			}
+			if spin == 0 {
+				t.Fatalf("no main.main;main.spin stack in %v", keys(sink.stacks))
+			}
+		})
+	}
+}
+
+// ruleMetric collects one rule's series with the given labels.
+func ruleMetric(s *rules.Set, name string, labels map[string]string) *oneSeries {
+	return &oneSeries{s: s, name: name, labels: labels}
+}

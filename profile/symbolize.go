@@ -1,0 +1,224 @@
+package profile
+
+import (
+	"bufio"
+	"debug/elf"
+	"debug/gosym"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// mapping is one executable mapping of a process.
+type mapping struct {
+	start, end, offset uint64
+	path               string // as the process sees it
+}
+
+// readMaps reads the executable mappings of /proc/PID/maps.
+func readMaps(procRoot string, pid int) ([]mapping, error) {
+	f, err := os.Open(filepath.Join(procRoot, strconv.Itoa(pid), "maps"))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []mapping
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 || !strings.Contains(fields[1], "x") {
+			continue
+		}
+		lo, hi, _ := strings.Cut(fields[0], "-")
+		start, _ := strconv.ParseUint(lo, 16, 64)
+		end, _ := strconv.ParseUint(hi, 16, 64)
+		off, _ := strconv.ParseUint(fields[2], 16, 64)
+		m := mapping{start: start, end: end, offset: off}
+		if len(fields) >= 6 {
+			m.path = strings.Join(fields[5:], " ")
+		}
+		out = append(out, m)
+	}
+	return out, sc.Err()
+}
+
+// symbolTable resolves file virtual addresses of one ELF file.
+type symbolTable struct {
+	addrs []uint64
+	names []string
+	// loads maps file offsets to virtual addresses.
+	loads []elf.ProgHeader
+	gosym *gosym.Table
+}
+
+// loadSymbols reads .symtab, then .dynsym, and .gopclntab for stripped Go
+// binaries.
+func loadSymbols(path string) (*symbolTable, error) {
+	f, err := elf.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	t := &symbolTable{}
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_LOAD {
+			t.loads = append(t.loads, p.ProgHeader)
+		}
+	}
+	type sym struct {
+		addr uint64
+		name string
+	}
+	var syms []sym
+	for _, get := range []func() ([]elf.Symbol, error){f.Symbols, f.DynamicSymbols} {
+		ss, err := get()
+		if err != nil {
+			continue
+		}
+		for _, s := range ss {
+			if elf.ST_TYPE(s.Info) == elf.STT_FUNC && s.Value != 0 {
+				syms = append(syms, sym{s.Value, s.Name})
+			}
+		}
+		if len(syms) > 0 {
+			break
+		}
+	}
+	if len(syms) == 0 {
+		if sec := f.Section(".gopclntab"); sec != nil {
+			if data, err := sec.Data(); err == nil {
+				text := f.Section(".text")
+				if text != nil {
+					if tab, err := gosym.NewTable(nil, gosym.NewLineTable(data, text.Addr)); err == nil {
+						t.gosym = tab
+					}
+				}
+			}
+		}
+	}
+	sort.Slice(syms, func(i, j int) bool { return syms[i].addr < syms[j].addr })
+	t.addrs = make([]uint64, len(syms))
+	t.names = make([]string, len(syms))
+	for i, s := range syms {
+		t.addrs[i], t.names[i] = s.addr, s.name
+	}
+	return t, nil
+}
+
+// vaddr turns a file offset into the ELF's virtual address.
+func (t *symbolTable) vaddr(off uint64) (uint64, bool) {
+	for _, p := range t.loads {
+		if off >= p.Off && off < p.Off+p.Filesz {
+			return off - p.Off + p.Vaddr, true
+		}
+	}
+	return 0, false
+}
+
+func (t *symbolTable) lookup(addr uint64) (string, bool) {
+	if t.gosym != nil {
+		if fn := t.gosym.PCToFunc(addr); fn != nil {
+			return fn.Name, true
+		}
+	}
+	i := sort.Search(len(t.addrs), func(i int) bool { return t.addrs[i] > addr })
+	if i == 0 {
+		return "", false
+	}
+	return t.names[i-1], true
+}
+
+// symbolizer resolves user and kernel addresses, caching ELF files by
+// path and modification time.
+type symbolizer struct {
+	procRoot string
+	kernel   func(addr uint64) (string, bool)
+
+	mu    sync.Mutex
+	files map[string]*symbolTable
+	stamp map[string]int64
+}
+
+func newSymbolizer(procRoot string, kernel func(uint64) (string, bool)) *symbolizer {
+	return &symbolizer{procRoot: procRoot, kernel: kernel, files: map[string]*symbolTable{}, stamp: map[string]int64{}}
+}
+
+func (s *symbolizer) table(path string) *symbolTable {
+	st, err := os.Stat(path)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		// The process is gone: what was loaded while it ran still serves.
+		return s.files[path]
+	}
+	if t, ok := s.files[path]; ok && s.stamp[path] == st.ModTime().UnixNano() {
+		return t
+	}
+	t, err := loadSymbols(path)
+	if err != nil {
+		t = &symbolTable{}
+	}
+	s.files[path], s.stamp[path] = t, st.ModTime().UnixNano()
+	return t
+}
+
+// user symbolizes a user address of pid with its mappings; JIT code comes
+// from /tmp/perf-PID.map; unknown frames are module+0xoffset.
+func (s *symbolizer) user(pid int, maps []mapping, perfMap []perfSym, addr uint64) string {
+	for _, m := range maps {
+		if addr < m.start || addr >= m.end {
+			continue
+		}
+		off := addr - m.start + m.offset
+		if m.path == "" || strings.HasPrefix(m.path, "[") {
+			break
+		}
+		host := filepath.Join(s.procRoot, strconv.Itoa(pid), "root", m.path)
+		if t := s.table(host); t != nil {
+			if va, ok := t.vaddr(off); ok {
+				if name, ok := t.lookup(va); ok {
+					return name
+				}
+			}
+		}
+		return fmt.Sprintf("%s+0x%x", filepath.Base(m.path), off)
+	}
+	for _, p := range perfMap {
+		if addr >= p.start && addr < p.start+p.size {
+			return p.name
+		}
+	}
+	return fmt.Sprintf("[unknown]+0x%x", addr)
+}
+
+// perfSym is one line of a JIT's /tmp/perf-PID.map.
+type perfSym struct {
+	start, size uint64
+	name        string
+}
+
+func readPerfMap(pid int) []perfSym {
+	f, err := os.Open(fmt.Sprintf("/tmp/perf-%d.map", pid))
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var out []perfSym
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		parts := strings.SplitN(sc.Text(), " ", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		start, err1 := strconv.ParseUint(parts[0], 16, 64)
+		size, err2 := strconv.ParseUint(parts[1], 16, 64)
+		if err1 == nil && err2 == nil {
+			out = append(out, perfSym{start, size, parts[2]})
+		}
+	}
+	return out
+}
