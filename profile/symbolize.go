@@ -11,12 +11,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // mapping is one executable mapping of a process.
 type mapping struct {
 	start, end, offset uint64
 	path               string // as the process sees it
+	host               string // the path from the host, filled on first use
 }
 
 // readMaps reads the executable mappings of /proc/PID/maps.
@@ -141,16 +143,26 @@ type symbolizer struct {
 	mu    sync.Mutex
 	files map[string]*symbolTable
 	stamp map[string]int64
+	// checked is when each file was last stat'ed: at most once a second,
+	// not once per frame.
+	checked map[string]time.Time
 }
 
 func newSymbolizer(procRoot string, kernel func(uint64) (string, bool)) *symbolizer {
-	return &symbolizer{procRoot: procRoot, kernel: kernel, files: map[string]*symbolTable{}, stamp: map[string]int64{}}
+	return &symbolizer{procRoot: procRoot, kernel: kernel, files: map[string]*symbolTable{}, stamp: map[string]int64{}, checked: map[string]time.Time{}}
 }
 
 func (s *symbolizer) table(path string) *symbolTable {
+	s.mu.Lock()
+	if t, ok := s.files[path]; ok && time.Since(s.checked[path]) < time.Second {
+		s.mu.Unlock()
+		return t
+	}
+	s.mu.Unlock()
 	st, err := os.Stat(path)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.checked[path] = time.Now()
 	if err != nil {
 		// The process is gone: what was loaded while it ran still serves.
 		return s.files[path]
@@ -169,7 +181,8 @@ func (s *symbolizer) table(path string) *symbolTable {
 // user symbolizes a user address of pid with its mappings; JIT code comes
 // from /tmp/perf-PID.map; unknown frames are module+0xoffset.
 func (s *symbolizer) user(pid int, maps []mapping, perfMap []perfSym, addr uint64) string {
-	for _, m := range maps {
+	for i := range maps {
+		m := &maps[i]
 		if addr < m.start || addr >= m.end {
 			continue
 		}
@@ -177,8 +190,10 @@ func (s *symbolizer) user(pid int, maps []mapping, perfMap []perfSym, addr uint6
 		if m.path == "" || strings.HasPrefix(m.path, "[") {
 			break
 		}
-		host := filepath.Join(s.procRoot, strconv.Itoa(pid), "root", m.path)
-		if t := s.table(host); t != nil {
+		if m.host == "" {
+			m.host = filepath.Join(s.procRoot, strconv.Itoa(pid), "root", m.path)
+		}
+		if t := s.table(m.host); t != nil {
 			if va, ok := t.vaddr(off); ok {
 				if name, ok := t.lookup(va); ok {
 					return name
