@@ -18,6 +18,6 @@ for pkg in decoder scripts usdt profile rules ingest; do
 		go test -run '^$' -bench . -benchtime "${BENCHTIME:-3x}" -count "$count" "./$pkg/" | tee -a "$out/$pkg.txt"
 	fi
 done
-if [ -x bench/probes.sh ]; then bench/probes.sh | tee "$out/probes.txt"; fi
+if [ -x bench/probes/probes.sh ]; then bench/probes/probes.sh | tee "$out/probes.txt"; fi
 if [ -x bench/profiler.sh ]; then bench/profiler.sh | tee "$out/profiler.txt"; fi
 if command -v benchstat >/dev/null; then benchstat "$out/scrape.txt" > "$out/scrape.benchstat" || true; fi
