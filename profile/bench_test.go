@@ -5,8 +5,8 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"time"
 	"testing"
+	"time"
 )
 
 // BenchmarkSymbolize1000: symbolizing 1000 user stacks of 20 frames of a
