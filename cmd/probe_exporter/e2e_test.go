@@ -80,6 +80,18 @@ func exporter(t *testing.T, args ...string) string {
 // exporterOn runs the daemon with args, waiting for it to answer on addr.
 func exporterOn(t *testing.T, addr string, args ...string) string {
 	t.Helper()
+	return exporterOnCheck(t, addr, func() bool {
+		resp, err := http.Get("http://" + addr + "/-/healthy")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil
+	}, args...)
+}
+
+// exporterOnCheck runs the daemon with args until up() says it serves.
+func exporterOnCheck(t *testing.T, addr string, up func() bool, args ...string) string {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int)
 	go func() {
@@ -98,9 +110,7 @@ func exporterOn(t *testing.T, addr string, args ...string) string {
 	})
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		resp, err := http.Get("http://" + addr + "/-/healthy")
-		if err == nil {
-			resp.Body.Close()
+		if up() {
 			return addr
 		}
 		select {
