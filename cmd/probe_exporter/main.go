@@ -52,6 +52,10 @@ func runContext(ctx context.Context, args []string) int {
 	if f.check {
 		return d.checkResult()
 	}
+	if err := dropCapabilities(f.capsKeep, logger); err != nil {
+		logger.Error("dropping capabilities", "err", err)
+		return 1
+	}
 	if err := d.run(ctx); err != nil {
 		logger.Error("exporter stopped", "err", err)
 		return 1
