@@ -95,7 +95,7 @@ func exporterOnCheck(t *testing.T, addr string, up func() bool, args ...string) 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int)
 	go func() {
-		done <- runContext(ctx, append([]string{"--log.level=warn"}, args...))
+		done <- runContext(ctx, append([]string{"--log.level=warn", "--capabilities.keep=all"}, args...))
 	}()
 	t.Cleanup(func() {
 		cancel()

@@ -50,7 +50,7 @@ func TestLifecycle(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int)
 	go func() {
-		done <- runContext(ctx, []string{"--web.listen-address=" + addr, "--log.level=error", "--config.dir=" + dir, "--config.names=e2e"})
+		done <- runContext(ctx, []string{"--web.listen-address=" + addr, "--log.level=error", "--capabilities.keep=all", "--config.dir=" + dir, "--config.names=e2e"})
 	}()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
