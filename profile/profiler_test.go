@@ -53,19 +53,26 @@ type recordingSink struct {
 	rules  *rules.Set
 	stacks map[string]uint64
 	tags   []map[string]string
-	// byEnv counts samples by the env tag.
-	byEnv map[string]uint64
+	// byEnv counts samples by the env tag, and slow and fast those in
+	// main;slowFunction and main;fastFunction.
+	byEnv, slow, fast map[string]uint64
 }
 
 func (r *recordingSink) Observe(app string, tags map[string]string, units string, rate uint32, samples []rules.Sample) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.byEnv == nil {
-		r.byEnv = map[string]uint64{}
+		r.byEnv, r.slow, r.fast = map[string]uint64{}, map[string]uint64{}, map[string]uint64{}
 	}
 	for _, s := range samples {
 		r.stacks[s.Stack] += s.Value
 		r.byEnv[tags["env"]] += s.Value
+		switch {
+		case strings.Contains(s.Stack, "main;slowFunction"):
+			r.slow[tags["env"]] += s.Value
+		case strings.Contains(s.Stack, "main;fastFunction"):
+			r.fast[tags["env"]] += s.Value
+		}
 	}
 	r.tags = append(r.tags, tags)
 	if r.rules != nil {
@@ -164,13 +171,17 @@ func TestSeedRulesOnProfiles(t *testing.T) {
 	if math.Abs(total-used) > 0.3*used {
 		t.Errorf("profiled %.2fs of CPU, processes used %.2fs", total, used)
 	}
-	// slowFunction does 3/4 of the work: its share of each env's profiled
-	// CPU is 0.75 +- 0.1.
+	// slowFunction does 3/4 of main's work: slow / (slow + fast) is
+	// 0.75 +- 0.1 in each env, and the rule's value is the slow samples in
+	// seconds.
 	for _, env := range []string{"prod", "staging"} {
-		profiled := float64(sink.byEnv[env]) / freq
-		share := slowByEnv[env] / profiled
+		slow, fast := float64(sink.slow[env]), float64(sink.fast[env])
+		share := slow / (slow + fast)
 		if share < 0.65 || share > 0.85 {
-			t.Errorf("%s: slowFunction took %.2fs of %.2fs profiled (share %.2f), want 0.75 +- 0.1", env, slowByEnv[env], profiled, share)
+			t.Errorf("%s: slowFunction %.0f samples, fastFunction %.0f (share %.2f), want 0.75 +- 0.1", env, slow, fast, share)
+		}
+		if slowByEnv[env] < slow/freq-0.011 {
+			t.Errorf("%s: rule says %.2fs in slowFunction, the stacks %.2fs", env, slowByEnv[env], slow/freq)
 		}
 	}
 	// Stacks are root first and symbolized.

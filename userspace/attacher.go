@@ -54,6 +54,8 @@ type Attacher struct {
 
 	matched *prometheus.Desc
 	enabled *prometheus.Desc
+	// attaches counts processes attached to, detaches those let go.
+	attaches, detaches prometheus.Counter
 }
 
 // New returns an attacher following processes with w.
@@ -66,6 +68,10 @@ func New(w *targets.Watcher, dropper PIDDropper, logger *slog.Logger) *Attacher 
 		usdt:    map[*ebpf.Map]*usdt.Attacher{},
 		matched: prometheus.NewDesc("probe_exporter_targets_matched", "Processes a config's targets select now.", []string{"config"}, nil),
 		enabled: prometheus.NewDesc("probe_exporter_enabled_programs", "Programs attached to a process (seed 002's view).", []string{"config", "program", "pid"}, nil),
+		attaches: prometheus.NewCounter(prometheus.CounterOpts{Name: "probe_exporter_userspace_attaches_total",
+			Help: "Programs attached to a selected process as it started."}),
+		detaches: prometheus.NewCounter(prometheus.CounterOpts{Name: "probe_exporter_userspace_detaches_total",
+			Help: "Programs detached from a selected process as it exited."}),
 	}
 }
 
@@ -252,6 +258,7 @@ func (a *Attacher) start(st *progState, p targets.Process) error {
 		pa.closer = c
 	}
 	st.pids[p.PID] = pa
+	a.attaches.Inc()
 	return nil
 }
 
@@ -275,6 +282,9 @@ func (a *Attacher) exit(st *progState, pid int) {
 		}
 	}
 	st.mu.Unlock()
+	if ok {
+		a.detaches.Inc()
+	}
 	if ok && a.dropper != nil {
 		a.dropper.DropPID(st.obj.Config.Name, pid)
 	}
@@ -345,6 +355,8 @@ func (a *Attacher) Describe(chan<- *prometheus.Desc) {}
 
 // Collect reports matched processes and enabled programs per pid.
 func (a *Attacher) Collect(ch chan<- prometheus.Metric) {
+	a.attaches.Collect(ch)
+	a.detaches.Collect(ch)
 	a.mu.Lock()
 	states := make([]*progState, 0, len(a.progs))
 	for _, st := range a.progs {
