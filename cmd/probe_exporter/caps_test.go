@@ -18,6 +18,11 @@ import (
 // after start it keeps only --capabilities.keep, and that scrapes, reloads
 // and on-demand scripts still work.
 func TestDroppedCapabilities(t *testing.T) {
+	t.Run("root", func(t *testing.T) { testDroppedCapabilities(t, "") })
+	t.Run("as nobody", func(t *testing.T) { testDroppedCapabilities(t, "nobody") })
+}
+
+func testDroppedCapabilities(t *testing.T, runAs string) {
 	bin := filepath.Join(t.TempDir(), "probe_exporter")
 	build := exec.Command("go", "build", "-o", bin, ".")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -25,9 +30,15 @@ func TestDroppedCapabilities(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	scripts := t.TempDir()
+	os.Chmod(scripts, 0o755)
+	os.Chmod(filepath.Dir(scripts), 0o755)
 	os.WriteFile(filepath.Join(scripts, "hello.sh"), []byte("#!/bin/sh\nwhile true; do echo 'hello 1'; echo '# EOF'; sleep 1; done\n"), 0o755)
 	addr := freePort(t)
-	cmd := exec.Command(bin, "--web.listen-address="+addr, "-s", scripts, "--log.level=warn")
+	args := []string{"--web.listen-address=" + addr, "-s", scripts, "--log.level=warn"}
+	if runAs != "" {
+		args = append(args, "--runas.user="+runAs)
+	}
+	cmd := exec.Command(bin, args...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -48,6 +59,9 @@ func TestDroppedCapabilities(t *testing.T) {
 	// here lacks CAP_SYS_RESOURCE, for one).
 	want &= capField(t, "/proc/self/status", "CapPrm:")
 	status, _ := os.ReadFile("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/status")
+	if runAs != "" && !strings.Contains(string(status), "Uid:\t65534\t65534\t65534") {
+		t.Errorf("not running as %s:\n%s", runAs, status)
+	}
 	for _, line := range strings.Split(string(status), "\n") {
 		for _, field := range []string{"CapEff:", "CapBnd:", "CapPrm:"} {
 			if v, ok := strings.CutPrefix(line, field); ok {

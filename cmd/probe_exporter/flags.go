@@ -30,6 +30,7 @@ type flags struct {
 	scriptsMaxOutput  int
 
 	capsKeep string
+	runAs    string
 
 	rulesFile        string
 	profileConfig    string
@@ -58,6 +59,7 @@ func registerFlags(app *kingpin.Application) *flags {
 
 	app.Flag("capabilities.keep", "Capabilities kept once started (\"all\" keeps every one): the rest are dropped, from the bounding set too, so scripts cannot regain them.").
 		Default("CAP_BPF,CAP_PERFMON,CAP_SYS_PTRACE,CAP_DAC_READ_SEARCH,CAP_SYSLOG,CAP_SYS_RESOURCE").StringVar(&f.capsKeep)
+	app.Flag("runas.user", "Once started, run as this user (name or uid) with the kept capabilities. bpftrace and systemtap scripts then fail: they need root.").StringVar(&f.runAs)
 	app.Flag("rules.file", "Pyroscope metrics-export-rules file: profiles matched by the rules become counters.").StringVar(&f.rulesFile)
 	app.Flag("profile.config", "Profiler targets file: processes to profile with the built-in eBPF CPU profiler.").StringVar(&f.profileConfig)
 	app.Flag("profile.frequency", "Sampling frequency of the built-in CPU profiler, in Hz.").Default("100").IntVar(&f.profileFrequency)

@@ -52,7 +52,7 @@ func runContext(ctx context.Context, args []string) int {
 	if f.check {
 		return d.checkResult()
 	}
-	if err := dropCapabilities(f.capsKeep, logger); err != nil {
+	if err := dropCapabilities(f.capsKeep, f.runAs, logger); err != nil {
 		logger.Error("dropping capabilities", "err", err)
 		return 1
 	}

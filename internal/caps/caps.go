@@ -82,6 +82,14 @@ func lastCap() int {
 // set (so that scripts the exporter starts cannot regain others), and the
 // effective, permitted and inheritable sets.
 func Drop(keep uint64) error {
+	if err := dropBounding(keep); err != nil {
+		return err
+	}
+	return setSets(keep)
+}
+
+// dropBounding removes from every thread's bounding set what keep lacks.
+func dropBounding(keep uint64) error {
 	for c := 0; c <= lastCap(); c++ {
 		if keep&(1<<uint(c)) != 0 {
 			continue
@@ -95,6 +103,12 @@ func Drop(keep uint64) error {
 			}
 		}
 	}
+	return nil
+}
+
+// setSets makes keep (within what is permitted) the effective, permitted
+// and inheritable sets of every thread.
+func setSets(keep uint64) error {
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
 	if err := unix.Capget(&hdr, &data[0]); err != nil {
@@ -102,8 +116,8 @@ func Drop(keep uint64) error {
 	}
 	for i := range data {
 		k := uint32(keep >> (32 * uint(i)))
-		data[i].Effective &= k
 		data[i].Permitted &= k
+		data[i].Effective = data[i].Permitted
 		data[i].Inheritable &= k
 	}
 	if _, _, errno := syscall.AllThreadsSyscall(unix.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0])), 0); errno != 0 {
@@ -113,4 +127,30 @@ func Drop(keep uint64) error {
 		return fmt.Errorf("capset: %w", errno)
 	}
 	return nil
+}
+
+// SwitchUser makes every thread run as uid and gid, keeping the
+// capabilities in keep (which become effective again after the switch).
+func SwitchUser(uid, gid int, keep uint64) error {
+	// The bounding set can only shrink with CAP_SETPCAP effective: before.
+	if err := dropBounding(keep); err != nil {
+		return err
+	}
+	if _, _, errno := syscall.AllThreadsSyscall(unix.SYS_PRCTL, unix.PR_SET_KEEPCAPS, 1, 0); errno != 0 {
+		if errno == syscall.ENOTSUP {
+			return ErrNotSupported
+		}
+		return fmt.Errorf("keeping capabilities across the user switch: %w", errno)
+	}
+	if err := syscall.Setgroups([]int{gid}); err != nil {
+		return fmt.Errorf("setgroups: %w", err)
+	}
+	if err := syscall.Setgid(gid); err != nil {
+		return fmt.Errorf("setgid %d: %w", gid, err)
+	}
+	if err := syscall.Setuid(uid); err != nil {
+		return fmt.Errorf("setuid %d: %w", uid, err)
+	}
+	// setuid cleared the effective set; raise the kept capabilities again.
+	return setSets(keep)
 }
