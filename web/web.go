@@ -24,6 +24,16 @@ type Status struct {
 	Rules   []string
 	Reload  ReloadStatus
 	Links   []Link
+	// Capabilities are the configured features' needs and whether they
+	// are met.
+	Capabilities []CapabilityStatus
+}
+
+// CapabilityStatus is one feature's capability needs on the landing page.
+type CapabilityStatus struct {
+	Feature, Caps, Why string
+	// Missing names the capabilities the feature lacks; empty when met.
+	Missing string
 }
 
 // ConfigStatus is one config on the landing page.
@@ -195,6 +205,10 @@ var landingTmpl = template.Must(template.New("landing").Funcs(template.FuncMap{
 {{if .Scripts}}<h2>Scripts</h2>
 <table><tr><th>script</th><th>kind</th><th>state</th><th>restarts</th><th>last output</th><th>last error</th></tr>
 {{range .Scripts}}<tr><td><a href="/{{.Name}}">{{.Name}}</a>{{if .Autostart}} (autostart){{end}}</td><td>{{.Kind}}</td><td>{{.State}}</td><td>{{.Restarts}}</td><td>{{since .LastOutput}}</td><td><pre>{{.LastError}}</pre></td></tr>{{end}}
+</table>{{end}}
+{{if .Capabilities}}<h2>Capabilities</h2>
+<table><tr><th>feature</th><th>kept</th><th>state</th><th>why</th></tr>
+{{range .Capabilities}}<tr><td>{{.Feature}}</td><td>{{.Caps}}</td><td>{{if .Missing}}<span class="bad">cannot work: needs {{.Missing}}</span>{{else}}<span class="ok">ok</span>{{end}}</td><td>{{.Why}}</td></tr>{{end}}
 </table>{{end}}
 {{if .Rules}}<h2>Profile export rules</h2><ul>{{range .Rules}}<li>{{.}}</li>{{end}}</ul>{{end}}
 </body></html>

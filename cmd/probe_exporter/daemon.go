@@ -27,7 +27,9 @@ import (
 	"github.com/probe-exporter/probe_exporter/config"
 	"github.com/probe-exporter/probe_exporter/decoder"
 	"github.com/probe-exporter/probe_exporter/defaults"
+	"github.com/probe-exporter/probe_exporter/internal/caps"
 	"github.com/probe-exporter/probe_exporter/loader"
+	"github.com/probe-exporter/probe_exporter/scripts"
 	"github.com/probe-exporter/probe_exporter/targets"
 	"github.com/probe-exporter/probe_exporter/web"
 )
@@ -52,6 +54,8 @@ type daemon struct {
 	extras      extras
 	profileSink *ruleHolder
 	watcher     *targets.Watcher
+	scripts     *scripts.Supervisor
+	capPlan     caps.Plan
 }
 
 // loadedConfig is a config as loaded, with the fingerprint of its sources
@@ -381,7 +385,16 @@ func (d *daemon) status() web.Status {
 	}
 	d.mu.Lock()
 	st.Reload = d.lastReload
+	plan := d.capPlan
 	d.mu.Unlock()
+	for _, n := range plan.Needs {
+		cs := web.CapabilityStatus{Feature: n.Feature, Caps: strings.Join(caps.Names(n.Caps&plan.Keep), ", "), Why: n.Why}
+		if u, ok := plan.UnmetFor(n.Feature); ok {
+			cs.Missing = strings.Join(caps.Names(u.Missing), ", ")
+			cs.Why = u.Why
+		}
+		st.Capabilities = append(st.Capabilities, cs)
+	}
 	d.extras.status(&st)
 	return st
 }
@@ -408,4 +421,21 @@ func (d *daemon) close() {
 	}
 	d.loaded = map[string]*loadedConfig{}
 	d.coll.SetConfigs(nil)
+}
+
+// scriptKinds lists the kinds of scripts found at start.
+func (d *daemon) scriptKinds() []scripts.Kind {
+	if d.scripts == nil {
+		return nil
+	}
+	seen := map[scripts.Kind]bool{}
+	var out []scripts.Kind
+	for _, s := range d.scripts.Status() {
+		if !seen[s.Kind] {
+			seen[s.Kind] = true
+			out = append(out, s.Kind)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
 }
