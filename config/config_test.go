@@ -46,7 +46,7 @@ kaddrs:
   - blk_account_io_done
 `
 
-// seed 003's cachestat example, in libbpf-style C.
+// ebpf_exporter v1's cachestat example, in libbpf-style C.
 const cachestat = `programs:
   - name: cachestat
     metrics:
@@ -77,7 +77,7 @@ const cachestat = `programs:
       SEC("kprobe") int do_count(void *ctx) { return 0; }
 `
 
-// seed 002's gunicorn example.
+// ebpf-userspace-exporter's gunicorn example.
 const gunicorn = `programs:
   - name: gc_total
     metrics:

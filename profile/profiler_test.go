@@ -119,7 +119,7 @@ func gccBuild(t *testing.T, src, name string, flags ...string) string {
 }
 
 // TestSeedRulesOnProfiles runs the test program twice, with env=prod and
-// env=staging, profiles both at 100 Hz and applies seed 004's rules.
+// env=staging, profiles both at 100 Hz and applies the rules of Pyroscope's export-rules documentation.
 func TestSeedRulesOnProfiles(t *testing.T) {
 	name := "split" + strconv.Itoa(os.Getpid()%100000)
 	bin := gccBuild(t, splitProgram, name)
