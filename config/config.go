@@ -4,10 +4,6 @@
 // (a `programs:` list with inline code and explicit attach points).
 package config
 
-import (
-	"time"
-)
-
 // Config is one loaded unit: a BPF object (or inline code) and the metrics
 // read from its maps. A config either loads and attaches as a whole or is
 // reported as failed, without affecting other configs.
@@ -55,11 +51,10 @@ type Metrics struct {
 // Counter describes a counter (or, under metrics.gauges, a gauge) read from
 // the BPF map of the same name.
 type Counter struct {
-	Name           string        `yaml:"name"`
-	Help           string        `yaml:"help"`
-	PerfEventArray bool          `yaml:"perf_event_array"`
-	FlushInterval  time.Duration `yaml:"flush_interval"`
-	Labels         []Label       `yaml:"labels"`
+	Name           string  `yaml:"name"`
+	Help           string  `yaml:"help"`
+	PerfEventArray bool    `yaml:"perf_event_array"`
+	Labels         []Label `yaml:"labels"`
 	// Table is the v1-layout name of the map; v2 uses Name.
 	Table string `yaml:"table"`
 
@@ -201,10 +196,9 @@ type PerfEvent struct {
 
 // Attachments selects the processes userspace probes attach to.
 type Attachments struct {
-	BinaryName string   `yaml:"binary_name"`
-	Exe        string   `yaml:"exe"`
-	Cmdline    string   `yaml:"cmdline"`
-	Cgroup     string   `yaml:"cgroup"`
-	PID        []int    `yaml:"pid"`
-	Binaries   []string `yaml:"binaries"`
+	BinaryName string `yaml:"binary_name"`
+	Exe        string `yaml:"exe"`
+	Cmdline    string `yaml:"cmdline"`
+	Cgroup     string `yaml:"cgroup"`
+	PID        []int  `yaml:"pid"`
 }

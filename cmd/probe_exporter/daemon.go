@@ -342,6 +342,7 @@ func (d *daemon) handler() http.Handler {
 		Debug:         d.f.debug,
 		Maps:          http.HandlerFunc(d.serveMaps),
 		Reload:        d.reloadAll,
+		Ready:         d.ready,
 		MaxRequests:   d.f.maxRequests,
 		Extra:         map[string]http.Handler{},
 	}
@@ -397,6 +398,23 @@ func (d *daemon) status() web.Status {
 	}
 	d.extras.status(&st)
 	return st
+}
+
+// ready says the exporter is ready when at least one config is up (or
+// none is configured): a node where every program failed is not.
+func (d *daemon) ready() error {
+	configs := d.coll.Configs()
+	var failed []string
+	for _, c := range configs {
+		if c.Up() {
+			return nil
+		}
+		failed = append(failed, c.Name())
+	}
+	if len(configs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("no config is up (%s failed)", strings.Join(failed, ", "))
 }
 
 // serveMaps dumps raw map contents (debug only).
