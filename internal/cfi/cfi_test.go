@@ -137,3 +137,25 @@ func TestLEB(t *testing.T) {
 		t.Error("truncated LEB128 accepted")
 	}
 }
+
+// BenchmarkLoad: reading the rows of one file, done once per file (not per
+// process) by the profiler.
+func BenchmarkLoad(b *testing.B) {
+	for _, file := range []string{"/lib/x86_64-linux-gnu/libc.so.6", "/usr/bin/python3.11"} {
+		if _, err := os.Stat(file); err != nil {
+			continue
+		}
+		b.Run(filepath.Base(file), func(b *testing.B) {
+			var n int
+			for i := 0; i < b.N; i++ {
+				rows, err := Load(file)
+				if err != nil {
+					b.Fatal(err)
+				}
+				n = len(rows)
+			}
+			b.ReportMetric(float64(n), "rows")
+			b.ReportMetric(float64(n*16)/1024, "KiB-in-kernel")
+		})
+	}
+}
