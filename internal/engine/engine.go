@@ -19,7 +19,8 @@ import (
 // Running is what loading a config gives: something that serves until
 // closed.
 type Running interface {
-	// Up reports whether it serves (at least in part).
+	// Up reports whether it loaded and attached as a whole; a config that
+	// is not up is tried again at the next reload.
 	Up() bool
 	Close() error
 }
@@ -32,7 +33,8 @@ type Unit[R Running] struct {
 	Config config.Config
 	// Fingerprint identifies the sources Running was loaded from.
 	Fingerprint string
-	// Running is what serves; the zero value when nothing does.
+	// Running is what was loaded: serving, or a failed attempt kept for
+	// its state; the zero value for a config that does not parse.
 	Running R
 	// Err is why the latest attempt failed (parse or load), even when an
 	// older version keeps Running.
@@ -42,7 +44,7 @@ type Unit[R Running] struct {
 	Stale bool
 }
 
-// Serving reports whether the unit has something running.
+// Serving reports whether the unit runs a version that is up.
 func (u Unit[R]) Serving() bool {
 	var zero R
 	return any(u.Running) != any(zero) && u.Running.Up()
@@ -128,13 +130,14 @@ func (e *Engine[R]) Reload() error {
 				u.Err = fmt.Errorf("config %q: nothing attached", c.Name)
 			}
 			errs = append(errs, u.Err)
-			e.close(c.Name, r)
-			var zero R
-			u.Running = zero
 			if had && old.Serving() {
 				// Keep the version that works.
+				e.close(c.Name, r)
 				u.Running, u.Fingerprint, u.Config, u.Stale = old.Running, old.Fingerprint, old.Config, true
 			}
+			// Otherwise the failed attempt stays, not serving, so its
+			// state (which programs failed, and why) can be shown; it is
+			// closed when it is tried again.
 		}
 		next[c.Name] = u
 	}

@@ -114,11 +114,10 @@ func TestReload(t *testing.T) {
 			t.Errorf("%s: last reload %+v", s.name, last)
 		}
 	}
-	// Everything not running now was closed, exactly once; what runs is
-	// open.
+	// Everything not held now was closed; what the units hold is open.
 	running := map[*fake]bool{}
 	for _, u := range e.Units() {
-		if u.Serving() {
+		if u.Running != nil {
 			running[u.Running] = true
 		}
 	}
