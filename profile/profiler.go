@@ -168,20 +168,17 @@ func (p *Profiler) event(target int, ev targets.Event) {
 	pid := ev.Process.PID
 	switch ev.Kind {
 	case targets.Start:
+		// Describe its mappings (loading their unwind rows and symbol
+		// tables while the files can be reached), sample it, then follow
+		// it.
 		maps, _ := readMaps(p.opts.ProcRoot, pid)
-		p.mu.Lock()
-		p.procs[pid] = &proc{target: target, comm: ev.Process.Comm, maps: maps, started: time.Now()}
-		p.mu.Unlock()
 		if err := p.unw.describe(pid, maps); err != nil {
 			p.opts.Logger.Debug("profiler unwind tables", "pid", pid, "err", err)
 		}
-		// Load symbol tables while the files can still be reached.
-		for _, m := range maps {
-			if strings.HasPrefix(m.path, "/") {
-				p.sym.table(p.opts.ProcRoot + "/" + strconv.Itoa(pid) + "/root" + m.path)
-			}
-		}
 		_ = p.coll.Maps["pids"].Put(uint32(pid), uint32(target))
+		p.mu.Lock()
+		p.procs[pid] = &proc{target: target, comm: ev.Process.Comm, maps: maps, started: time.Now()}
+		p.mu.Unlock()
 	case targets.Exit:
 		_ = p.coll.Maps["pids"].Delete(uint32(pid))
 		p.unw.forget(pid)

@@ -21,15 +21,16 @@ import (
 
 // The test program: main calls slowFunction (3 units of work) and
 // fastFunction (1 unit) in turn, so about 3/4 of its CPU time is in
-// slowFunction.
-const splitProgram = `#include <stdlib.h>
-#include <time.h>
-__attribute__((noinline)) void slowFunction(void) { volatile long x = 0; for (long i = 0; i < 3000000; i++) x += i; }
-__attribute__((noinline)) void fastFunction(void) { volatile long x = 0; for (long i = 0; i < 1000000; i++) x += i; }
-static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
+// slowFunction. It does a fixed amount of work, from a go on its stdin,
+// so its samples do not depend on how loaded the machine is.
+const splitProgram = `#include <stdio.h>
+#include <stdlib.h>
+__attribute__((noipa)) void slowFunction(void) { volatile long x = 0; for (long i = 0; i < 3000000; i++) x += i; }
+__attribute__((noipa)) void fastFunction(void) { volatile long x = 0; for (long i = 0; i < 1000000; i++) x += i; }
 int main(int argc, char **argv) {
-	double secs = atof(argv[1]), start = now();
-	while (now() - start < secs) { slowFunction(); fastFunction(); }
+	long rounds = atol(argv[1]);
+	getchar(); /* the test says go once the profiler follows this process */
+	for (long r = 0; r < rounds; r++) { slowFunction(); fastFunction(); }
 	return 0;
 }
 `
@@ -142,11 +143,24 @@ func TestSeedRulesOnProfiles(t *testing.T) {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	for _, env := range []string{"prod", "staging"} {
+		cmd := exec.Command(bin, "400", env)
+		stdin, _ := cmd.StdinPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// Wait until the profiler follows it, then let it work.
+		deadline := time.Now().Add(30 * time.Second)
+		for !p.follows(cmd.Process.Pid) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the profiler never followed pid %d", cmd.Process.Pid)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		stdin.Write([]byte("\n"))
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cmd := exec.Command(bin, "2", env)
-			if err := cmd.Run(); err != nil {
+			if err := cmd.Wait(); err != nil {
 				t.Error(err)
 				return
 			}
@@ -170,8 +184,7 @@ func TestSeedRulesOnProfiles(t *testing.T) {
 		t.Errorf("slow_env_prod %v != slow_env{env=prod} %v", slowProd, slowByEnv["prod"])
 	}
 	// Samples are CPU time: the total matches the CPU the processes used
-	// (tolerance 30%: sampling, and the first ~0.2 s of each process pass
-	// before it is found and attached).
+	// (tolerance 30%: sampling at 100 Hz).
 	used := cpu["prod"] + cpu["staging"]
 	if math.Abs(total-used) > 0.3*used {
 		t.Errorf("profiled %.2fs of CPU, processes used %.2fs", total, used)

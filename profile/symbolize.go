@@ -8,11 +8,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/probe-exporter/probe_exporter/internal/symtab"
 )
 
 // mapping is one executable mapping of a process.
@@ -50,8 +51,7 @@ func readMaps(procRoot string, pid int) ([]mapping, error) {
 
 // symbolTable resolves file virtual addresses of one ELF file.
 type symbolTable struct {
-	addrs []uint64
-	names []string
+	syms *symtab.Table
 	// loads maps file offsets to virtual addresses.
 	loads []elf.ProgHeader
 	gosym *gosym.Table
@@ -71,11 +71,7 @@ func loadSymbols(path string) (*symbolTable, error) {
 			t.loads = append(t.loads, p.ProgHeader)
 		}
 	}
-	type sym struct {
-		addr uint64
-		name string
-	}
-	var syms []sym
+	var syms []symtab.Symbol
 	for _, get := range []func() ([]elf.Symbol, error){f.Symbols, f.DynamicSymbols} {
 		ss, err := get()
 		if err != nil {
@@ -83,7 +79,7 @@ func loadSymbols(path string) (*symbolTable, error) {
 		}
 		for _, s := range ss {
 			if elf.ST_TYPE(s.Info) == elf.STT_FUNC && s.Value != 0 {
-				syms = append(syms, sym{s.Value, s.Name})
+				syms = append(syms, symtab.Symbol{Addr: s.Value, Name: s.Name})
 			}
 		}
 		if len(syms) > 0 {
@@ -102,12 +98,7 @@ func loadSymbols(path string) (*symbolTable, error) {
 			}
 		}
 	}
-	sort.Slice(syms, func(i, j int) bool { return syms[i].addr < syms[j].addr })
-	t.addrs = make([]uint64, len(syms))
-	t.names = make([]string, len(syms))
-	for i, s := range syms {
-		t.addrs[i], t.names[i] = s.addr, s.name
-	}
+	t.syms = symtab.New(syms)
 	return t, nil
 }
 
@@ -127,11 +118,7 @@ func (t *symbolTable) lookup(addr uint64) (string, bool) {
 			return fn.Name, true
 		}
 	}
-	i := sort.Search(len(t.addrs), func(i int) bool { return t.addrs[i] > addr })
-	if i == 0 {
-		return "", false
-	}
-	return t.names[i-1], true
+	return t.syms.Lookup(addr)
 }
 
 // symbolizer resolves user addresses, caching ELF files by
