@@ -123,7 +123,7 @@ func TestNodeUnanchored(t *testing.T) {
 
 func TestParseErrors(t *testing.T) {
 	for _, tc := range []struct{ yaml, want string }{
-		{"bad-name:\n  expr: ''\n", `rule "bad-name": not a valid Prometheus metric name`},
+		{"bad-name:\n  expr: ''\n", `rule "bad-name": "bad-name" is not a valid Prometheus metric name`},
 		{"x:\n  node: '('\n", `rule "x": node:`},
 		{"x:\n  expr: '{a=b}'\n", `rule "x": expr:`},
 		{"x:\n  exp: ''\n", `rule "x": line`},
