@@ -460,6 +460,13 @@ func decodeStacks(r io.Reader, l *lease, lines bool) ([]rules.Sample, error) {
 	if err := l.take(maxLine); err != nil { // the scanner's buffer at most
 		return nil, err
 	}
+	bad := func(format string, args ...any) error {
+		// A line cut short by a read error reports the read error.
+		if err := sc.Err(); err != nil {
+			return err
+		}
+		return badRequest(format, args...)
+	}
 	for n := 1; sc.Scan(); n++ {
 		line := bytes.TrimRight(sc.Bytes(), "\r")
 		if len(bytes.TrimSpace(line)) == 0 {
@@ -469,11 +476,11 @@ func decodeStacks(r io.Reader, l *lease, lines bool) ([]rules.Sample, error) {
 		if !lines {
 			i := bytes.LastIndexByte(line, ' ')
 			if i <= 0 {
-				return nil, badRequest("line %d: want \"stack count\"", n)
+				return nil, bad("line %d: want \"stack count\"", n)
 			}
 			var err error
 			if v, err = parseCount(string(line[i+1:])); err != nil {
-				return nil, badRequest("line %d: %v", n, err)
+				return nil, bad("line %d: %v", n, err)
 			}
 			stack = line[:i]
 		}

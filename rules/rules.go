@@ -199,7 +199,7 @@ func Parse(path string, data []byte) (*Set, error) {
 			}
 		}
 	}
-	if recordingNode != nil && !isEmpty(recordingNode) {
+	if recordingNode != nil && recordingNode.Tag != "!!null" {
 		if recordingNode.Kind != yaml.SequenceNode {
 			return nil, fmt.Errorf("%s:%d: recording_rules: want a list of rules", path, recordingNode.Line)
 		}
