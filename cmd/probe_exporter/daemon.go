@@ -174,7 +174,9 @@ func (d *daemon) reload() error {
 	next := map[string]*loadedConfig{}
 	for _, c := range cfgs {
 		fp := fingerprint(c)
-		if old, ok := d.loaded[c.Name]; ok && old.fingerprint == fp {
+		// An unchanged config keeps running; an unchanged one that failed
+		// is tried again, as its failure may have come from the host.
+		if old, ok := d.loaded[c.Name]; ok && old.fingerprint == fp && old.cfg.Up() {
 			next[c.Name] = old
 			continue
 		}
@@ -184,7 +186,7 @@ func (d *daemon) reload() error {
 				d.logger.Error("config failed", "config", c.Name, "err", err)
 				errs = append(errs, err)
 			}
-			if old, ok := d.loaded[c.Name]; ok {
+			if old, ok := d.loaded[c.Name]; ok && old.cfg.Up() {
 				// Keep the version that works.
 				lc.cfg.Object.Close()
 				next[c.Name] = old
