@@ -89,10 +89,6 @@ type state struct {
 	averages  map[string]*series
 	dropped   uint64
 	saturated uint64
-	// matches caches node and function matches per stack; keys are
-	// copies, so that the cache never pins a request body.
-	matches      map[string]bool
-	matchesBytes int
 }
 
 // rule is a compiled Rule with its counters.
@@ -106,7 +102,15 @@ type rule struct {
 	constLabels prometheus.Labels
 	desc        *prometheus.Desc
 	avgDesc     *prometheus.Desc
-	st          *state
+	st          *state // guarded by the Set's mutex
+
+	// cacheMu guards the cache of node and function matches per stack,
+	// used outside the Set's mutex so that scrapes do not wait for the
+	// matching of a large profile. Keys are copies: the cache never pins
+	// a request body.
+	cacheMu      sync.Mutex
+	matches      map[string]bool
+	matchesBytes int
 }
 
 // Set is a compiled rule file; it is a prometheus.Collector of the rules'
@@ -334,7 +338,7 @@ func compile(r Rule) (*rule, error) {
 }
 
 func newState() *state {
-	return &state{counters: map[string]*series{}, averages: map[string]*series{}, matches: map[string]bool{}}
+	return &state{counters: map[string]*series{}, averages: map[string]*series{}}
 }
 
 // parseSelectors parses Prometheus selectors as Pyroscope's recording rules
@@ -457,19 +461,20 @@ func (s *Set) Observe(app string, tags map[string]string, units string, sampleRa
 	s.ObserveProfile(p)
 }
 
-// ObserveProfile adds one profile to every rule that selects it.
+// ObserveProfile adds one profile to every rule that selects it. Stacks
+// are matched before the Set's lock is taken; only the additions hold it.
 func (s *Set) ObserveProfile(p Profile) {
 	if p.Divisor == 0 {
 		p.Divisor = 1
 	}
-	var promLabels map[string]string // for recording rules, made once
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	max := s.maxSeries
-	if max <= 0 {
-		max = DefaultMaxSeries
+	type hit struct {
+		r         *rule
+		sum       uint64
+		saturated bool
 	}
-	for _, r := range s.rules {
+	var hits []hit
+	var promLabels map[string]string // for recording rules, made once
+	for _, r := range s.rules {      // the rules of a Set never change
 		if r.Recording {
 			if promLabels == nil {
 				promLabels = ProfileLabels(p.App, p.Units, p.Tags)
@@ -480,18 +485,25 @@ func (s *Set) ObserveProfile(p Profile) {
 		} else if !r.query.Matches(p.App, p.Tags) {
 			continue
 		}
-		var sum uint64
-		ok := true
-		for _, smp := range p.Samples {
-			if r.node == nil && r.FunctionName == "" || r.matchStack(smp.Stack) {
-				sum, ok = addSat(sum, smp.Value, ok)
-			}
-		}
-		if !ok {
-			r.st.saturated++
-		}
-		if sum == 0 && !p.Average {
+		sum, ok := r.sum(p.Samples)
+		if sum == 0 && !p.Average && ok {
 			continue
+		}
+		hits = append(hits, hit{r, sum, !ok})
+	}
+	if len(hits) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	max := s.maxSeries
+	if max <= 0 {
+		max = DefaultMaxSeries
+	}
+	for _, h := range hits {
+		r, sum := h.r, h.sum
+		if h.saturated {
+			r.st.saturated++
 		}
 		vals := make([]string, len(r.labels))
 		for i, l := range r.labels {
@@ -521,11 +533,32 @@ func (s *Set) ObserveProfile(p Profile) {
 		if se.sums == nil {
 			se.sums = map[uint64]uint64{}
 		}
-		var sat bool
-		if se.sums[p.Divisor], sat = addSat(se.sums[p.Divisor], sum, true); !sat {
+		var ok bool
+		if se.sums[p.Divisor], ok = addSat(se.sums[p.Divisor], sum, true); !ok {
 			r.st.saturated++
 		}
 	}
+}
+
+// sum adds the values of the stacks the rule keeps; ok is false if the
+// sum saturated.
+func (r *rule) sum(samples []Sample) (uint64, bool) {
+	var sum uint64
+	ok := true
+	if r.node == nil && r.FunctionName == "" {
+		for _, smp := range samples {
+			sum, ok = addSat(sum, smp.Value, ok)
+		}
+		return sum, ok
+	}
+	r.cacheMu.Lock()
+	defer r.cacheMu.Unlock()
+	for _, smp := range samples {
+		if r.matchStack(smp.Stack) {
+			sum, ok = addSat(sum, smp.Value, ok)
+		}
+	}
+	return sum, ok
 }
 
 // scale is what a rule multiplies seconds by: recording rules report CPU
@@ -571,8 +604,9 @@ const (
 	maxCachedStack  = 4 << 10
 )
 
+// matchStack needs cacheMu.
 func (r *rule) matchStack(stack string) bool {
-	if m, ok := r.st.matches[stack]; ok {
+	if m, ok := r.matches[stack]; ok {
 		return m
 	}
 	var m bool
@@ -584,11 +618,11 @@ func (r *rule) matchStack(stack string) bool {
 	if len(stack) > maxCachedStack {
 		return m
 	}
-	if len(r.st.matches) >= maxCacheEntries || r.st.matchesBytes+len(stack) > maxCacheBytes {
-		r.st.matches, r.st.matchesBytes = map[string]bool{}, 0
+	if r.matches == nil || len(r.matches) >= maxCacheEntries || r.matchesBytes+len(stack) > maxCacheBytes {
+		r.matches, r.matchesBytes = map[string]bool{}, 0
 	}
-	r.st.matches[strings.Clone(stack)] = m
-	r.st.matchesBytes += len(stack)
+	r.matches[strings.Clone(stack)] = m
+	r.matchesBytes += len(stack)
 	return m
 }
 
