@@ -255,7 +255,7 @@ func TestSlowBody(t *testing.T) {
 // TestInflightBound: while one push holds most of the budget, another is
 // answered 503 with Retry-After; once it ends, pushes are accepted again.
 func TestInflightBound(t *testing.T) {
-	s := newServer(t, simpleRules, Options{MaxInflightBytes: 3 << 20})
+	s := newServer(t, simpleRules, Options{MaxInflightBytes: 8 << 20})
 	pr, pw := io.Pipe()
 	done := make(chan int)
 	go func() {
@@ -279,7 +279,12 @@ func TestInflightBound(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	code, hdr, msg := s.push(t, "name=app&format=pprof", nil, bytes.NewReader(bytes.Repeat([]byte{1}, 2<<20)))
+	// 60,000 distinct stacks: about 7 MiB to decode, under the bound alone.
+	var many strings.Builder
+	for i := 0; i < 60000; i++ {
+		fmt.Fprintf(&many, "main;stack-%012d 1\n", i)
+	}
+	code, hdr, msg := s.push(t, "name=app.cpu", nil, strings.NewReader(many.String()))
 	if code != 503 || hdr.Get("Retry-After") == "" {
 		t.Errorf("over the bound: %d %q Retry-After=%q", code, msg, hdr.Get("Retry-After"))
 	}

@@ -45,7 +45,7 @@ type Sink interface {
 const (
 	DefaultMaxBodyBytes         = 16 << 20
 	DefaultMaxDecompressedBytes = 64 << 20
-	DefaultMaxInflightBytes     = 256 << 20
+	DefaultMaxInflightBytes     = 128 << 20
 	DefaultBodyTimeout          = 30 * time.Second
 )
 
@@ -136,6 +136,8 @@ func badRequest(format string, args ...any) error {
 	return &httpError{http.StatusBadRequest, fmt.Sprintf(format, args...)}
 }
 
+var errTooBigForBudget = &httpError{http.StatusRequestEntityTooLarge, "decoding this push takes more memory than --ingest.max-inflight-bytes allows"}
+
 var errBusy = &httpError{http.StatusServiceUnavailable, "ingest is at its in-flight memory bound (--ingest.max-inflight-bytes); retry later"}
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -196,6 +198,10 @@ type lease struct {
 func (l *lease) take(n int64) error {
 	if n <= 0 {
 		return nil
+	}
+	if l.n+n > l.h.opts.MaxInflightBytes {
+		// Alone over the bound: waiting would not help.
+		return errTooBigForBudget
 	}
 	if l.h.inflight.Add(n) > l.h.opts.MaxInflightBytes {
 		l.h.inflight.Add(-n)
@@ -456,8 +462,10 @@ func decodeStacks(r io.Reader, l *lease, lines bool) ([]rules.Sample, error) {
 	counts := map[string]uint64{}
 	var total uint64
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), maxLine)
-	if err := l.take(maxLine); err != nil { // the scanner's buffer at most
+	const firstBuf = 64 << 10
+	sc.Buffer(make([]byte, 0, firstBuf), maxLine)
+	charged := int64(firstBuf) // the scanner's buffer, which doubles for long lines
+	if err := l.take(charged); err != nil {
 		return nil, err
 	}
 	bad := func(format string, args ...any) error {
@@ -468,6 +476,12 @@ func decodeStacks(r io.Reader, l *lease, lines bool) ([]rules.Sample, error) {
 		return badRequest(format, args...)
 	}
 	for n := 1; sc.Scan(); n++ {
+		if need := 3 * int64(len(sc.Bytes())); need > charged {
+			if err := l.take(need - charged); err != nil {
+				return nil, err
+			}
+			charged = need
+		}
 		line := bytes.TrimRight(sc.Bytes(), "\r")
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
@@ -611,13 +625,13 @@ func (h *Handler) readAll(r io.Reader, l *lease) ([]byte, error) {
 		n, err := r.Read(chunk)
 		if n > 0 {
 			if buf.Len()+n > buf.Cap() {
-				buf.Grow(n)
-			}
-			if c := buf.Cap(); c > charged {
-				if lerr := l.take(int64(c - charged)); lerr != nil {
+				// Charge the grown buffer before it is allocated.
+				grown := max(2*buf.Cap()+n, 64<<10)
+				if lerr := l.take(int64(grown - charged)); lerr != nil {
 					return nil, lerr
 				}
-				charged = c
+				charged = grown
+				buf.Grow(n)
 			}
 			buf.Write(chunk[:n])
 		}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -26,7 +27,7 @@ import (
 
 var (
 	loadDuration = flag.Duration("ingest.load-duration", 15*time.Second, "how long TestIngestLoad pushes")
-	loadRSSBound = flag.Int64("ingest.load-rss-mib", 640, "RSS (MiB) the exporter must stay under in TestIngestLoad")
+	loadRSSBound = flag.Int64("ingest.load-rss-mib", 400, "RSS (MiB) the exporter must stay under in TestIngestLoad")
 )
 
 // TestIngestLoad runs the static binary with its default bounds and has 50
@@ -82,6 +83,8 @@ recording_rules:
 	startRSS := rssKiB(t, cmd.Process.Pid, "VmRSS:")
 
 	bodies := loadBodies(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	client := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	var (
 		mu      sync.Mutex
@@ -125,11 +128,14 @@ recording_rules:
 					continue
 				}
 				query := strings.ReplaceAll(b.query, "ENV", strconv.Itoa(rng.IntN(40)))
-				req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/ingest?"+query, bytes.NewReader(b.body))
+				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/ingest?"+query, bytes.NewReader(b.body))
 				for k, v := range b.hdr {
 					req.Header.Set(k, v)
 				}
 				resp, err := client.Do(req)
+				if ctx.Err() != nil {
+					return
+				}
 				if err != nil {
 					// The server may close a connection it answered early
 					// (413, 503) while the client is still sending.
@@ -158,6 +164,8 @@ recording_rules:
 			}
 		}
 	}()
+	scrapeClient := &http.Client{Timeout: 30 * time.Second}
+	var scrapeTimes []time.Duration
 	var scrapeErrs []string
 	var maxScrape time.Duration
 	go func() { // scraper: /metrics must answer throughout, counters only go up
@@ -165,7 +173,7 @@ recording_rules:
 		last := map[string]float64{}
 		for {
 			start := time.Now()
-			resp, err := client.Get("http://" + addr + "/metrics")
+			resp, err := scrapeClient.Get("http://" + addr + "/metrics")
 			if err != nil {
 				scrapeErrs = append(scrapeErrs, err.Error())
 			} else {
@@ -190,6 +198,7 @@ recording_rules:
 					last[line[:i]] = v
 				}
 				scrapes.Add(1)
+				scrapeTimes = append(scrapeTimes, time.Since(start))
 				if d := time.Since(start); d > maxScrape {
 					maxScrape = d
 				}
@@ -203,6 +212,7 @@ recording_rules:
 	}()
 	time.Sleep(*loadDuration)
 	close(stop)
+	cancel() // pushes in flight end now
 	wg.Wait()
 	hwm := rssKiB(t, cmd.Process.Pid, "VmHWM:")
 
@@ -215,8 +225,13 @@ recording_rules:
 	for _, k := range keys {
 		fmt.Fprintf(&summary, "  %-16s %6d  %.90s\n", k, codes[k], firstMsg[k])
 	}
-	t.Logf("%v, 50 pushers: %d pushes answered, %d scrapes (slowest %v); RSS %d MiB at start, peak %d MiB sampled, VmHWM %d MiB\n%s",
-		*loadDuration, pushes.Load(), scrapes.Load(), maxScrape.Round(time.Millisecond), startRSS>>10, maxRSS.Load()>>10, hwm>>10, summary.String())
+	sort.Slice(scrapeTimes, func(i, j int) bool { return scrapeTimes[i] < scrapeTimes[j] })
+	var median time.Duration
+	if len(scrapeTimes) > 0 {
+		median = scrapeTimes[len(scrapeTimes)/2]
+	}
+	t.Logf("%v, 50 pushers: %d pushes answered, %d scrapes (median %v, slowest %v); RSS %d MiB at start, peak %d MiB sampled, VmHWM %d MiB\n%s",
+		*loadDuration, pushes.Load(), scrapes.Load(), median.Round(time.Millisecond), maxScrape.Round(time.Millisecond), startRSS>>10, maxRSS.Load()>>10, hwm>>10, summary.String())
 	if len(bad) > 0 {
 		t.Errorf("%d answers were 5xx other than 503 with Retry-After: %v", len(bad), bad[:min(len(bad), 10)])
 	}
