@@ -93,6 +93,10 @@ func (d *daemon) startProfiles() error {
 	})
 	x.statusFns = append(x.statusFns, func(st *web.Status) {
 		for _, r := range h.get().Rules() {
+			if r.Recording {
+				st.Rules = append(st.Rules, fmt.Sprintf("%s: recording rule, matchers %q function %q group_by %v", r.Name, r.Matchers, r.FunctionName, r.GroupBy))
+				continue
+			}
 			st.Rules = append(st.Rules, fmt.Sprintf("%s: expr %q node %q group_by %v", r.Name, r.Expr, r.Node, append(r.GroupBy, r.Labels...)))
 		}
 	})

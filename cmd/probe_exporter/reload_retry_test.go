@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -59,4 +60,24 @@ char LICENSE[] SEC("license") = "GPL";
 	}
 	waitFor(t, addr, "probe_exporter_config_up", `probe_exporter_config_up{config="heal"} 1`)
 	waitFor(t, addr, "probe_exporter_config_last_reload_successful", "probe_exporter_config_last_reload_successful 1")
+}
+
+// TestHugeLabelSize: a label size near 2^64 used to wrap the key size
+// check, after which every scrape panicked. It is refused with file:line,
+// and /metrics keeps answering.
+func TestHugeLabelSize(t *testing.T) {
+	dir := t.TempDir()
+	yaml := strings.Replace(e2eYAML, "size: 16", "size: 18446744073709551604", 1)
+	writeConfig(t, dir, "e2e", e2eProg, yaml)
+	addr := exporter(t, "--config.dir="+dir, "--config.names=e2e")
+	waitFor(t, addr, "probe_exporter_config_up", `probe_exporter_config_up{config="e2e"} 0`)
+	_, page := get(t, "http://"+addr+"/")
+	if want := `e2e.yaml:3: counter &#34;getppid_calls_total&#34;: label &#34;comm&#34;: size 18446744073709551604 is over 65536 bytes`; !strings.Contains(page, want) {
+		t.Errorf("landing page lacks %q", want)
+	}
+	for i := 0; i < 3; i++ {
+		if code, _ := get(t, "http://"+addr+"/metrics"); code != 200 {
+			t.Fatalf("/metrics: %d", code)
+		}
+	}
 }
