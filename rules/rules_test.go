@@ -1,7 +1,9 @@
 package rules
 
 import (
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -220,6 +222,60 @@ func TestProfileLabels(t *testing.T) {
 		l := ProfileLabels(tc.app, tc.units, map[string]string{"env": "x"})
 		if l[LabelServiceName] != tc.svc || l[LabelProfileType] != tc.pt || l["env"] != "x" {
 			t.Errorf("%s: %v", tc.app, l)
+		}
+	}
+}
+
+// TestConcurrentObserveCollect: observes, collects and an Inherit at once
+// (run with -race); the totals come out exact.
+func TestConcurrentObserveCollect(t *testing.T) {
+	const rulesYAML = "metrics-export-rules:\n  total: {}\n  node:\n    node: 'a;b'\n    group_by: [env]\n"
+	s, err := Parse("r.yaml", []byte(rulesYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < 500; i++ {
+				s.Observe("app.cpu", map[string]string{"env": fmt.Sprint(i % 7)}, "samples", 100, []Sample{{"a;b;c", 1}, {fmt.Sprintf("x;%d", i), 1}})
+			}
+		}(g)
+	}
+	for g := 0; g < 2; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				testutil.CollectAndCount(s)
+				testutil.CollectAndCount(s.Stats())
+			}
+		}()
+	}
+	wg.Wait()
+	next, _ := Parse("r.yaml", []byte(rulesYAML))
+	next.Inherit(s)
+	if v := testutil.ToFloat64(&only{next, "total"}); v != 8*500*2/100.0 {
+		t.Fatalf("total %v", v)
+	}
+}
+
+// only collects one rule's metric.
+type only struct {
+	s    *Set
+	name string
+}
+
+func (o *only) Describe(chan<- *prometheus.Desc) {}
+func (o *only) Collect(ch chan<- prometheus.Metric) {
+	all := make(chan prometheus.Metric, 1000)
+	o.s.Collect(all)
+	close(all)
+	for m := range all {
+		if strings.Contains(m.Desc().String(), `fqName: "`+o.name+`"`) {
+			ch <- m
 		}
 	}
 }
