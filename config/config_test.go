@@ -171,6 +171,8 @@ func TestParseErrors(t *testing.T) {
 		{"bad name", "metrics:\n  counters:\n    - name: 9bad\n      help: y\n", `c.yaml:3: counter "9bad": not a valid Prometheus metric name`},
 		{"no help", "metrics:\n  counters:\n    - name: x\n", `c.yaml:3: counter "x": has no help`},
 		{"zero size", "metrics:\n  counters:\n    - name: x\n      help: y\n      labels:\n        - name: a\n          decoders: [{name: uint}]\n", `c.yaml:3: counter "x": label "a": size is zero or not set`},
+		{"huge size", "metrics:\n  counters:\n    - name: x\n      help: y\n      labels:\n        - name: a\n          size: 18446744073709551612\n          decoders: [{name: uint}]\n", `c.yaml:3: counter "x": label "a": size 18446744073709551612 is over 65536 bytes`},
+		{"huge padding", "metrics:\n  counters:\n    - name: x\n      help: y\n      labels:\n        - name: a\n          size: 4\n          padding: 18446744073709551612\n          decoders: [{name: uint}]\n", `c.yaml:3: counter "x": label "a": padding 18446744073709551612 is over 65536 bytes`},
 		{"no decoders", "metrics:\n  counters:\n    - name: x\n      help: y\n      labels:\n        - name: a\n          size: 4\n", `label "a" has no decoders`},
 		{"bad bucket type", "metrics:\n  histograms:\n    - name: h\n      help: y\n      bucket_type: log\n      bucket_max: 3\n      labels: [{name: bucket, size: 8, decoders: [{name: uint}]}]\n", `c.yaml:3: histogram "h": unknown bucket_type "log"`},
 		{"empty range", "metrics:\n  histograms:\n    - name: h\n      help: y\n      bucket_type: exp2\n      bucket_min: 4\n      bucket_max: 4\n      labels: [{name: bucket, size: 8, decoders: [{name: uint}]}]\n", `bucket_max (4) must be above bucket_min (4)`},

@@ -11,6 +11,10 @@ var (
 	labelNameRE  = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
 )
 
+// MaxLabelBytes bounds a label's size and padding: far above any BPF map
+// key, and low enough that the sum of a metric's labels cannot wrap.
+const MaxLabelBytes = 1 << 16
+
 // validate checks what can be checked without the BPF object; errors name
 // the file, line and metric.
 func (c *Config) validate() error {
@@ -46,6 +50,10 @@ func (c *Config) validate() error {
 				return fail("label %q appears twice", l.Name)
 			case l.Size == 0:
 				return fail("label %q: size is zero or not set", l.Name)
+			case l.Size > MaxLabelBytes:
+				return fail("label %q: size %d is over %d bytes", l.Name, l.Size, MaxLabelBytes)
+			case l.Padding > MaxLabelBytes:
+				return fail("label %q: padding %d is over %d bytes", l.Name, l.Padding, MaxLabelBytes)
 			case len(l.Decoders) == 0:
 				return fail("label %q has no decoders", l.Name)
 			}

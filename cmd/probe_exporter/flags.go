@@ -37,6 +37,11 @@ type flags struct {
 	profileFrequency int
 	profileInterval  time.Duration
 	ingestMaxBytes   int64
+
+	ingestMaxDecompressed int64
+	ingestMaxInflight     int64
+	ingestBodyTimeout     time.Duration
+	rulesMaxSeries        int
 }
 
 func registerFlags(app *kingpin.Application) *flags {
@@ -65,6 +70,10 @@ func registerFlags(app *kingpin.Application) *flags {
 	app.Flag("profile.frequency", "Sampling frequency of the built-in CPU profiler, in Hz.").Default("100").IntVar(&f.profileFrequency)
 	app.Flag("profile.interval", "How often profiles are drained into the rules.").Default("10s").DurationVar(&f.profileInterval)
 	app.Flag("ingest.max-bytes", "Largest body accepted by /ingest.").Default("16777216").Int64Var(&f.ingestMaxBytes)
+	app.Flag("ingest.max-decompressed-bytes", "Largest /ingest body after gzip decompression, counted while decompressing.").Default("67108864").Int64Var(&f.ingestMaxDecompressed)
+	app.Flag("ingest.max-inflight-bytes", "Memory all /ingest pushes being read and decoded may hold together; over it a push is answered 503 with Retry-After.").Default("134217728").Int64Var(&f.ingestMaxInflight)
+	app.Flag("ingest.body-timeout", "How long an /ingest client has to send its body (408 after).").Default("30s").DurationVar(&f.ingestBodyTimeout)
+	app.Flag("rules.max-series", "Most label sets per profile rule; profiles making new ones over it are dropped and counted in probe_exporter_rule_series_dropped_total.").Default("10000").IntVar(&f.rulesMaxSeries)
 	return f
 }
 
