@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -14,14 +15,24 @@ import (
 
 // cgroupDecoder turns a cgroup id (decimal, after uint; the inode number of
 // the cgroup v2 directory, as bpf_get_current_cgroup_id returns) into its
-// path, or "unknown_cgroup_id:N".
-type cgroupDecoder struct{ r CgroupResolver }
+// path within the hierarchy ("/system.slice/ssh.service", as
+// /proc/PID/cgroup shows it), or "unknown_cgroup_id:N". In ebpf_exporter
+// mode the path keeps the mount point, as ebpf_exporter gives it
+// ("/sys/fs/cgroup/unified/system.slice/ssh.service" on a hybrid host).
+type cgroupDecoder struct {
+	r      CgroupResolver
+	prefix string
+}
 
 func newCgroup(_ config.Decoder, env *Env) (Decoder, error) {
 	if env == nil || env.Cgroups == nil {
 		return nil, errors.New("needs the cgroup hierarchy (/sys/fs/cgroup)")
 	}
-	return cgroupDecoder{r: env.Cgroups}, nil
+	d := cgroupDecoder{r: env.Cgroups}
+	if r, ok := env.Cgroups.(interface{ Root() string }); ok && env.EbpfExporter {
+		d.prefix = strings.TrimSuffix(r.Root(), "/")
+	}
+	return d, nil
 }
 
 func (d cgroupDecoder) Decode(in []byte) ([]byte, error) {
@@ -30,6 +41,12 @@ func (d cgroupDecoder) Decode(in []byte) ([]byte, error) {
 		return nil, err
 	}
 	if p, ok := d.r.Path(id); ok {
+		if d.prefix != "" {
+			if p == "/" {
+				return []byte(d.prefix), nil
+			}
+			return []byte(d.prefix + p), nil
+		}
 		return []byte(p), nil
 	}
 	return strconv.AppendUint([]byte("unknown_cgroup_id:"), id, 10), nil
@@ -45,10 +62,13 @@ type CgroupPaths struct {
 	lastWalk time.Time
 }
 
-// NewCgroupPaths resolves ids under root (usually /sys/fs/cgroup).
+// NewCgroupPaths resolves ids under root, the cgroup2 mount point.
 func NewCgroupPaths(root string) *CgroupPaths {
 	return &CgroupPaths{root: root, paths: map[uint64]string{}}
 }
+
+// Root is the mount point the paths are relative to.
+func (c *CgroupPaths) Root() string { return c.root }
 
 // Path implements CgroupResolver. Paths are absolute within the hierarchy
 // ("/system.slice/ssh.service"), as /proc/PID/cgroup shows them.

@@ -16,13 +16,27 @@ func TestCgroup(t *testing.T) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	var st syscall.Stat_t
-	if err := syscall.Stat(dir, &st); err != nil {
-		t.Fatal(err)
+	ino := func(p string) []byte {
+		var st syscall.Stat_t
+		if err := syscall.Stat(p, &st); err != nil {
+			t.Fatal(err)
+		}
+		return []byte(strconv.FormatUint(st.Ino, 10))
 	}
-	env := &Env{Cgroups: NewCgroupPaths(root)}
-	runDecodeCases(t, config.Decoder{Name: "cgroup"}, env, []decodeCase{
-		{name: "known", in: []byte(strconv.FormatUint(st.Ino, 10)), want: "/system.slice/ssh.service"},
-		{name: "unknown", in: []byte("1"), want: "unknown_cgroup_id:1"},
+	t.Run("hierarchy paths", func(t *testing.T) {
+		env := &Env{Cgroups: NewCgroupPaths(root)}
+		runDecodeCases(t, config.Decoder{Name: "cgroup"}, env, []decodeCase{
+			{name: "known", in: ino(dir), want: "/system.slice/ssh.service"},
+			{name: "root", in: ino(root), want: "/"},
+			{name: "unknown", in: []byte("1"), want: "unknown_cgroup_id:1"},
+		})
+	})
+	t.Run("ebpf_exporter keeps the mount point", func(t *testing.T) {
+		env := &Env{Cgroups: NewCgroupPaths(root), EbpfExporter: true}
+		runDecodeCases(t, config.Decoder{Name: "cgroup"}, env, []decodeCase{
+			{name: "known", in: ino(dir), want: root + "/system.slice/ssh.service"},
+			{name: "root", in: ino(root), want: root},
+			{name: "unknown", in: []byte("1"), want: "unknown_cgroup_id:1"},
+		})
 	})
 }

@@ -82,6 +82,13 @@ func newDaemon(ctx context.Context, f *flags, logger *slog.Logger) (*daemon, err
 	for _, w := range d.env.Warnings() {
 		logger.Warn(w)
 	}
+	// With ebpf_exporter's prefix, decoders give its values and
+	// build_info its name too.
+	buildInfo := "probe_exporter"
+	if f.metricPrefix == collector.EbpfExporterPrefix {
+		d.env.EbpfExporter = true
+		buildInfo = collector.EbpfExporterPrefix
+	}
 	d.coll = collector.New(collector.Options{
 		MetricPrefix: f.metricPrefix,
 		Env:          d.env,
@@ -91,7 +98,7 @@ func newDaemon(ctx context.Context, f *flags, logger *slog.Logger) (*daemon, err
 		d.coll,
 		d.reloadOK,
 		d.reloadTime,
-		versioncollector.NewCollector("probe_exporter"),
+		versioncollector.NewCollector(buildInfo),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
