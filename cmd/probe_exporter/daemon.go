@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cilium/ebpf/btf"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
@@ -42,6 +43,7 @@ type daemon struct {
 	coll     *collector.Collector
 	env      *decoder.Env
 	compiler *loader.Compiler
+	btf      *btf.Spec // --btf.path, nil for the running kernel's
 
 	mu         sync.Mutex // guards loaded and reload state
 	loaded     map[string]*loadedConfig
@@ -102,6 +104,14 @@ func newDaemon(ctx context.Context, f *flags, logger *slog.Logger) (*daemon, err
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	if f.btfPath != "" {
+		spec, err := btf.LoadSpec(f.btfPath)
+		if err != nil {
+			return d, fmt.Errorf("--btf.path: %w", err)
+		}
+		d.btf = spec
+		d.compiler.BTF = f.btfPath
+	}
 	if err := loader.PrepareHost(logger); err != nil {
 		logger.Warn("host preparation", "err", err)
 	}
@@ -256,10 +266,11 @@ func (d *daemon) load(c config.Config, fp string) *loadedConfig {
 		d.logger.Warn(w, "config", c.Name)
 	}
 	obj := loader.Load(d.ctx, c, loader.Options{
-		Logger:    d.logger,
-		Kaddr:     d.env.KernelAddr,
-		Compiler:  d.compiler,
-		Userspace: d.extras.userspace,
+		Logger:      d.logger,
+		Kaddr:       d.env.KernelAddr,
+		Compiler:    d.compiler,
+		Userspace:   d.extras.userspace,
+		KernelTypes: d.btf,
 	})
 	cc := d.coll.NewConfig(obj)
 	if cc.Up() {

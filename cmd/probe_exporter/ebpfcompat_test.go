@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -170,4 +171,32 @@ func grep(body, s string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestBTFPath: --btf.path names the kernel BTF used for CO-RE, as
+// ebpf_exporter's flag does; an unreadable file stops the start.
+func TestBTFPath(t *testing.T) {
+	dir := t.TempDir()
+	writeConfig(t, dir, "compat", compatProg, compatYAML)
+	vmlinux, err := os.ReadFile("/sys/kernel/btf/vmlinux")
+	if err != nil {
+		t.Skipf("kernel BTF: %v", err)
+	}
+	copied := filepath.Join(dir, "vmlinux.btf")
+	if err := os.WriteFile(copied, vmlinux, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		path string
+		code int
+	}{
+		{copied, 0},
+		{filepath.Join(dir, "missing.btf"), 1},
+		{filepath.Join(dir, "compat.yaml"), 1},
+	} {
+		args := []string{"--config.dir=" + dir, "--config.names=compat", "--config.check", "--log.level=error", "--btf.path=" + tc.path}
+		if code := runContext(context.Background(), args); code != tc.code {
+			t.Errorf("--btf.path=%s exited %d, want %d", tc.path, code, tc.code)
+		}
+	}
 }
