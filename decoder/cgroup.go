@@ -52,13 +52,16 @@ func (d cgroupDecoder) Decode(in []byte) ([]byte, error) {
 	return strconv.AppendUint([]byte("unknown_cgroup_id:"), id, 10), nil
 }
 
-// CgroupPaths resolves cgroup v2 ids by walking the hierarchy; a miss
-// walks it again, at most once a second.
+// CgroupPaths resolves cgroup v2 ids by walking the hierarchy. Cgroup ids
+// only grow, so a miss on an id above every id seen walks again at once
+// (a cgroup created since); other misses (cgroups gone) walk at most once
+// a second.
 type CgroupPaths struct {
 	root string
 
 	mu       sync.Mutex
 	paths    map[uint64]string
+	maxID    uint64
 	lastWalk time.Time
 }
 
@@ -78,17 +81,19 @@ func (c *CgroupPaths) Path(id uint64) (string, bool) {
 	if p, ok := c.paths[id]; ok {
 		return p, true
 	}
-	if time.Since(c.lastWalk) < time.Second {
+	if id <= c.maxID && time.Since(c.lastWalk) < time.Second {
 		return "", false
 	}
 	c.walk()
 	p, ok := c.paths[id]
+	c.maxID = max(c.maxID, id)
 	return p, ok
 }
 
 func (c *CgroupPaths) walk() {
 	c.lastWalk = time.Now()
 	paths := map[uint64]string{}
+	maxID := uint64(0)
 	_ = filepath.WalkDir(c.root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || !d.IsDir() {
 			return nil
@@ -100,8 +105,10 @@ func (c *CgroupPaths) walk() {
 		if st, ok := info.Sys().(*syscall.Stat_t); ok {
 			rel, _ := filepath.Rel(c.root, path)
 			paths[st.Ino] = filepath.Clean("/" + rel)
+			maxID = max(maxID, st.Ino)
 		}
 		return nil
 	})
 	c.paths = paths
+	c.maxID = max(c.maxID, maxID)
 }

@@ -40,3 +40,31 @@ func TestCgroup(t *testing.T) {
 		})
 	})
 }
+
+// TestCgroupNew: a cgroup created right after a walk resolves at once
+// (the collector caches what a key decodes to, so "unknown" would stick).
+func TestCgroupNew(t *testing.T) {
+	root := t.TempDir()
+	env := &Env{Cgroups: NewCgroupPaths(root)}
+	d, err := New(config.Decoder{Name: "cgroup"}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := d.Decode([]byte("1")); string(got) != "unknown_cgroup_id:1" {
+		t.Fatalf("got %q", got)
+	}
+	for i := range 5 {
+		dir := filepath.Join(root, "new"+strconv.Itoa(i))
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		var st syscall.Stat_t
+		if err := syscall.Stat(dir, &st); err != nil {
+			t.Fatal(err)
+		}
+		got, err := d.Decode([]byte(strconv.FormatUint(st.Ino, 10)))
+		if err != nil || string(got) != "/new"+strconv.Itoa(i) {
+			t.Fatalf("new cgroup %d: %q, %v", i, got, err)
+		}
+	}
+}

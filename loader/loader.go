@@ -70,7 +70,13 @@ type Object struct {
 	// Err is set when the config as a whole failed (object missing, maps
 	// refused, every program failed).
 	Err error
+
+	onClose []func()
 }
+
+// OnClose runs f when the object closes, before its maps are released
+// (helpers feeding its maps stop there).
+func (o *Object) OnClose(f func()) { o.onClose = append(o.onClose, f) }
 
 // Map returns the named map or nil.
 func (o *Object) Map(name string) *ebpf.Map {
@@ -110,6 +116,10 @@ func (o *Object) Errors() []error {
 
 // Close detaches every program and releases maps and programs.
 func (o *Object) Close() error {
+	for i := len(o.onClose) - 1; i >= 0; i-- {
+		o.onClose[i]()
+	}
+	o.onClose = nil
 	var errs []error
 	for _, p := range o.Programs {
 		errs = append(errs, p.attachments.close())

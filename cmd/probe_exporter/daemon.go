@@ -272,6 +272,7 @@ func (d *daemon) load(c config.Config, fp string) *loadedConfig {
 		Userspace:   d.extras.userspace,
 		KernelTypes: d.btf,
 	})
+	d.startCgroupIDMap(obj)
 	cc := d.coll.NewConfig(obj)
 	if cc.Up() {
 		attached := 0
