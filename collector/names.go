@@ -37,3 +37,9 @@ func (c *Collector) programLabels(config, program, id string) []string {
 	}
 	return []string{config, program, id}
 }
+
+// DecoderErrors is the decoder_errors_total counter of a config, for
+// other readers of its maps (tracing spans).
+func (c *Collector) DecoderErrors(config string) prometheus.Counter {
+	return c.decoderErrors.WithLabelValues(config)
+}

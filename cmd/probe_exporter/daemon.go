@@ -23,6 +23,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/common/version"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 
 	"github.com/probe-exporter/probe_exporter/collector"
 	"github.com/probe-exporter/probe_exporter/config"
@@ -30,6 +32,7 @@ import (
 	"github.com/probe-exporter/probe_exporter/defaults"
 	"github.com/probe-exporter/probe_exporter/loader"
 	"github.com/probe-exporter/probe_exporter/targets"
+	"github.com/probe-exporter/probe_exporter/tracing"
 	"github.com/probe-exporter/probe_exporter/web"
 )
 
@@ -44,6 +47,10 @@ type daemon struct {
 	env      *decoder.Env
 	compiler *loader.Compiler
 	btf      *btf.Spec // --btf.path, nil for the running kernel's
+
+	tracing      *tracing.Provider // nil without OTLP configured
+	traceCtx     context.Context   // parent of the spans of loading configs
+	kallsymsRead bool
 
 	mu         sync.Mutex // guards loaded and reload state
 	loaded     map[string]*loadedConfig
@@ -116,7 +123,19 @@ func newDaemon(ctx context.Context, f *flags, logger *slog.Logger) (*daemon, err
 		logger.Warn("host preparation", "err", err)
 	}
 	d.startUserspace(ctx)
-	if err := d.reload(); err != nil {
+	if err := d.startTracing(ctx); err != nil {
+		return d, err
+	}
+	// Trace the start as ebpf_exporter does: attach > attach_configs >
+	// attach_config per config.
+	attachCtx, attach := d.traceStart(ctx, "attach")
+	configsCtx, attachConfigs := d.traceStart(attachCtx, "attach_configs")
+	d.traceCtx = configsCtx
+	err := d.reload()
+	attachConfigs.End()
+	attach.End()
+	d.traceCtx = ctx
+	if err != nil {
 		if f.strict {
 			return d, err
 		}
@@ -265,6 +284,9 @@ func (d *daemon) load(c config.Config, fp string) *loadedConfig {
 	for _, w := range c.Warnings() {
 		d.logger.Warn(w, "config", c.Name)
 	}
+	ctx, span := d.traceStart(d.traceCtx, "attach_config", attribute.String("config", c.Name))
+	defer span.End()
+	d.passKaddrs(ctx, c)
 	obj := loader.Load(d.ctx, c, loader.Options{
 		Logger:      d.logger,
 		Kaddr:       d.env.KernelAddr,
@@ -273,6 +295,10 @@ func (d *daemon) load(c config.Config, fp string) *loadedConfig {
 		KernelTypes: d.btf,
 	})
 	d.startCgroupIDMap(obj)
+	d.startSpans(obj)
+	if errs := obj.Errors(); len(errs) > 0 {
+		span.SetStatus(codes.Error, errors.Join(errs...).Error())
+	}
 	cc := d.coll.NewConfig(obj)
 	if cc.Up() {
 		attached := 0
@@ -427,4 +453,5 @@ func (d *daemon) close() {
 	}
 	d.loaded = map[string]*loadedConfig{}
 	d.coll.SetConfigs(nil)
+	d.stopTracing()
 }
