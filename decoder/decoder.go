@@ -6,6 +6,8 @@ package decoder
 import (
 	"errors"
 	"fmt"
+	"sort"
+	"strings"
 
 	"github.com/probe-exporter/probe_exporter/config"
 )
@@ -83,12 +85,13 @@ var factories = map[string]factory{
 	"comm": newComm,
 }
 
-// Names lists the known decoder names.
+// Names lists the known decoder names, sorted.
 func Names() []string {
 	names := make([]string, 0, len(factories))
 	for name := range factories {
 		names = append(names, name)
 	}
+	sort.Strings(names)
 	return names
 }
 
@@ -96,7 +99,7 @@ func Names() []string {
 func New(conf config.Decoder, env *Env) (Decoder, error) {
 	f, ok := factories[conf.Name]
 	if !ok {
-		return nil, fmt.Errorf("unknown decoder %q", conf.Name)
+		return nil, fmt.Errorf("unknown decoder %q (known: %s)", conf.Name, strings.Join(Names(), " "))
 	}
 	d, err := f(conf, env)
 	if err != nil {

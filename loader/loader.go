@@ -1,6 +1,6 @@
 // Package loader loads the BPF object of one config, attaches its programs
 // by their libbpf SEC() names (or by the explicit attach points of
-// seed-format configs) and keeps every failure local to that config.
+// v1-layout configs) and keeps every failure local to that config.
 package loader
 
 import (
@@ -25,7 +25,7 @@ type Options struct {
 	Logger *slog.Logger
 	// Kaddr resolves a kernel symbol to its address for `kaddrs`.
 	Kaddr func(name string) (uint64, error)
-	// Compiler compiles inline code of seed-format configs.
+	// Compiler compiles inline code of v1-layout configs.
 	Compiler *Compiler
 	// Userspace attaches uprobes and USDT probes on chosen processes; nil
 	// attaches them to every process running the file.
@@ -189,7 +189,7 @@ func allFailed(ps []*Program) bool {
 }
 
 // programsOf lists the programs of spec with their attach points: explicit
-// ones from a seed-format config, SEC() names otherwise.
+// ones from a v1-layout config, SEC() names otherwise.
 func programsOf(spec *ebpf.CollectionSpec, cfg config.Config) []*Program {
 	var progs []*Program
 	explicit := map[string][]config.AttachPoint{}
@@ -211,7 +211,7 @@ func programsOf(spec *ebpf.CollectionSpec, cfg config.Config) []*Program {
 		}
 		p := &Program{Name: name, Section: ps.SectionName}
 		if len(cfg.Attach) > 0 {
-			// Seed-format configs attach only what they list.
+			// v1-layout configs attach only what they list.
 			p.Skipped = true
 		} else {
 			a, err := ParseSection(ps.SectionName)

@@ -9,7 +9,7 @@ import (
 )
 
 // Attachment is where one program attaches, derived from its libbpf SEC()
-// name or from an explicit attach point of a seed-format config.
+// name or from an explicit attach point of a v1-layout config.
 type Attachment struct {
 	Kind config.AttachKind
 	// Target is the tracepoint "category/name", raw tracepoint, kernel

@@ -79,6 +79,10 @@ type proc struct {
 	comm   string
 	maps   []mapping
 	exited bool
+	// perf is the JIT symbol map the process wrote to /tmp/perf-PID.map,
+	// as last read (kept for the drain after it exits).
+	perf     []perfSym
+	perfRead bool
 }
 
 // New loads the profiler and starts sampling the targets.
@@ -112,7 +116,7 @@ func New(opts Options) (*Profiler, error) {
 	p := &Profiler{
 		opts:  opts,
 		coll:  coll,
-		sym:   newSymbolizer(opts.ProcRoot, opts.Kernel),
+		sym:   newSymbolizer(opts.ProcRoot),
 		procs: map[int]*proc{},
 		samples: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "probe_exporter", Subsystem: "profiler", Name: "samples_total",
 			Help: "CPU samples of profiled processes drained."}),
@@ -235,7 +239,20 @@ func (p *Profiler) Drain() error {
 		if k.UserStack >= 0 {
 			usedStacks[k.UserStack] = true
 			if err := stacks.Lookup(uint32(k.UserStack), &addrs); err == nil {
-				user := p.frames(addrs, func(a uint64) string { return p.sym.user(int(k.PID), pr.maps, nil, a) })
+				perf := func() []perfSym {
+					// Read once per drain, and only for processes with
+					// frames outside their file mappings (JIT code).
+					if !pr.perfRead {
+						pr.perfRead = true
+						if !pr.exited {
+							if syms, ok := readPerfMap(p.opts.ProcRoot, int(k.PID)); ok {
+								pr.perf = syms
+							}
+						}
+					}
+					return pr.perf
+				}
+				user := p.frames(addrs, func(a uint64) string { return p.sym.user(int(k.PID), pr.maps, perf, a) })
 				frames = append(frames, user...)
 			}
 		} else {
@@ -278,6 +295,7 @@ func (p *Profiler) Drain() error {
 		if pr.exited {
 			delete(p.procs, pid)
 		}
+		pr.perfRead = false
 	}
 	p.mu.Unlock()
 	p.drains.Inc()

@@ -119,7 +119,7 @@ func gccBuild(t *testing.T, src, name string, flags ...string) string {
 }
 
 // TestSeedRulesOnProfiles runs the test program twice, with env=prod and
-// env=staging, profiles both at 100 Hz and applies seed 004's rules.
+// env=staging, profiles both at 100 Hz and applies the rules of Pyroscope's export-rules documentation.
 func TestSeedRulesOnProfiles(t *testing.T) {
 	name := "split" + strconv.Itoa(os.Getpid()%100000)
 	bin := gccBuild(t, splitProgram, name)
@@ -286,4 +286,87 @@ func TestGoSymbols(t *testing.T) {
 // ruleMetric collects one rule's series with the given labels.
 func ruleMetric(s *rules.Set, name string, labels map[string]string) *oneSeries {
 	return &oneSeries{s: s, name: name, labels: labels}
+}
+
+// jitProgram copies a counting loop into an anonymous executable mapping,
+// names it in /tmp/perf-PID.map as a JIT would, and runs it for argv[1]
+// seconds.
+const jitProgram = `#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+	/* loop: dec rdi; jnz loop; ret */
+	static const unsigned char code[] = {0x48, 0xff, 0xcf, 0x75, 0xfb, 0xc3};
+	unsigned char *p = mmap(0, 4096, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED) return 1;
+	memcpy(p, code, sizeof code);
+	char path[64];
+	snprintf(path, sizeof path, "/tmp/perf-%d.map", getpid());
+	FILE *f = fopen(path, "w");
+	if (!f) return 2;
+	fprintf(f, "%lx %zx jit_spin_loop\n", (unsigned long)p, sizeof code);
+	fclose(f);
+	void (*fn)(long) = (void (*)(long))p;
+	time_t end = time(0) + atoi(argv[1]);
+	while (time(0) < end) fn(10000000);
+	return 0;
+}
+`
+
+// TestJITFrames: frames in code a JIT generated are named from the
+// process's /tmp/perf-PID.map.
+func TestJITFrames(t *testing.T) {
+	name := "jitspin" + strconv.Itoa(os.Getpid()%10000)
+	bin := gccBuild(t, jitProgram, name)
+	sink := &recordingSink{stacks: map[string]uint64{}}
+	p := newProfiler(t, sink, 199, Target{App: "jit", Selector: targets.Selector{Comm: name}})
+	cmd := exec.Command(bin, "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	defer os.Remove("/tmp/perf-" + strconv.Itoa(cmd.Process.Pid) + ".map")
+	// Drain while it runs, until its samples are in.
+	count := func() (jit, all uint64) {
+		sink.mu.Lock()
+		defer sink.mu.Unlock()
+		for st, n := range sink.stacks {
+			all += n
+			if strings.HasSuffix(st, ";jit_spin_loop") || st == "jit_spin_loop" {
+				jit += n
+			}
+		}
+		return jit, all
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if err := p.Drain(); err != nil {
+			t.Fatal(err)
+		}
+		if _, all := count(); all >= 50 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	jit, all := count()
+	// The first samples may precede the map file; nearly all are in it.
+	if jit == 0 || float64(jit) < 0.8*float64(all) {
+		t.Fatalf("%d of %d samples end in jit_spin_loop; stacks %v", jit, all, keys(sink.stacks))
+	}
+}
+
+func TestParsePerfMap(t *testing.T) {
+	got := parsePerfMap(strings.NewReader("7f0000001000 40 LazyCompile:~foo app.js:1\n0x10 0x8 bar\nbad line\n"))
+	want := []perfSym{{0x7f0000001000, 0x40, "LazyCompile:~foo app.js:1"}, {0x10, 0x8, "bar"}}
+	if len(got) != len(want) {
+		t.Fatalf("got %v", got)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("line %d: %v, want %v", i, got[i], want[i])
+		}
+	}
 }

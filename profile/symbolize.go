@@ -5,6 +5,7 @@ import (
 	"debug/elf"
 	"debug/gosym"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -134,11 +135,10 @@ func (t *symbolTable) lookup(addr uint64) (string, bool) {
 	return t.names[i-1], true
 }
 
-// symbolizer resolves user and kernel addresses, caching ELF files by
+// symbolizer resolves user addresses, caching ELF files by
 // path and modification time.
 type symbolizer struct {
 	procRoot string
-	kernel   func(addr uint64) (string, bool)
 
 	mu    sync.Mutex
 	files map[string]*symbolTable
@@ -148,8 +148,8 @@ type symbolizer struct {
 	checked map[string]time.Time
 }
 
-func newSymbolizer(procRoot string, kernel func(uint64) (string, bool)) *symbolizer {
-	return &symbolizer{procRoot: procRoot, kernel: kernel, files: map[string]*symbolTable{}, stamp: map[string]int64{}, checked: map[string]time.Time{}}
+func newSymbolizer(procRoot string) *symbolizer {
+	return &symbolizer{procRoot: procRoot, files: map[string]*symbolTable{}, stamp: map[string]int64{}, checked: map[string]time.Time{}}
 }
 
 func (s *symbolizer) table(path string) *symbolTable {
@@ -180,7 +180,7 @@ func (s *symbolizer) table(path string) *symbolTable {
 
 // user symbolizes a user address of pid with its mappings; JIT code comes
 // from /tmp/perf-PID.map; unknown frames are module+0xoffset.
-func (s *symbolizer) user(pid int, maps []mapping, perfMap []perfSym, addr uint64) string {
+func (s *symbolizer) user(pid int, maps []mapping, perfMap func() []perfSym, addr uint64) string {
 	for i := range maps {
 		m := &maps[i]
 		if addr < m.start || addr >= m.end {
@@ -202,9 +202,11 @@ func (s *symbolizer) user(pid int, maps []mapping, perfMap []perfSym, addr uint6
 		}
 		return fmt.Sprintf("%s+0x%x", filepath.Base(m.path), off)
 	}
-	for _, p := range perfMap {
-		if addr >= p.start && addr < p.start+p.size {
-			return p.name
+	if perfMap != nil {
+		for _, p := range perfMap() {
+			if addr >= p.start && addr < p.start+p.size {
+				return p.name
+			}
 		}
 	}
 	return fmt.Sprintf("[unknown]+0x%x", addr)
@@ -216,24 +218,61 @@ type perfSym struct {
 	name        string
 }
 
-func readPerfMap(pid int) []perfSym {
-	f, err := os.Open(fmt.Sprintf("/tmp/perf-%d.map", pid))
-	if err != nil {
-		return nil
+// readPerfMap reads the JIT symbols a process wrote to /tmp/perf-PID.map
+// (the perf convention that V8, the JVM's perf-map-agent, LuaJIT and
+// CPython 3.12's perf trampolines follow), in the process's own file
+// system and under its own pid, for processes in containers.
+func readPerfMap(procRoot string, pid int) ([]perfSym, bool) {
+	dir := filepath.Join(procRoot, strconv.Itoa(pid))
+	names := []int{pid}
+	if ns := nsPID(filepath.Join(dir, "status")); ns > 0 && ns != pid {
+		names = append([]int{ns}, names...)
 	}
-	defer f.Close()
+	for _, n := range names {
+		f, err := os.Open(filepath.Join(dir, "root", "tmp", fmt.Sprintf("perf-%d.map", n)))
+		if err != nil {
+			continue
+		}
+		defer f.Close()
+		return parsePerfMap(f), true
+	}
+	return nil, false
+}
+
+// parsePerfMap parses "START SIZE name" lines (hex, with or without 0x).
+func parsePerfMap(r io.Reader) []perfSym {
 	var out []perfSym
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		parts := strings.SplitN(sc.Text(), " ", 3)
 		if len(parts) != 3 {
 			continue
 		}
-		start, err1 := strconv.ParseUint(parts[0], 16, 64)
-		size, err2 := strconv.ParseUint(parts[1], 16, 64)
+		start, err1 := strconv.ParseUint(strings.TrimPrefix(parts[0], "0x"), 16, 64)
+		size, err2 := strconv.ParseUint(strings.TrimPrefix(parts[1], "0x"), 16, 64)
 		if err1 == nil && err2 == nil {
 			out = append(out, perfSym{start, size, parts[2]})
 		}
 	}
 	return out
+}
+
+// nsPID is the innermost pid of a process (the last NSpid field of its
+// status), 0 if unknown.
+func nsPID(status string) int {
+	data, err := os.ReadFile(status)
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "NSpid:"); ok {
+			f := strings.Fields(v)
+			if len(f) == 0 {
+				return 0
+			}
+			n, _ := strconv.Atoi(f[len(f)-1])
+			return n
+		}
+	}
+	return 0
 }

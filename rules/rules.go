@@ -24,7 +24,7 @@ type Rule struct {
 	// whole stack, frames joined by ";".
 	Node    string   `yaml:"node"`
 	GroupBy []string `yaml:"group_by"`
-	// Labels is seed 004's spelling of GroupBy.
+	// Labels is the spelling of GroupBy in Pyroscope's export-rules documentation.
 	Labels []string `yaml:"labels"`
 }
 

@@ -53,7 +53,7 @@ func TestParseQuery(t *testing.T) {
 	}
 }
 
-// seed 004's rules.
+// the rules of Pyroscope's export-rules documentation.
 const seedRules = `metrics-export-rules:
   a_simple_app_total:
     expr: ""

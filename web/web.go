@@ -24,6 +24,16 @@ type Status struct {
 	Rules   []string
 	Reload  ReloadStatus
 	Links   []Link
+	// Capabilities are the configured features' needs and whether they
+	// are met.
+	Capabilities []CapabilityStatus
+}
+
+// CapabilityStatus is one feature's capability needs on the landing page.
+type CapabilityStatus struct {
+	Feature, Caps, Why string
+	// Missing names the capabilities the feature lacks; empty when met.
+	Missing string
 }
 
 // ConfigStatus is one config on the landing page.
@@ -75,8 +85,8 @@ type Options struct {
 	Fallback http.Handler
 	// Reload is called by POST /-/reload.
 	Reload func() error
-	// Ready reports readiness for /-/ready.
-	Ready func() bool
+	// Ready reports readiness for /-/ready: nil when ready, else why not.
+	Ready func() error
 	// MaxRequests caps concurrent requests to /metrics (0: unlimited).
 	MaxRequests int
 	// Extra routes (e.g. /ingest, /exported-metrics).
@@ -99,9 +109,11 @@ func Handler(opts Options) http.Handler {
 		fmt.Fprintln(w, "Healthy")
 	})
 	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) {
-		if opts.Ready != nil && !opts.Ready() {
-			http.Error(w, "Not ready", http.StatusServiceUnavailable)
-			return
+		if opts.Ready != nil {
+			if err := opts.Ready(); err != nil {
+				http.Error(w, "Not ready: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
 		}
 		fmt.Fprintln(w, "Ready")
 	})
@@ -195,6 +207,10 @@ var landingTmpl = template.Must(template.New("landing").Funcs(template.FuncMap{
 {{if .Scripts}}<h2>Scripts</h2>
 <table><tr><th>script</th><th>kind</th><th>state</th><th>restarts</th><th>last output</th><th>last error</th></tr>
 {{range .Scripts}}<tr><td><a href="/{{.Name}}">{{.Name}}</a>{{if .Autostart}} (autostart){{end}}</td><td>{{.Kind}}</td><td>{{.State}}</td><td>{{.Restarts}}</td><td>{{since .LastOutput}}</td><td><pre>{{.LastError}}</pre></td></tr>{{end}}
+</table>{{end}}
+{{if .Capabilities}}<h2>Capabilities</h2>
+<table><tr><th>feature</th><th>kept</th><th>state</th><th>why</th></tr>
+{{range .Capabilities}}<tr><td>{{.Feature}}</td><td>{{.Caps}}</td><td>{{if .Missing}}<span class="bad">cannot work: needs {{.Missing}}</span>{{else}}<span class="ok">ok</span>{{end}}</td><td>{{.Why}}</td></tr>{{end}}
 </table>{{end}}
 {{if .Rules}}<h2>Profile export rules</h2><ul>{{range .Rules}}<li>{{.}}</li>{{end}}</ul>{{end}}
 </body></html>

@@ -8,23 +8,96 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/probe-exporter/probe_exporter/config"
 	"github.com/probe-exporter/probe_exporter/internal/caps"
+	"github.com/probe-exporter/probe_exporter/scripts"
 )
 
-// dropCapabilities keeps only the capabilities of --capabilities.keep once
-// everything is loaded and attached. Later work (scrapes, reloads of
-// configs, attaching to new processes, on-demand scripts) needs only those.
-func dropCapabilities(keep, runAs string, logger *slog.Logger) error {
-	all := strings.EqualFold(strings.TrimSpace(keep), "all")
-	if all && runAs == "" {
-		return nil
+// Features whose capability needs are planned at start.
+const (
+	featurePrograms = "BPF programs"
+	featureSymbols  = "kernel symbols"
+	featureProcs    = "process files"
+	featureUprobes  = "uprobes"
+	featureBpftrace = "bpftrace scripts"
+	featureStap     = "systemtap scripts"
+)
+
+// capabilityNeeds lists what the features configured at start need, each
+// with the reason measured on Linux 6.x: what fails without it.
+func (d *daemon) capabilityNeeds() []caps.Need {
+	needs := []caps.Need{{
+		Feature: featurePrograms,
+		Caps:    caps.Mask(caps.BPF, caps.Perfmon, caps.SysResource),
+		Why:     "load maps and programs, attach tracepoints, raw tracepoints, kprobes and perf events, at start and at every reload (CAP_SYS_RESOURCE, when held, raises RLIMIT_MEMLOCK for kernels before 5.11)",
+	}}
+	if d.f.configDir != "" || d.f.profileConfig != "" {
+		needs = append(needs, caps.Need{
+			Feature: featureSymbols,
+			Caps:    caps.Mask(caps.Syslog),
+			Why:     "/proc/kallsyms shows addresses only to CAP_SYSLOG: ksym and kstack decoders, kaddrs, the profiler's kernel frames",
+		}, caps.Need{
+			Feature: featureProcs,
+			Caps:    caps.Mask(caps.SysPtrace, caps.DacReadSearch),
+			Why:     "read /proc/PID/exe, /proc/PID/root and /proc/PID/maps of other users' processes: userspace targets and the profiler's symbols",
+		})
 	}
-	mask := ^uint64(0)
-	if !all {
-		var err error
-		if mask, err = caps.Parse(keep); err != nil {
-			return err
+	if d.usesUprobes() {
+		needs = append(needs, caps.Need{
+			Feature: featureUprobes,
+			Caps:    caps.Mask(caps.SysAdmin, caps.SysPtrace, caps.DacReadSearch),
+			Why:     "the kernel creates uprobes and USDT probes (perf_event_open on the uprobe PMU) only for CAP_SYS_ADMIN, CAP_PERFMON is not enough; selected processes are attached as they start, after start-up",
+		})
+	}
+	for _, kind := range d.scriptKinds() {
+		switch kind {
+		case scripts.KindBpftrace:
+			needs = append(needs, caps.Need{
+				Feature: featureBpftrace,
+				Caps:    caps.Mask(caps.SysAdmin, caps.BPF, caps.Perfmon, caps.SysPtrace, caps.DacReadSearch, caps.Syslog, caps.SysResource),
+				Why:     "bpftrace finds the kernel's BTF with BPF_BTF_GET_NEXT_ID, which needs CAP_SYS_ADMIN (without it: \"unknown type name\" for args and kernel types)",
+			})
+		case scripts.KindStap:
+			needs = append(needs, caps.Need{
+				Feature: featureStap,
+				Caps:    caps.All(),
+				Why:     "stap builds and loads a kernel module (CAP_SYS_MODULE) and its staprun and stapio expect full root",
+			})
 		}
+	}
+	return needs
+}
+
+// usesUprobes reports whether a config loaded at start has uprobes,
+// uretprobes or USDT probes, or selects processes.
+func (d *daemon) usesUprobes() bool {
+	for _, c := range d.coll.Configs() {
+		if c.Object.Config.Attachments != nil {
+			return true
+		}
+		for _, p := range c.Object.Programs {
+			switch p.Attach.Kind {
+			case config.AttachUprobe, config.AttachUretprobe, config.AttachUSDT:
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// applyCapabilities keeps only what the plan keeps once everything is
+// loaded and attached, and says at start what is kept and why and which
+// features cannot work.
+func applyCapabilities(plan caps.Plan, runAs string, logger *slog.Logger) error {
+	for _, n := range plan.Needs {
+		logger.Info("capabilities needed", "feature", n.Feature, "caps", strings.Join(caps.Names(n.Caps&plan.Keep), ","), "why", n.Why)
+	}
+	for _, u := range plan.Unmet {
+		logger.Warn("feature cannot work: capability not kept", "feature", u.Feature, "missing", strings.Join(caps.Names(u.Missing), ","), "why", u.Why)
+	}
+	if plan.DropNothing && runAs == "" {
+		logger.Info("capabilities kept: all (--capabilities.keep=all)")
+		return nil
 	}
 	var err error
 	if runAs != "" {
@@ -32,12 +105,12 @@ func dropCapabilities(keep, runAs string, logger *slog.Logger) error {
 		if lerr != nil {
 			return lerr
 		}
-		err = caps.SwitchUser(uid, gid, mask)
+		err = caps.SwitchUser(uid, gid, plan.Keep)
 		if err == nil {
 			logger.Info("running as", "user", runAs, "uid", uid)
 		}
 	} else {
-		err = caps.Drop(mask)
+		err = caps.Drop(plan.Keep)
 	}
 	if err != nil {
 		if errors.Is(err, caps.ErrNotSupported) {
@@ -46,8 +119,32 @@ func dropCapabilities(keep, runAs string, logger *slog.Logger) error {
 		}
 		return err
 	}
-	logger.Info("capabilities dropped", "kept", strings.Join(caps.Names(mask), ","))
+	logger.Info("capabilities dropped", "kept", strings.Join(caps.Names(plan.Keep), ","))
 	return nil
+}
+
+// planCapabilities matches the configured features against what the
+// process holds and --capabilities.keep.
+func (d *daemon) planCapabilities() (caps.Plan, error) {
+	held, err := caps.Held()
+	if err != nil {
+		return caps.Plan{}, err
+	}
+	plan, err := caps.NewPlan(d.f.capsKeep, held, d.capabilityNeeds())
+	if err != nil {
+		return plan, err
+	}
+	if d.f.runAs != "" {
+		// Scripts run as that user, without capabilities.
+		for _, n := range plan.Needs {
+			if n.Feature == featureBpftrace || n.Feature == featureStap {
+				if _, ok := plan.UnmetFor(n.Feature); !ok {
+					plan.Unmet = append(plan.Unmet, caps.Unmet{Need: caps.Need{Feature: n.Feature, Caps: n.Caps, Why: fmt.Sprintf("scripts run as --runas.user %s, without capabilities", d.f.runAs)}, Missing: n.Caps})
+				}
+			}
+		}
+	}
+	return plan, nil
 }
 
 // lookupUser resolves a user name or numeric uid.
@@ -67,4 +164,11 @@ func lookupUser(name string) (int, int, error) {
 		return 0, 0, fmt.Errorf("--runas.user %q: gid %q", name, u.Gid)
 	}
 	return uid, gid, nil
+}
+
+// setCapabilityPlan records the plan for the landing page.
+func (d *daemon) setCapabilityPlan(p caps.Plan) {
+	d.mu.Lock()
+	d.capPlan = p
+	d.mu.Unlock()
 }

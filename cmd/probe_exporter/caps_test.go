@@ -3,7 +3,6 @@ package main
 import (
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -13,83 +12,96 @@ import (
 	"github.com/probe-exporter/probe_exporter/internal/caps"
 )
 
-// TestDroppedCapabilities runs the static binary (dropping capabilities
-// for every thread needs CGO_ENABLED=0, as it is built) and checks that
-// after start it keeps only --capabilities.keep, and that scrapes, reloads
-// and on-demand scripts still work.
-func TestDroppedCapabilities(t *testing.T) {
-	t.Run("root", func(t *testing.T) { testDroppedCapabilities(t, "") })
-	t.Run("as nobody", func(t *testing.T) { testDroppedCapabilities(t, "nobody") })
-}
-
-func testDroppedCapabilities(t *testing.T, runAs string) {
-	bin := filepath.Join(t.TempDir(), "probe_exporter")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	scripts := t.TempDir()
-	os.Chmod(scripts, 0o755)
-	os.Chmod(filepath.Dir(scripts), 0o755)
-	os.WriteFile(filepath.Join(scripts, "hello.sh"), []byte("#!/bin/sh\nwhile true; do echo 'hello 1'; echo '# EOF'; sleep 1; done\n"), 0o755)
-	addr := freePort(t)
-	args := []string{"--web.listen-address=" + addr, "-s", scripts, "--log.level=warn"}
-	if runAs != "" {
-		args = append(args, "--runas.user="+runAs)
-	}
-	cmd := exec.Command(bin, args...)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cmd.Process.Signal(os.Interrupt); cmd.Wait() }()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if resp, err := http.Get("http://" + addr + "/-/ready"); err == nil {
-			resp.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("exporter did not start")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	want, _ := caps.Parse("CAP_BPF,CAP_PERFMON,CAP_SYS_PTRACE,CAP_DAC_READ_SEARCH,CAP_SYSLOG,CAP_SYS_RESOURCE")
-	// What the exporter keeps is the default list, of what it had (root
-	// here lacks CAP_SYS_RESOURCE, for one).
-	want &= capField(t, "/proc/self/status", "CapPrm:")
-	status, _ := os.ReadFile("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/status")
-	if runAs != "" && !strings.Contains(string(status), "Uid:\t65534\t65534\t65534") {
-		t.Errorf("not running as %s:\n%s", runAs, status)
-	}
-	for _, line := range strings.Split(string(status), "\n") {
-		for _, field := range []string{"CapEff:", "CapBnd:", "CapPrm:"} {
-			if v, ok := strings.CutPrefix(line, field); ok {
-				got, _ := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
-				if got != want {
+// TestCapabilities runs the shipped binary with the flags a user gives and
+// checks what it keeps after start: by default what the configured
+// features need, and that those features then work; narrowed by
+// --capabilities.keep, the features that cannot work are named at start
+// and on the landing page.
+func TestCapabilities(t *testing.T) {
+	held := capField(t, "/proc/self/status", "CapPrm:")
+	base := caps.Mask(caps.BPF, caps.Perfmon, caps.SysResource)
+	bpftrace := base | caps.Mask(caps.SysAdmin, caps.SysPtrace, caps.DacReadSearch, caps.Syslog)
+	for _, tc := range []struct {
+		name     string
+		bt       bool
+		args     []string
+		want     uint64
+		uid      string
+		unmet    string // a feature named as unable to work
+		scriptOK bool
+	}{
+		{name: "defaults and an executable script", want: base, scriptOK: true},
+		{name: "a bpftrace script", bt: true, want: bpftrace, scriptOK: true},
+		{name: "as nobody", args: []string{"--runas.user=nobody"}, want: base, uid: "65534", scriptOK: true},
+		{name: "narrowed", bt: true, args: []string{"--capabilities.keep=CAP_BPF,CAP_PERFMON"}, want: caps.Mask(caps.BPF, caps.Perfmon), unmet: "bpftrace scripts", scriptOK: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			scripts := t.TempDir()
+			os.Chmod(scripts, 0o755)
+			os.Chmod(filepath.Dir(scripts), 0o755)
+			os.WriteFile(filepath.Join(scripts, "hello.sh"), []byte("#!/bin/sh\nwhile true; do echo 'hello 1'; echo '# EOF'; sleep 1; done\n"), 0o755)
+			if tc.bt {
+				// args->pid needs the kernel's BTF: the case that fails
+				// without CAP_SYS_ADMIN.
+				os.WriteFile(filepath.Join(scripts, "wake.bt"), []byte("tracepoint:sched:sched_wakeup { @wakeups_total[args->pid > 0] = count(); }\n"), 0o644)
+			}
+			addr := freePort(t)
+			p := startExporter(t, func() bool { return serves(addr) }, append([]string{"--web.listen-address=" + addr, "-s", scripts}, tc.args...)...)
+			want := tc.want & held
+			status, _ := os.ReadFile("/proc/" + strconv.Itoa(p.Pid()) + "/status")
+			if tc.uid != "" && !strings.Contains(string(status), "Uid:\t"+tc.uid+"\t"+tc.uid+"\t"+tc.uid) {
+				t.Errorf("not running as uid %s:\n%s", tc.uid, status)
+			}
+			// Wait for the drop (it follows the listener's start).
+			deadline := time.Now().Add(30 * time.Second)
+			for capField(t, "/proc/"+strconv.Itoa(p.Pid())+"/status", "CapBnd:") != want && time.Now().Before(deadline) {
+				time.Sleep(50 * time.Millisecond)
+			}
+			for _, field := range []string{"CapEff:", "CapBnd:", "CapPrm:"} {
+				if got := capField(t, "/proc/"+strconv.Itoa(p.Pid())+"/status", field); got != want {
 					t.Errorf("%s %v, want %v", field, caps.Names(got), caps.Names(want))
 				}
 			}
-		}
+			if tc.unmet != "" {
+				_, page := get(t, "http://"+addr+"/")
+				if !strings.Contains(page, "<td>"+tc.unmet+"</td>") || !strings.Contains(page, "cannot work: needs") || !strings.Contains(page, "CAP_SYS_ADMIN</span>") && !strings.Contains(page, "CAP_SYS_ADMIN, ") {
+					t.Errorf("landing page does not say %s cannot work:\n%s", tc.unmet, page)
+				}
+				if !strings.Contains(p.Log(), `feature cannot work: capability not kept" feature="`+tc.unmet+`" missing=`) || !strings.Contains(p.Log(), "CAP_SYS_ADMIN,CAP_SYSLOG why=") {
+					t.Errorf("log does not name %s:\n%s", tc.unmet, p.Log())
+				}
+			}
+			if lines := series(t, addr, `probe_exporter_syscalls_total{syscall="read"}`); len(lines) != 1 {
+				t.Errorf("scrape after dropping: %v", lines)
+			}
+			resp, err := http.Post("http://"+addr+"/-/reload", "", nil)
+			if err != nil || resp.StatusCode != 200 {
+				t.Fatalf("reload after dropping: %v %v", err, resp)
+			}
+			resp.Body.Close()
+			if lines := series(t, addr, `probe_exporter_config_last_reload_successful 1`); len(lines) != 1 {
+				t.Errorf("reload not successful: %v", lines)
+			}
+			waitScript(t, addr, "hello.sh", "hello 1")
+			if tc.bt && tc.unmet == "" {
+				waitScript(t, addr, "wake.bt", `wakeups_total{key="1"} `)
+			}
+		})
 	}
-	if lines := series(t, addr, `probe_exporter_syscalls_total{syscall="read"}`); len(lines) != 1 {
-		t.Errorf("scrape after dropping: %v", lines)
-	}
-	resp, err := http.Post("http://"+addr+"/-/reload", "", nil)
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("reload after dropping: %v %v", err, resp)
-	}
-	resp.Body.Close()
-	if lines := series(t, addr, `probe_exporter_config_last_reload_successful 1`); len(lines) != 1 {
-		t.Errorf("reload not successful: %v", lines)
-	}
+}
+
+// waitScript GETs /name until it answers 200 with want in the body; a
+// first request answers 503 while the script starts.
+func waitScript(t *testing.T, addr, name, want string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
 	for {
-		code, body := get(t, "http://"+addr+"/hello.sh")
-		if code == 200 && strings.Contains(body, "hello 1") {
-			break
+		code, body := get(t, "http://"+addr+"/"+name)
+		if code == 200 && strings.Contains(body, want) {
+			return
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("script after dropping: %d %s", code, body)
+		if code != 200 && code != 503 || time.Now().After(deadline) {
+			t.Fatalf("/%s: %d %s", name, code, body)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

@@ -30,7 +30,9 @@ import (
 	"github.com/probe-exporter/probe_exporter/config"
 	"github.com/probe-exporter/probe_exporter/decoder"
 	"github.com/probe-exporter/probe_exporter/defaults"
+	"github.com/probe-exporter/probe_exporter/internal/caps"
 	"github.com/probe-exporter/probe_exporter/loader"
+	"github.com/probe-exporter/probe_exporter/scripts"
 	"github.com/probe-exporter/probe_exporter/targets"
 	"github.com/probe-exporter/probe_exporter/tracing"
 	"github.com/probe-exporter/probe_exporter/web"
@@ -61,6 +63,8 @@ type daemon struct {
 	extras      extras
 	profileSink *ruleHolder
 	watcher     *targets.Watcher
+	scripts     *scripts.Supervisor
+	capPlan     caps.Plan
 }
 
 // loadedConfig is a config as loaded, with the fingerprint of its sources
@@ -383,6 +387,7 @@ func (d *daemon) handler() http.Handler {
 		Debug:         d.f.debug,
 		Maps:          http.HandlerFunc(d.serveMaps),
 		Reload:        d.reloadAll,
+		Ready:         d.ready,
 		MaxRequests:   d.f.maxRequests,
 		Extra:         map[string]http.Handler{},
 	}
@@ -426,9 +431,35 @@ func (d *daemon) status() web.Status {
 	}
 	d.mu.Lock()
 	st.Reload = d.lastReload
+	plan := d.capPlan
 	d.mu.Unlock()
+	for _, n := range plan.Needs {
+		cs := web.CapabilityStatus{Feature: n.Feature, Caps: strings.Join(caps.Names(n.Caps&plan.Keep), ", "), Why: n.Why}
+		if u, ok := plan.UnmetFor(n.Feature); ok {
+			cs.Missing = strings.Join(caps.Names(u.Missing), ", ")
+			cs.Why = u.Why
+		}
+		st.Capabilities = append(st.Capabilities, cs)
+	}
 	d.extras.status(&st)
 	return st
+}
+
+// ready says the exporter is ready when at least one config is up (or
+// none is configured): a node where every program failed is not.
+func (d *daemon) ready() error {
+	configs := d.coll.Configs()
+	var failed []string
+	for _, c := range configs {
+		if c.Up() {
+			return nil
+		}
+		failed = append(failed, c.Name())
+	}
+	if len(configs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("no config is up (%s failed)", strings.Join(failed, ", "))
 }
 
 // serveMaps dumps raw map contents (debug only).
@@ -454,4 +485,21 @@ func (d *daemon) close() {
 	d.loaded = map[string]*loadedConfig{}
 	d.coll.SetConfigs(nil)
 	d.stopTracing()
+}
+
+// scriptKinds lists the kinds of scripts found at start.
+func (d *daemon) scriptKinds() []scripts.Kind {
+	if d.scripts == nil {
+		return nil
+	}
+	seen := map[scripts.Kind]bool{}
+	var out []scripts.Kind
+	for _, s := range d.scripts.Status() {
+		if !seen[s.Kind] {
+			seen[s.Kind] = true
+			out = append(out, s.Kind)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -45,7 +44,7 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	os.Exit(runTests(m))
 }
 
 // workload runs the test binary as a process named comm making n getppid
@@ -80,47 +79,24 @@ func exporter(t *testing.T, args ...string) string {
 // exporterOn runs the daemon with args, waiting for it to answer on addr.
 func exporterOn(t *testing.T, addr string, args ...string) string {
 	t.Helper()
-	return exporterOnCheck(t, addr, func() bool {
-		resp, err := http.Get("http://" + addr + "/-/healthy")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil
-	}, args...)
+	return exporterOnCheck(t, addr, func() bool { return serves(addr) }, args...)
 }
 
-// exporterOnCheck runs the daemon with args until up() says it serves.
+// exporterOnCheck runs the built binary with args until up() says it
+// serves; it is stopped with SIGTERM when the test ends and must exit 0.
 func exporterOnCheck(t *testing.T, addr string, up func() bool, args ...string) string {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int)
-	go func() {
-		done <- runContext(ctx, append([]string{"--log.level=warn", "--capabilities.keep=all"}, args...))
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case code := <-done:
-			if code != 0 {
-				t.Errorf("exporter exited %d", code)
-			}
-		case <-time.After(20 * time.Second):
-			t.Error("exporter did not stop")
-		}
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if up() {
-			return addr
-		}
-		select {
-		case code := <-done:
-			t.Fatalf("exporter exited %d before serving", code)
-		case <-time.After(50 * time.Millisecond):
-		}
+	startExporter(t, up, args...)
+	return addr
+}
+
+// serves reports whether an exporter answers on addr.
+func serves(addr string) bool {
+	resp, err := http.Get("http://" + addr + "/-/healthy")
+	if err == nil {
+		resp.Body.Close()
 	}
-	t.Fatal("exporter did not start serving")
-	return ""
+	return err == nil
 }
 
 func get(t *testing.T, url string) (int, string) {
@@ -436,16 +412,16 @@ func TestDefaults(t *testing.T) {
 func TestCheck(t *testing.T) {
 	dir := t.TempDir()
 	writeConfig(t, dir, "e2e", e2eProg, e2eYAML)
-	if code := runContext(context.Background(), []string{"--config.dir=" + dir, "--config.names=e2e", "--config.check", "--log.level=error"}); code != 0 {
+	if code := runBinary(t, "--config.dir="+dir, "--config.names=e2e", "--config.check"); code != 0 {
 		t.Fatalf("--config.check on a good config exited %d", code)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "bad.yaml"), []byte("metrics:\n  counters:\n    - name: x\n      help: y\n      lables: []\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if code := runContext(context.Background(), []string{"--config.dir=" + dir, "--config.names=e2e,bad", "--config.check", "--log.level=error"}); code != 1 {
+	if code := runBinary(t, "--config.dir="+dir, "--config.names=e2e,bad", "--config.check"); code != 1 {
 		t.Fatalf("--config.check with a bad config exited %d, want 1", code)
 	}
-	if code := runContext(context.Background(), []string{"--config.dir=" + dir, "--config.names=e2e,bad", "--config.strict", "--log.level=error", "--web.listen-address=127.0.0.1:0"}); code != 1 {
+	if code := runBinary(t, "--config.dir="+dir, "--config.names=e2e,bad", "--config.strict", "--web.listen-address=127.0.0.1:0"); code != 1 {
 		t.Fatalf("--config.strict with a bad config exited %d, want 1", code)
 	}
 }

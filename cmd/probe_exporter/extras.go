@@ -82,6 +82,7 @@ func (d *daemon) startScripts(ctx context.Context) error {
 		return fmt.Errorf("scripts: %w", err)
 	}
 	d.reg.MustRegister(sup)
+	d.scripts = sup
 	sctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { _ = sup.Run(sctx); close(done) }()

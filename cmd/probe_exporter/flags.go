@@ -59,9 +59,9 @@ func registerFlags(app *kingpin.Application) *flags {
 	app.Flag("scripts.max-running", "Most scripts running at once (0: no limit).").Default("64").IntVar(&f.scriptsMaxRunning)
 	app.Flag("scripts.max-output", "Largest output kept per script, in bytes.").Default("16777216").IntVar(&f.scriptsMaxOutput)
 
-	app.Flag("capabilities.keep", "Capabilities kept once started (\"all\" keeps every one): the rest are dropped, from the bounding set too, so scripts cannot regain them.").
-		Default("CAP_BPF,CAP_PERFMON,CAP_SYS_PTRACE,CAP_DAC_READ_SEARCH,CAP_SYSLOG,CAP_SYS_RESOURCE").StringVar(&f.capsKeep)
-	app.Flag("runas.user", "Once started, run as this user (name or uid) with the kept capabilities. bpftrace and systemtap scripts then fail: they need root.").StringVar(&f.runAs)
+	app.Flag("capabilities.keep", "Capabilities kept once started: \"auto\" keeps what the configured features need (said at start and on the landing page), \"all\" keeps every one, a list (CAP_BPF,CAP_PERFMON,...) keeps those. The rest are dropped, from the bounding set too, so scripts cannot regain them.").
+		Default("auto").StringVar(&f.capsKeep)
+	app.Flag("runas.user", "Once started, run as this user (name or uid) with the kept capabilities. Scripts then run as that user without capabilities: bpftrace and systemtap scripts cannot work.").StringVar(&f.runAs)
 	app.Flag("rules.file", "Pyroscope metrics-export-rules file: profiles matched by the rules become counters.").StringVar(&f.rulesFile)
 	app.Flag("profile.config", "Profiler targets file: processes to profile with the built-in eBPF CPU profiler.").StringVar(&f.profileConfig)
 	app.Flag("profile.frequency", "Sampling frequency of the built-in CPU profiler, in Hz.").Default("100").IntVar(&f.profileFrequency)

@@ -1,73 +1,52 @@
 package main
 
 import (
-	"context"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 )
 
-func openFDs(t *testing.T) int {
+// fds counts the open file descriptors of process pid, and of those its
+// BPF links, programs, maps and perf event fds.
+func fds(t *testing.T, pid int) (all, bpf int) {
 	t.Helper()
-	entries, err := os.ReadDir("/proc/self/fd")
+	dir := "/proc/" + strconv.Itoa(pid) + "/fd"
+	entries, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return len(entries)
-}
-
-// bpfObjects counts this process's BPF links, programs, maps and perf
-// event fds (other test packages run at the same time, so kernel-wide
-// counts would not do).
-func bpfObjects(t *testing.T) int {
-	t.Helper()
-	entries, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
 	for _, e := range entries {
-		target, _ := os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
+		target, _ := os.Readlink(filepath.Join(dir, e.Name()))
 		if strings.HasPrefix(target, "anon_inode:bpf") || strings.Contains(target, "perf_event") {
-			n++
+			bpf++
 		}
 	}
-	return n
+	return len(entries), bpf
 }
 
-// TestLifecycle: after many reloads that swap a config and a clean
-// shutdown, the process holds no more file descriptors and the kernel no
-// more BPF links than before it started.
+// TestLifecycle: many reloads that swap a config leave the exporter with
+// as many file descriptors and BPF objects as it had after the first ones,
+// and SIGTERM ends it cleanly.
 func TestLifecycle(t *testing.T) {
 	dir := t.TempDir()
 	writeConfig(t, dir, "e2e", e2eProg, e2eYAML)
-	fdsBefore, bpfBefore := openFDs(t), bpfObjects(t)
-
 	addr := freePort(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int)
-	go func() {
-		done <- runContext(ctx, []string{"--web.listen-address=" + addr, "--log.level=error", "--capabilities.keep=all", "--config.dir=" + dir, "--config.names=e2e"})
-	}()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if resp, err := http.Get("http://" + addr + "/-/ready"); err == nil {
+	p := startExporter(t, func() bool {
+		resp, err := http.Get("http://" + addr + "/-/ready")
+		if err == nil {
 			resp.Body.Close()
-			break
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("exporter did not start")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if bpfObjects(t) <= bpfBefore {
+		return err == nil
+	}, "--web.listen-address="+addr, "--config.dir="+dir, "--config.names=e2e")
+	if _, bpf := fds(t, p.Pid()); bpf == 0 {
 		t.Fatal("no BPF objects while running")
 	}
 	yaml := filepath.Join(dir, "e2e.yaml")
-	fdsRunning := -1
+	fdsRunning, bpfRunning := -1, -1
 	for i := 0; i < 200; i++ {
 		// Every other reload changes the config, so it is swapped.
 		if i%2 == 0 {
@@ -80,23 +59,18 @@ func TestLifecycle(t *testing.T) {
 		}
 		resp.Body.Close()
 		if i == 10 {
-			fdsRunning = openFDs(t)
+			fdsRunning, bpfRunning = fds(t, p.Pid())
 		}
 	}
 	http.DefaultClient.CloseIdleConnections()
-	if n := openFDs(t); n > fdsRunning+2 {
-		t.Errorf("fds grew from %d to %d over 190 reloads", fdsRunning, n)
+	all, bpf := fds(t, p.Pid())
+	if all > fdsRunning+2 {
+		t.Errorf("fds grew from %d to %d over 190 reloads", fdsRunning, all)
 	}
-	cancel()
-	if code := <-done; code != 0 {
-		t.Fatalf("exit code %d", code)
+	if bpf != bpfRunning {
+		t.Errorf("BPF links, programs, maps and perf events: %d fds after 10 reloads, %d after 200", bpfRunning, bpf)
 	}
-	if n := bpfObjects(t); n != bpfBefore {
-		t.Errorf("BPF links, programs, maps and perf events: %d fds before start, %d after shutdown", bpfBefore, n)
-	}
-	http.DefaultClient.CloseIdleConnections()
-	time.Sleep(100 * time.Millisecond)
-	if n := openFDs(t); n > fdsBefore+1 { // the Go runtime may keep its poller fd
-		t.Errorf("fds: %d before start, %d after shutdown", fdsBefore, n)
+	if code := p.stop(t); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM", code)
 	}
 }

@@ -52,7 +52,12 @@ func runContext(ctx context.Context, args []string) int {
 	if f.check {
 		return d.checkResult()
 	}
-	if err := dropCapabilities(f.capsKeep, f.runAs, logger); err != nil {
+	plan, err := d.planCapabilities()
+	if err == nil {
+		d.setCapabilityPlan(plan)
+		err = applyCapabilities(plan, f.runAs, logger)
+	}
+	if err != nil {
 		logger.Error("dropping capabilities", "err", err)
 		return 1
 	}

@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -42,8 +41,9 @@ const soakConfig = `programs:
       char LICENSE[] SEC("license") = "GPL";
 `
 
-func rss(t *testing.T) int {
-	data, _ := os.ReadFile("/proc/self/status")
+// rss is the resident set of process pid, in kB.
+func rss(t *testing.T, pid int) int {
+	data, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	for _, l := range strings.Split(string(data), "\n") {
 		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
 			n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
@@ -77,7 +77,9 @@ func TestShortLivedTargets(t *testing.T) {
 		t.Fatalf("%v %s", err, out)
 	}
 	os.WriteFile(filepath.Join(dir, "soak.yaml"), []byte(fmt.Sprintf(soakConfig, name)), 0o644)
-	addr := exporter(t, "--config.dir="+dir, "--config.names=soak", "--config.strict")
+	addr := freePort(t)
+	p := startExporter(t, func() bool { return serves(addr) }, "--web.listen-address="+addr, "--config.dir="+dir, "--config.names=soak", "--config.strict")
+	openFDs := func(t *testing.T) int { n, _ := fds(t, p.Pid()); return n }
 
 	run := func(n int) {
 		// 20 at a time.
@@ -106,13 +108,11 @@ func TestShortLivedTargets(t *testing.T) {
 	}
 	run(300) // warm up: caches, pools
 	settle()
-	runtime.GC()
-	fds, mem := openFDs(t), rss(t)
+	fds, mem := openFDs(t), rss(t, p.Pid())
 	const n = 10000
 	start := time.Now()
 	run(n)
 	settle()
-	runtime.GC()
 	attaches := metricValue(t, addr, "probe_exporter_userspace_attaches_total")
 	detaches := metricValue(t, addr, "probe_exporter_userspace_detaches_total")
 	// Processes living 50 ms are attached to only when the exec event is
@@ -121,11 +121,11 @@ func TestShortLivedTargets(t *testing.T) {
 	if attaches < 1 || attaches != detaches {
 		t.Errorf("attached %v times, detached %v times, for %d processes", attaches, detaches, n+300)
 	}
-	t.Logf("%d processes in %v; %v attached; fds %d -> %d; RSS %d -> %d kB", n, time.Since(start).Round(time.Millisecond), attaches, fds, openFDs(t), mem, rss(t))
+	t.Logf("%d processes in %v; %v attached; fds %d -> %d; RSS %d -> %d kB", n, time.Since(start).Round(time.Millisecond), attaches, fds, openFDs(t), mem, rss(t, p.Pid()))
 	if got := openFDs(t); got > fds+2 {
 		t.Errorf("fds grew from %d to %d", fds, got)
 	}
-	if got := rss(t); got > mem+32*1024 {
+	if got := rss(t, p.Pid()); got > mem+32*1024 {
 		t.Errorf("RSS grew from %d kB to %d kB", mem, got)
 	}
 }

@@ -1,0 +1,173 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The end-to-end tests run the binary `make build` produces, as a user
+// would: a subprocess with the flags the README gives, default
+// capabilities included. binaryPath is set by runTests.
+var binaryPath string
+
+// runTests builds the shipped binary with `make build` (so the tests never
+// run a stale one) and then the tests.
+func runTests(m interface{ Run() int }) int {
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	build := exec.Command("make", "-s", "-C", root, "build")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "make build: %v\n%s", err, out)
+		return 1
+	}
+	binaryPath = filepath.Join(root, "probe_exporter")
+	return m.Run()
+}
+
+// proc is one running exporter.
+type proc struct {
+	cmd  *exec.Cmd
+	log  *syncBuffer
+	done chan struct{}
+	err  error
+}
+
+// Pid is the exporter's process id.
+func (p *proc) Pid() int { return p.cmd.Process.Pid }
+
+// Log is what the exporter wrote so far.
+func (p *proc) Log() string { return p.log.String() }
+
+// exited reports whether the process has ended.
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop sends SIGTERM and waits for the exit; a process still running after
+// the grace period is killed and reported.
+func (p *proc) stop(t *testing.T) int {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.done
+		t.Errorf("exporter did not exit within 30 s of SIGTERM; log:\n%s", tail(p.Log(), 40))
+	}
+	var exit *exec.ExitError
+	if errors.As(p.err, &exit) {
+		return exit.ExitCode()
+	}
+	if p.err != nil {
+		t.Errorf("exporter: %v", p.err)
+		return -1
+	}
+	return 0
+}
+
+// startExporter runs the binary with args until up() says it serves. When
+// the test ends it is stopped with SIGTERM and must exit 0; its log is
+// printed if the test failed.
+func startExporter(t *testing.T, up func() bool, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(binaryPath, args...), log: &syncBuffer{}, done: make(chan struct{})}
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	// A test binary killed by a timeout takes its exporter with it.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		if p.exited() {
+			return
+		}
+		if code := p.stop(t); code != 0 {
+			t.Errorf("exporter exited %d", code)
+		}
+		if t.Failed() {
+			t.Logf("exporter %v log:\n%s", args, tail(p.Log(), 60))
+		}
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if up() {
+			return p
+		}
+		if p.exited() {
+			t.Fatalf("exporter %v exited before serving (%v):\n%s", args, p.err, tail(p.Log(), 40))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("exporter %v did not start serving:\n%s", args, tail(p.Log(), 40))
+	return nil
+}
+
+// runBinary runs the binary to its end (--config.check and the like) and
+// returns its exit code.
+func runBinary(t *testing.T, args ...string) int {
+	t.Helper()
+	cmd := exec.Command(binaryPath, args...)
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		t.Logf("probe_exporter %s: exit %d\n%s", strings.Join(args, " "), exit.ExitCode(), tail(string(out), 20))
+		return exit.ExitCode()
+	case err != nil:
+		t.Fatalf("probe_exporter: %v", err)
+	}
+	return 0
+}
+
+// tail is the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// syncBuffer is a bytes.Buffer safe for the writers of a process's output
+// and the test reading it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	// Keep the last few MiB: enough to read, bounded for soak tests.
+	if b.buf.Len() > 4<<20 {
+		rest := append([]byte(nil), b.buf.Bytes()[b.buf.Len()-2<<20:]...)
+		b.buf.Reset()
+		b.buf.Write(rest)
+	}
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
