@@ -10,6 +10,7 @@ import (
 
 	"github.com/probe-exporter/probe_exporter/config"
 	"github.com/probe-exporter/probe_exporter/internal/caps"
+	"github.com/probe-exporter/probe_exporter/loader"
 	"github.com/probe-exporter/probe_exporter/scripts"
 )
 
@@ -21,6 +22,7 @@ const (
 	featureUprobes  = "uprobes"
 	featureBpftrace = "bpftrace scripts"
 	featureStap     = "systemtap scripts"
+	featureXDP      = "xdp programs"
 )
 
 // capabilityNeeds lists what the features configured at start need, each
@@ -40,6 +42,13 @@ func (d *daemon) capabilityNeeds() []caps.Need {
 			Feature: featureProcs,
 			Caps:    caps.Mask(caps.SysPtrace, caps.DacReadSearch),
 			Why:     "read /proc/PID/exe, /proc/PID/root and /proc/PID/maps of other users' processes: userspace targets and the profiler's symbols",
+		})
+	}
+	if d.usesXDP() {
+		needs = append(needs, caps.Need{
+			Feature: featureXDP,
+			Caps:    caps.Mask(caps.NetAdmin),
+			Why:     "attaching an XDP program to an interface (xdp/IFNAME) needs CAP_NET_ADMIN, at start and at every reload",
 		})
 	}
 	if d.usesUprobes() {
@@ -66,6 +75,18 @@ func (d *daemon) capabilityNeeds() []caps.Need {
 		}
 	}
 	return needs
+}
+
+// usesXDP reports whether a config loaded at start has xdp/IFNAME programs.
+func (d *daemon) usesXDP() bool {
+	for _, c := range d.coll.Configs() {
+		for _, p := range c.Object.Programs {
+			if p.Attach.Kind == loader.AttachXDP {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // usesUprobes reports whether a config loaded at start has uprobes,

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -195,7 +194,7 @@ func TestBTFPath(t *testing.T) {
 		{filepath.Join(dir, "compat.yaml"), 1},
 	} {
 		args := []string{"--config.dir=" + dir, "--config.names=compat", "--config.check", "--log.level=error", "--btf.path=" + tc.path}
-		if code := runContext(context.Background(), args); code != tc.code {
+		if code := runBinary(t, args...); code != tc.code {
 			t.Errorf("--btf.path=%s exited %d, want %d", tc.path, code, tc.code)
 		}
 	}
