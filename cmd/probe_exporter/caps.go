@@ -48,7 +48,7 @@ func (d *daemon) capabilityNeeds() []caps.Need {
 		needs = append(needs, caps.Need{
 			Feature: featureXDP,
 			Caps:    caps.Mask(caps.NetAdmin),
-			Why:     "attaching an XDP program to an interface (xdp/IFNAME) needs CAP_NET_ADMIN, at start and at every reload",
+			Why:     "the kernel loads XDP programs (xdp/IFNAME) only for CAP_NET_ADMIN (or CAP_SYS_ADMIN): EPERM at load without it, at start and at every reload",
 		})
 	}
 	if d.usesUprobes() {
