@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -177,5 +178,94 @@ func TestNewIDMapErrors(t *testing.T) {
 		if _, err := NewIDMap(m, tc.typ, tc.regexps, nil); err == nil || !contains(err.Error(), tc.want) {
 			t.Errorf("%s: error %v, want %q", tc.typ, err, tc.want)
 		}
+	}
+}
+
+// TestIDMapBurst creates and removes cgroups from several goroutines at
+// once, nested and flat, and checks that the map ends with exactly the
+// matching cgroups that still exist.
+func TestIDMapBurst(t *testing.T) {
+	mount := testMount(t)
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Hash, KeySize: 8, ValueSize: 8, MaxEntries: 4096})
+	if err != nil {
+		t.Skipf("creating a map: %v", err)
+	}
+	defer m.Close()
+	base := filepath.Join(mount, fmt.Sprintf("probe-burst-%d", os.Getpid()))
+	mkCgroup(t, base)
+	im, err := NewIDMap(m, "hash", []string{`/probe-burst-\d+/w\d+/keep`}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runIDMap(t, im, mount)
+
+	const workers, each = 8, 25
+	kept := make([][]uint64, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			dir := filepath.Join(base, fmt.Sprintf("w%d", w))
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				t.Error(err)
+				return
+			}
+			for i := range each {
+				keep := filepath.Join(dir, fmt.Sprintf("keep%d", i))
+				gone := filepath.Join(dir, fmt.Sprintf("keep-gone%d", i))
+				for _, p := range []string{keep, gone, filepath.Join(gone, "child")} {
+					if err := os.Mkdir(p, 0o755); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+				var st syscall.Stat_t
+				if err := syscall.Stat(keep, &st); err != nil {
+					t.Error(err)
+					return
+				}
+				kept[w] = append(kept[w], st.Ino)
+				_ = os.Remove(filepath.Join(gone, "child"))
+				_ = os.Remove(gone)
+			}
+		}()
+	}
+	wg.Wait()
+	t.Cleanup(func() {
+		for w := range workers {
+			dir := filepath.Join(base, fmt.Sprintf("w%d", w))
+			for i := range each {
+				_ = os.Remove(filepath.Join(dir, fmt.Sprintf("keep%d", i)))
+			}
+			_ = os.Remove(dir)
+		}
+	})
+	want := map[uint64]bool{}
+	for _, ids := range kept {
+		for _, id := range ids {
+			want[id] = true
+		}
+	}
+	var got map[uint64]bool
+	eventually(t, "the map to hold exactly the kept cgroups", func() bool {
+		got = map[uint64]bool{}
+		var k, v uint64
+		it := m.Iterate()
+		for it.Next(&k, &v) {
+			got[k] = true
+		}
+		if len(got) != len(want) {
+			return false
+		}
+		for id := range want {
+			if !got[id] {
+				return false
+			}
+		}
+		return true
+	})
+	if len(want) != workers*each {
+		t.Fatalf("made %d cgroups, want %d", len(want), workers*each)
 	}
 }
