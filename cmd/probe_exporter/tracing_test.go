@@ -54,6 +54,9 @@ struct {
 
 static const char root[] = "ROOT_PATH";
 
+// Set by the exporter from kaddrs: without it no span is recorded.
+const volatile u64 kaddr_do_exit = 0;
+
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
@@ -84,7 +87,7 @@ int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(on_exit, struct task_struct *p)
 {
-	if (p->pid != p->tgid)
+	if (p->pid != p->tgid || kaddr_do_exit == 0)
 		return 0;
 	u32 tgid = p->tgid;
 	struct exec_span_t *span = bpf_map_lookup_elem(&traced, &tgid);
@@ -103,7 +106,9 @@ int BPF_PROG(on_exit, struct task_struct *p)
 char LICENSE[] SEC("license") = "GPL";
 `
 
-const execTraceYAML = `tracing:
+const execTraceYAML = `kaddrs:
+  - do_exit
+tracing:
   spans:
     - name: exec
       ringbuf: exec_spans
@@ -337,6 +342,14 @@ func TestTracingSpans(t *testing.T) {
 			ac := r.named("attach_config")[0]
 			if attr(ac.GetAttributes(), "config") != "exectrace" || ac.service != "probe_exporter" {
 				t.Errorf("attach_config: config %q service %q", attr(ac.GetAttributes(), "config"), ac.service)
+			}
+			// kaddrs resolved in pass_kaddrs, /proc/kallsyms read in
+			// populate_kaddrs below it.
+			pk, pop := r.named("pass_kaddrs"), r.named("populate_kaddrs")
+			if len(pk) != 1 || len(pop) != 1 || string(pk[0].GetParentSpanId()) != string(ac.GetSpanId()) || string(pop[0].GetParentSpanId()) != string(pk[0].GetSpanId()) {
+				t.Errorf("kaddrs spans: %d pass_kaddrs, %d populate_kaddrs, not below attach_config", len(pk), len(pop))
+			} else if ev := pk[0].GetEvents(); len(ev) != 1 || ev[0].GetName() != "kaddr" || attr(ev[0].GetAttributes(), "symbol") != "do_exit" {
+				t.Errorf("pass_kaddrs events %v", ev)
 			}
 			acs, at := r.named("attach_configs"), r.named("attach")
 			if len(acs) != 1 || len(at) != 1 || string(ac.GetParentSpanId()) != string(acs[0].GetSpanId()) || string(acs[0].GetParentSpanId()) != string(at[0].GetSpanId()) {
