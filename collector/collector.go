@@ -296,3 +296,14 @@ func (c *Collector) statsEnabled() bool {
 	data, err := os.ReadFile(c.opts.StatsPath)
 	return err == nil && strings.TrimSpace(string(data)) == "1"
 }
+
+// FailedConfig stands for a config that did not parse: it reports the
+// config as down and has no maps.
+func (c *Collector) FailedConfig(cfg config.Config, err error) *Config {
+	return &Config{Object: &loader.Object{Config: cfg, Err: err}, Err: err}
+}
+
+// Close detaches the config's programs and releases its maps.
+func (cfg *Config) Close() error {
+	return cfg.Object.Close()
+}

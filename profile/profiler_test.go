@@ -97,6 +97,11 @@ func newProfiler(t *testing.T, sink Sink, freq int, tgts ...Target) *Profiler {
 	}
 	p, err := New(Options{Frequency: freq, Interval: time.Hour, Targets: tgts, Sink: sink, Watcher: w, Kernel: kernel})
 	if err != nil {
+		// A kernel without perf events or BPF is a reason to skip; a
+		// program the verifier refuses is a bug.
+		if strings.Contains(err.Error(), "load program") {
+			t.Fatalf("profiler: %v", err)
+		}
 		t.Skipf("profiler cannot run on this kernel: %v", err)
 	}
 	t.Cleanup(func() { p.Close() })

@@ -19,7 +19,6 @@ import (
 type mapping struct {
 	start, end, offset uint64
 	path               string // as the process sees it
-	host               string // the path from the host, filled on first use
 }
 
 // readMaps reads the executable mappings of /proc/PID/maps.
@@ -178,6 +177,12 @@ func (s *symbolizer) table(path string) *symbolTable {
 	return t
 }
 
+// hostPath is the path of m's file from the host: through the process's
+// root, so files of containers are found.
+func (s *symbolizer) hostPath(pid int, m *mapping) string {
+	return filepath.Join(s.procRoot, strconv.Itoa(pid), "root", m.path)
+}
+
 // user symbolizes a user address of pid with its mappings; JIT code comes
 // from /tmp/perf-PID.map; unknown frames are module+0xoffset.
 func (s *symbolizer) user(pid int, maps []mapping, perfMap func() []perfSym, addr uint64) string {
@@ -190,10 +195,7 @@ func (s *symbolizer) user(pid int, maps []mapping, perfMap func() []perfSym, add
 		if m.path == "" || strings.HasPrefix(m.path, "[") {
 			break
 		}
-		if m.host == "" {
-			m.host = filepath.Join(s.procRoot, strconv.Itoa(pid), "root", m.path)
-		}
-		if t := s.table(m.host); t != nil {
+		if t := s.table(s.hostPath(pid, m)); t != nil {
 			if va, ok := t.vaddr(off); ok {
 				if name, ok := t.lookup(va); ok {
 					return name

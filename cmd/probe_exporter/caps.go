@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os/user"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -192,4 +193,21 @@ func (d *daemon) setCapabilityPlan(p caps.Plan) {
 	d.mu.Lock()
 	d.capPlan = p
 	d.mu.Unlock()
+}
+
+// scriptKinds lists the kinds of scripts found at start.
+func (d *daemon) scriptKinds() []scripts.Kind {
+	if d.scripts == nil {
+		return nil
+	}
+	seen := map[scripts.Kind]bool{}
+	var out []scripts.Kind
+	for _, s := range d.scripts.Status() {
+		if !seen[s.Kind] {
+			seen[s.Kind] = true
+			out = append(out, s.Kind)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
 }

@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -31,6 +30,7 @@ import (
 	"github.com/probe-exporter/probe_exporter/decoder"
 	"github.com/probe-exporter/probe_exporter/defaults"
 	"github.com/probe-exporter/probe_exporter/internal/caps"
+	"github.com/probe-exporter/probe_exporter/internal/engine"
 	"github.com/probe-exporter/probe_exporter/loader"
 	"github.com/probe-exporter/probe_exporter/scripts"
 	"github.com/probe-exporter/probe_exporter/targets"
@@ -54,8 +54,8 @@ type daemon struct {
 	traceCtx     context.Context   // parent of the spans of loading configs
 	kallsymsRead bool
 
-	mu         sync.Mutex // guards loaded and reload state
-	loaded     map[string]*loadedConfig
+	engine     *engine.Engine[*collector.Config]
+	mu         sync.Mutex // guards lastReload and capPlan
 	lastReload web.ReloadStatus
 	reloadOK   prometheus.Gauge
 	reloadTime prometheus.Gauge
@@ -67,13 +67,6 @@ type daemon struct {
 	capPlan     caps.Plan
 }
 
-// loadedConfig is a config as loaded, with the fingerprint of its sources
-// so that a reload keeps unchanged configs running.
-type loadedConfig struct {
-	fingerprint string
-	cfg         *collector.Config
-}
-
 func newDaemon(ctx context.Context, f *flags, logger *slog.Logger) (*daemon, error) {
 	d := &daemon{
 		f:        f,
@@ -82,7 +75,6 @@ func newDaemon(ctx context.Context, f *flags, logger *slog.Logger) (*daemon, err
 		reg:      prometheus.NewRegistry(),
 		env:      decoder.HostEnv(),
 		compiler: loader.NewCompiler(""),
-		loaded:   map[string]*loadedConfig{},
 		reloadOK: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: collector.Namespace, Name: "config_last_reload_successful",
 			Help: "Whether the last configuration reload succeeded.",
@@ -102,6 +94,13 @@ func newDaemon(ctx context.Context, f *flags, logger *slog.Logger) (*daemon, err
 		d.env.EbpfExporter = true
 		buildInfo = collector.EbpfExporterPrefix
 	}
+	d.engine = engine.New(engine.Options[*collector.Config]{
+		Sources:     d.sources,
+		Fingerprint: fingerprint,
+		Load:        d.load,
+		Changed:     d.unitsChanged,
+		Logger:      logger,
+	})
 	d.coll = collector.New(collector.Options{
 		MetricPrefix: f.metricPrefix,
 		Env:          d.env,
@@ -192,87 +191,18 @@ func fingerprint(c config.Config) string {
 	return hex.EncodeToString(h.Sum(nil)[:12])
 }
 
-// reload (re)reads configs: unchanged ones keep running (their counters
-// continue), changed ones are swapped, removed ones detach. A config that
-// fails to parse or load keeps its old version running, if any.
+// reload re-reads the configs (the engine keeps unchanged ones running,
+// swaps changed ones, keeps the old version of one that fails, retries
+// failed ones) and records how it went.
 func (d *daemon) reload() error {
+	err := d.engine.Reload()
+	for _, u := range d.engine.Units() {
+		if u.Err != nil {
+			d.logger.Error("config failed", "config", u.Name, "stale_version_serving", u.Stale, "err", u.Err)
+		}
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	cfgs, parseErrs := d.sources()
-	var errs []error
-	for _, err := range parseErrs {
-		d.logger.Error("config error", "err", err)
-		errs = append(errs, err)
-	}
-	failedNames := map[string]bool{}
-	for _, err := range parseErrs {
-		var ce *config.FileError
-		if errors.As(err, &ce) {
-			failedNames[ce.Name] = true
-		}
-	}
-	next := map[string]*loadedConfig{}
-	for _, c := range cfgs {
-		fp := fingerprint(c)
-		if old, ok := d.loaded[c.Name]; ok && old.fingerprint == fp {
-			next[c.Name] = old
-			continue
-		}
-		lc := d.load(c, fp)
-		if !lc.cfg.Up() {
-			for _, err := range configErrors(lc.cfg) {
-				d.logger.Error("config failed", "config", c.Name, "err", err)
-				errs = append(errs, err)
-			}
-			if old, ok := d.loaded[c.Name]; ok {
-				// Keep the version that works.
-				lc.cfg.Object.Close()
-				next[c.Name] = old
-				continue
-			}
-		}
-		next[c.Name] = lc
-	}
-	// A config whose file no longer parses keeps running in its old form;
-	// a config no longer named is removed.
-	for name, old := range d.loaded {
-		if _, ok := next[name]; ok {
-			continue
-		}
-		if failedNames[name] {
-			next[name] = old
-			continue
-		}
-	}
-	for name, old := range d.loaded {
-		if next[name] != old {
-			if err := old.cfg.Object.Close(); err != nil {
-				d.logger.Warn("closing config", "config", name, "err", err)
-			}
-		}
-	}
-	for _, err := range parseErrs {
-		var ce *config.FileError
-		if errors.As(err, &ce) {
-			if _, ok := next[ce.Name]; !ok {
-				// Show the failure on /metrics and the landing page.
-				obj := &loader.Object{Config: config.Config{Name: ce.Name, Path: ce.Path}, Err: err}
-				next[ce.Name] = &loadedConfig{cfg: d.coll.NewConfig(obj)}
-			}
-		}
-	}
-	d.loaded = next
-	names := make([]string, 0, len(next))
-	for n := range next {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	list := make([]*collector.Config, 0, len(names))
-	for _, n := range names {
-		list = append(list, next[n].cfg)
-	}
-	d.coll.SetConfigs(list)
-	err := errors.Join(errs...)
 	d.lastReload = web.ReloadStatus{At: time.Now()}
 	if err != nil {
 		d.reloadOK.Set(0)
@@ -284,7 +214,21 @@ func (d *daemon) reload() error {
 	return err
 }
 
-func (d *daemon) load(c config.Config, fp string) *loadedConfig {
+// unitsChanged gives the collector the configs the engine runs; a config
+// that does not parse is reported (config_up 0) from its unit.
+func (d *daemon) unitsChanged(units []engine.Unit[*collector.Config]) {
+	list := make([]*collector.Config, 0, len(units))
+	for _, u := range units {
+		if u.Running != nil {
+			list = append(list, u.Running)
+			continue
+		}
+		list = append(list, d.coll.FailedConfig(u.Config, u.Err))
+	}
+	d.coll.SetConfigs(list)
+}
+
+func (d *daemon) load(c config.Config) (*collector.Config, []error) {
 	for _, w := range c.Warnings() {
 		d.logger.Warn(w, "config", c.Name)
 	}
@@ -313,7 +257,7 @@ func (d *daemon) load(c config.Config, fp string) *loadedConfig {
 		}
 		d.logger.Info("config loaded", "config", c.Name, "programs_attached", attached)
 	}
-	return &loadedConfig{fingerprint: fp, cfg: cc}
+	return cc, configErrors(cc)
 }
 
 func configErrors(c *collector.Config) []error {
@@ -327,17 +271,15 @@ func configErrors(c *collector.Config) []error {
 // checkResult reports every config's state for --config.check.
 func (d *daemon) checkResult() int {
 	code := 0
-	for _, c := range d.coll.Configs() {
-		if c.Up() {
-			fmt.Printf("ok      %s\n", c.Name())
+	for _, u := range d.engine.Units() {
+		if u.Err == nil && u.Serving() {
+			fmt.Printf("ok      %s\n", u.Name)
 			continue
 		}
 		code = 1
-		fmt.Printf("FAILED  %s\n", c.Name())
-		for _, err := range configErrors(c) {
-			for _, line := range strings.Split(err.Error(), "\n") {
-				fmt.Printf("        %s\n", line)
-			}
+		fmt.Printf("FAILED  %s\n", u.Name)
+		for _, line := range strings.Split(u.Err.Error(), "\n") {
+			fmt.Printf("        %s\n", line)
 		}
 	}
 	return code
@@ -404,20 +346,22 @@ func (d *daemon) handler() http.Handler {
 
 func (d *daemon) status() web.Status {
 	st := web.Status{Version: version.Info()}
-	for _, c := range d.coll.Configs() {
-		cs := web.ConfigStatus{Name: c.Name(), Source: c.Object.Config.Path, Up: c.Up()}
+	for _, u := range d.engine.Units() {
+		cs := web.ConfigStatus{Name: u.Name, Source: u.Config.Path, Up: u.Serving() && u.Err == nil}
 		if cs.Source == "" {
 			cs.Source = "embedded"
 		}
-		var msgs []string
-		if c.Object.Err != nil {
-			msgs = append(msgs, c.Object.Err.Error())
+		if u.Err != nil {
+			cs.Error = u.Err.Error()
+			if u.Stale {
+				cs.Error += "\n(the previous version keeps serving)"
+			}
 		}
-		if c.Err != nil {
-			msgs = append(msgs, c.Err.Error())
+		if u.Running == nil {
+			st.Configs = append(st.Configs, cs)
+			continue
 		}
-		cs.Error = strings.Join(msgs, "\n")
-		for _, p := range c.Object.Programs {
+		for _, p := range u.Running.Object.Programs {
 			if p.Skipped {
 				continue
 			}
@@ -475,31 +419,6 @@ func (d *daemon) serveMaps(w http.ResponseWriter, _ *http.Request) {
 // close detaches every config and stops extras.
 func (d *daemon) close() {
 	d.extras.close()
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for name, lc := range d.loaded {
-		if err := lc.cfg.Object.Close(); err != nil {
-			d.logger.Warn("closing config", "config", name, "err", err)
-		}
-	}
-	d.loaded = map[string]*loadedConfig{}
-	d.coll.SetConfigs(nil)
+	d.engine.Close()
 	d.stopTracing()
-}
-
-// scriptKinds lists the kinds of scripts found at start.
-func (d *daemon) scriptKinds() []scripts.Kind {
-	if d.scripts == nil {
-		return nil
-	}
-	seen := map[scripts.Kind]bool{}
-	var out []scripts.Kind
-	for _, s := range d.scripts.Status() {
-		if !seen[s.Kind] {
-			seen[s.Kind] = true
-			out = append(out, s.Kind)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
-	return out
 }
