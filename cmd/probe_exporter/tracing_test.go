@@ -366,3 +366,52 @@ func le64(v uint64) []byte {
 	}
 	return b
 }
+
+// TestTracingReceiverDown: a receiver that refuses every export, slowly,
+// neither stops the ring buffer from being read nor the metrics from being
+// served, and SIGTERM still ends the exporter cleanly (the harness checks
+// the exit).
+func TestTracingReceiverDown(t *testing.T) {
+	dir := t.TempDir()
+	root := filepath.Join(dir, "trace-root-sh")
+	sh, err := os.ReadFile("/bin/sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(root, sh, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeConfig(t, dir, "exectrace", strings.Replace(execTraceProg, "ROOT_PATH", root, 1), execTraceYAML)
+	var mu sync.Mutex
+	requests := 0
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		mu.Lock()
+		requests++
+		mu.Unlock()
+		time.Sleep(200 * time.Millisecond)
+		http.Error(w, "receiver down", http.StatusServiceUnavailable)
+	})}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { srv.Close() })
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"+l.Addr().String())
+	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
+	addr := exporter(t, "--config.dir="+dir, "--config.names=exectrace")
+	for i := range 20 {
+		if out, err := exec.Command(root, "-c", "/bin/true; :").CombinedOutput(); err != nil {
+			t.Fatalf("helper %d: %v: %s", i, err, out)
+		}
+	}
+	waitUntil(t, "an export attempt", func() bool { mu.Lock(); defer mu.Unlock(); return requests > 0 })
+	if up := series(t, addr, `probe_exporter_config_up{config="exectrace"}`); !hasLine(up, `probe_exporter_config_up{config="exectrace"} 1`) {
+		t.Errorf("config not up with the receiver down: %v", up)
+	}
+	if errs := series(t, addr, `probe_exporter_decoder_errors_total{config="exectrace"}`); !hasLine(errs, `probe_exporter_decoder_errors_total{config="exectrace"} 0`) {
+		t.Errorf("decoder errors: %v", errs)
+	}
+}
