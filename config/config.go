@@ -135,13 +135,14 @@ func (d Decoder) Patterns() []string {
 	return append(append([]string(nil), d.Regexps...), d.Regexp...)
 }
 
-// Tracing is accepted for compatibility with ebpf_exporter configs that
-// export spans; probe_exporter does not export spans and says so.
+// Tracing is ebpf_exporter's tracing section: ring buffers whose records
+// become OpenTelemetry spans.
 type Tracing struct {
 	Spans []Span `yaml:"spans"`
 }
 
-// Span is an ebpf_exporter tracing span (accepted, not exported).
+// Span is an ebpf_exporter tracing span: records of RingBuf, decoded by
+// Labels, exported as spans of Service.
 type Span struct {
 	RingBuf string  `yaml:"ringbuf"`
 	Name    string  `yaml:"name"`

@@ -110,9 +110,6 @@ func (c *Config) validateBuckets(h Histogram) error {
 // Warnings lists what the config asks for that probe_exporter ignores.
 func (c Config) Warnings() []string {
 	var w []string
-	if n := len(c.Tracing.Spans); n > 0 {
-		w = append(w, fmt.Sprintf("%s: %d tracing span(s) are not exported: probe_exporter exports metrics only", c.Path, n))
-	}
 	for _, m := range append(append([]Counter(nil), c.Metrics.Counters...), c.Metrics.Gauges...) {
 		if m.PerfEventArray {
 			w = append(w, fmt.Sprintf("%s:%d: metric %q: perf_event_array counters are not supported; the map is read as a regular map", c.Path, m.Line, m.Name))

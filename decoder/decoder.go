@@ -39,6 +39,10 @@ type Env struct {
 	// (comm); empty means the host's.
 	Partitions string
 	ProcRoot   string
+	// EbpfExporter makes decoders give ebpf_exporter's values where ours
+	// differ (--metrics.prefix=ebpf_exporter): cgroup paths keep the
+	// cgroup2 mount point, syscall names follow ebpf_exporter's table.
+	EbpfExporter bool
 
 	warnings []string
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/probe-exporter/probe_exporter/config"
 	"github.com/probe-exporter/probe_exporter/internal/caps"
+	"github.com/probe-exporter/probe_exporter/loader"
 	"github.com/probe-exporter/probe_exporter/scripts"
 )
 
@@ -22,6 +23,7 @@ const (
 	featureUprobes  = "uprobes"
 	featureBpftrace = "bpftrace scripts"
 	featureStap     = "systemtap scripts"
+	featureXDP      = "xdp programs"
 )
 
 // capabilityNeeds lists what the features configured at start need, each
@@ -41,6 +43,13 @@ func (d *daemon) capabilityNeeds() []caps.Need {
 			Feature: featureProcs,
 			Caps:    caps.Mask(caps.SysPtrace, caps.DacReadSearch),
 			Why:     "read /proc/PID/exe, /proc/PID/root and /proc/PID/maps of other users' processes: userspace targets and the profiler's symbols",
+		})
+	}
+	if d.usesXDP() {
+		needs = append(needs, caps.Need{
+			Feature: featureXDP,
+			Caps:    caps.Mask(caps.NetAdmin),
+			Why:     "the kernel loads XDP programs (xdp/IFNAME) only for CAP_NET_ADMIN (or CAP_SYS_ADMIN): EPERM at load without it, at start and at every reload",
 		})
 	}
 	if d.usesUprobes() {
@@ -67,6 +76,18 @@ func (d *daemon) capabilityNeeds() []caps.Need {
 		}
 	}
 	return needs
+}
+
+// usesXDP reports whether a config loaded at start has xdp/IFNAME programs.
+func (d *daemon) usesXDP() bool {
+	for _, c := range d.coll.Configs() {
+		for _, p := range c.Object.Programs {
+			if p.Attach.Kind == loader.AttachXDP {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // usesUprobes reports whether a config loaded at start has uprobes,

@@ -17,10 +17,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cilium/ebpf/btf"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/common/version"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 
 	"github.com/probe-exporter/probe_exporter/collector"
 	"github.com/probe-exporter/probe_exporter/config"
@@ -31,6 +34,7 @@ import (
 	"github.com/probe-exporter/probe_exporter/loader"
 	"github.com/probe-exporter/probe_exporter/scripts"
 	"github.com/probe-exporter/probe_exporter/targets"
+	"github.com/probe-exporter/probe_exporter/tracing"
 	"github.com/probe-exporter/probe_exporter/web"
 )
 
@@ -44,6 +48,11 @@ type daemon struct {
 	coll     *collector.Collector
 	env      *decoder.Env
 	compiler *loader.Compiler
+	btf      *btf.Spec // --btf.path, nil for the running kernel's
+
+	tracing      *tracing.Provider // nil without OTLP configured
+	traceCtx     context.Context   // parent of the spans of loading configs
+	kallsymsRead bool
 
 	engine     *engine.Engine[*collector.Config]
 	mu         sync.Mutex // guards lastReload and capPlan
@@ -78,6 +87,13 @@ func newDaemon(ctx context.Context, f *flags, logger *slog.Logger) (*daemon, err
 	for _, w := range d.env.Warnings() {
 		logger.Warn(w)
 	}
+	// With ebpf_exporter's prefix, decoders give its values and
+	// build_info its name too.
+	buildInfo := "probe_exporter"
+	if f.metricPrefix == collector.EbpfExporterPrefix {
+		d.env.EbpfExporter = true
+		buildInfo = collector.EbpfExporterPrefix
+	}
 	d.engine = engine.New(engine.Options[*collector.Config]{
 		Sources:     d.sources,
 		Fingerprint: fingerprint,
@@ -94,15 +110,35 @@ func newDaemon(ctx context.Context, f *flags, logger *slog.Logger) (*daemon, err
 		d.coll,
 		d.reloadOK,
 		d.reloadTime,
-		versioncollector.NewCollector("probe_exporter"),
+		versioncollector.NewCollector(buildInfo),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	if f.btfPath != "" {
+		spec, err := btf.LoadSpec(f.btfPath)
+		if err != nil {
+			return d, fmt.Errorf("--btf.path: %w", err)
+		}
+		d.btf = spec
+		d.compiler.BTF = f.btfPath
+	}
 	if err := loader.PrepareHost(logger); err != nil {
 		logger.Warn("host preparation", "err", err)
 	}
 	d.startUserspace(ctx)
-	if err := d.reload(); err != nil {
+	if err := d.startTracing(ctx); err != nil {
+		return d, err
+	}
+	// Trace the start as ebpf_exporter does: attach > attach_configs >
+	// attach_config per config.
+	attachCtx, attach := d.traceStart(ctx, "attach")
+	configsCtx, attachConfigs := d.traceStart(attachCtx, "attach_configs")
+	d.traceCtx = configsCtx
+	err := d.reload()
+	attachConfigs.End()
+	attach.End()
+	d.traceCtx = ctx
+	if err != nil {
 		if f.strict {
 			return d, err
 		}
@@ -196,12 +232,21 @@ func (d *daemon) load(c config.Config) (*collector.Config, []error) {
 	for _, w := range c.Warnings() {
 		d.logger.Warn(w, "config", c.Name)
 	}
+	ctx, span := d.traceStart(d.traceCtx, "attach_config", attribute.String("config", c.Name))
+	defer span.End()
+	d.passKaddrs(ctx, c)
 	obj := loader.Load(d.ctx, c, loader.Options{
-		Logger:    d.logger,
-		Kaddr:     d.env.KernelAddr,
-		Compiler:  d.compiler,
-		Userspace: d.extras.userspace,
+		Logger:      d.logger,
+		Kaddr:       d.env.KernelAddr,
+		Compiler:    d.compiler,
+		Userspace:   d.extras.userspace,
+		KernelTypes: d.btf,
 	})
+	d.startCgroupIDMap(obj)
+	d.startSpans(obj)
+	if errs := obj.Errors(); len(errs) > 0 {
+		span.SetStatus(codes.Error, errors.Join(errs...).Error())
+	}
 	cc := d.coll.NewConfig(obj)
 	if cc.Up() {
 		attached := 0
@@ -375,4 +420,5 @@ func (d *daemon) serveMaps(w http.ResponseWriter, _ *http.Request) {
 func (d *daemon) close() {
 	d.extras.close()
 	d.engine.Close()
+	d.stopTracing()
 }

@@ -16,6 +16,7 @@ type flags struct {
 	check        bool
 	strict       bool
 	metricPrefix string
+	btfPath      string
 
 	web           *web.FlagConfig
 	port          int
@@ -51,6 +52,7 @@ func registerFlags(app *kingpin.Application) *flags {
 	app.Flag("config.check", "Load and attach every config, report, and exit 0 if all succeeded, 1 otherwise.").BoolVar(&f.check)
 	app.Flag("config.strict", "Any config, load or attach failure is fatal.").BoolVar(&f.strict)
 	app.Flag("metrics.prefix", "Prefix of metrics read from maps (\"ebpf_exporter\" gives ebpf_exporter's names).").Default("probe_exporter").StringVar(&f.metricPrefix)
+	app.Flag("btf.path", "Kernel BTF file for CO-RE relocations and inline code on kernels without /sys/kernel/btf/vmlinux (as ebpf_exporter's).").StringVar(&f.btfPath)
 	app.Flag("port", "Listen on this TCP port on all addresses (stap-exporter's -p); overrides --web.listen-address.").Short('p').IntVar(&f.port)
 	app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&f.telemetryPath)
 	app.Flag("web.max-requests", "Maximum number of parallel scrape requests (0: no limit).").Default("40").IntVar(&f.maxRequests)
