@@ -123,7 +123,7 @@ func Load(ctx context.Context, cfg config.Config, opts Options) *Object {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	spec, err := loadSpec(ctx, cfg, opts)
+	spec, dropped, err := loadSpec(ctx, cfg, opts)
 	if err != nil {
 		obj.Err = fmt.Errorf("config %q: %w", cfg.Name, err)
 		return obj
@@ -133,6 +133,7 @@ func Load(ctx context.Context, cfg config.Config, opts Options) *Object {
 		return obj
 	}
 	obj.Programs = programsOf(spec, cfg)
+	markDropped(obj.Programs, dropped)
 	if err := obj.load(spec); err != nil {
 		obj.Err = fmt.Errorf("config %q (%s): %w", cfg.Name, where(cfg), err)
 		return obj
@@ -307,34 +308,35 @@ func describeLoadError(err error) error {
 	return fmt.Errorf("%w\nverifier log (last %d lines):\n  %s", err, len(log), strings.Join(log, "\n  "))
 }
 
-func loadSpec(ctx context.Context, cfg config.Config, opts Options) (*ebpf.CollectionSpec, error) {
+func loadSpec(ctx context.Context, cfg config.Config, opts Options) (*ebpf.CollectionSpec, map[string]error, error) {
 	obj := cfg.Object
 	what := "embedded object"
+	var dropped map[string]error
 	switch {
 	case obj != nil:
 	case cfg.Code != "":
 		if opts.Compiler == nil {
-			return nil, errors.New("inline code needs a compiler")
+			return nil, nil, errors.New("inline code needs a compiler")
 		}
 		var err error
-		if obj, err = opts.Compiler.Compile(ctx, cfg); err != nil {
-			return nil, err
+		if obj, dropped, err = opts.Compiler.CompileDropped(ctx, cfg); err != nil {
+			return nil, nil, err
 		}
 		what = "compiled inline code"
 	default:
 		var err error
 		if obj, err = os.ReadFile(cfg.BPFPath); err != nil {
-			return nil, fmt.Errorf("object: %w", err)
+			return nil, nil, fmt.Errorf("object: %w", err)
 		}
 		what = "object " + cfg.BPFPath
 	}
 	obj = prepareObject(obj)
 	spec, err := ebpf.LoadCollectionSpecFromReader(bytes.NewReader(obj))
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
+		return nil, nil, fmt.Errorf("%s: %w", what, err)
 	}
 	staticHidden(spec, hiddenFuncs(obj))
-	return spec, nil
+	return spec, dropped, nil
 }
 
 // setKaddrs writes kernel symbol addresses into kaddr_<name> globals, as

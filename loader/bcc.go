@@ -1,0 +1,107 @@
+package loader
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/probe-exporter/probe_exporter/bcc"
+	"github.com/probe-exporter/probe_exporter/config"
+)
+
+// bccVersion changes the translation cache key when the translator's
+// output changes.
+const bccVersion = "bcc-1"
+
+// translateBCC turns inline code in bcc's dialect into libbpf-style C
+// (code in libbpf style is returned as it is). It returns the functions
+// left out because the running kernel lacks what they use. The translated
+// C is kept in the cache directory and logged, so users can read and keep
+// it.
+func (c *Compiler) translateBCC(ctx context.Context, clang, hdr string, cfg config.Config) (string, map[string]error, error) {
+	if !bcc.IsBCC(cfg.Code) {
+		return cfg.Code, nil, nil
+	}
+	src := bcc.Source{Config: cfg.Name, Code: cfg.Code, Cflags: cfg.Cflags}
+	for _, ap := range cfg.Attach {
+		src.Probes = append(src.Probes, bcc.Probe{Kind: string(ap.Kind), Target: ap.Target, Func: ap.Program})
+	}
+	probes, _ := json.Marshal(src.Probes)
+	sum := sha256.Sum256([]byte(bccVersion + "\x00" + cfg.Name + "\x00" + cfg.Code + "\x00" + strings.Join(cfg.Cflags, "\x00") + "\x00" + string(probes) + "\x00" + hdr))
+	base := filepath.Join(c.CacheDir, cfg.Name+"-"+hex.EncodeToString(sum[:8])+".bcc")
+	code, meta, err := c.cachedTranslation(base)
+	if err != nil {
+		args := []string{"-target", "bpf", "-D__TARGET_ARCH_" + targetArch(), "-I", filepath.Dir(hdr), "-I", "/usr/include/" + multiarch()}
+		for _, f := range cfg.Cflags {
+			if strings.HasPrefix(f, "-I") {
+				args = append(args, f)
+			}
+		}
+		t := &bcc.Translator{Clang: clang, Args: args, PCH: filepath.Join(filepath.Dir(hdr), "bcc-prelude.h.pch")}
+		res, err := t.Translate(ctx, src)
+		if err != nil {
+			return "", nil, fmt.Errorf("translating bcc code: %w", err)
+		}
+		code, meta = res.Code, translationMeta{Dropped: map[string]string{}, Notes: res.Notes}
+		for f, e := range res.Dropped {
+			meta.Dropped[f] = e.Error()
+		}
+		data, _ := json.Marshal(meta)
+		if err := os.WriteFile(base+".c", []byte(code), 0o600); err != nil {
+			return "", nil, fmt.Errorf("compiler cache: %w", err)
+		}
+		if err := os.WriteFile(base+".json", data, 0o600); err != nil {
+			return "", nil, fmt.Errorf("compiler cache: %w", err)
+		}
+	}
+	level := slog.LevelDebug
+	if c.ShowTranslated {
+		level = slog.LevelInfo
+	}
+	dropped := map[string]error{}
+	for f, m := range meta.Dropped {
+		dropped[f] = errors.New(m)
+	}
+	if c.Logger != nil {
+		c.Logger.Log(ctx, level, "bcc code translated to libbpf C", "config", cfg.Name, "file", base+".c", "notes", strings.Join(meta.Notes, "; "), "code", code)
+		for f, e := range dropped {
+			c.Logger.Warn("bcc function left out", "config", cfg.Name, "function", f, "err", e)
+		}
+	}
+	return code, dropped, nil
+}
+
+// translationMeta is what a cached translation keeps beside its C.
+type translationMeta struct {
+	Dropped map[string]string `json:"dropped"`
+	Notes   []string          `json:"notes"`
+}
+
+func (c *Compiler) cachedTranslation(base string) (string, translationMeta, error) {
+	var meta translationMeta
+	code, err := os.ReadFile(base + ".c")
+	if err != nil {
+		return "", meta, err
+	}
+	data, err := os.ReadFile(base + ".json")
+	if err != nil {
+		return "", meta, err
+	}
+	return string(code), meta, json.Unmarshal(data, &meta)
+}
+
+// markDropped gives the programs the translation left out their reason.
+func markDropped(progs []*Program, dropped map[string]error) {
+	for _, p := range progs {
+		if err, ok := dropped[p.Name]; ok {
+			p.Err = err
+		}
+	}
+}
