@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -386,5 +387,88 @@ func TestBCCKprobeExamples(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// bccGetppidConfig is bcc code of our own on a tracepoint, which this
+// kernel has: TRACEPOINT_PROBE with args->, increment with and without n,
+// bpf_log2l/bpf_log2 and an implicit read through a kernel pointer.
+const bccGetppidConfig = `programs:
+  - name: bcc_getppid
+    metrics:
+      counters:
+        - name: bcc_getppid_total
+          help: getppid calls by pid and what the program counted
+          table: calls
+          labels:
+            - name: pid
+              size: 4
+              decoders:
+                - name: uint
+            - name: what
+              size: 4
+              decoders:
+                - name: uint
+    tracepoints:
+      syscalls:sys_enter_getppid: tracepoint__syscalls__sys_enter_getppid
+    code: |
+      #include <linux/sched.h>
+
+      struct key_t {
+          u32 pid;
+          u32 what;
+      };
+
+      BPF_HASH(calls, struct key_t);
+
+      TRACEPOINT_PROBE(syscalls, sys_enter_getppid) {
+          struct key_t k = { .pid = bpf_get_current_pid_tgid() >> 32 };
+          calls.increment(k);
+          k.what = 1;
+          calls.increment(k, 2);
+          k.what = 100 + bpf_log2l(1000);
+          calls.increment(k);
+          k.what = 200 + bpf_log2(1000);
+          calls.increment(k);
+          k.what = 300 + args->__syscall_nr;
+          calls.increment(k);
+          struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+          k.what = 1000 + (task->tgid == k.pid);
+          calls.increment(k);
+          return 0;
+      }
+`
+
+// TestBCCTracepointCounts runs bcc code on a tracepoint through the built
+// binary and checks every count exactly.
+func TestBCCTracepointCounts(t *testing.T) {
+	needClang(t)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "getppid.yaml"), []byte(bccGetppidConfig), 0o644)
+	addr := exporter(t, "--config.dir="+dir, "--config.names=getppid", "--config.strict")
+	pid := strconv.Itoa(os.Getpid())
+	value := func(what int) float64 {
+		prefix := `probe_exporter_bcc_getppid_total{pid="` + pid + `",what="` + strconv.Itoa(what) + `"} `
+		for _, l := range series(t, addr, prefix) {
+			v, _ := strconv.ParseFloat(strings.TrimPrefix(l, prefix), 64)
+			return v
+		}
+		return 0
+	}
+	whats := []struct{ what, per int }{
+		{0, 1}, {1, 2}, {110, 1}, {209, 1}, {300 + syscall.SYS_GETPPID, 1}, {1001, 1},
+	}
+	before := map[int]float64{}
+	for _, w := range whats {
+		before[w.what] = value(w.what)
+	}
+	const n = 37
+	for i := 0; i < n; i++ {
+		syscall.Getppid()
+	}
+	for _, w := range whats {
+		if got := value(w.what) - before[w.what]; got != float64(n*w.per) {
+			t.Errorf("what=%d counted %v, want %d", w.what, got, n*w.per)
+		}
 	}
 }
