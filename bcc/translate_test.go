@@ -116,9 +116,9 @@ func TestTokenPass(t *testing.T) {
 			},
 		},
 		{
-			name: "TRACEPOINT_PROBE",
-			code: "TRACEPOINT_PROBE(syscalls, sys_enter_getppid) {\n  return args->__syscall_nr;\n}\n",
-			want: []string{`SEC("tracepoint/syscalls/sys_enter_getppid") int tracepoint__syscalls__sys_enter_getppid(struct tracepoint__syscalls__sys_enter_getppid *args) {` + "\n  return args->__syscall_nr;"},
+			name:   "TRACEPOINT_PROBE",
+			code:   "TRACEPOINT_PROBE(syscalls, sys_enter_getppid) {\n  return args->__syscall_nr;\n}\n",
+			want:   []string{`SEC("tracepoint/syscalls/sys_enter_getppid") int tracepoint__syscalls__sys_enter_getppid(struct tracepoint__syscalls__sys_enter_getppid *args) {` + "\n  return args->__syscall_nr;"},
 			header: []string{"struct tracepoint__syscalls__sys_enter_getppid {\n\tunsigned short common_type;\n\tunsigned char common_flags;\n\tunsigned char common_preempt_count;\n\tint common_pid;\n\tint __syscall_nr;\n};"},
 		},
 		{
@@ -142,8 +142,8 @@ func TestTokenPass(t *testing.T) {
 			header: []string{"#define REQ_OP_MASK"},
 		},
 		{
-			name: "comments and strings are not code",
-			code: "BPF_HASH(h);\n// h.perf_submit(ctx)\nint f(void *ctx) { char s[] = \"h.increment(x)\"; /* h.lookup(&k) */ return 0; }\n",
+			name:   "comments and strings are not code",
+			code:   "BPF_HASH(h);\n// h.perf_submit(ctx)\nint f(void *ctx) { char s[] = \"h.increment(x)\"; /* h.lookup(&k) */ return 0; }\n",
 			probes: []Probe{{Kind: "tracepoint", Target: "a:b", Func: "f"}},
 			want:   []string{"// h.perf_submit(ctx)", `"h.increment(x)"`, "/* h.lookup(&k) */", `SEC("tracepoint/a/b") int f`},
 		},
