@@ -60,6 +60,14 @@ func (t *Translator) Translate(ctx context.Context, src Source) (*Result, error)
 		}
 		full := u.header + u.body
 		root, diags, err := t.dump(ctx, full)
+		if err == nil && round == 0 && stalePCH(diags) {
+			// Built by another clang: build it again.
+			os.Remove(t.PCH)
+			if err := t.ensurePCH(ctx); err != nil {
+				return nil, err
+			}
+			root, diags, err = t.dump(ctx, full)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -99,6 +107,16 @@ func (t *Translator) Translate(ctx context.Context, src Source) (*Result, error)
 			return nil, explain(src, errs[0].line-hdrLines, errs[0].msg)
 		}
 	}
+}
+
+// stalePCH reports whether clang refused the precompiled prelude.
+func stalePCH(diags []diag) bool {
+	for _, d := range diags {
+		if d.line == 0 && (strings.Contains(d.msg, "precompiled") || strings.Contains(d.msg, "PCH") || strings.Contains(d.msg, "AST file")) {
+			return true
+		}
+	}
+	return false
 }
 
 func anyProbeLeft(u *unit, src Source, skip map[string]bool) bool {
@@ -173,6 +191,8 @@ type diag struct {
 	msg      string
 }
 
+var bareDiagRE = regexp.MustCompile(`^(?:fatal )?error: (.*)$`)
+
 var diagRE = regexp.MustCompile(`^([^:\n]+):(\d+):(\d+): (error|warning|fatal error): (.*)$`)
 
 // dump runs clang's AST dump of code with the precompiled prelude.
@@ -194,6 +214,10 @@ func (t *Translator) dump(ctx context.Context, code string) (*node, []diag, erro
 	runErr := cmd.Run()
 	var diags []diag
 	for _, l := range strings.Split(stderr.String(), "\n") {
+		if m := bareDiagRE.FindStringSubmatch(l); m != nil {
+			diags = append(diags, diag{line: 0, severity: "error", msg: m[1]})
+			continue
+		}
 		m := diagRE.FindStringSubmatch(l)
 		if m == nil || m[1] != file {
 			if m != nil && (m[4] == "error" || m[4] == "fatal error") {

@@ -78,6 +78,23 @@ func compileAndLoad(t *testing.T, tr *Translator, code string) {
 	coll.Close()
 }
 
+// TestTranslateRebuildsStalePCH: a precompiled prelude clang refuses (from
+// another clang, or damaged) is built again.
+func TestTranslateRebuildsStalePCH(t *testing.T) {
+	tr := testTranslator(t)
+	tr.PCH = filepath.Join(t.TempDir(), "bcc-prelude.h.pch")
+	if err := os.WriteFile(tr.PCH, []byte("not a precompiled header"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res, err := tr.Translate(context.Background(), Source{Config: "t", Code: "BPF_HASH(h);\nint kprobe__f(struct pt_regs *ctx) { u64 k = 1; h.increment(k); return 0; }\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(res.Code, `SEC("kprobe/f") int kprobe__f`) {
+		t.Errorf("translation:\n%s", res.Code)
+	}
+}
+
 const readsCode = `#include <linux/blkdev.h>
 struct val_t { u64 n; };
 BPF_HASH(h, u64);

@@ -54,11 +54,13 @@ func (c *Compiler) translateBCC(ctx context.Context, clang, hdr string, cfg conf
 			meta.Dropped[f] = e.Error()
 		}
 		data, _ := json.Marshal(meta)
-		if err := os.WriteFile(base+".c", []byte(code), 0o600); err != nil {
-			return "", nil, fmt.Errorf("compiler cache: %w", err)
+		// The C first, then what marks it complete; both whole, as other
+		// exporters may share the cache.
+		if err := writeAtomic(base+".c", []byte(code)); err != nil {
+			return "", nil, err
 		}
-		if err := os.WriteFile(base+".json", data, 0o600); err != nil {
-			return "", nil, fmt.Errorf("compiler cache: %w", err)
+		if err := writeAtomic(base+".json", data); err != nil {
+			return "", nil, err
 		}
 	}
 	level := slog.LevelDebug
@@ -84,13 +86,23 @@ type translationMeta struct {
 	Notes   []string          `json:"notes"`
 }
 
+func writeAtomic(path string, data []byte) error {
+	if err := os.WriteFile(path+".tmp", data, 0o600); err != nil {
+		return fmt.Errorf("compiler cache: %w", err)
+	}
+	if err := os.Rename(path+".tmp", path); err != nil {
+		return fmt.Errorf("compiler cache: %w", err)
+	}
+	return nil
+}
+
 func (c *Compiler) cachedTranslation(base string) (string, translationMeta, error) {
 	var meta translationMeta
-	code, err := os.ReadFile(base + ".c")
+	data, err := os.ReadFile(base + ".json")
 	if err != nil {
 		return "", meta, err
 	}
-	data, err := os.ReadFile(base + ".json")
+	code, err := os.ReadFile(base + ".c")
 	if err != nil {
 		return "", meta, err
 	}
