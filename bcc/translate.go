@@ -237,7 +237,7 @@ func tokenPass(src Source, skip map[string]bool, tracefs string) (*unit, error) 
 					}
 					if f.name == "TRACEPOINT_PROBE" {
 						args := splitArgs(toks, i, j)
-						if len(args) != 2 || len(args[0]) != 1 || len(args[1]) != 1 {
+						if len(args) != 2 || len(args[0]) != 1 || len(args[1]) != 1 || args[0][0].kind != tokIdent || args[1][0].kind != tokIdent {
 							return nil, fail(t.start, code[toks[i-1].start:toks[j].end], "TRACEPOINT_PROBE wants (category, event)")
 						}
 						f.tracepoint = [2]string{args[0][0].text, args[1][0].text}
@@ -298,6 +298,11 @@ func tokenPass(src Source, skip map[string]bool, tracefs string) (*unit, error) 
 		if !entryArgs(p.Kind) {
 			return nil, fail(toks[f.open].start, code[toks[f.open-1].start:toks[f.close].end],
 				"function %s is a %s: bcc gives arguments after ctx only to kprobes and uprobes", f.name, p.Kind)
+		}
+		for _, a := range args {
+			if len(a) == 0 {
+				return nil, fail(toks[f.open].start, code[toks[f.open-1].start:toks[f.close].end], "function %s has an empty parameter", f.name)
+			}
 		}
 		ctxName := lastIdent(args[0])
 		if ctxName == "" {

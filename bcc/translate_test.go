@@ -223,3 +223,47 @@ func TestTracepointStruct(t *testing.T) {
 		t.Error("a format without fields must fail")
 	}
 }
+
+// hostile are inputs a config may carry by mistake or malice.
+var hostile = []string{
+	"",
+	"int f(struct pt_regs *ctx) {",
+	"int f(struct pt_regs *ctx, ) { return 0; }",
+	"int f(, int x) { return 0; }",
+	"BPF_HASH(",
+	"BPF_HASH(h);\nint f(void *c) { h.increment(",
+	"BPF_HASH(h);\nh.",
+	"TRACEPOINT_PROBE(",
+	"TRACEPOINT_PROBE(a) { }",
+	"TRACEPOINT_PROBE(a, b, c) { }",
+	"TRACEPOINT_PROBE(\"/..\", \"/../../etc\") { }",
+	"/* unterminated",
+	"\"unterminated\\",
+	"#include <linux/",
+	"}}}}))))",
+	"int kprobe__x(struct pt_regs *ctx, int a, int b, int c, int d, int e, int f) { return 0; }",
+	strings.Repeat("BPF_HASH(h);\n", 2000) + strings.Repeat("{", 10000),
+}
+
+// TestTokenPassHostile: malformed code gives an error or a translation,
+// never a panic.
+func TestTokenPassHostile(t *testing.T) {
+	tracefs := tracefsWith(t, map[string]string{"syscalls:sys_enter_getppid": getppidFormat})
+	for _, code := range hostile {
+		tokenPass(Source{Config: "c", Code: code, Probes: []Probe{{Kind: "kprobe", Target: "x", Func: "f"}}}, nil, tracefs)
+	}
+}
+
+func FuzzTokenPass(f *testing.F) {
+	for _, code := range hostile {
+		f.Add(code)
+	}
+	f.Add(readsCode)
+	f.Fuzz(func(t *testing.T, code string) {
+		IsBCC(code)
+		u, err := tokenPass(Source{Config: "c", Code: code, Probes: []Probe{{Kind: "kprobe", Target: "x", Func: "f"}}}, nil, t.TempDir())
+		if err == nil && !strings.Contains(u.body, "LICENSE") && !strings.Contains(code, `SEC("license")`) {
+			t.Errorf("no license in\n%s", u.body)
+		}
+	})
+}
