@@ -157,6 +157,12 @@ func TestTranslate(t *testing.T) {
 			load: true,
 		},
 		{
+			name: "BPF_TABLE and bpf_trace_printk",
+			code: "BPF_TABLE(\"percpu_array\", int, u64, per, 4);\nint kprobe__vfs_read(struct pt_regs *ctx) {\n  int k = 1;\n  per.increment(k);\n  bpf_trace_printk(\"read %d\\n\", k);\n  return 0;\n}\n",
+			want: []string{"__BCC_TABLE(BPF_MAP_TYPE_PERCPU_ARRAY, int, u64, per, 4);"},
+			load: true,
+		},
+		{
 			name:    "a field the kernel lacks leaves out its function only",
 			code:    "BPF_HASH(h);\nint start(struct pt_regs *ctx, struct request *req) {\n  u64 k = (u64)req, one = 1;\n  h.update(&k, &one);\n  return 0;\n}\nint done(struct pt_regs *ctx, struct request *req) {\n  struct gendisk *d = req->rq_disk_that_never_was;\n  return d != 0;\n}\n",
 			probes:  []Probe{{Kind: "kprobe", Target: "a", Func: "start"}, {Kind: "kprobe", Target: "b", Func: "done"}},

@@ -37,6 +37,7 @@ const macros = `/* bcc's dialect on libbpf: maps with bcc's defaults. */
 #define __BCC_HIST1(t, name) __BCC_MAP(t, name, int, u64, 64)
 #define __BCC_HIST2(t, name, k) __BCC_MAP(t, name, k, u64, 64)
 #define __BCC_HIST3(t, name, k, n) __BCC_MAP(t, name, k, u64, n)
+#define __BCC_TABLE(t, k, v, name, n) __BCC_MAP(t, name, k, v, n)
 
 /* Map methods. */
 #define __bcc_lookup(m, k) ((__typeof__((m).value))bpf_map_lookup_elem(&(m), (k)))
@@ -63,6 +64,9 @@ const macros = `/* bcc's dialect on libbpf: maps with bcc's defaults. */
 			if (__bv) __sync_fetch_and_add(__bv, (n)); \
 		} \
 	} })
+
+/* bcc's printk takes the format alone. */
+#define bpf_trace_printk(fmt, ...) bpf_printk(fmt, ##__VA_ARGS__)
 
 /* USDT arguments, 1-based as in bcc, read with libbpf's usdt.bpf.h. */
 #define bpf_usdt_readarg(n, ctx, p) ({ \

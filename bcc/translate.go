@@ -84,6 +84,13 @@ var mapMacros = map[string]bool{
 	"BPF_PERCPU_HASH": true, "BPF_PERCPU_ARRAY": true,
 }
 
+// tableTypes are BPF_TABLE's map types the translator supports.
+var tableTypes = map[string]string{
+	"hash": "BPF_MAP_TYPE_HASH", "array": "BPF_MAP_TYPE_ARRAY",
+	"percpu_hash": "BPF_MAP_TYPE_PERCPU_HASH", "percpu_array": "BPF_MAP_TYPE_PERCPU_ARRAY",
+	"lru_hash": "BPF_MAP_TYPE_LRU_HASH", "lru_percpu_hash": "BPF_MAP_TYPE_LRU_PERCPU_HASH",
+}
+
 // methods are the map methods the translator supports.
 var methods = map[string]bool{
 	"lookup": true, "update": true, "insert": true, "delete": true,
@@ -179,6 +186,20 @@ func tokenPass(src Source, skip map[string]bool, tracefs string) (*unit, error) 
 		}
 		if mapMacros[t.text] && toks[i+2].kind == tokIdent {
 			mapsDeclared[toks[i+2].text] = true
+		} else if t.text == "BPF_TABLE" && toks[i+2].kind == tokString {
+			// BPF_TABLE("hash", key, leaf, name, size)
+			j := matching(toks, i+1)
+			args := splitArgs(toks, i+1, j)
+			typ, ok := tableTypes[strings.Trim(toks[i+2].text, `"`)]
+			if j < 0 || len(args) != 5 || !ok || len(args[3]) != 1 {
+				end := toks[i+2].end
+				if j > 0 {
+					end = toks[j].end
+				}
+				return nil, fail(t.start, code[t.start:end], "BPF_TABLE: want (\"hash\"|\"array\"|\"percpu_hash\"|\"percpu_array\"|\"lru_hash\"|\"lru_percpu_hash\", key, leaf, name, size)")
+			}
+			mapsDeclared[args[3][0].text] = true
+			edits = append(edits, edit{t.start, toks[i+2].end, "__BCC_TABLE(" + typ})
 		} else if unsupportedMacro.MatchString(t.text) && !mapMacros[t.text] && (i == 0 || toks[i-1].text != "#") {
 			if j := matching(toks, i+1); j > 0 && (j+1 >= len(toks) || toks[j+1].text == ";") && braceDepthAt(toks, i) == 0 {
 				return nil, fail(t.start, code[t.start:toks[j].end], "bcc's %s is not supported by the translator (supported maps: BPF_HASH, BPF_ARRAY, BPF_HISTOGRAM, BPF_PERCPU_HASH, BPF_PERCPU_ARRAY)", t.text)

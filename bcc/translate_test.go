@@ -148,6 +148,17 @@ func TestTokenPass(t *testing.T) {
 			want:   []string{"// h.perf_submit(ctx)", `"h.increment(x)"`, "/* h.lookup(&k) */", `SEC("tracepoint/a/b") int f`},
 		},
 		{
+			name:   "BPF_TABLE",
+			code:   "BPF_TABLE(\"lru_hash\", u32, u64, seen, 128);\nint f(void *ctx) { u32 k = 0; seen.increment(k); return 0; }\n",
+			probes: []Probe{{Kind: "tracepoint", Target: "a:b", Func: "f"}},
+			want:   []string{"__BCC_TABLE(BPF_MAP_TYPE_LRU_HASH, u32, u64, seen, 128);", "__bcc_increment(seen, k)"},
+		},
+		{
+			name: "BPF_TABLE of a kind not supported",
+			code: "BPF_TABLE(\"prog\", int, int, jumps, 8);\n",
+			err:  `line 1: BPF_TABLE: want`,
+		},
+		{
 			name: "unsupported map",
 			code: "#include <uapi/linux/ptrace.h>\nBPF_PERF_OUTPUT(events);\n",
 			err:  `config "c": code: line 2: bcc's BPF_PERF_OUTPUT is not supported by the translator`,
