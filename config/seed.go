@@ -77,7 +77,7 @@ func parseSeed(path string, data []byte, doc *yaml.Node) ([]Config, error) {
 			return nil, fail(line, "has both attachment: and attachments:")
 		}
 		if strings.TrimSpace(p.Code) == "" {
-			return nil, fail(line, "has no code: seed-format programs carry their libbpf-style C inline in code:")
+			return nil, fail(line, "has no code: seed-format programs carry their C (libbpf-style or bcc's dialect) inline in code:")
 		}
 		c := Config{
 			Name:        p.Name,
