@@ -38,6 +38,9 @@ type Result struct {
 	Dropped map[string]error
 	// Notes say what was done beyond the plain rewrite (dropped includes).
 	Notes []string
+	// PIDMaps are the maps whose keys start with the pid (a u32, padded
+	// to the alignment of the code's key), with Source.PIDKeys.
+	PIDMaps []string
 }
 
 // Translate turns src into libbpf-style C. A construct it does not handle
@@ -84,7 +87,7 @@ func (t *Translator) Translate(ctx context.Context, src Source) (*Result, error)
 				return nil, joinDropped(dropped)
 			}
 			// Diagnostics of the compile then name lines of code:.
-			return &Result{Code: u.header + "#line 1 \"code\"\n" + body, Dropped: dropped, Notes: u.notes}, nil
+			return &Result{Code: u.header + "#line 1 \"code\"\n" + body, Dropped: dropped, Notes: u.notes, PIDMaps: u.pidMaps}, nil
 		}
 		progress := false
 		for _, d := range errs {

@@ -124,10 +124,12 @@ func TestTranslate(t *testing.T) {
 	tr := testTranslator(t)
 	tr.TraceFS = tracefsWith(t, map[string]string{"syscalls:sys_enter_getppid": getppidFormat})
 	for _, tc := range []struct {
-		name   string
-		code   string
-		probes []Probe
-		want   []string
+		name    string
+		code    string
+		probes  []Probe
+		pidKeys bool
+		want    []string
+		pidMaps []string
 		// dropped names functions left out, with a substring of why.
 		dropped map[string]string
 		err     string
@@ -155,6 +157,20 @@ func TestTranslate(t *testing.T) {
 			code: "BPF_ARRAY(nr, u64, 1);\nTRACEPOINT_PROBE(syscalls, sys_enter_getppid) {\n  int k = 0;\n  nr.increment(k, args->__syscall_nr);\n  return 0;\n}\n",
 			want: []string{"__bcc_increment(nr, k, args->__syscall_nr);"},
 			load: true,
+		},
+		{
+			name:    "pid keys",
+			code:    "struct gc_event_t { u64 gen; };\nBPF_HASH(gc_counts, struct gc_event_t);\nBPF_ARRAY(seen, u64, 1);\nBPF_TABLE(\"hash\", u32, u64, t, 8);\nint trace(struct pt_regs *ctx) {\n  struct gc_event_t e = {};\n  int k = 0;\n  u64 one = 1, *v;\n  gc_counts.increment(e);\n  gc_counts.increment(e, 3);\n  v = gc_counts.lookup(&e);\n  gc_counts.update(&e, &one);\n  gc_counts.delete(&e);\n  v = gc_counts.lookup_or_try_init(&e, &one);\n  seen.increment(k);\n  t.insert(&k, &one);\n  return 0;\n}\n",
+			probes:  []Probe{{Kind: "uprobe", Target: "malloc", Func: "trace"}},
+			pidKeys: true,
+			want: []string{
+				"#define __BCC_PID_KEYS 1",
+				"__bcc_pincrement(gc_counts, e);", "__bcc_pincrement(gc_counts, e, 3);", "v = __bcc_plookup(gc_counts, &e);",
+				"__bcc_pupdate(gc_counts, &e, &one);", "__bcc_pdelete(gc_counts, &e);", "__bcc_plookup_or_try_init(gc_counts, &e, &one)",
+				"__bcc_increment(seen, k);", "__BCC_TABLEK(BPF_MAP_TYPE_HASH, u32, u64, t, 8);", "__bcc_pinsert(t, &k, &one);",
+			},
+			pidMaps: []string{"gc_counts", "t"},
+			load:    true,
 		},
 		{
 			name: "BPF_TABLE and bpf_trace_printk",
@@ -189,7 +205,7 @@ func TestTranslate(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			res, err := tr.Translate(context.Background(), Source{Config: "t", Code: tc.code, Probes: tc.probes})
+			res, err := tr.Translate(context.Background(), Source{Config: "t", Code: tc.code, Probes: tc.probes, PIDKeys: tc.pidKeys})
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("error %v, want one containing %q", err, tc.err)
@@ -203,6 +219,9 @@ func TestTranslate(t *testing.T) {
 				if !strings.Contains(res.Code, w) {
 					t.Errorf("translation lacks %q:\n%s", w, res.Code[strings.Index(res.Code, "#line 1"):])
 				}
+			}
+			if strings.Join(res.PIDMaps, ",") != strings.Join(tc.pidMaps, ",") {
+				t.Errorf("pid maps %v, want %v", res.PIDMaps, tc.pidMaps)
 			}
 			if len(res.Dropped) != len(tc.dropped) {
 				t.Errorf("dropped %v, want %v", res.Dropped, tc.dropped)

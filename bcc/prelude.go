@@ -22,22 +22,31 @@ const macros = `/* bcc's dialect on libbpf: maps with bcc's defaults. */
 #define __BCC_PICK4(_1, _2, _3, _4, N, ...) N
 #define __BCC_PICK3(_1, _2, _3, N, ...) N
 #define __BCC_PICK2(_1, _2, N, ...) N
+#ifdef __BCC_PID_KEYS
+/* Hash keys carry the pid of the process counted, as ebpf-userspace-exporter's
+   per-process modules gave every metric a pid label. */
+#define __BCC_KEY(k) struct { u32 __pid; k __key; }
+#else
+#define __BCC_KEY(k) k
+#endif
+#define __BCC_MAPK(t, name, k, v, n) __BCC_MAP(t, name, __BCC_KEY(k), v, n)
 #define BPF_HASH(...) __BCC_PICK4(__VA_ARGS__, __BCC_HASH4, __BCC_HASH3, __BCC_HASH2, __BCC_HASH1)(BPF_MAP_TYPE_HASH, __VA_ARGS__)
 #define BPF_PERCPU_HASH(...) __BCC_PICK4(__VA_ARGS__, __BCC_HASH4, __BCC_HASH3, __BCC_HASH2, __BCC_HASH1)(BPF_MAP_TYPE_PERCPU_HASH, __VA_ARGS__)
-#define __BCC_HASH1(t, name) __BCC_MAP(t, name, u64, u64, 10240)
-#define __BCC_HASH2(t, name, k) __BCC_MAP(t, name, k, u64, 10240)
-#define __BCC_HASH3(t, name, k, v) __BCC_MAP(t, name, k, v, 10240)
-#define __BCC_HASH4(t, name, k, v, n) __BCC_MAP(t, name, k, v, n)
+#define __BCC_HASH1(t, name) __BCC_MAPK(t, name, u64, u64, 10240)
+#define __BCC_HASH2(t, name, k) __BCC_MAPK(t, name, k, u64, 10240)
+#define __BCC_HASH3(t, name, k, v) __BCC_MAPK(t, name, k, v, 10240)
+#define __BCC_HASH4(t, name, k, v, n) __BCC_MAPK(t, name, k, v, n)
 #define BPF_ARRAY(...) __BCC_PICK3(__VA_ARGS__, __BCC_ARRAY3, __BCC_ARRAY2, __BCC_ARRAY1)(BPF_MAP_TYPE_ARRAY, __VA_ARGS__)
 #define BPF_PERCPU_ARRAY(...) __BCC_PICK3(__VA_ARGS__, __BCC_ARRAY3, __BCC_ARRAY2, __BCC_ARRAY1)(BPF_MAP_TYPE_PERCPU_ARRAY, __VA_ARGS__)
 #define __BCC_ARRAY1(t, name) __BCC_MAP(t, name, int, u64, 10240)
 #define __BCC_ARRAY2(t, name, v) __BCC_MAP(t, name, int, v, 10240)
 #define __BCC_ARRAY3(t, name, v, n) __BCC_MAP(t, name, int, v, n)
 #define BPF_HISTOGRAM(...) __BCC_PICK3(__VA_ARGS__, __BCC_HIST3, __BCC_HIST2, __BCC_HIST1)(BPF_MAP_TYPE_HASH, __VA_ARGS__)
-#define __BCC_HIST1(t, name) __BCC_MAP(t, name, int, u64, 64)
-#define __BCC_HIST2(t, name, k) __BCC_MAP(t, name, k, u64, 64)
-#define __BCC_HIST3(t, name, k, n) __BCC_MAP(t, name, k, u64, n)
+#define __BCC_HIST1(t, name) __BCC_MAPK(t, name, int, u64, 64)
+#define __BCC_HIST2(t, name, k) __BCC_MAPK(t, name, k, u64, 64)
+#define __BCC_HIST3(t, name, k, n) __BCC_MAPK(t, name, k, u64, n)
 #define __BCC_TABLE(t, k, v, name, n) __BCC_MAP(t, name, k, v, n)
+#define __BCC_TABLEK(t, k, v, name, n) __BCC_MAPK(t, name, k, v, n)
 
 /* Map methods. */
 #define __bcc_lookup(m, k) ((__typeof__((m).value))bpf_map_lookup_elem(&(m), (k)))
@@ -61,6 +70,39 @@ const macros = `/* bcc's dialect on libbpf: maps with bcc's defaults. */
 		__typeof__(*(m).value) __bz = (n); \
 		if (bpf_map_update_elem(&(m), &__bk, &__bz, BPF_NOEXIST) != 0) { \
 			__bv = bpf_map_lookup_elem(&(m), &__bk); \
+			if (__bv) __sync_fetch_and_add(__bv, (n)); \
+		} \
+	} })
+
+/* The same methods on maps whose keys carry the pid. */
+#define __BCC_PK(m, kp) \
+	__typeof__(*(m).key) __pk; \
+	__builtin_memset((void *)&__pk, 0, sizeof(__pk)); \
+	__pk.__pid = bpf_get_current_pid_tgid() >> 32; \
+	__pk.__key = *(kp)
+#define __bcc_plookup(m, k) ({ __BCC_PK(m, k); (__typeof__((m).value))bpf_map_lookup_elem(&(m), &__pk); })
+#define __bcc_pupdate(m, k, v) ({ __BCC_PK(m, k); bpf_map_update_elem(&(m), &__pk, (v), BPF_ANY); })
+#define __bcc_pinsert(m, k, v) ({ __BCC_PK(m, k); bpf_map_update_elem(&(m), &__pk, (v), BPF_NOEXIST); })
+#define __bcc_pdelete(m, k) ({ __BCC_PK(m, k); bpf_map_delete_elem(&(m), &__pk); })
+#define __bcc_plookup_or_try_init(m, k, z) ({ \
+	__BCC_PK(m, k); \
+	__typeof__((m).value) __bl = bpf_map_lookup_elem(&(m), &__pk); \
+	if (!__bl) { bpf_map_update_elem(&(m), &__pk, (z), BPF_NOEXIST); __bl = bpf_map_lookup_elem(&(m), &__pk); } \
+	__bl; })
+#define __bcc_plookup_or_init __bcc_plookup_or_try_init
+#define __bcc_pincrement(m, ...) __BCC_PICK2(__VA_ARGS__, __bcc_padd, __bcc_pinc)(m, __VA_ARGS__)
+#define __bcc_patomic_increment __bcc_pincrement
+#define __bcc_pinc(m, k) __bcc_padd(m, k, 1)
+#define __bcc_padd(m, k, n) ({ \
+	__typeof__(((__typeof__(*(m).key) *)0)->__key) __pkv = (k); \
+	__BCC_PK(m, &__pkv); \
+	__typeof__(*(m).value) *__bv = bpf_map_lookup_elem(&(m), &__pk); \
+	if (__bv) { \
+		__sync_fetch_and_add(__bv, (n)); \
+	} else { \
+		__typeof__(*(m).value) __bz = (n); \
+		if (bpf_map_update_elem(&(m), &__pk, &__bz, BPF_NOEXIST) != 0) { \
+			__bv = bpf_map_lookup_elem(&(m), &__pk); \
 			if (__bv) __sync_fetch_and_add(__bv, (n)); \
 		} \
 	} })

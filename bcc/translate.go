@@ -17,6 +17,7 @@ package bcc
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -39,6 +40,9 @@ type Source struct {
 	Code   string
 	Probes []Probe
 	Cflags []string
+	// PIDKeys puts the pid of the process counted first in the key of
+	// every hash map (see Result.PIDMaps).
+	PIDKeys bool
 }
 
 // Error is a construct the translator does not handle, or a name the
@@ -126,6 +130,8 @@ type unit struct {
 	body   string // the code, line for line
 	funcs  []fn
 	notes  []string
+	// pidMaps are the maps whose keys start with the pid.
+	pidMaps []string
 }
 
 // sectionOf gives a probe kind's ELF section.
@@ -180,12 +186,16 @@ func tokenPass(src Source, skip map[string]bool, tracefs string) (*unit, error) 
 	// Map names first, so that their method calls are known wherever the
 	// declaration is.
 	mapsDeclared := map[string]bool{}
+	var pidMaps []string
 	for i, t := range toks {
 		if t.kind != tokIdent || i+2 >= len(toks) || toks[i+1].text != "(" {
 			continue
 		}
 		if mapMacros[t.text] && toks[i+2].kind == tokIdent {
 			mapsDeclared[toks[i+2].text] = true
+			if src.PIDKeys && !strings.Contains(t.text, "ARRAY") {
+				pidMaps = append(pidMaps, toks[i+2].text)
+			}
 		} else if t.text == "BPF_TABLE" && toks[i+2].kind == tokString {
 			// BPF_TABLE("hash", key, leaf, name, size)
 			j := matching(toks, i+1)
@@ -199,7 +209,12 @@ func tokenPass(src Source, skip map[string]bool, tracefs string) (*unit, error) 
 				return nil, fail(t.start, code[t.start:end], "BPF_TABLE: want (\"hash\"|\"array\"|\"percpu_hash\"|\"percpu_array\"|\"lru_hash\"|\"lru_percpu_hash\", key, leaf, name, size)")
 			}
 			mapsDeclared[args[3][0].text] = true
-			edits = append(edits, edit{t.start, toks[i+2].end, "__BCC_TABLE(" + typ})
+			macro := "__BCC_TABLE("
+			if src.PIDKeys && !strings.Contains(typ, "ARRAY") {
+				macro = "__BCC_TABLEK("
+				pidMaps = append(pidMaps, args[3][0].text)
+			}
+			edits = append(edits, edit{t.start, toks[i+2].end, macro + typ})
 		} else if unsupportedMacro.MatchString(t.text) && !mapMacros[t.text] && (i == 0 || toks[i-1].text != "#") {
 			if j := matching(toks, i+1); j > 0 && (j+1 >= len(toks) || toks[j+1].text == ";") && braceDepthAt(toks, i) == 0 {
 				return nil, fail(t.start, code[t.start:toks[j].end], "bcc's %s is not supported by the translator (supported maps: BPF_HASH, BPF_ARRAY, BPF_HISTOGRAM, BPF_PERCPU_HASH, BPF_PERCPU_ARRAY)", t.text)
@@ -242,7 +257,11 @@ func tokenPass(src Source, skip map[string]bool, tracefs string) (*unit, error) 
 				}
 				return nil, fail(t.start, code[t.start:end], "map method %s is not supported by the translator (supported: lookup, update, insert, delete, increment, atomic_increment, lookup_or_try_init)", m)
 			}
-			text := "__bcc_" + m + "(" + t.text
+			prefix := "__bcc_"
+			if slices.Contains(pidMaps, t.text) {
+				prefix = "__bcc_p"
+			}
+			text := prefix + m + "(" + t.text
 			if i+4 < len(toks) && toks[i+4].text != ")" {
 				text += ", "
 			}
@@ -360,6 +379,9 @@ func tokenPass(src Source, skip map[string]bool, tracefs string) (*unit, error) 
 			fmt.Fprintf(&h, "#define %s %s\n", name, val)
 		}
 	}
+	if src.PIDKeys {
+		h.WriteString("#define __BCC_PID_KEYS 1\n")
+	}
 	h.WriteString(macros)
 	for _, e := range extraOrder {
 		h.WriteString(e)
@@ -375,7 +397,7 @@ func tokenPass(src Source, skip map[string]bool, tracefs string) (*unit, error) 
 		}
 		body += "\nchar LICENSE[] SEC(\"license\") = \"GPL\";\n"
 	}
-	return &unit{header: h.String(), body: body, funcs: funcs, notes: notes}, nil
+	return &unit{header: h.String(), body: body, funcs: funcs, notes: notes, pidMaps: pidMaps}, nil
 }
 
 func braceDepthAt(toks []token, i int) int {

@@ -123,17 +123,18 @@ func Load(ctx context.Context, cfg config.Config, opts Options) *Object {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	spec, dropped, err := loadSpec(ctx, cfg, opts)
+	spec, compiled, err := loadSpec(ctx, cfg, opts)
 	if err != nil {
 		obj.Err = fmt.Errorf("config %q: %w", cfg.Name, err)
 		return obj
 	}
+	obj.Config.Metrics = withPIDLabels(cfg.Metrics, compiled.PIDMaps, spec)
 	if err := setKaddrs(spec, cfg, opts); err != nil {
 		obj.Err = fmt.Errorf("config %q: %w", cfg.Name, err)
 		return obj
 	}
 	obj.Programs = programsOf(spec, cfg)
-	markDropped(obj.Programs, dropped)
+	markDropped(obj.Programs, compiled.Dropped)
 	if err := obj.load(spec); err != nil {
 		obj.Err = fmt.Errorf("config %q (%s): %w", cfg.Name, where(cfg), err)
 		return obj
@@ -308,10 +309,10 @@ func describeLoadError(err error) error {
 	return fmt.Errorf("%w\nverifier log (last %d lines):\n  %s", err, len(log), strings.Join(log, "\n  "))
 }
 
-func loadSpec(ctx context.Context, cfg config.Config, opts Options) (*ebpf.CollectionSpec, map[string]error, error) {
+func loadSpec(ctx context.Context, cfg config.Config, opts Options) (*ebpf.CollectionSpec, *Compiled, error) {
 	obj := cfg.Object
 	what := "embedded object"
-	var dropped map[string]error
+	compiled := &Compiled{}
 	switch {
 	case obj != nil:
 	case cfg.Code != "":
@@ -319,9 +320,10 @@ func loadSpec(ctx context.Context, cfg config.Config, opts Options) (*ebpf.Colle
 			return nil, nil, errors.New("inline code needs a compiler")
 		}
 		var err error
-		if obj, dropped, err = opts.Compiler.CompileDropped(ctx, cfg); err != nil {
+		if compiled, err = opts.Compiler.CompileAll(ctx, cfg); err != nil {
 			return nil, nil, err
 		}
+		obj = compiled.Object
 		what = "compiled inline code"
 	default:
 		var err error
@@ -336,7 +338,7 @@ func loadSpec(ctx context.Context, cfg config.Config, opts Options) (*ebpf.Colle
 		return nil, nil, fmt.Errorf("%s: %w", what, err)
 	}
 	staticHidden(spec, hiddenFuncs(obj))
-	return spec, dropped, nil
+	return spec, compiled, nil
 }
 
 // setKaddrs writes kernel symbol addresses into kaddr_<name> globals, as

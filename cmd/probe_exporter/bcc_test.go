@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // bccGCConfig is ebpf-userspace-exporter's gc_total example as its README
@@ -268,7 +269,9 @@ func needClang(t *testing.T) {
 
 // TestBCCPythonGC runs ebpf-userspace-exporter's gc_total example, its bcc
 // code untouched, on Debian's python3.11 started after the exporter: each
-// gc.collect(gen) is counted exactly once under its generation.
+// gc.collect(gen) is counted exactly once under its generation and, as
+// that exporter labelled every metric, the Python's pid; when the Python
+// exits its series go.
 func TestBCCPythonGC(t *testing.T) {
 	const python = "/usr/bin/python3.11"
 	if _, err := os.Stat(python); err != nil {
@@ -293,12 +296,11 @@ func TestBCCPythonGC(t *testing.T) {
 	addr := exporter(t, "--config.dir="+dir, "--config.names=gc", "--config.strict", "--debug")
 
 	py := startPython(t, bin, script)
-	defer py.stop()
 	pid := strconv.Itoa(py.cmd.Process.Pid)
 	waitFor(t, addr, "probe_exporter_enabled_programs",
 		`probe_exporter_enabled_programs{config="gc_total",pid="`+pid+`",program="trace_gc__start"} 1`)
 	value := func(gen int) float64 {
-		prefix := `probe_exporter_gc_total{gen="` + strconv.Itoa(gen) + `"} `
+		prefix := `probe_exporter_gc_total{gen="` + strconv.Itoa(gen) + `",pid="` + pid + `"} `
 		for _, l := range series(t, addr, prefix) {
 			v, _ := strconv.ParseFloat(strings.TrimPrefix(l, prefix), 64)
 			return v
@@ -312,6 +314,14 @@ func TestBCCPythonGC(t *testing.T) {
 			t.Errorf("gc.collect(%d) x%d counted %v", tc.gen, tc.n, got)
 		}
 	}
+	py.stop()
+	deadline := time.Now().Add(30 * time.Second)
+	for len(series(t, addr, `probe_exporter_gc_total{gen="2",pid="`+pid+`"}`)) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("exited pid %s still has series", pid)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // TestBCCConfigCheckShowsTranslation: --config.check --debug prints the
@@ -321,7 +331,7 @@ func TestBCCConfigCheckShowsTranslation(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "gc.yaml"), []byte(bccGCConfig), 0o644)
 	out, _ := exec.Command(binaryPath, "--config.dir="+dir, "--config.names=gc", "--config.check", "--debug").CombinedOutput()
-	for _, want := range []string{"bcc code translated to libbpf C", `SEC(\"usdt\") int trace_gc__start`, "__bcc_increment(gc_counts, e)"} {
+	for _, want := range []string{"bcc code translated to libbpf C", `SEC(\"usdt\") int trace_gc__start`, "__bcc_pincrement(gc_counts, e)"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("output lacks %q:\n%s", want, tail(string(out), 30))
 		}
