@@ -157,6 +157,15 @@ func TestParseSeed(t *testing.T) {
 	if c := cfgs[0]; c.Attachments == nil || c.Attachments.BinaryName != "gunicorn" || c.Attach[0].Kind != AttachUSDT || c.Attach[0].Target != "gc__start" {
 		t.Fatalf("gunicorn %+v", c)
 	}
+	// ebpf-userspace-exporter itself reads attachment:, as its README's
+	// example has it.
+	cfgs, err = Parse("/x/gc.yaml", []byte(strings.Replace(gunicorn, "attachments:", "attachment:", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := cfgs[0]; c.Attachments == nil || c.Attachments.BinaryName != "gunicorn" {
+		t.Fatalf("attachment: %+v", c)
+	}
 }
 
 func TestParseErrors(t *testing.T) {
@@ -182,6 +191,7 @@ func TestParseErrors(t *testing.T) {
 		{"v1 without code", "programs:\n  - name: p\n    metrics:\n      counters: [{name: c, help: h, table: t}]\n    tracepoints: {a:b: f}\n", `c.yaml:2: program "p": has no code`},
 		{"v1 unknown key", "programs:\n  - name: p\n    kprobez: {}\n", `c.yaml:3: unknown field "kprobez" in program`},
 		{"v1 bad tracepoint", "programs:\n  - name: p\n    metrics:\n      counters: [{name: c, help: h, table: t}]\n    tracepoints: {nocolon: f}\n    code: x\n", `tracepoint "nocolon": want category:name`},
+		{"v1 attachment twice", "programs:\n  - name: p\n    metrics:\n      counters: [{name: c, help: h, table: t}]\n    usdt: {a: f}\n    attachment: {binary_name: x}\n    attachments: {binary_name: y}\n    code: x\n", `c.yaml:2: program "p": has both attachment: and attachments:`},
 		{"v1 attaches nowhere", "programs:\n  - name: p\n    metrics:\n      counters: [{name: c, help: h, table: t}]\n    code: x\n", `attaches nowhere`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

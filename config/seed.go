@@ -25,9 +25,11 @@ type seedProgram struct {
 	Uprobes        yaml.Node    `yaml:"uprobes"`
 	Uretprobes     yaml.Node    `yaml:"uretprobes"`
 	Attachments    *Attachments `yaml:"attachments"`
-	Cflags         []string     `yaml:"cflags"`
-	Code           string       `yaml:"code"`
-	Kaddrs         []string     `yaml:"kaddrs"`
+	// Attachment is ebpf-userspace-exporter's own spelling of attachments.
+	Attachment *Attachments `yaml:"attachment"`
+	Cflags     []string     `yaml:"cflags"`
+	Code       string       `yaml:"code"`
+	Kaddrs     []string     `yaml:"kaddrs"`
 }
 
 func parseSeed(path string, data []byte, doc *yaml.Node) ([]Config, error) {
@@ -69,8 +71,13 @@ func parseSeed(path string, data []byte, doc *yaml.Node) ([]Config, error) {
 			return nil, fail(line, "is defined twice")
 		}
 		seen[p.Name] = true
+		if p.Attachments == nil {
+			p.Attachments = p.Attachment
+		} else if p.Attachment != nil {
+			return nil, fail(line, "has both attachment: and attachments:")
+		}
 		if strings.TrimSpace(p.Code) == "" {
-			return nil, fail(line, "has no code: v1-layout programs carry their libbpf-style C inline in code:")
+			return nil, fail(line, "has no code: v1-layout programs carry their C (libbpf-style or bcc's dialect) inline in code:")
 		}
 		c := Config{
 			Name:        p.Name,

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,6 +27,10 @@ type Compiler struct {
 	CacheDir string
 	// BTF is the kernel BTF to generate vmlinux.h from.
 	BTF string
+	// Logger gets the C translated from bcc's dialect (at debug level, or
+	// info with ShowTranslated).
+	Logger         *slog.Logger
+	ShowTranslated bool
 
 	mu sync.Mutex
 }
@@ -49,30 +54,61 @@ func targetArch() string {
 	return runtime.GOARCH
 }
 
+// Compiled is an object compiled from inline code.
+type Compiled struct {
+	Object []byte
+	// Dropped are the functions of code in bcc's dialect left out, each
+	// with its reason (a field the kernel lacks).
+	Dropped map[string]error
+	// PIDMaps are the maps of bcc code whose keys start with the pid.
+	PIDMaps []string
+}
+
 // Compile turns cfg.Code into a BPF object.
 func (c *Compiler) Compile(ctx context.Context, cfg config.Config) ([]byte, error) {
+	r, err := c.CompileAll(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return r.Object, nil
+}
+
+// CompileAll is Compile with what the translation of bcc code adds.
+func (c *Compiler) CompileAll(ctx context.Context, cfg config.Config) (*Compiled, error) {
+	obj, dropped, pidMaps, err := c.compile(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Compiled{Object: obj, Dropped: dropped, PIDMaps: pidMaps}, nil
+}
+
+func (c *Compiler) compile(ctx context.Context, cfg config.Config) ([]byte, map[string]error, []string, error) {
 	clang, err := lookTool(c.Clang, "clang")
 	if err != nil {
-		return nil, fmt.Errorf("inline code needs clang to compile it: %w (install clang, llvm and libbpf-dev, or ship a prebuilt NAME.bpf.o)", err)
+		return nil, nil, nil, fmt.Errorf("inline code needs clang to compile it: %w (install clang, llvm and libbpf-dev, or ship a prebuilt NAME.bpf.o)", err)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := os.MkdirAll(c.CacheDir, 0o700); err != nil {
-		return nil, fmt.Errorf("compiler cache: %w", err)
+		return nil, nil, nil, fmt.Errorf("compiler cache: %w", err)
 	}
 	hdr, err := c.vmlinuxH(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
-	sum := sha256.Sum256([]byte(cfg.Code + "\x00" + strings.Join(cfg.Cflags, "\x00") + "\x00" + hdr))
+	code, dropped, pidMaps, err := c.translateBCC(ctx, clang, hdr, cfg)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	sum := sha256.Sum256([]byte(code + "\x00" + strings.Join(cfg.Cflags, "\x00") + "\x00" + hdr))
 	key := hex.EncodeToString(sum[:8])
 	out := filepath.Join(c.CacheDir, key+".bpf.o")
 	if data, err := os.ReadFile(out); err == nil {
-		return data, nil
+		return data, dropped, pidMaps, nil
 	}
 	src := filepath.Join(c.CacheDir, key+".bpf.c")
-	if err := os.WriteFile(src, []byte(cfg.Code), 0o600); err != nil {
-		return nil, fmt.Errorf("writing inline code: %w", err)
+	if err := os.WriteFile(src, []byte(code), 0o600); err != nil {
+		return nil, nil, nil, fmt.Errorf("writing inline code: %w", err)
 	}
 	args := []string{"-g", "-O2", "-target", "bpf", "-D__TARGET_ARCH_" + targetArch(),
 		"-I", filepath.Dir(hdr), "-I", "/usr/include/" + multiarch()}
@@ -82,12 +118,13 @@ func (c *Compiler) Compile(ctx context.Context, cfg config.Config) ([]byte, erro
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("compiling inline code of %s with clang: %w\n%s", cfg.Name, err, compilerErrors(stderr.String()))
+		return nil, nil, nil, fmt.Errorf("compiling inline code of %s with clang: %w\n%s", cfg.Name, err, compilerErrors(stderr.String()))
 	}
 	if err := os.Rename(out+".tmp", out); err != nil {
-		return nil, fmt.Errorf("compiler cache: %w", err)
+		return nil, nil, nil, fmt.Errorf("compiler cache: %w", err)
 	}
-	return os.ReadFile(out)
+	data, err := os.ReadFile(out)
+	return data, dropped, pidMaps, err
 }
 
 // vmlinuxH generates vmlinux.h once per kernel BTF and returns its path.

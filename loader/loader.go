@@ -138,16 +138,18 @@ func Load(ctx context.Context, cfg config.Config, opts Options) *Object {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	spec, err := loadSpec(ctx, cfg, opts)
+	spec, compiled, err := loadSpec(ctx, cfg, opts)
 	if err != nil {
 		obj.Err = fmt.Errorf("config %q: %w", cfg.Name, err)
 		return obj
 	}
+	obj.Config.Metrics = withPIDLabels(cfg.Metrics, compiled.PIDMaps, spec)
 	if err := setKaddrs(spec, cfg, opts); err != nil {
 		obj.Err = fmt.Errorf("config %q: %w", cfg.Name, err)
 		return obj
 	}
 	obj.Programs = programsOf(spec, cfg)
+	markDropped(obj.Programs, compiled.Dropped)
 	if err := obj.load(spec, opts.KernelTypes); err != nil {
 		obj.Err = fmt.Errorf("config %q (%s): %w", cfg.Name, where(cfg), err)
 		return obj
@@ -324,34 +326,36 @@ func describeLoadError(err error) error {
 	return fmt.Errorf("%w\nverifier log (last %d lines):\n  %s", err, len(log), strings.Join(log, "\n  "))
 }
 
-func loadSpec(ctx context.Context, cfg config.Config, opts Options) (*ebpf.CollectionSpec, error) {
+func loadSpec(ctx context.Context, cfg config.Config, opts Options) (*ebpf.CollectionSpec, *Compiled, error) {
 	obj := cfg.Object
 	what := "embedded object"
+	compiled := &Compiled{}
 	switch {
 	case obj != nil:
 	case cfg.Code != "":
 		if opts.Compiler == nil {
-			return nil, errors.New("inline code needs a compiler")
+			return nil, nil, errors.New("inline code needs a compiler")
 		}
 		var err error
-		if obj, err = opts.Compiler.Compile(ctx, cfg); err != nil {
-			return nil, err
+		if compiled, err = opts.Compiler.CompileAll(ctx, cfg); err != nil {
+			return nil, nil, err
 		}
+		obj = compiled.Object
 		what = "compiled inline code"
 	default:
 		var err error
 		if obj, err = os.ReadFile(cfg.BPFPath); err != nil {
-			return nil, fmt.Errorf("object: %w", err)
+			return nil, nil, fmt.Errorf("object: %w", err)
 		}
 		what = "object " + cfg.BPFPath
 	}
 	obj = prepareObject(obj)
 	spec, err := ebpf.LoadCollectionSpecFromReader(bytes.NewReader(obj))
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
+		return nil, nil, fmt.Errorf("%s: %w", what, err)
 	}
 	staticHidden(spec, hiddenFuncs(obj))
-	return spec, nil
+	return spec, compiled, nil
 }
 
 // setKaddrs writes kernel symbol addresses into kaddr_<name> globals, as

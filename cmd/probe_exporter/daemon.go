@@ -84,6 +84,7 @@ func newDaemon(ctx context.Context, f *flags, logger *slog.Logger) (*daemon, err
 			Help: "Timestamp of the last successful configuration reload.",
 		}),
 	}
+	d.compiler.Logger, d.compiler.ShowTranslated = logger, f.debug
 	for _, w := range d.env.Warnings() {
 		logger.Warn(w)
 	}

@@ -1,0 +1,484 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// bccGCConfig is ebpf-userspace-exporter's gc_total example as its README
+// gives it (bcc's dialect, its own `attachment:` spelling); only the
+// binary name is the test's.
+const bccGCConfig = `programs:
+  - name: gc_total
+    metrics:
+      counters:
+        - name: gc_total
+          help: Total number of gc events
+          table: gc_counts
+          labels:
+            - name: gen
+              size: 8
+              decoders:
+                - name: uint
+    usdt:
+      gc__start: trace_gc__start
+    attachment:
+      binary_name: "gunicorn"
+    code: |
+      struct gc_event_t {
+          u64 gen;
+      };
+
+      BPF_HASH(gc_counts, struct gc_event_t);
+
+      int trace_gc__start(struct pt_regs *ctx) {
+          struct gc_event_t e = {};
+          int gen = 0;
+          bpf_usdt_readarg(1, ctx, &gen);
+          e.gen = gen;
+          gc_counts.increment(e);
+          return 0;
+      }
+`
+
+// bccCachestatConfig is ebpf_exporter v1's page cache example (kprobes).
+const bccCachestatConfig = `programs:
+  - name: cachestat
+    metrics:
+      counters:
+        - name: page_cache_ops_total
+          help: Page cache operation counters by type
+          table: counts
+          labels:
+            - name: op
+              size: 8
+              decoders:
+                - name: ksym
+            - name: command
+              size: 128
+              decoders:
+                - name: string
+                - name: regexp
+                  regexps:
+                    - ^systemd-journal$
+                    - ^syslog-ng$
+    kprobes:
+      add_to_page_cache_lru: do_count
+      mark_page_accessed: do_count
+      account_page_dirtied: do_count
+      mark_buffer_dirty: do_count
+    code: |
+      #include <uapi/linux/ptrace.h>
+
+      struct key_t {
+          u64 ip;
+          char command[128];
+      };
+
+      BPF_HASH(counts, struct key_t);
+
+      int do_count(struct pt_regs *ctx) {
+          struct key_t key = { .ip = PT_REGS_IP(ctx) - 1 };
+          bpf_get_current_comm(&key.command, sizeof(key.command));
+
+          counts.increment(key);
+
+          return 0;
+      }
+`
+
+// bccBioConfig is ebpf_exporter v1's block IO example (kprobes, kernel
+// struct reads through req->rq_disk, which kernels >= 5.17 lack).
+const bccBioConfig = `programs:
+  - name: bio
+    metrics:
+      histograms:
+        - name: bio_latency_seconds
+          help: Block IO latency histogram
+          table: io_latency
+          bucket_type: exp2
+          bucket_min: 0
+          bucket_max: 26
+          bucket_multiplier: 0.000001 # microseconds to seconds
+          labels:
+            - name: device
+              size: 32
+              decoders:
+                - name: string
+            - name: operation
+              size: 8
+              decoders:
+                - name: uint
+                - name: static_map
+                  static_map:
+                    1: read
+                    2: write
+            - name: bucket
+              size: 8
+              decoders:
+                - name: uint
+        - name: bio_size_bytes
+          help: Block IO size histogram with kibibyte buckets
+          table: io_size
+          bucket_type: exp2
+          bucket_min: 0
+          bucket_max: 15
+          bucket_multiplier: 1024 # kibibytes to bytes
+          labels:
+            - name: device
+              size: 32
+              decoders:
+                - name: string
+            - name: operation
+              size: 8
+              decoders:
+                - name: uint
+                - name: static_map
+                  static_map:
+                    1: read
+                    2: write
+            - name: bucket
+              size: 8
+              decoders:
+                - name: uint
+    kprobes:
+      blk_start_request: trace_req_start
+      blk_mq_start_request: trace_req_start
+      blk_account_io_completion: trace_req_completion
+    code: |
+      #include <linux/blkdev.h>
+      #include <linux/blk_types.h>
+
+      typedef struct disk_key {
+          char disk[32];
+          u8 op;
+          u64 slot;
+      } disk_key_t;
+
+      // Max number of disks we expect to see on the host
+      const u8 max_disks = 255;
+
+      // 27 buckets for latency, max range is 33.6s .. 67.1s
+      const u8 max_latency_slot = 26;
+
+      // 16 buckets per disk in kib, max range is 16mib .. 32mib
+      const u8 max_size_slot = 15;
+
+      // Hash to temporily hold the start time of each bio request, max 10k in-flight by default
+      BPF_HASH(start, struct request *);
+
+      // Histograms to record latencies
+      BPF_HISTOGRAM(io_latency, disk_key_t, (max_latency_slot + 2) * max_disks);
+
+      // Histograms to record sizes
+      BPF_HISTOGRAM(io_size, disk_key_t, (max_size_slot + 2) * max_disks);
+
+      // Record start time of a request
+      int trace_req_start(struct pt_regs *ctx, struct request *req) {
+          u64 ts = bpf_ktime_get_ns();
+          start.update(&req, &ts);
+
+          return 0;
+      }
+
+      // Calculate request duration and store in appropriate histogram bucket
+      int trace_req_completion(struct pt_regs *ctx, struct request *req, unsigned int bytes) {
+          u64 *tsp, delta;
+
+          // Fetch timestamp and calculate delta
+          tsp = start.lookup(&req);
+          if (tsp == 0) {
+              return 0; // missed issue
+          }
+
+          // There are write request with zero length on sector zero,
+          // which do not seem to be real writes to device.
+          if (req->__sector == 0 && req->__data_len == 0) {
+            return 0;
+          }
+
+          // Disk that received the request
+          struct gendisk *disk = req->rq_disk;
+
+          // Delta in nanoseconds
+          delta = bpf_ktime_get_ns() - *tsp;
+
+          // Convert to microseconds
+          delta /= 1000;
+
+          // Latency histogram key
+          u64 latency_slot = bpf_log2l(delta);
+
+          // Cap latency bucket at max value
+          if (latency_slot > max_latency_slot) {
+              latency_slot = max_latency_slot;
+          }
+
+          disk_key_t latency_key = { .slot = latency_slot };
+          bpf_probe_read(&latency_key.disk, sizeof(latency_key.disk), &disk->disk_name);
+
+          // Size in kibibytes
+          u64 size_kib = bytes / 1024;
+
+          // Request size histogram key
+          u64 size_slot = bpf_log2(size_kib);
+
+          // Cap latency bucket at max value
+          if (size_slot > max_size_slot) {
+              size_slot = max_size_slot;
+          }
+
+          disk_key_t size_key = { .slot = size_slot };
+          bpf_probe_read(&size_key.disk, sizeof(size_key.disk), &disk->disk_name);
+
+          if ((req->cmd_flags & REQ_OP_MASK) == REQ_OP_WRITE) {
+              latency_key.op = 2;
+              size_key.op    = 2;
+          } else {
+              latency_key.op = 1;
+              size_key.op    = 1;
+          }
+
+          io_latency.increment(latency_key);
+          io_size.increment(size_key);
+
+          // Increment sum keys
+          latency_key.slot = max_latency_slot + 1;
+          io_latency.increment(latency_key, delta);
+          size_key.slot = max_size_slot + 1;
+          io_size.increment(size_key, size_kib);
+
+          start.delete(&req);
+
+          return 0;
+      }
+`
+
+func needClang(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("clang"); err != nil {
+		t.Skip("inline code needs clang")
+	}
+}
+
+// TestBCCPythonGC runs ebpf-userspace-exporter's gc_total example, its bcc
+// code untouched, on Debian's python3.11 started after the exporter: each
+// gc.collect(gen) is counted exactly once under its generation and, as
+// that exporter labelled every metric, the Python's pid; when the Python
+// exits its series go.
+func TestBCCPythonGC(t *testing.T) {
+	const python = "/usr/bin/python3.11"
+	if _, err := os.Stat(python); err != nil {
+		t.Skip("Debian's python3.11 is not installed")
+	}
+	needClang(t)
+	dir := t.TempDir()
+	// A copy with a name of its own, so that only the test's Python matches.
+	bin := filepath.Join(dir, "bccgc"+strconv.Itoa(os.Getpid()%10000))
+	data, err := os.ReadFile(python)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.Replace(bccGCConfig, `"gunicorn"`, strconv.Quote(filepath.Base(bin)), 1)
+	os.WriteFile(filepath.Join(dir, "gc.yaml"), []byte(cfg), 0o644)
+	script := filepath.Join(dir, "gc.py")
+	os.WriteFile(script, []byte(gcScript), 0o644)
+
+	addr := exporter(t, "--config.dir="+dir, "--config.names=gc", "--config.strict", "--debug")
+
+	py := startPython(t, bin, script)
+	pid := strconv.Itoa(py.cmd.Process.Pid)
+	waitFor(t, addr, "probe_exporter_enabled_programs",
+		`probe_exporter_enabled_programs{config="gc_total",pid="`+pid+`",program="trace_gc__start"} 1`)
+	value := func(gen int) float64 {
+		prefix := `probe_exporter_gc_total{gen="` + strconv.Itoa(gen) + `",pid="` + pid + `"} `
+		for _, l := range series(t, addr, prefix) {
+			v, _ := strconv.ParseFloat(strings.TrimPrefix(l, prefix), 64)
+			return v
+		}
+		return 0
+	}
+	for _, tc := range []struct{ gen, n int }{{2, 7}, {0, 5}, {1, 3}, {2, 11}} {
+		before := value(tc.gen)
+		py.collect(t, tc.gen, tc.n)
+		if got := value(tc.gen) - before; got != float64(tc.n) {
+			t.Errorf("gc.collect(%d) x%d counted %v", tc.gen, tc.n, got)
+		}
+	}
+	py.stop()
+	deadline := time.Now().Add(30 * time.Second)
+	for len(series(t, addr, `probe_exporter_gc_total{gen="2",pid="`+pid+`"}`)) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("exited pid %s still has series", pid)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestBCCConfigCheckShowsTranslation: --config.check --debug prints the
+// libbpf C the bcc code became.
+func TestBCCConfigCheckShowsTranslation(t *testing.T) {
+	needClang(t)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "gc.yaml"), []byte(bccGCConfig), 0o644)
+	out, _ := exec.Command(binaryPath, "--config.dir="+dir, "--config.names=gc", "--config.check", "--debug").CombinedOutput()
+	for _, want := range []string{"bcc code translated to libbpf C", `SEC(\"usdt\") int trace_gc__start`, "__bcc_pincrement(gc_counts, e)"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output lacks %q:\n%s", want, tail(string(out), 30))
+		}
+	}
+}
+
+// kprobeReason says why this kernel cannot attach kprobes, "" when it can.
+func kprobeReason() string {
+	for _, d := range []string{"/sys/kernel/tracing", "/sys/kernel/debug/tracing"} {
+		if _, err := os.Stat(filepath.Join(d, "kprobe_events")); err == nil {
+			return ""
+		}
+	}
+	return "the kernel has no kprobe_events (CONFIG_KPROBE_EVENTS off)"
+}
+
+// TestBCCKprobeExamples loads ebpf_exporter v1's page cache and block IO
+// examples unchanged. Both translate and compile; block IO's completion
+// probe reads req->rq_disk, which this kernel's struct request lacks, so
+// that program fails naming the field while its start probe goes on. The
+// attach points the kernel lacks are named. Without kprobes the test checks
+// the programs fail with that reason and skips.
+func TestBCCKprobeExamples(t *testing.T) {
+	needClang(t)
+	for _, tc := range []struct {
+		name, config string
+		// want are lines of --config.check output whatever the kernel.
+		want []string
+	}{
+		{name: "cachestat", config: bccCachestatConfig},
+		{name: "bio", config: bccBioConfig, want: []string{
+			`program "trace_req_completion"`,
+			`config "bio": code: line 53: the running kernel's struct request has no field rq_disk`,
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			os.WriteFile(filepath.Join(dir, tc.name+".yaml"), []byte(tc.config), 0o644)
+			out, _ := exec.Command(binaryPath, "--config.dir="+dir, "--config.names="+tc.name, "--config.check").CombinedOutput()
+			log := string(out)
+			if strings.Contains(log, "translating bcc code") || strings.Contains(log, "compiling inline code") {
+				t.Fatalf("the example did not translate and compile:\n%s", tail(log, 30))
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(log, w) {
+					t.Errorf("output lacks %q:\n%s", w, tail(log, 30))
+				}
+			}
+			if reason := kprobeReason(); reason != "" {
+				if !strings.Contains(log, "kprobe") {
+					t.Errorf("kprobe programs did not fail naming kprobes:\n%s", tail(log, 30))
+				}
+				t.Skipf("%s; the programs compiled and failed to attach:\n%s", reason, tail(log, 12))
+			}
+			if strings.Contains(log, "verifier") {
+				t.Errorf("the verifier refused the translated code:\n%s", tail(log, 40))
+			}
+			// With kprobes, every attach point the kernel has attaches;
+			// those it lacks are named.
+			for _, l := range strings.Split(log, "\n") {
+				if strings.Contains(l, "attach") && strings.Contains(l, "failed") && !strings.Contains(l, "no such") && !strings.Contains(l, "not found") && !strings.Contains(l, "does not exist") {
+					t.Errorf("unexpected attach failure: %s", l)
+				}
+			}
+		})
+	}
+}
+
+// bccGetppidConfig is bcc code of our own on a tracepoint, which this
+// kernel has: TRACEPOINT_PROBE with args->, increment with and without n,
+// bpf_log2l/bpf_log2 and an implicit read through a kernel pointer.
+const bccGetppidConfig = `programs:
+  - name: bcc_getppid
+    metrics:
+      counters:
+        - name: bcc_getppid_total
+          help: getppid calls by pid and what the program counted
+          table: calls
+          labels:
+            - name: pid
+              size: 4
+              decoders:
+                - name: uint
+            - name: what
+              size: 4
+              decoders:
+                - name: uint
+    tracepoints:
+      syscalls:sys_enter_getppid: tracepoint__syscalls__sys_enter_getppid
+    code: |
+      #include <linux/sched.h>
+
+      struct key_t {
+          u32 pid;
+          u32 what;
+      };
+
+      BPF_HASH(calls, struct key_t);
+
+      TRACEPOINT_PROBE(syscalls, sys_enter_getppid) {
+          struct key_t k = { .pid = bpf_get_current_pid_tgid() >> 32 };
+          calls.increment(k);
+          k.what = 1;
+          calls.increment(k, 2);
+          k.what = 100 + bpf_log2l(1000);
+          calls.increment(k);
+          k.what = 200 + bpf_log2(1000);
+          calls.increment(k);
+          k.what = 300 + args->__syscall_nr;
+          calls.increment(k);
+          struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+          k.what = 1000 + (task->tgid == k.pid);
+          calls.increment(k);
+          return 0;
+      }
+`
+
+// TestBCCTracepointCounts runs bcc code on a tracepoint through the built
+// binary and checks every count exactly.
+func TestBCCTracepointCounts(t *testing.T) {
+	needClang(t)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "getppid.yaml"), []byte(bccGetppidConfig), 0o644)
+	addr := exporter(t, "--config.dir="+dir, "--config.names=getppid", "--config.strict")
+	pid := strconv.Itoa(os.Getpid())
+	value := func(what int) float64 {
+		prefix := `probe_exporter_bcc_getppid_total{pid="` + pid + `",what="` + strconv.Itoa(what) + `"} `
+		for _, l := range series(t, addr, prefix) {
+			v, _ := strconv.ParseFloat(strings.TrimPrefix(l, prefix), 64)
+			return v
+		}
+		return 0
+	}
+	whats := []struct{ what, per int }{
+		{0, 1}, {1, 2}, {110, 1}, {209, 1}, {300 + syscall.SYS_GETPPID, 1}, {1001, 1},
+	}
+	before := map[int]float64{}
+	for _, w := range whats {
+		before[w.what] = value(w.what)
+	}
+	const n = 37
+	for i := 0; i < n; i++ {
+		syscall.Getppid()
+	}
+	for _, w := range whats {
+		if got := value(w.what) - before[w.what]; got != float64(n*w.per) {
+			t.Errorf("what=%d counted %v, want %d", w.what, got, n*w.per)
+		}
+	}
+}
