@@ -273,7 +273,7 @@ func (o *Object) load(spec *ebpf.CollectionSpec) error {
 			return describeLoadError(err)
 		}
 		for _, p := range ps {
-			p.Err = describeLoadError(err)
+			p.Err = describeLoadError(explainLoad(p.Attach, err))
 		}
 		delete(spec.Programs, name)
 	}
