@@ -2,6 +2,7 @@ package loader
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -13,30 +14,42 @@ import (
 // missingFunction is a kernel function no kernel has.
 const missingFunction = "probe_exporter_no_such_function"
 
+// twoProgs is an object with a program on a function every kernel has and
+// one on a function no kernel has, under the attach type given by the test.
+const twoProgs = `
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+SEC("%[1]s/do_nanosleep")
+int good(void *ctx) { return 0; }
+SEC("%[1]s/` + missingFunction + `")
+int missing(void *ctx) { return 0; }
+char LICENSE[] SEC("license") = "GPL";
+`
+
 // TestAttachErrors checks that a program aimed at a function the kernel
-// does not have says so, on kernels where the attach type works.
+// does not have says so, on kernels where the attach type works (the
+// object's other program attaches).
 func TestAttachErrors(t *testing.T) {
 	for _, kind := range []string{"kprobe", "kretprobe", "fentry", "fexit", "kprobe.multi"} {
 		t.Run(kind, func(t *testing.T) {
 			dir := t.TempDir()
-			// The attach type works here: this very program on a real
-			// function attaches (TestAttachTypes makes it run).
-			good := bpftest.Compile(t, strings.Replace(attachProg, "%s", kind+"/do_nanosleep", 1), dir, "good")
-			bad := bpftest.Compile(t, strings.Replace(attachProg, "%s", kind+"/"+missingFunction, 1), dir, "bad")
-			g := Load(context.Background(), config.Config{Name: "good", BPFPath: good}, Options{})
-			defer g.Close()
-			if errs := g.Errors(); len(errs) > 0 {
-				if requiredAttach(kind + "/") {
-					t.Fatal(errs)
-				}
-				t.Skipf("this kernel cannot attach %s: %v", kind, errs[len(errs)-1])
-			}
-			o := Load(context.Background(), config.Config{Name: "bad", BPFPath: bad}, Options{})
+			obj := bpftest.Compile(t, fmt.Sprintf(twoProgs, kind), dir, "p")
+			o := Load(context.Background(), config.Config{Name: "p", BPFPath: obj}, Options{})
 			defer o.Close()
-			if o.Programs[0].Attached() {
+			progs := map[string]*Program{}
+			for _, p := range o.Programs {
+				progs[p.Name] = p
+			}
+			if !progs["good"].Attached() {
+				if requiredAttach(kind + "/") {
+					t.Fatal(progs["good"].Err)
+				}
+				t.Skipf("this kernel cannot attach %s: %v", kind, progs["good"].Err)
+			}
+			if progs["missing"].Attached() {
 				t.Fatalf("%s/%s attached", kind, missingFunction)
 			}
-			err := o.Programs[0].Err
+			err := progs["missing"].Err
 			if err == nil || !strings.Contains(err.Error(), "kernel has no function "+missingFunction) {
 				t.Fatalf("error %v, want it to say the kernel has no function %s", err, missingFunction)
 			}

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/link"
 )
 
@@ -105,7 +106,9 @@ func attachUprobeMulti(p *Program) error {
 		l, err = ex.UretprobeMulti(syms, p.Program, nil)
 	}
 	if err != nil {
-		if errors.Is(err, ebpf.ErrNotSupported) {
+		// cilium/ebpf reports EINVAL as is, which is also what kernels
+		// without uprobe.multi links answer: probe for them.
+		if errors.Is(err, ebpf.ErrNotSupported) || features.HaveBPFLinkUprobeMulti() != nil {
 			return fmt.Errorf("%s %s:%s: this kernel has no uprobe.multi links (Linux >= 6.6): %w", a.Kind, a.Path, a.Target, err)
 		}
 		return fmt.Errorf("%s %s:%s: %w", a.Kind, a.Path, a.Target, err)

@@ -5,7 +5,8 @@
 // kernel matrix (test/kernels) compile on the host and run under qemu,
 // where clang would take minutes: with BPFTEST_CACHE=DIR set, Compile keeps
 // each object in DIR under a hash of its source and reuses it, and with
-// BPFTEST_PREPARE=1 as well it only fills the cache and skips the test.
+// BPFTEST_PREPARE=1 as well it only fills the cache and skips the test;
+// with BPFTEST_CACHED_ONLY=1 a miss fails the test instead of compiling.
 package bpftest
 
 import (
@@ -22,8 +23,9 @@ import (
 
 // Environment variables of the object cache.
 const (
-	CacheEnv   = "BPFTEST_CACHE"
-	PrepareEnv = "BPFTEST_PREPARE"
+	CacheEnv      = "BPFTEST_CACHE"
+	PrepareEnv    = "BPFTEST_PREPARE"
+	CachedOnlyEnv = "BPFTEST_CACHED_ONLY"
 )
 
 var (
@@ -79,6 +81,9 @@ func Compile(t testing.TB, src, dir, name string) string {
 				t.Fatal(err)
 			}
 			return out
+		}
+		if os.Getenv(CachedOnlyEnv) != "" {
+			t.Fatalf("object %s is not in %s=%s (%s is set): prepare the cache on the host first", cached, CacheEnv, cache, CachedOnlyEnv)
 		}
 	}
 	if _, err := exec.LookPath("clang"); err != nil {
