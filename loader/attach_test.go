@@ -71,7 +71,11 @@ func TestAttachTypes(t *testing.T) {
 			defer o.Close()
 			if errs := o.Errors(); len(errs) > 0 {
 				if tc.optional && !requiredAttach(tc.sec) {
-					t.Skipf("this kernel cannot attach %s: %v", tc.sec, errs[len(errs)-1])
+					reason := errs[len(errs)-1]
+					if p := o.Programs; len(p) == 1 && p[0].Err != nil {
+						reason = p[0].Err
+					}
+					t.Skipf("this kernel cannot attach %s: %v", tc.sec, reason)
 				}
 				t.Fatal(errs)
 			}
