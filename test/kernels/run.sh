@@ -30,19 +30,28 @@ if [ -n "$need" ]; then
 	apt-get update -qq && apt-get install -y -qq --no-install-recommends $need >/dev/null
 fi
 
+# A fresh machine may have no package lists yet.
+apt-cache show linux-image-amd64 >/dev/null 2>&1 || apt-get update -qq
+
 # kernel PKG: download and unpack a kernel package (a meta-package names
 # its image), print its version.
 kernel() {
 	local pkg=$1 dep
 	dep=$(apt-cache depends "$pkg" 2>/dev/null | awk '$1 == "Depends:" && $2 ~ /^linux-image-[0-9]/ {print $2; exit}')
 	[ -n "$dep" ] && pkg=$dep
+	case "$pkg" in linux-image-[0-9]*) ;; *)
+		echo "test-kernels: $1 names no kernel image package (apt-cache depends $1)" >&2
+		return 1
+		;;
+	esac
 	local v=${pkg#linux-image-}
 	if [ ! -f "$CACHE/$v/boot/vmlinuz-$v" ]; then
-		mkdir -p "$CACHE/$v.tmp"
-		(cd "$CACHE" && apt-get download "$pkg" 2>&1 | grep -v '^W: Download is performed unsandboxed' >&2)
-		dpkg-deb -x "$CACHE/${pkg}_"*.deb "$CACHE/$v.tmp"
+		# Called where set -e does not apply: every step is checked.
+		rm -rf "$CACHE/$v.tmp" && mkdir -p "$CACHE/$v.tmp" || return 1
+		(cd "$CACHE" && apt-get download -q "$pkg") >&2 || return 1
+		dpkg-deb -x "$CACHE/${pkg}_"*.deb "$CACHE/$v.tmp" || return 1
 		rm -f "$CACHE/${pkg}_"*.deb
-		rm -rf "$CACHE/$v" && mv "$CACHE/$v.tmp" "$CACHE/$v"
+		rm -rf "$CACHE/$v" && mv "$CACHE/$v.tmp" "$CACHE/$v" || return 1
 	fi
 	echo "$v"
 }
@@ -80,7 +89,10 @@ initramfs() {
 start=$(date +%s)
 mkdir -p "$OUT/bin" "$OUT/bpf"
 versions=""
-for k in $KERNELS; do versions="$versions $(kernel "$k")"; done
+for k in $KERNELS; do
+	v=$(kernel "$k") || exit 1
+	versions="$versions $v"
+done
 log "kernels:$versions"
 
 # Test binaries and objects, built here: the guest has no time for clang.
@@ -123,4 +135,10 @@ for res in $dirs; do
 	done
 done
 log "total $(($(date +%s) - start))s"
-"$OUT/bin/summarize" $dirs
+if ! "$OUT/bin/summarize" $dirs; then
+	for v in $versions; do
+		echo "--- last lines of $v's console:"
+		tail -n 30 "$OUT/$v/console.log"
+	done
+	exit 1
+fi
