@@ -48,7 +48,7 @@ kernel() {
 	if [ ! -f "$CACHE/$v/boot/vmlinuz-$v" ]; then
 		# Called where set -e does not apply: every step is checked.
 		rm -rf "$CACHE/$v.tmp" && mkdir -p "$CACHE/$v.tmp" || return 1
-		(cd "$CACHE" && apt-get download -q "$pkg") >&2 || return 1
+		(cd "$CACHE" && apt-get download -q -o APT::Sandbox::User=root "$pkg") >&2 || return 1
 		dpkg-deb -x "$CACHE/${pkg}_"*.deb "$CACHE/$v.tmp" || return 1
 		rm -f "$CACHE/${pkg}_"*.deb
 		rm -rf "$CACHE/$v" && mv "$CACHE/$v.tmp" "$CACHE/$v" || return 1
