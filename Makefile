@@ -11,7 +11,7 @@ LDFLAGS   := -s -w \
 TEST_FLAGS ?= -count=1 -timeout 20m
 DEPS := clang llvm libbpf-dev bpftool bpftrace systemtap-sdt-dev gcc pci.ids prometheus util-linux linux-perf
 
-.PHONY: all build bpf examples run test deps vet fmt bench clean
+.PHONY: all build bpf examples run test test-kernels deps vet fmt bench clean
 
 all: build examples
 
@@ -42,6 +42,12 @@ deps-run:
 test: deps examples
 	@mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing || true
 	$(GO) test $(TEST_FLAGS) ./...
+
+# Boot Debian kernels under qemu (TCG, no KVM) with this machine's root
+# shared read-only and run there the tests that need kprobes, fentry,
+# kprobe.multi or BPF LSM (test/kernels/run.sh; KERNELS=... picks kernels).
+test-kernels: deps
+	./test/kernels/run.sh
 
 vet:
 	$(GO) vet ./...

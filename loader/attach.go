@@ -112,9 +112,13 @@ func (o *Object) attach(ctx context.Context, p *Program, opts Options) error {
 			l, err = link.Kretprobe(a.Target, p.Program, kopts)
 		}
 		if err != nil {
-			return fmt.Errorf("%s %s: %w", a.Kind, a.Target, explainTracefs(err))
+			return explainKprobe(a.Kind, a.Target, err)
 		}
 		p.attachments.add(l)
+	case kindKprobeMulti, kindKretprobeMulti:
+		return attachKprobeMulti(p)
+	case kindUprobeMulti, kindUretprobeMulti:
+		return attachUprobeMulti(p)
 	case config.AttachPerfEvent:
 		if a.Perf == nil {
 			return errors.New("perf_event program without event: use SEC(\"perf_event/type=N,config=N,frequency=N\") or perf_events: in the config")

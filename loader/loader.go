@@ -292,7 +292,7 @@ func (o *Object) load(spec *ebpf.CollectionSpec, kernelTypes *btf.Spec) error {
 			return describeLoadError(err)
 		}
 		for _, p := range ps {
-			p.Err = describeLoadError(err)
+			p.Err = describeLoadError(explainLoad(p.Attach, err))
 		}
 		delete(spec.Programs, name)
 	}

@@ -71,6 +71,20 @@ func ParseSection(sec string) (Attachment, error) {
 			return Attachment{}, errNoAutoAttach
 		}
 		return Attachment{Kind: config.AttachKind(strings.TrimSuffix(kind, ".s")), Target: rest, Tracing: true}, nil
+	case kindKprobeMulti, kindKretprobeMulti:
+		if rest == "" {
+			return Attachment{}, errNoAutoAttach
+		}
+		return Attachment{Kind: config.AttachKind(kind), Target: rest}, nil
+	case kindUprobeMulti, kindUretprobeMulti, kindUprobeMulti + ".s", kindUretprobeMulti + ".s":
+		i := strings.LastIndex(rest, ":")
+		if rest == "" {
+			return Attachment{}, errNoAutoAttach
+		}
+		if i <= 0 || i == len(rest)-1 {
+			return Attachment{}, fmt.Errorf("section %q: want %s/PATH:PATTERN", sec, kind)
+		}
+		return Attachment{Kind: config.AttachKind(strings.TrimSuffix(kind, ".s")), Path: rest[:i], Target: rest[i+1:]}, nil
 	case "kprobe", "kretprobe":
 		if rest == "" {
 			return Attachment{}, errNoAutoAttach

@@ -1,13 +1,31 @@
 // Package bpftest compiles BPF C for tests against the running kernel.
+//
+// Objects are CO-RE: the loader relocates them against the BTF of the
+// kernel they load on, so one object serves every kernel. That lets the
+// kernel matrix (test/kernels) compile on the host and run under qemu,
+// where clang would take minutes: with BPFTEST_CACHE=DIR set, Compile keeps
+// each object in DIR under a hash of its source and reuses it, and with
+// BPFTEST_PREPARE=1 as well it only fills the cache and skips the test;
+// with BPFTEST_CACHED_ONLY=1 a miss fails the test instead of compiling.
 package bpftest
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
+)
+
+// Environment variables of the object cache.
+const (
+	CacheEnv      = "BPFTEST_CACHE"
+	PrepareEnv    = "BPFTEST_PREPARE"
+	CachedOnlyEnv = "BPFTEST_CACHED_ONLY"
 )
 
 var (
@@ -41,9 +59,33 @@ func IncludeDir(t testing.TB) string {
 }
 
 // Compile compiles src (BPF C) into dir/name.bpf.o and returns its path.
-// The test is skipped when clang is missing.
+// The test is skipped when clang is missing and the object is not cached.
 func Compile(t testing.TB, src, dir, name string) string {
 	t.Helper()
+	arch := "x86"
+	if runtime.GOARCH == "arm64" {
+		arch = "arm64"
+	}
+	out := filepath.Join(dir, name+".bpf.o")
+	flags := []string{"-g", "-O2", "-target", "bpf", "-D__TARGET_ARCH_" + arch}
+	cache := os.Getenv(CacheEnv)
+	var cached string
+	if cache != "" {
+		sum := sha256.Sum256([]byte(strings.Join(flags, " ") + "\x00" + src))
+		cached = filepath.Join(cache, hex.EncodeToString(sum[:16])+".bpf.o")
+		if b, err := os.ReadFile(cached); err == nil {
+			if os.Getenv(PrepareEnv) != "" {
+				t.Skip("object cached; preparing only")
+			}
+			if err := os.WriteFile(out, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return out
+		}
+		if os.Getenv(CachedOnlyEnv) != "" {
+			t.Fatalf("object %s is not in %s=%s (%s is set): prepare the cache on the host first", cached, CacheEnv, cache, CachedOnlyEnv)
+		}
+	}
 	if _, err := exec.LookPath("clang"); err != nil {
 		t.Skip("clang is needed to compile BPF test programs")
 	}
@@ -52,14 +94,43 @@ func Compile(t testing.TB, src, dir, name string) string {
 	if err := os.WriteFile(cfile, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	arch := "x86"
-	if runtime.GOARCH == "arm64" {
-		arch = "arm64"
-	}
-	out := filepath.Join(dir, name+".bpf.o")
-	cmd := exec.Command("clang", "-g", "-O2", "-target", "bpf", "-D__TARGET_ARCH_"+arch, "-I", inc, "-c", cfile, "-o", out)
+	cmd := exec.Command("clang", append(flags, "-I", inc, "-c", cfile, "-o", out)...)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("clang: %v\n%s", err, b)
 	}
+	if cached != "" {
+		if err := copyFile(out, cached); err != nil {
+			t.Fatalf("caching object: %v", err)
+		}
+		if os.Getenv(PrepareEnv) != "" {
+			t.Skip("object compiled and cached; preparing only")
+		}
+	}
 	return out
+}
+
+// copyFile copies src to dst through a temporary file, so that concurrent
+// test binaries never read a half-written object.
+func copyFile(src, dst string) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(dst), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	return os.Rename(tmp.Name(), dst)
 }

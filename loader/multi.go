@@ -1,0 +1,156 @@
+package loader
+
+import (
+	"bufio"
+	"debug/elf"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"sort"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/features"
+	"github.com/cilium/ebpf/link"
+)
+
+// Attach kinds of libbpf's multi-probe sections: one link attaches the
+// program to every function a glob pattern matches.
+const (
+	kindKprobeMulti     = "kprobe.multi"
+	kindKretprobeMulti  = "kretprobe.multi"
+	kindUprobeMulti     = "uprobe.multi"
+	kindUretprobeMulti  = "uretprobe.multi"
+	availableFilterFile = "available_filter_functions"
+)
+
+// attachKprobeMulti attaches kprobe.multi/PATTERN and kretprobe.multi/PATTERN
+// programs; the pattern is matched, as libbpf does, against the functions
+// tracefs lists as traceable.
+func attachKprobeMulti(p *Program) error {
+	a := p.Attach
+	syms, err := kernelFunctions(a.Target)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", a.Kind, a.Target, err)
+	}
+	opts := link.KprobeMultiOptions{Symbols: syms}
+	var l link.Link
+	if a.Kind == kindKprobeMulti {
+		l, err = link.KprobeMulti(p.Program, opts)
+	} else {
+		l, err = link.KretprobeMulti(p.Program, opts)
+	}
+	if err != nil {
+		if errors.Is(err, ebpf.ErrNotSupported) {
+			return fmt.Errorf("%s %s: this kernel has no kprobe.multi links (Linux >= 5.18 built with CONFIG_FPROBE): %w", a.Kind, a.Target, err)
+		}
+		return explainKprobe(a.Kind, a.Target, err)
+	}
+	p.attachments.add(l)
+	return nil
+}
+
+// kernelFunctions expands a glob pattern into the traceable kernel
+// functions it matches; a plain name is returned as is.
+func kernelFunctions(pattern string) ([]string, error) {
+	if !strings.ContainsAny(pattern, "*?[") {
+		return []string{pattern}, nil
+	}
+	f, err := os.Open(TracefsPath + "/" + availableFilterFile)
+	if err != nil {
+		return nil, fmt.Errorf("matching the pattern needs tracefs: %w", explainTracefs(err))
+	}
+	defer f.Close()
+	seen := map[string]bool{}
+	var out []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// "name" or "name [module]"
+		name, _, _ := strings.Cut(sc.Text(), " ")
+		if ok, _ := path.Match(pattern, name); ok && !seen[name] {
+			seen[name] = true
+			out = append(out, name)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("kernel has no traceable function matching %q", pattern)
+	}
+	return out, nil
+}
+
+// attachUprobeMulti attaches uprobe.multi/PATH:PATTERN and
+// uretprobe.multi/PATH:PATTERN programs to every function of the file the
+// pattern matches, for every process.
+func attachUprobeMulti(p *Program) error {
+	a := p.Attach
+	file, err := ResolveBinary(a.Path, "")
+	if err != nil {
+		return fmt.Errorf("%s: %w", a.Kind, err)
+	}
+	syms, err := elfFunctions(file, a.Target)
+	if err != nil {
+		return fmt.Errorf("%s %s:%s: %w", a.Kind, a.Path, a.Target, err)
+	}
+	ex, err := link.OpenExecutable(file)
+	if err != nil {
+		return fmt.Errorf("%s: %w", a.Kind, err)
+	}
+	var l link.Link
+	if a.Kind == kindUprobeMulti {
+		l, err = ex.UprobeMulti(syms, p.Program, nil)
+	} else {
+		l, err = ex.UretprobeMulti(syms, p.Program, nil)
+	}
+	if err != nil {
+		// cilium/ebpf reports EINVAL as is, which is also what kernels
+		// without uprobe.multi links answer: probe for them.
+		if errors.Is(err, ebpf.ErrNotSupported) || features.HaveBPFLinkUprobeMulti() != nil {
+			return fmt.Errorf("%s %s:%s: this kernel has no uprobe.multi links (Linux >= 6.6): %w", a.Kind, a.Path, a.Target, err)
+		}
+		return fmt.Errorf("%s %s:%s: %w", a.Kind, a.Path, a.Target, err)
+	}
+	p.attachments.add(l)
+	return nil
+}
+
+// elfFunctions lists the defined functions of an ELF file matching a glob
+// pattern; a plain name is returned as is.
+func elfFunctions(file, pattern string) ([]string, error) {
+	if !strings.ContainsAny(pattern, "*?[") {
+		return []string{pattern}, nil
+	}
+	f, err := elf.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	seen := map[string]bool{}
+	for _, read := range []func() ([]elf.Symbol, error){f.Symbols, f.DynamicSymbols} {
+		syms, err := read()
+		if err != nil && !errors.Is(err, elf.ErrNoSymbols) {
+			return nil, err
+		}
+		for _, s := range syms {
+			name, _, _ := strings.Cut(s.Name, "@") // versioned dynamic symbols
+			if elf.ST_TYPE(s.Info) != elf.STT_FUNC || s.Value == 0 || seen[name] {
+				continue
+			}
+			if ok, _ := path.Match(pattern, name); ok {
+				seen[name] = true
+			}
+		}
+	}
+	if len(seen) == 0 {
+		return nil, fmt.Errorf("%s has no function matching %q", file, pattern)
+	}
+	out := make([]string, 0, len(seen))
+	for s := range seen {
+		out = append(out, s)
+	}
+	sort.Strings(out)
+	return out, nil
+}

@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# make test-kernels: boot Debian kernels under qemu (TCG: no KVM needed) with
+# this machine's root shared read-only over 9p, and run there the tests that
+# skip on this machine's kernel (kprobes, fentry, kprobe.multi, lsm, ...).
+# Exits non-zero if a test failed, a guest did not finish, or an attach-type
+# test skipped on a kernel that has the feature.
+#
+#   KERNELS        Debian packages (meta-packages are resolved), default
+#                  "linux-image-amd64 linux-image-6.12-amd64"
+#   KERNELS_CACHE  where kernels are downloaded and unpacked
+#   KERNELS_OUT    results, initramfs and test binaries (not under /tmp,
+#                  /run, /var/tmp or /root: the guest mounts tmpfs there)
+#   TESTS_LIST     the guest's test list (default test/kernels/tests.list)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+REPO=$PWD
+KERNELS=${KERNELS:-"linux-image-amd64 linux-image-6.12-amd64"}
+CACHE=${KERNELS_CACHE:-/var/cache/probe_exporter/kernels}
+OUT=${KERNELS_OUT:-$CACHE/run}
+GUEST_TIMEOUT=${GUEST_TIMEOUT:-900}
+export DEBIAN_FRONTEND=noninteractive
+
+log() { echo "test-kernels: $*"; }
+
+# What the host needs; the kernels themselves are unpacked, not installed.
+need=""
+for p in qemu-system-x86 busybox-static cpio xz-utils; do dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"; done
+if [ -n "$need" ]; then
+	log "installing$need"
+	apt-get update -qq && apt-get install -y -qq --no-install-recommends $need >/dev/null
+fi
+
+# A fresh machine may have no package lists yet.
+apt-cache show linux-image-amd64 >/dev/null 2>&1 || apt-get update -qq
+
+# kernel PKG: download and unpack a kernel package (a meta-package names
+# its image), print its version.
+kernel() {
+	local pkg=$1 dep
+	dep=$(apt-cache depends "$pkg" 2>/dev/null | awk '$1 == "Depends:" && $2 ~ /^linux-image-[0-9]/ {print $2; exit}')
+	[ -n "$dep" ] && pkg=$dep
+	case "$pkg" in linux-image-[0-9]*) ;; *)
+		echo "test-kernels: $1 names no kernel image package (apt-cache depends $1)" >&2
+		return 1
+		;;
+	esac
+	local v=${pkg#linux-image-}
+	if [ ! -f "$CACHE/$v/boot/vmlinuz-$v" ]; then
+		# Called where set -e does not apply: every step is checked.
+		rm -rf "$CACHE/$v.tmp" && mkdir -p "$CACHE/$v.tmp" || return 1
+		(cd "$CACHE" && apt-get download -q -o APT::Sandbox::User=root "$pkg") >&2 || return 1
+		dpkg-deb -x "$CACHE/${pkg}_"*.deb "$CACHE/$v.tmp" || return 1
+		rm -f "$CACHE/${pkg}_"*.deb
+		rm -rf "$CACHE/$v" && mv "$CACHE/$v.tmp" "$CACHE/$v" || return 1
+	fi
+	echo "$v"
+}
+
+# modfile V NAME: the module file of NAME in kernel V.
+modfile() {
+	find "$CACHE/$1/lib/modules/$1/kernel" \( -name "$2.ko" -o -name "$2.ko.xz" \) | head -n1
+}
+
+# moddeps V NAME: NAME's dependencies, then NAME, each once, for insmod.
+moddeps() {
+	local f deps d
+	f=$(modfile "$1" "$2")
+	[ -z "$f" ] && return 0 # built in
+	case "$f" in *.xz) deps=$(xz -dc "$f" | tr '\0' '\n' | sed -n 's/^depends=//p') ;; *) deps=$(tr '\0' '\n' <"$f" | sed -n 's/^depends=//p') ;; esac
+	for d in ${deps//,/ }; do moddeps "$1" "${d//-/_}"; done
+	echo "$2"
+}
+
+# initramfs V: busybox, /init and the modules mounting the 9p root needs.
+initramfs() {
+	local v=$1 d=$OUT/$1/initramfs m f
+	rm -rf "$d" && mkdir -p "$d/bin" "$d/modules"
+	cp /bin/busybox "$d/bin/busybox"
+	cp "$REPO/test/kernels/init" "$d/init"
+	: >"$d/modules.order"
+	for m in $( (for x in virtio_pci 9pnet_virtio 9p; do moddeps "$v" $x; done) | awk '!seen[$0]++'); do
+		f=$(modfile "$v" "$m")
+		case "$f" in *.xz) xz -dc "$f" >"$d/modules/$m.ko" ;; *) cp "$f" "$d/modules/$m.ko" ;; esac
+		echo "$m.ko" >>"$d/modules.order"
+	done
+	(cd "$d" && find . | cpio -o -H newc --quiet | gzip -1) >"$OUT/$v/initrd.img"
+}
+
+start=$(date +%s)
+mkdir -p "$OUT/bin" "$OUT/bpf"
+versions=""
+for k in $KERNELS; do
+	v=$(kernel "$k") || exit 1
+	versions="$versions $v"
+done
+log "kernels:$versions"
+
+# Test binaries and objects, built here: the guest has no time for clang.
+make -s build examples
+for b in loader cmd/probe_exporter; do
+	go test -c -o "$OUT/bin/$(basename $b).test" "./$b"
+done
+go build -o "$OUT/bin/summarize" ./test/kernels/summarize
+tests=$OUT/tests.list
+sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "${TESTS_LIST:-test/kernels/tests.list}" >"$tests"
+# Fill the object cache: run each test list entry in prepare mode.
+while read -r label bin dir run envs; do
+	(cd "$dir" && BPFTEST_CACHE=$OUT/bpf BPFTEST_PREPARE=1 "$OUT/bin/$bin.test" -test.count=1 -test.run "$run" >/dev/null) ||
+		{ log "preparing $label failed"; exit 1; }
+done < <(awk -v repo="$REPO" '{ $3 = repo "/" $3; print }' "$tests")
+awk -v repo="$REPO" '{ $3 = repo "/" $3; print }' "$tests" >"$tests.abs"
+log "built in $(($(date +%s) - start))s"
+
+dirs=""
+for v in $versions; do
+	res=$OUT/$v/results
+	rm -rf "$res" && mkdir -p "$res"
+	initramfs "$v"
+	log "booting $v (TCG)"
+	t0=$(date +%s)
+	rc=0
+	timeout --foreground -k 10 "$GUEST_TIMEOUT" qemu-system-x86_64 -accel tcg -cpu max -m 2048 -smp 2 \
+		-kernel "$CACHE/$v/boot/vmlinuz-$v" -initrd "$OUT/$v/initrd.img" \
+		-append "console=ttyS0 panic=-1 quiet loglevel=3 PE_RESULTS=$res PE_GUEST=$REPO/test/kernels/guest.sh PE_CONFIG=$CACHE/$v/boot/config-$v PE_BIN=$OUT/bin PE_BPFCACHE=$OUT/bpf PE_TESTS=$tests.abs" \
+		-virtfs local,path=/,mount_tag=hostroot,readonly=on,security_model=none,multidevs=remap \
+		-virtfs local,path="$res",mount_tag=results,security_model=none \
+		-display none -no-reboot -serial file:"$OUT/$v/console.log" -monitor none -nic none || rc=$?
+	log "$v: guest ran $(($(date +%s) - t0))s (qemu exit $rc); console: $OUT/$v/console.log"
+	echo "$(($(date +%s) - t0))" >"$res/seconds"
+	dirs="$dirs $res"
+done
+for res in $dirs; do
+	for f in "$res"/*.out; do
+		[ -e "$f" ] && go tool test2json -p "$(basename "$f" .out)" <"$f" >"${f%.out}.json"
+	done
+done
+log "total $(($(date +%s) - start))s"
+if ! "$OUT/bin/summarize" $dirs; then
+	for v in $versions; do
+		echo "--- last lines of $v's console:"
+		tail -n 30 "$OUT/$v/console.log"
+	done
+	exit 1
+fi
