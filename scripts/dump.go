@@ -41,12 +41,25 @@ type btCollector struct {
 	over    bool
 	last    time.Time // when the newest map line came
 	arrived int       // map lines seen in this dump, over the limit too
+	settled bool      // bpftrace of this run has reached its event loop
 }
 
 func (c *btCollector) reset() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.active, c.lines, c.size, c.over, c.arrived = false, nil, 0, false, 0
+	c.active, c.lines, c.size, c.over, c.arrived, c.settled = false, nil, 0, false, 0, false
+}
+
+func (c *btCollector) isSettled() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.settled
+}
+
+func (c *btCollector) settle() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.settled = true
 }
 
 func (c *btCollector) begin() {
@@ -151,13 +164,30 @@ func (s *script) scrapeBpftrace(ctx context.Context) ([]byte, error) {
 // max(StartWait, 5s).
 func (s *script) dumpBpftrace(pid int, stdout *os.File) ([]byte, error) {
 	c := &s.bt2
+	deadline := time.Now().Add(max(s.opts.StartWait, 5*time.Second))
+	if !c.isSettled() {
+		// bpftrace says it attaches before it has attached everything
+		// and run BEGIN: the first dump waits until it idles in its
+		// event loop, so that it is not taken before BEGIN.
+		for idle := 0; idle < 3; {
+			if time.Now().After(deadline) {
+				return nil, fmt.Errorf("bpftrace did not settle after attaching within %v", max(s.opts.StartWait, 5*time.Second))
+			}
+			time.Sleep(dumpPoll)
+			if btIdle(s.opts.procRoot(), pid, stdout) {
+				idle++
+			} else {
+				idle = 0
+			}
+		}
+		c.settle()
+	}
 	c.begin()
 	sent := time.Now()
 	if err := syscall.Kill(pid, syscall.SIGUSR1); err != nil {
 		c.end()
 		return nil, fmt.Errorf("signalling bpftrace: %w", err)
 	}
-	deadline := sent.Add(max(s.opts.StartWait, 5*time.Second))
 	for {
 		time.Sleep(dumpPoll)
 		n, last := c.progress()

@@ -49,7 +49,7 @@ type script struct {
 	logger    *slog.Logger
 	bt        btScript
 	module    string // systemtap module name
-	sup       *runtime
+	sup       *shared
 
 	mu         sync.Mutex
 	cmd        *exec.Cmd
@@ -61,6 +61,7 @@ type script struct {
 	stopping   bool
 	started    time.Time
 	lastReq    time.Time
+	inflight   int // requests being answered
 	lastOutput time.Time
 	lastErr    string
 	restarts   int
@@ -77,8 +78,8 @@ type script struct {
 	bt2  btCollector
 }
 
-// runtime is what every script of a supervisor shares.
-type runtime struct {
+// shared is what every script of a supervisor shares.
+type shared struct {
 	live       atomic.Int64 // processes running
 	seq        atomic.Int64 // run numbers
 	cgroupRoot string

@@ -83,7 +83,7 @@ type Supervisor struct {
 	mu      sync.Mutex
 	scripts map[string]*script
 	ctx     context.Context
-	rt      *runtime
+	rt      *shared
 	closed  atomic.Bool // Run has ended: nothing starts any more
 
 	descs struct {
@@ -117,7 +117,7 @@ func New(opts Options) (*Supervisor, error) {
 	}
 	opts.Dir = dir
 	s := &Supervisor{opts: opts, scripts: map[string]*script{}, ctx: context.Background()}
-	s.rt = &runtime{pid: os.Getpid()}
+	s.rt = &shared{pid: os.Getpid()}
 	if !opts.NoCgroups {
 		s.rt.cgroupRoot = cgroupRoot(opts.procRoot(), s.rt.pid)
 	}
@@ -284,7 +284,7 @@ func (s *Supervisor) reap() {
 		}
 		sc.mu.Lock()
 		var st *stopping
-		if sc.running() && !sc.stopping && time.Since(sc.lastReq) > s.opts.Keepalive {
+		if sc.running() && !sc.stopping && sc.inflight == 0 && time.Since(sc.lastReq) > s.opts.Keepalive {
 			st = sc.beginStop()
 		}
 		sc.mu.Unlock()
@@ -381,6 +381,15 @@ func (s *Supervisor) ServeScript(w http.ResponseWriter, r *http.Request, name st
 	}
 	sc.mu.Lock()
 	sc.lastReq = time.Now()
+	// A script is not idle while a request waits for it; its keepalive
+	// counts from the end of the last request.
+	sc.inflight++
+	defer func() {
+		sc.mu.Lock()
+		sc.inflight--
+		sc.lastReq = time.Now()
+		sc.mu.Unlock()
+	}()
 	if sc.running() && sc.stopping {
 		// Being stopped: wait for that to end, then start afresh
 		// rather than answer from a dying process.
