@@ -19,8 +19,8 @@ import (
 const runEnv = "PROBE_EXPORTER_RUN"
 
 // cgroupRoot is the cgroup v2 directory under which the supervisor puts
-// one cgroup per script run: a child of the exporter's own cgroup, or ""
-// when cgroup v2 is not mounted or not writable.
+// one cgroup per script run: a child of the exporter's own cgroup, made
+// with the first run, or "" when cgroup v2 is not mounted.
 func cgroupRoot(procRoot string, pid int) string {
 	mount := cgroup2Mount(procRoot)
 	if mount == "" {
@@ -39,11 +39,7 @@ func cgroupRoot(procRoot string, pid int) string {
 	if own == "" {
 		return ""
 	}
-	dir := filepath.Join(mount, own, "probe_exporter-scripts-"+strconv.Itoa(pid))
-	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
-		return ""
-	}
-	return dir
+	return filepath.Join(mount, own, "probe_exporter-scripts-"+strconv.Itoa(pid))
 }
 
 // cgroup2Mount finds where the cgroup v2 hierarchy is mounted.
@@ -83,6 +79,9 @@ func newJail(root, name, marker, procRoot string) *jail {
 	j := &jail{fd: -1, marker: runEnv + "=" + marker, procRoot: procRoot}
 	if root == "" {
 		return j
+	}
+	if err := os.Mkdir(root, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return j // not ours to write (e.g. after --runas.user): the marker holds
 	}
 	dir := filepath.Join(root, sanitizeName(name)+"-"+marker[strings.LastIndexByte(marker, '.')+1:])
 	if err := os.Mkdir(dir, 0o755); err != nil {
