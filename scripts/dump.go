@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -31,7 +32,7 @@ func btLineType(line []byte) string {
 	return ""
 }
 
-// btCollector gathers the map lines of the dump in progress; lines
+// btCollector gathers the map lines of one run's dump in progress; lines
 // outside a dump (bpftrace's own dump at exit) are dropped.
 type btCollector struct {
 	mu      sync.Mutex
@@ -42,12 +43,6 @@ type btCollector struct {
 	last    time.Time // when the newest map line came
 	arrived int       // map lines seen in this dump, over the limit too
 	settled bool      // bpftrace of this run has reached its event loop
-}
-
-func (c *btCollector) reset() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.active, c.lines, c.size, c.over, c.arrived, c.settled = false, nil, 0, false, 0, false
 }
 
 func (c *btCollector) isSettled() bool {
@@ -105,6 +100,7 @@ func (c *btCollector) end() ([][]byte, bool) {
 // dumpCall is one SIGUSR1 dump; every request arriving while it runs
 // waits for it and gets its whole answer.
 type dumpCall struct {
+	cmd  *exec.Cmd // the run it dumps
 	done chan struct{}
 	out  []byte
 	err  error
@@ -125,7 +121,7 @@ const (
 // requests that arrive while it runs.
 func (s *script) scrapeBpftrace(ctx context.Context) ([]byte, error) {
 	s.mu.Lock()
-	cmd, ready, stdout := s.cmd, s.ready, s.stdout
+	cmd, ready, stdout, collector := s.cmd, s.ready, s.stdout, s.collector
 	if cmd == nil || !s.running() {
 		s.mu.Unlock()
 		return nil, errStarting
@@ -137,13 +133,15 @@ func (s *script) scrapeBpftrace(ctx context.Context) ([]byte, error) {
 		return nil, errStarting // not attached yet
 	}
 	call := s.dump
-	if call == nil {
-		call = &dumpCall{done: make(chan struct{})}
+	if call == nil || call.cmd != cmd {
+		call = &dumpCall{cmd: cmd, done: make(chan struct{})}
 		s.dump = call
 		go func() {
-			call.out, call.err = s.dumpBpftrace(cmd.Process.Pid, stdout)
+			call.out, call.err = s.dumpBpftrace(cmd.Process.Pid, stdout, collector)
 			s.mu.Lock()
-			s.dump = nil
+			if s.dump == call {
+				s.dump = nil
+			}
 			if call.err == nil {
 				s.lastOutput = time.Now()
 			}
@@ -162,8 +160,7 @@ func (s *script) scrapeBpftrace(ctx context.Context) ([]byte, error) {
 
 // dumpBpftrace signals bpftrace and collects the dump it prints; at most
 // max(StartWait, 5s).
-func (s *script) dumpBpftrace(pid int, stdout *os.File) ([]byte, error) {
-	c := &s.bt2
+func (s *script) dumpBpftrace(pid int, stdout *os.File, c *btCollector) ([]byte, error) {
 	deadline := time.Now().Add(max(s.opts.StartWait, 5*time.Second))
 	if !c.isSettled() {
 		// bpftrace says it attaches before it has attached everything

@@ -73,9 +73,10 @@ type script struct {
 	stderr     *rateLimited
 	removed    bool
 
-	// bpftrace: one dump at a time, shared by every request waiting.
-	dump *dumpCall
-	bt2  btCollector
+	// bpftrace: one dump at a time, shared by every request waiting,
+	// collected from the current run's output.
+	dump      *dumpCall
+	collector *btCollector
 }
 
 // shared is what every script of a supervisor shares.
@@ -191,14 +192,15 @@ func (s *script) launch() error {
 	s.started = time.Now()
 	s.ready = make(chan struct{})
 	s.block, s.blockErr = nil, nil
-	s.bt2.reset()
+	collector := &btCollector{}
+	s.collector = collector
 	done, exited := make(chan struct{}), make(chan struct{})
 	s.done, s.exited = done, exited
 	ready := s.ready
 	var errTail tailBuffer
 	var readers sync.WaitGroup
 	readers.Add(2)
-	go func() { defer readers.Done(); s.readStdout(outR, ready) }()
+	go func() { defer readers.Done(); s.readStdout(outR, ready, collector) }()
 	go func() { defer readers.Done(); s.readStderr(errR, &errTail) }()
 	go func() {
 		err := cmd.Wait()
@@ -280,7 +282,7 @@ func (e errTooLarge) Error() string {
 // ending with "# EOF"; bpftrace prints JSON lines; systemtap's output goes
 // to procfs and stdout is only logged. No line or block is held beyond
 // the output limit, and reading never stops before the process's end.
-func (s *script) readStdout(r io.Reader, ready chan struct{}) {
+func (s *script) readStdout(r io.Reader, ready chan struct{}, collector *btCollector) {
 	lr := newLineReader(r, s.opts.MaxOutput)
 	var block bytes.Buffer
 	over := false
@@ -340,7 +342,7 @@ func (s *script) readStdout(r io.Reader, ready chan struct{}) {
 			case typ == "attached_probes":
 				markReady()
 			case btMapTypes[typ] || tooLong && bytes.HasPrefix(line, []byte("{")):
-				s.bt2.add(line, tooLong, s.opts.MaxOutput)
+				collector.add(line, tooLong, s.opts.MaxOutput)
 			}
 		case KindStap:
 			s.logger.Debug("script output", "script", s.name, "line", string(line))
