@@ -395,8 +395,45 @@ func TestOutputLimits(t *testing.T) {
 		if code != http.StatusInternalServerError || !strings.Contains(body, "huge.bt") || !strings.Contains(body, "16384") {
 			t.Fatalf("over the limit: %d %.300q", code, body)
 		}
-		_ = s
+		if st := s.Status()[0]; !strings.Contains(st.LastError, "16384") {
+			t.Fatalf("state does not say so: %+v", st)
+		}
 	})
+	t.Run("default-limit", func(t *testing.T) {
+		// As reported, over the default 16 MiB: a block of 20 MB (the
+		// report's 100 MB behaves the same), then one 40 MB line; then
+		// good blocks.
+		dir := t.TempDir()
+		trigger := filepath.Join(t.TempDir(), "good")
+		writeScript(t, dir, "huge.sh", "#!/bin/sh\necho '# TYPE big gauge'\nyes 'big{i=\"1\"} 1' | head -c 20971520\necho\necho '# EOF'\n"+
+			"head -c 41943040 /dev/zero | tr '\\0' 'e'; echo ' 1'; echo '# EOF'\n"+
+			"while [ ! -e "+trigger+" ]; do sleep 0.05; done\nwhile true; do echo 'good 1'; echo '# EOF'; sleep 0.1; done\n", true)
+		s, url, _ := runSupervisor(t, Options{Dir: dir, StartWait: 20 * time.Second})
+		check := func() {
+			t.Helper()
+			code, body, err := getWithin(url+"/huge.sh", hangLimit)
+			if err != nil || code != http.StatusInternalServerError || !strings.Contains(body, "huge.sh") || !strings.Contains(body, strconv.Itoa(16<<20)) {
+				t.Fatalf("over the default limit: %d %.300q %v", code, body, err)
+			}
+		}
+		check() // starts it; answers from the 20 MB block
+		s.mu.Lock()
+		sc := s.scripts["huge.sh"]
+		s.mu.Unlock()
+		eventually(t, "the 40 MB line to be read", func() bool { return sc.outputErrsNow() == 2 })
+		check()
+		os.WriteFile(trigger, nil, 0o644)
+		eventually(t, "the next good block", func() bool {
+			code, body, err := getWithin(url+"/huge.sh", hangLimit)
+			return err == nil && code == http.StatusOK && strings.Contains(body, "good 1\n")
+		})
+	})
+}
+
+func (s *script) outputErrsNow() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.outputErrs
 }
 
 // Case 6: exposition Prometheus would reject is not served; the answer

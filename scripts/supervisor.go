@@ -472,6 +472,12 @@ func (s *Supervisor) ServeScript(w http.ResponseWriter, r *http.Request, name st
 	}
 	var tooLarge errTooLarge
 	if errors.As(err, &tooLarge) {
+		if sc.kind != KindExec { // exec blocks are counted as they come
+			sc.mu.Lock()
+			sc.outputErrs++
+			sc.lastErr = err.Error()
+			sc.mu.Unlock()
+		}
 		http.Error(w, fmt.Sprintf("%s: %v", name, err), http.StatusInternalServerError)
 		return
 	}
