@@ -171,7 +171,7 @@ func (s *script) dumpBpftrace(pid int, stdout *os.File, c *btCollector) ([]byte,
 				return nil, fmt.Errorf("bpftrace did not settle after attaching within %v", max(s.opts.StartWait, 5*time.Second))
 			}
 			time.Sleep(dumpPoll)
-			if btIdle(s.opts.procRoot(), pid, stdout) {
+			if btIdle(hostProc, pid, stdout) {
 				idle++
 			} else {
 				idle = 0
@@ -193,7 +193,7 @@ func (s *script) dumpBpftrace(pid int, stdout *os.File, c *btCollector) ([]byte,
 		if n > 0 {
 			quietFrom = last
 		}
-		if (n > 0 || now.Sub(sent) >= dumpEmpty) && now.Sub(quietFrom) >= dumpQuiet && btIdle(s.opts.procRoot(), pid, stdout) {
+		if (n > 0 || now.Sub(sent) >= dumpEmpty) && now.Sub(quietFrom) >= dumpQuiet && btIdle(hostProc, pid, stdout) {
 			break
 		}
 		if now.After(deadline) {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -12,6 +13,10 @@ import (
 	"syscall"
 	"time"
 )
+
+// hostProc is where processes are looked up (Options.ProcRoot is only
+// where systemtap's output is read).
+const hostProc = "/proc"
 
 // runEnv is the environment variable that marks every process of one
 // script run (children inherit it), so that what a script started can be
@@ -39,7 +44,56 @@ func cgroupRoot(procRoot string, pid int) string {
 	if own == "" {
 		return ""
 	}
-	return filepath.Join(mount, own, "probe_exporter-scripts-"+strconv.Itoa(pid))
+	return filepath.Join(mount, own, cgroupPrefix+strconv.Itoa(pid))
+}
+
+// cgroupPrefix names the per-exporter cgroup of script runs; the
+// exporter's pid follows.
+const cgroupPrefix = "probe_exporter-scripts-"
+
+// reapStale ends what scripts of an exporter that died without stopping
+// them (SIGKILL, a crash) left running: the cgroups of exporters whose
+// pid is gone are killed and removed. It returns how many processes it
+// killed.
+func reapStale(root, procRoot string, logger *slog.Logger) int {
+	parent := filepath.Dir(root)
+	entries, err := os.ReadDir(parent)
+	if err != nil {
+		return 0
+	}
+	killed := 0
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), cgroupPrefix)
+		if !ok || !e.IsDir() || filepath.Join(parent, e.Name()) == root {
+			continue
+		}
+		pid, err := strconv.Atoi(rest)
+		if err != nil {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(procRoot, strconv.Itoa(pid))); err == nil {
+			continue // that exporter still runs
+		}
+		dir := filepath.Join(parent, e.Name())
+		runs, _ := os.ReadDir(dir)
+		for _, r := range runs {
+			if !r.IsDir() {
+				continue
+			}
+			j := &jail{cgroup: filepath.Join(dir, r.Name()), fd: -1, procRoot: procRoot}
+			n := len(j.pids())
+			if n > 0 {
+				j.signal(syscall.SIGKILL)
+				j.waitEmpty(2 * time.Second)
+				killed += n
+			}
+			_ = os.Remove(j.cgroup)
+		}
+		if err := os.Remove(dir); err == nil {
+			logger.Warn("removed the script cgroups of an exporter that is gone", "cgroup", dir, "killed", killed)
+		}
+	}
+	return killed
 }
 
 // cgroup2Mount finds where the cgroup v2 hierarchy is mounted.

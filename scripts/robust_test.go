@@ -9,10 +9,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -549,3 +551,44 @@ func (b *lockedBuffer) String() string {
 }
 
 func newTestLogger(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
+
+// What the scripts of an exporter that died by SIGKILL left running in
+// their cgroups is killed when the next exporter starts.
+func TestStaleCgroupsReaped(t *testing.T) {
+	root := cgroupRoot(hostProc, os.Getpid())
+	if root == "" {
+		t.Skip("no cgroup v2")
+	}
+	stale := filepath.Join(filepath.Dir(root), cgroupPrefix+"999999999") // no such pid
+	run := filepath.Join(stale, "left.sh-1")
+	if err := os.MkdirAll(run, 0o755); err != nil {
+		t.Skipf("cgroup v2 not writable: %v", err)
+	}
+	t.Cleanup(func() { os.Remove(run); os.Remove(stale) })
+	fd, err := syscall.Open(run, syscall.O_RDONLY|syscall.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	left := exec.Command("sh", "-c", "trap '' TERM; while :; do sleep 1; done")
+	left.SysProcAttr = &syscall.SysProcAttr{Setsid: true, UseCgroupFD: true, CgroupFD: fd}
+	if err := left.Start(); err != nil {
+		syscall.Close(fd)
+		t.Fatal(err)
+	}
+	syscall.Close(fd)
+	waited := make(chan struct{})
+	go func() { left.Wait(); close(waited) }()
+	t.Cleanup(func() { left.Process.Kill(); <-waited })
+
+	if _, err := New(Options{Dir: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-waited:
+	case <-time.After(hangLimit):
+		t.Fatal("the stale script process survives")
+	}
+	if _, err := os.Stat(stale); err == nil {
+		t.Fatalf("stale cgroup %s not removed", stale)
+	}
+}

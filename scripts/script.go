@@ -138,7 +138,7 @@ func (s *script) launch() error {
 		return err
 	}
 	marker := fmt.Sprintf("%d.%d", s.sup.pid, s.sup.seq.Add(1))
-	j := newJail(s.sup.cgroupRoot, s.name, marker, s.opts.procRoot())
+	j := newJail(s.sup.cgroupRoot, s.name, marker, hostProc)
 	cmd.Dir = s.opts.Dir
 	cmd.Env = append(os.Environ(), "PROBE_EXPORTER_SCRIPT="+s.name, j.marker)
 	outR, outW, err := os.Pipe()

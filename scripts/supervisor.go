@@ -119,7 +119,10 @@ func New(opts Options) (*Supervisor, error) {
 	s := &Supervisor{opts: opts, scripts: map[string]*script{}, ctx: context.Background()}
 	s.rt = &shared{pid: os.Getpid()}
 	if !opts.NoCgroups {
-		s.rt.cgroupRoot = cgroupRoot(opts.procRoot(), s.rt.pid)
+		s.rt.cgroupRoot = cgroupRoot(hostProc, s.rt.pid)
+		if s.rt.cgroupRoot != "" {
+			reapStale(s.rt.cgroupRoot, hostProc, opts.Logger)
+		}
 	}
 	d := func(name, help string) *prometheus.Desc {
 		return prometheus.NewDesc("probe_exporter_script_"+name, help, []string{"script", "kind"}, nil)
