@@ -47,8 +47,8 @@ func TestBpftraceSyscalls(t *testing.T) {
 tracepoint:syscalls:sys_enter_getppid /comm == "`+name+`"/ { @calls[comm] = count(); @last = 42; }
 `, false)
 	_, srv := serve(t, Options{Dir: dir, StartWait: 20 * time.Second})
-	// The first request starts bpftrace; before any event its maps are
-	// empty, so it answers 503 (never a 200 without metrics).
+	// The first request starts bpftrace; until it has attached it
+	// answers 503, then 200 (with no metrics while its maps are empty).
 	eventually(t, "bpftrace to attach", func() bool {
 		code, _, _ := get(t, srv.URL+"/getppid.bt")
 		return code == http.StatusServiceUnavailable || code == http.StatusOK

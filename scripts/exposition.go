@@ -91,3 +91,110 @@ func sanitizeName(s string) string {
 	}
 	return string(b)
 }
+
+// validate parses script output with Prometheus' text parser (expfmt,
+// which rejects bad syntax, unknown or misplaced TYPE lines and samples
+// that do not fit their type, naming the line), rejects what a Prometheus
+// scrape rejects beyond the grammar (the same series twice), and
+// re-encodes it, so that what is served is valid exposition.
+func validate(out []byte) ([]byte, error) {
+	fams, err := parseText(out)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkDuplicates(out); err != nil {
+		return nil, err
+	}
+	return encodeText(fams)
+}
+
+// checkDuplicates finds a series (name and label set, in any label order)
+// given twice. The text has passed the parser, so its sample lines are
+// well formed.
+func checkDuplicates(text []byte) error {
+	seen := map[string]int{}
+	var pairs []string
+	for n, line := range bytes.Split(text, []byte{'\n'}) {
+		line = bytes.TrimLeft(line, " \t")
+		if len(line) == 0 || line[0] == '#' {
+			continue
+		}
+		key, ok := seriesKey(line, pairs[:0])
+		if !ok {
+			continue
+		}
+		if first, dup := seen[key]; dup {
+			return fmt.Errorf("line %d: duplicate series %s (first on line %d)", n+1, truncate(seriesText(line), 200), first)
+		}
+		seen[key] = n + 1
+	}
+	return nil
+}
+
+// seriesText is the name and labels part of a sample line.
+func seriesText(line []byte) []byte {
+	if i := bytes.LastIndexByte(line, '}'); i >= 0 {
+		return line[:i+1]
+	}
+	if i := bytes.IndexAny(line, " \t"); i >= 0 {
+		return line[:i]
+	}
+	return line
+}
+
+// seriesKey is a canonical form of a sample line's series: its name and
+// its label pairs sorted, values unescaped.
+func seriesKey(line []byte, pairs []string) (string, bool) {
+	i := bytes.IndexAny(line, "{ \t")
+	if i < 0 {
+		return "", false
+	}
+	name := string(line[:i])
+	if line[i] != '{' {
+		return name, true
+	}
+	i++
+	for {
+		for i < len(line) && (line[i] == ' ' || line[i] == '\t' || line[i] == ',') {
+			i++
+		}
+		if i >= len(line) {
+			return "", false
+		}
+		if line[i] == '}' {
+			break
+		}
+		eq := bytes.IndexByte(line[i:], '=')
+		if eq < 0 {
+			return "", false
+		}
+		lname := string(bytes.TrimSpace(line[i : i+eq]))
+		i += eq + 1
+		for i < len(line) && line[i] != '"' {
+			i++
+		}
+		i++ // opening quote
+		var val strings.Builder
+		for i < len(line) && line[i] != '"' {
+			if line[i] == '\\' && i+1 < len(line) {
+				i++
+				switch line[i] {
+				case 'n':
+					val.WriteByte('\n')
+				default:
+					val.WriteByte(line[i])
+				}
+			} else {
+				val.WriteByte(line[i])
+			}
+			i++
+		}
+		if i >= len(line) {
+			return "", false
+		}
+		i++ // closing quote
+		pairs = append(pairs, lname+"\x00"+val.String())
+	}
+	sort.Strings(pairs)
+	return name + "\x00" + strings.Join(pairs, "\x00"), true
+}

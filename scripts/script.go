@@ -1,7 +1,6 @@
 package scripts
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -11,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -49,13 +49,19 @@ type script struct {
 	logger    *slog.Logger
 	bt        btScript
 	module    string // systemtap module name
+	sup       *shared
 
 	mu         sync.Mutex
 	cmd        *exec.Cmd
-	done       chan struct{} // closed when the current process exits
+	jail       *jail
+	stdout     *os.File      // read end of the process's stdout
+	done       chan struct{} // closed when the run and all it started are gone
+	exited     chan struct{} // closed when the script's own process exits
 	state      State
+	stopping   bool
 	started    time.Time
 	lastReq    time.Time
+	inflight   int // requests being answered
 	lastOutput time.Time
 	lastErr    string
 	restarts   int
@@ -63,9 +69,22 @@ type script struct {
 	outputErrs int
 	ready      chan struct{} // closed at the first output of this run
 	block      []byte        // exec: newest complete block
-	lines      chan []byte   // bpftrace: map lines after SIGUSR1
+	blockErr   error         // exec: the newest block broke a limit
 	stderr     *rateLimited
 	removed    bool
+
+	// bpftrace: one dump at a time, shared by every request waiting,
+	// collected from the current run's output.
+	dump      *dumpCall
+	collector *btCollector
+}
+
+// shared is what every script of a supervisor shares.
+type shared struct {
+	live       atomic.Int64 // processes running
+	seq        atomic.Int64 // run numbers
+	cgroupRoot string
+	pid        int
 }
 
 func (s *script) status() Status {
@@ -87,57 +106,121 @@ func (s *script) running() bool {
 	}
 }
 
-// start launches the process in its own process group; callers hold s.mu.
-func (s *script) start() error {
+// stopGrace and killWait bound every wait of a stop.
+func (s *script) stopGrace() time.Duration { return s.opts.StopGrace }
+func (s *script) killWait() time.Duration  { return 2 * time.Second }
+
+// start launches the process in its own process group and cgroup (when
+// the exporter may make one); callers hold s.mu. reserved says the
+// caller already counted it in sup.live.
+func (s *script) start(reserved bool) error {
 	if s.running() {
+		if reserved {
+			s.sup.live.Add(-1)
+		}
 		return nil
 	}
+	if !reserved {
+		s.sup.live.Add(1)
+	}
+	if err := s.launch(); err != nil {
+		s.sup.live.Add(-1)
+		s.state = StateFailed
+		s.lastErr = err.Error()
+		return err
+	}
+	return nil
+}
+
+func (s *script) launch() error {
 	cmd, err := s.command()
 	if err != nil {
-		s.state = StateFailed
-		s.lastErr = err.Error()
 		return err
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	marker := fmt.Sprintf("%d.%d", s.sup.pid, s.sup.seq.Add(1))
+	j := newJail(s.sup.cgroupRoot, s.name, marker, hostProc)
 	cmd.Dir = s.opts.Dir
-	cmd.Env = append(os.Environ(), "PROBE_EXPORTER_SCRIPT="+s.name)
-	stdout, err := cmd.StdoutPipe()
+	cmd.Env = append(os.Environ(), "PROBE_EXPORTER_SCRIPT="+s.name, j.marker)
+	outR, outW, err := os.Pipe()
 	if err != nil {
-		return err
+		j.remove()
+		return fmt.Errorf("starting %s: %w", s.name, err)
 	}
-	stderr, err := cmd.StderrPipe()
+	errR, errW, err := os.Pipe()
 	if err != nil {
-		return err
+		outR.Close()
+		outW.Close()
+		j.remove()
+		return fmt.Errorf("starting %s: %w", s.name, err)
 	}
-	if err := cmd.Start(); err != nil {
-		s.state = StateFailed
-		s.lastErr = err.Error()
+	cmd.Stdout, cmd.Stderr = outW, errW
+	attr := func() *syscall.SysProcAttr {
+		a := &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		if j.fd >= 0 {
+			a.UseCgroupFD, a.CgroupFD = true, j.fd
+		}
+		return a
+	}
+	cmd.SysProcAttr = attr()
+	err = cmd.Start()
+	if err != nil && j.fd >= 0 {
+		// The cgroup refused the process (e.g. controllers enabled
+		// below the exporter's cgroup): the marker still holds it.
+		j.dropCgroup()
+		cmd2, cerr := s.command()
+		if cerr == nil {
+			cmd2.Dir, cmd2.Env, cmd2.Stdout, cmd2.Stderr = cmd.Dir, cmd.Env, outW, errW
+			cmd2.SysProcAttr = attr()
+			cmd, err = cmd2, cmd2.Start()
+		}
+	}
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		outR.Close()
+		errR.Close()
+		j.remove()
 		return fmt.Errorf("starting %s: %w", s.name, err)
 	}
 	if s.starts > 0 {
 		s.restarts++
 	}
 	s.starts++
-	s.cmd = cmd
+	s.cmd, s.jail, s.stdout = cmd, j, outR
 	s.state = StateStarting
+	s.stopping = false
 	s.started = time.Now()
 	s.ready = make(chan struct{})
-	s.block = nil
-	s.lines = make(chan []byte, 1024)
-	done := make(chan struct{})
-	s.done = done
+	s.block, s.blockErr = nil, nil
+	collector := &btCollector{}
+	s.collector = collector
+	done, exited := make(chan struct{}), make(chan struct{})
+	s.done, s.exited = done, exited
 	ready := s.ready
-	lines := s.lines
 	var errTail tailBuffer
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); s.readStdout(stdout, ready, lines) }()
-	go func() { defer wg.Done(); s.readStderr(stderr, &errTail) }()
+	var readers sync.WaitGroup
+	readers.Add(2)
+	go func() { defer readers.Done(); s.readStdout(outR, ready, collector) }()
+	go func() { defer readers.Done(); s.readStderr(errR, &errTail) }()
 	go func() {
-		wg.Wait()
 		err := cmd.Wait()
+		close(exited)
+		s.sup.live.Add(-1)
+		// Whatever the script left behind goes with it.
+		if kerr := j.terminate(s.stopGrace(), s.killWait()); kerr != nil {
+			s.logger.Error("script descendants survive", "script", s.name, "err", kerr)
+		}
+		// With every writer gone the readers see EOF; a writer that
+		// escaped the jail must not hold them.
+		if !waitGroupFor(&readers, s.killWait()) {
+			outR.Close()
+			errR.Close()
+			readers.Wait()
+		}
+		outR.Close()
+		errR.Close()
+		j.remove()
 		s.mu.Lock()
-		defer s.mu.Unlock()
 		if s.cmd == cmd {
 			msg := "exited"
 			if err != nil {
@@ -152,10 +235,25 @@ func (s *script) start() error {
 				s.logger.Warn("script exited", "script", s.name, "err", msg)
 			}
 		}
+		s.mu.Unlock()
 		close(done)
 	}()
-	s.logger.Info("script started", "script", s.name, "pid", cmd.Process.Pid)
+	s.logger.Info("script started", "script", s.name, "pid", cmd.Process.Pid, "cgroup", j.cgroup)
 	return nil
+}
+
+// waitGroupFor waits for wg at most d.
+func waitGroupFor(wg *sync.WaitGroup, d time.Duration) bool {
+	c := make(chan struct{})
+	go func() { wg.Wait(); close(c) }()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-c:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 // command builds the process for the script's kind.
@@ -173,13 +271,21 @@ func (s *script) command() (*exec.Cmd, error) {
 	return exec.Command(s.path), nil
 }
 
+// errTooLarge is an output over --scripts.max-output.
+type errTooLarge struct{ max int }
+
+func (e errTooLarge) Error() string {
+	return fmt.Sprintf("output over the %d-byte limit (--scripts.max-output)", e.max)
+}
+
 // readStdout follows the process's output: exec scripts print blocks
 // ending with "# EOF"; bpftrace prints JSON lines; systemtap's output goes
-// to procfs and stdout is only logged.
-func (s *script) readStdout(r io.Reader, ready chan struct{}, lines chan []byte) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), s.opts.MaxOutput)
+// to procfs and stdout is only logged. No line or block is held beyond
+// the output limit, and reading never stops before the process's end.
+func (s *script) readStdout(r io.Reader, ready chan struct{}, collector *btCollector) {
+	lr := newLineReader(r, s.opts.MaxOutput)
 	var block bytes.Buffer
+	over := false
 	markReady := func() {
 		s.mu.Lock()
 		if ready == s.ready && s.state == StateStarting {
@@ -192,75 +298,143 @@ func (s *script) readStdout(r io.Reader, ready chan struct{}, lines chan []byte)
 			close(ready)
 		}
 	}
-	for sc.Scan() {
-		line := sc.Bytes()
+	for {
+		line, tooLong, err := lr.next()
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrClosed) {
+				s.logger.Warn("reading script output", "script", s.name, "err", err)
+			}
+			return
+		}
 		switch s.kind {
 		case KindExec:
-			if bytes.Equal(bytes.TrimSpace(line), []byte("# EOF")) {
+			if !tooLong && bytes.Equal(bytes.TrimSpace(line), []byte("# EOF")) {
 				out := append([]byte(nil), block.Bytes()...)
 				block.Reset()
 				s.mu.Lock()
-				s.block = out
+				if over {
+					s.block, s.blockErr = nil, errTooLarge{s.opts.MaxOutput}
+					s.outputErrs++
+					s.lastErr = fmt.Sprintf("block %v", s.blockErr)
+					s.logger.Warn("script output block too large; not served", "script", s.name, "max", s.opts.MaxOutput)
+				} else {
+					s.block, s.blockErr = out, nil
+				}
 				s.lastOutput = time.Now()
 				s.mu.Unlock()
+				over = false
 				markReady()
 				continue
 			}
-			if block.Len()+len(line) > s.opts.MaxOutput {
+			if over {
+				continue
+			}
+			if tooLong || block.Len()+len(line)+1 > s.opts.MaxOutput {
+				over = true
 				block.Reset()
-				s.logger.Warn("script output block too large; dropped", "script", s.name, "max", s.opts.MaxOutput)
 				continue
 			}
 			block.Write(line)
 			block.WriteByte('\n')
 		case KindBpftrace:
-			if bytes.Contains(line, []byte(`"type": "attached_probes"`)) || bytes.Contains(line, []byte(`"type":"attached_probes"`)) {
+			typ := btLineType(line)
+			switch {
+			case typ == "attached_probes":
 				markReady()
-				continue
-			}
-			if bytes.HasPrefix(line, []byte("{")) {
-				select {
-				case lines <- append([]byte(nil), line...):
-				default: // nobody is scraping: drop
-				}
+			case btMapTypes[typ] || tooLong && bytes.HasPrefix(line, []byte("{")):
+				collector.add(line, tooLong, s.opts.MaxOutput)
 			}
 		case KindStap:
 			s.logger.Debug("script output", "script", s.name, "line", string(line))
 		}
 	}
-	if err := sc.Err(); err != nil {
-		s.logger.Warn("reading script output", "script", s.name, "err", err)
-	}
 }
 
+// readStderr logs stderr (rate-limited, long lines cut) and keeps its
+// tail for error messages; it reads to the end whatever the script
+// writes, so that a script is never blocked on a full stderr pipe.
 func (s *script) readStderr(r io.Reader, tail *tailBuffer) {
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		tail.add(sc.Text())
-		s.stderr.log(s.logger, s.name, sc.Text())
+	lr := newLineReader(r, 4096)
+	for {
+		line, tooLong, err := lr.next()
+		if err != nil {
+			return
+		}
+		l := string(line)
+		if tooLong {
+			l += " [line cut at 4096 bytes]"
+		}
+		tail.add(l)
+		s.stderr.log(s.logger, s.name, l)
 	}
 }
 
-// stop ends the whole process group: SIGTERM, then SIGKILL after grace.
-func (s *script) stop(grace time.Duration) {
-	s.mu.Lock()
-	cmd, done := s.cmd, s.done
+// stopping is one stop of one run, decided under the script's lock so
+// that a later run is never stopped for an earlier run's idleness.
+type stopping struct {
+	cmd          *exec.Cmd
+	jail         *jail
+	done, exited chan struct{}
+	already      bool // another stop of this run is under way
+}
+
+// beginStop marks the current run as stopping; callers hold s.mu. It
+// returns nil when nothing runs.
+func (s *script) beginStop() *stopping {
 	s.state = StateIdle
+	if s.cmd == nil || s.cmd.Process == nil || s.done == nil || !s.running() {
+		return nil
+	}
+	st := &stopping{cmd: s.cmd, jail: s.jail, done: s.done, exited: s.exited, already: s.stopping}
+	s.stopping = true
+	return st
+}
+
+// stop ends the current run and everything it started.
+func (s *script) stop() {
+	s.mu.Lock()
+	st := s.beginStop()
 	s.mu.Unlock()
-	if cmd == nil || cmd.Process == nil || done == nil {
+	s.finishStop(st)
+}
+
+// finishStop ends a run: SIGTERM to its process group and jail, SIGKILL
+// after grace; every wait is bounded.
+func (s *script) finishStop(st *stopping) {
+	if st == nil {
 		return
 	}
-	pgid := cmd.Process.Pid
-	_ = syscall.Kill(-pgid, syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-time.After(grace):
-		_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		<-done
+	if st.already {
+		// Another stop is under way: wait for it, as long as it may take.
+		t := time.NewTimer(2*s.stopGrace() + 2*s.killWait())
+		defer t.Stop()
+		select {
+		case <-st.done:
+		case <-t.C:
+		}
+		return
 	}
-	// Children that outlived their parent in the group.
-	_ = syscall.Kill(-pgid, syscall.SIGKILL)
-	s.logger.Info("script stopped", "script", s.name)
+	pgid := st.cmd.Process.Pid
+	_ = syscall.Kill(-pgid, syscall.SIGTERM)
+	st.jail.signal(syscall.SIGTERM)
+	grace := time.NewTimer(s.stopGrace())
+	defer grace.Stop()
+	select {
+	case <-st.exited:
+	case <-grace.C:
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		st.jail.signal(syscall.SIGKILL)
+	}
+	// The exit handler takes care of the rest of the jail, within
+	// grace plus the kill wait.
+	bound := time.NewTimer(s.stopGrace() + 2*s.killWait())
+	defer bound.Stop()
+	select {
+	case <-st.done:
+		s.logger.Info("script stopped", "script", s.name)
+	case <-bound.C:
+		s.logger.Error("script did not stop", "script", s.name, "pid", pgid)
+	}
 }
 
 // scrape returns the script's current metrics as text.
@@ -268,8 +442,11 @@ func (s *script) scrape(ctx context.Context) ([]byte, error) {
 	switch s.kind {
 	case KindExec:
 		s.mu.Lock()
-		b := s.block
+		b, berr := s.block, s.blockErr
 		s.mu.Unlock()
+		if berr != nil {
+			return nil, berr
+		}
 		if b == nil {
 			return nil, errStarting
 		}
@@ -280,51 +457,6 @@ func (s *script) scrape(ctx context.Context) ([]byte, error) {
 		return s.scrapeStap()
 	}
 	return nil, fmt.Errorf("unknown kind %q", s.kind)
-}
-
-// scrapeBpftrace asks bpftrace to print its maps (SIGUSR1) and reads them
-// until output pauses.
-func (s *script) scrapeBpftrace(ctx context.Context) ([]byte, error) {
-	s.mu.Lock()
-	cmd, lines := s.cmd, s.lines
-	s.mu.Unlock()
-	if cmd == nil || lines == nil {
-		return nil, errStarting
-	}
-	// Drop anything left from an earlier, interrupted dump.
-	for len(lines) > 0 {
-		<-lines
-	}
-	if err := cmd.Process.Signal(syscall.SIGUSR1); err != nil {
-		return nil, fmt.Errorf("signalling bpftrace: %w", err)
-	}
-	var got [][]byte
-	first := time.NewTimer(s.opts.StartWait)
-	defer first.Stop()
-	select {
-	case l := <-lines:
-		got = append(got, l)
-	case <-first.C:
-		return nil, errStarting // nothing in any map yet
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	const quiet = 30 * time.Millisecond
-	for {
-		select {
-		case l := <-lines:
-			got = append(got, l)
-		case <-time.After(quiet):
-			fams, err := bpftraceFamilies(got, s.bt)
-			if err != nil {
-				return nil, err
-			}
-			s.mu.Lock()
-			s.lastOutput = time.Now()
-			s.mu.Unlock()
-			return encodeText(fams)
-		}
-	}
 }
 
 // tailBuffer keeps the last lines of stderr for error messages.

@@ -17,7 +17,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -46,6 +48,9 @@ type Options struct {
 	StopGrace time.Duration
 	// BackoffMax caps the restart delay of autostart scripts.
 	BackoffMax time.Duration
+	// NoCgroups keeps scripts out of per-run cgroups: what they start
+	// is then found by their environment marker alone.
+	NoCgroups bool
 }
 
 func (o *Options) bpftrace() string { return or(o.Bpftrace, "bpftrace") }
@@ -78,6 +83,8 @@ type Supervisor struct {
 	mu      sync.Mutex
 	scripts map[string]*script
 	ctx     context.Context
+	rt      *shared
+	closed  atomic.Bool // Run has ended: nothing starts any more
 
 	descs struct {
 		up, state, restarts, outputErrors, lastOutput *prometheus.Desc
@@ -110,6 +117,13 @@ func New(opts Options) (*Supervisor, error) {
 	}
 	opts.Dir = dir
 	s := &Supervisor{opts: opts, scripts: map[string]*script{}, ctx: context.Background()}
+	s.rt = &shared{pid: os.Getpid()}
+	if !opts.NoCgroups {
+		s.rt.cgroupRoot = cgroupRoot(hostProc, s.rt.pid)
+		if s.rt.cgroupRoot != "" {
+			reapStale(s.rt.cgroupRoot, hostProc, opts.Logger)
+		}
+	}
 	d := func(name, help string) *prometheus.Desc {
 		return prometheus.NewDesc("probe_exporter_script_"+name, help, []string{"script", "kind"}, nil)
 	}
@@ -126,8 +140,9 @@ func New(opts Options) (*Supervisor, error) {
 
 // discover lists servable scripts: regular files directly in the
 // directory (symlinks only when they stay inside it), not hidden, named
-// *.stp or *.bt or executable.
-func discover(dir string) (map[string]Kind, error) {
+// *.stp or *.bt or executable, with a name that is valid UTF-8 (it is a
+// label value and a URL path); others are skipped with a warning.
+func discover(dir string, logger *slog.Logger) (map[string]Kind, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("scripts directory: %w", err)
@@ -136,6 +151,10 @@ func discover(dir string) (map[string]Kind, error) {
 	for _, e := range entries {
 		name := e.Name()
 		if strings.HasPrefix(name, ".") {
+			continue
+		}
+		if !utf8.ValidString(name) {
+			logger.Warn("skipping script whose file name is not valid UTF-8", "file", strconv.QuoteToASCII(name))
 			continue
 		}
 		p := filepath.Join(dir, name)
@@ -162,7 +181,7 @@ func discover(dir string) (map[string]Kind, error) {
 // Reload discovers the directory again: new scripts appear, removed ones
 // stop and answer 404.
 func (s *Supervisor) Reload() error {
-	found, err := discover(s.opts.Dir)
+	found, err := discover(s.opts.Dir, s.opts.Logger)
 	if err != nil {
 		return err
 	}
@@ -189,6 +208,7 @@ func (s *Supervisor) Reload() error {
 			state:     StateIdle,
 			stderr:    &rateLimited{burst: 20},
 			module:    stapModuleName(s.opts.ExporterID, name),
+			sup:       s.rt,
 		}
 		if kind == KindBpftrace {
 			if src, err := os.ReadFile(sc.path); err == nil {
@@ -204,9 +224,9 @@ func (s *Supervisor) Reload() error {
 		sc.mu.Lock()
 		sc.removed = true
 		sc.mu.Unlock()
-		sc.stop(s.opts.StopGrace)
+		go sc.stop()
 	}
-	if ctx != context.Background() {
+	if ctx != context.Background() && !s.closed.Load() {
 		for _, sc := range added {
 			if sc.autostart {
 				go s.keepRunning(ctx, sc)
@@ -236,7 +256,11 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+			s.closed.Store(true)
 			s.stopAll()
+			if s.rt.cgroupRoot != "" {
+				_ = os.Remove(s.rt.cgroupRoot)
+			}
 			return nil
 		case <-tick.C:
 			s.reap()
@@ -251,7 +275,8 @@ func reapInterval(keepalive time.Duration) time.Duration {
 	return time.Second
 }
 
-// reap stops on-demand scripts idle past the keepalive.
+// reap stops on-demand scripts idle past the keepalive, each in its own
+// goroutine so that one slow stop holds up no other.
 func (s *Supervisor) reap() {
 	if s.opts.Keepalive <= 0 {
 		return
@@ -261,11 +286,14 @@ func (s *Supervisor) reap() {
 			continue
 		}
 		sc.mu.Lock()
-		idle := sc.running() && time.Since(sc.lastReq) > s.opts.Keepalive
+		var st *stopping
+		if sc.running() && !sc.stopping && sc.inflight == 0 && time.Since(sc.lastReq) > s.opts.Keepalive {
+			st = sc.beginStop()
+		}
 		sc.mu.Unlock()
-		if idle {
+		if st != nil {
 			s.opts.Logger.Info("stopping idle script", "script", sc.name, "keepalive", s.opts.Keepalive)
-			sc.stop(s.opts.StopGrace)
+			go sc.finishStop(st)
 		}
 	}
 }
@@ -276,11 +304,11 @@ func (s *Supervisor) keepRunning(ctx context.Context, sc *script) {
 	backoff := 100 * time.Millisecond
 	for {
 		sc.mu.Lock()
-		if sc.removed {
+		if sc.removed || s.closed.Load() {
 			sc.mu.Unlock()
 			return
 		}
-		err := sc.start()
+		err := sc.start(false)
 		done := sc.done
 		started := time.Now()
 		sc.mu.Unlock()
@@ -320,7 +348,7 @@ func (s *Supervisor) stopAll() {
 	var wg sync.WaitGroup
 	for _, sc := range s.list() {
 		wg.Add(1)
-		go func() { defer wg.Done(); sc.stop(s.opts.StopGrace) }()
+		go func() { defer wg.Done(); sc.stop() }()
 	}
 	wg.Wait()
 }
@@ -346,6 +374,7 @@ func (s *Supervisor) Status() []Status {
 // without its leading slash). Only names found in the directory are
 // served; nothing from the request reaches the script.
 func (s *Supervisor) ServeScript(w http.ResponseWriter, r *http.Request, name string) {
+	arrived := time.Now()
 	s.mu.Lock()
 	sc, ok := s.scripts[name]
 	s.mu.Unlock()
@@ -355,14 +384,49 @@ func (s *Supervisor) ServeScript(w http.ResponseWriter, r *http.Request, name st
 	}
 	sc.mu.Lock()
 	sc.lastReq = time.Now()
+	// A script is not idle while a request waits for it; its keepalive
+	// counts from the end of the last request.
+	sc.inflight++
+	defer func() {
+		sc.mu.Lock()
+		sc.inflight--
+		sc.lastReq = time.Now()
+		sc.mu.Unlock()
+	}()
+	if sc.running() && sc.stopping {
+		// Being stopped: wait for that to end, then start afresh
+		// rather than answer from a dying process.
+		done := sc.done
+		sc.mu.Unlock()
+		t := time.NewTimer(s.opts.StartWait)
+		defer t.Stop()
+		select {
+		case <-done:
+		case <-t.C:
+		case <-r.Context().Done():
+			return
+		}
+		sc.mu.Lock()
+		if sc.running() {
+			sc.mu.Unlock()
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, fmt.Sprintf("%s is stopping: retry", name), http.StatusServiceUnavailable)
+			return
+		}
+	}
 	if !sc.running() {
-		if s.opts.MaxRunning > 0 && s.runningCountLocked(sc) >= s.opts.MaxRunning {
+		if s.closed.Load() {
+			sc.mu.Unlock()
+			http.Error(w, fmt.Sprintf("%s: the exporter is shutting down", name), http.StatusServiceUnavailable)
+			return
+		}
+		if s.opts.MaxRunning > 0 && !s.reserve() {
 			sc.mu.Unlock()
 			w.Header().Set("Retry-After", "10")
 			http.Error(w, fmt.Sprintf("%s: too many scripts running (limit %d)", name, s.opts.MaxRunning), http.StatusServiceUnavailable)
 			return
 		}
-		if err := sc.start(); err != nil {
+		if err := sc.start(s.opts.MaxRunning > 0); err != nil {
 			sc.mu.Unlock()
 			http.Error(w, fmt.Sprintf("%s: %v", name, err), http.StatusInternalServerError)
 			return
@@ -381,7 +445,19 @@ func (s *Supervisor) ServeScript(w http.ResponseWriter, r *http.Request, name st
 	case <-r.Context().Done():
 		return
 	}
-	out, err := sc.scrape(r.Context())
+	// A request is answered within the start wait plus a second, even
+	// when a bpftrace dump it joined takes longer.
+	ctx, cancel := context.WithDeadline(r.Context(), arrived.Add(s.opts.StartWait+900*time.Millisecond))
+	defer cancel()
+	out, err := sc.scrape(ctx)
+	if errors.Is(err, context.DeadlineExceeded) && r.Context().Err() == nil {
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, fmt.Sprintf("%s is busy printing its maps: retry", name), http.StatusServiceUnavailable)
+		return
+	}
+	if r.Context().Err() != nil {
+		return
+	}
 	if errors.Is(err, errStarting) {
 		sc.mu.Lock()
 		alive, lastErr := sc.running(), sc.lastErr
@@ -397,6 +473,17 @@ func (s *Supervisor) ServeScript(w http.ResponseWriter, r *http.Request, name st
 	if err == nil {
 		out, err = validate(out)
 	}
+	var tooLarge errTooLarge
+	if errors.As(err, &tooLarge) {
+		if sc.kind != KindExec { // exec blocks are counted as they come
+			sc.mu.Lock()
+			sc.outputErrs++
+			sc.lastErr = err.Error()
+			sc.mu.Unlock()
+		}
+		http.Error(w, fmt.Sprintf("%s: %v", name, err), http.StatusInternalServerError)
+		return
+	}
 	if err != nil {
 		sc.mu.Lock()
 		sc.outputErrs++
@@ -409,31 +496,19 @@ func (s *Supervisor) ServeScript(w http.ResponseWriter, r *http.Request, name st
 	_, _ = w.Write(out)
 }
 
-// runningCountLocked counts running scripts other than sc (whose lock
-// the caller holds).
-func (s *Supervisor) runningCountLocked(self *script) int {
-	n := 0
-	for _, sc := range s.list() {
-		if sc == self {
-			continue
+// reserve counts one more running script if that stays within
+// MaxRunning. The count is the supervisor's own, so no script's lock is
+// ever taken while another's is held.
+func (s *Supervisor) reserve() bool {
+	for {
+		n := s.rt.live.Load()
+		if n >= int64(s.opts.MaxRunning) {
+			return false
 		}
-		sc.mu.Lock()
-		if sc.running() {
-			n++
+		if s.rt.live.CompareAndSwap(n, n+1) {
+			return true
 		}
-		sc.mu.Unlock()
 	}
-	return n
-}
-
-// validate parses script output and re-encodes it, so that what is served
-// is valid exposition.
-func validate(out []byte) ([]byte, error) {
-	fams, err := parseText(out)
-	if err != nil {
-		return nil, err
-	}
-	return encodeText(fams)
 }
 
 // Describe implements prometheus.Collector (unchecked).
@@ -450,18 +525,24 @@ func (s *Supervisor) Collect(ch chan<- prometheus.Metric) {
 		state, restarts, outErrs, last := sc.state, sc.restarts, sc.outputErrs, sc.lastOutput
 		sc.mu.Unlock()
 		k := string(sc.kind)
-		ch <- prometheus.MustNewConstMetric(s.descs.up, prometheus.GaugeValue, up, sc.name, k)
+		// One bad metric must not take the others with it.
+		send := func(d *prometheus.Desc, t prometheus.ValueType, v float64, labels ...string) {
+			if m, err := prometheus.NewConstMetric(d, t, v, labels...); err == nil {
+				ch <- m
+			}
+		}
+		send(s.descs.up, prometheus.GaugeValue, up, sc.name, k)
 		for _, st := range []State{StateIdle, StateStarting, StateRunning, StateFailed} {
 			v := 0.0
 			if st == state {
 				v = 1
 			}
-			ch <- prometheus.MustNewConstMetric(s.descs.state, prometheus.GaugeValue, v, sc.name, k, string(st))
+			send(s.descs.state, prometheus.GaugeValue, v, sc.name, k, string(st))
 		}
-		ch <- prometheus.MustNewConstMetric(s.descs.restarts, prometheus.CounterValue, float64(restarts), sc.name, k)
-		ch <- prometheus.MustNewConstMetric(s.descs.outputErrors, prometheus.CounterValue, float64(outErrs), sc.name, k)
+		send(s.descs.restarts, prometheus.CounterValue, float64(restarts), sc.name, k)
+		send(s.descs.outputErrors, prometheus.CounterValue, float64(outErrs), sc.name, k)
 		if !last.IsZero() {
-			ch <- prometheus.MustNewConstMetric(s.descs.lastOutput, prometheus.GaugeValue, time.Since(last).Seconds(), sc.name, k)
+			send(s.descs.lastOutput, prometheus.GaugeValue, time.Since(last).Seconds(), sc.name, k)
 		}
 	}
 }

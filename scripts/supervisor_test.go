@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -118,7 +119,7 @@ func TestDiscover(t *testing.T) {
 	os.Symlink(filepath.Join(outside, "evil.sh"), filepath.Join(dir, "evil.sh"))
 	os.Symlink(filepath.Join(dir, "c.sh"), filepath.Join(dir, "alias.sh"))
 	os.Mkdir(filepath.Join(dir, "sub.sh"), 0o755)
-	got, err := discover(dir)
+	got, err := discover(dir, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
