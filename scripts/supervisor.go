@@ -82,6 +82,7 @@ type Supervisor struct {
 
 	mu      sync.Mutex
 	scripts map[string]*script
+	refused map[Kind]string // kinds that cannot run here, and why
 	ctx     context.Context
 	rt      *shared
 	closed  atomic.Bool // Run has ended: nothing starts any more
@@ -303,6 +304,10 @@ func (s *Supervisor) reap() {
 func (s *Supervisor) keepRunning(ctx context.Context, sc *script) {
 	backoff := 100 * time.Millisecond
 	for {
+		if reason := s.refusal(sc.kind); reason != "" {
+			s.opts.Logger.Error("autostart script cannot run", "script", sc.name, "reason", reason)
+			return
+		}
 		sc.mu.Lock()
 		if sc.removed || s.closed.Load() {
 			sc.mu.Unlock()
@@ -353,19 +358,33 @@ func (s *Supervisor) stopAll() {
 	wg.Wait()
 }
 
-// Has reports whether name is a known script.
-func (s *Supervisor) Has(name string) bool {
+// Refuse marks a kind of script as unable to run here (bpftrace without
+// the capabilities it needs, say): its scripts are not started, requests
+// answer 503 with the reason, and their status shows it.
+func (s *Supervisor) Refuse(kind Kind, reason string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, ok := s.scripts[name]
-	return ok
+	if s.refused == nil {
+		s.refused = map[Kind]string{}
+	}
+	s.refused[kind] = reason
+}
+
+func (s *Supervisor) refusal(kind Kind) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.refused[kind]
 }
 
 // Status lists every script's state.
 func (s *Supervisor) Status() []Status {
 	var out []Status
 	for _, sc := range s.list() {
-		out = append(out, sc.status())
+		st := sc.status()
+		if reason := s.refusal(sc.kind); reason != "" {
+			st.LastError = "cannot run: " + reason
+		}
+		out = append(out, st)
 	}
 	return out
 }
@@ -380,6 +399,10 @@ func (s *Supervisor) ServeScript(w http.ResponseWriter, r *http.Request, name st
 	s.mu.Unlock()
 	if !ok {
 		http.NotFound(w, r)
+		return
+	}
+	if reason := s.refusal(sc.kind); reason != "" {
+		http.Error(w, fmt.Sprintf("%s cannot run: %s", name, reason), http.StatusServiceUnavailable)
 		return
 	}
 	sc.mu.Lock()

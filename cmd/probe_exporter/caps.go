@@ -188,11 +188,23 @@ func lookupUser(name string) (int, int, error) {
 	return uid, gid, nil
 }
 
-// setCapabilityPlan records the plan for the landing page.
+// setCapabilityPlan records the plan for the landing page and refuses
+// the scripts that cannot run with it.
 func (d *daemon) setCapabilityPlan(p caps.Plan) {
 	d.mu.Lock()
 	d.capPlan = p
 	d.mu.Unlock()
+	if d.scripts == nil {
+		return
+	}
+	for _, u := range p.Unmet {
+		switch u.Feature {
+		case featureBpftrace:
+			d.scripts.Refuse(scripts.KindBpftrace, u.Error())
+		case featureStap:
+			d.scripts.Refuse(scripts.KindStap, u.Error())
+		}
+	}
 }
 
 // scriptKinds lists the kinds of scripts found at start.

@@ -83,8 +83,18 @@ func TestCapabilities(t *testing.T) {
 				t.Errorf("reload not successful: %v", lines)
 			}
 			waitScript(t, addr, "hello.sh", "hello 1")
-			if tc.bt && tc.unmet == "" {
+			switch {
+			case tc.bt && tc.unmet == "":
 				waitScript(t, addr, "wake.bt", `wakeups_total{key="1"} `)
+			case tc.bt:
+				// Refused by name, without starting bpftrace.
+				code, body := get(t, "http://"+addr+"/wake.bt")
+				if code != 503 || !strings.Contains(body, "wake.bt cannot run: bpftrace scripts needs") || !strings.Contains(body, "CAP_SYS_ADMIN") {
+					t.Errorf("/wake.bt with bpftrace's capabilities dropped: %d %q", code, body)
+				}
+				if _, page := get(t, "http://"+addr+"/"); !strings.Contains(page, "cannot run: bpftrace scripts needs") {
+					t.Errorf("landing page does not show why wake.bt cannot run")
+				}
 			}
 		})
 	}
