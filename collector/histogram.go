@@ -20,6 +20,9 @@ type histSpec struct {
 	// sumKey is the key whose value is the sum of observed values.
 	sumKey     float64
 	multiplier float64
+	// leText and leOpenMetrics are the le labels of the buckets as the
+	// text formats write them (`le="0.5"}`), +Inf last.
+	leText, leOpenMetrics []string
 }
 
 func newHistSpec(h config.Histogram) (*histSpec, error) {
@@ -65,6 +68,14 @@ func newHistSpec(h config.Histogram) (*histSpec, error) {
 		s.sumKey = h.BucketKeys[len(h.BucketKeys)-1] + 1
 	default:
 		return nil, fmt.Errorf("unknown bucket_type %q (want exp2, exp2zero, linear or fixed)", h.BucketType)
+	}
+	bounds := s.bounds
+	if !math.IsInf(bounds[len(bounds)-1], +1) {
+		bounds = append(bounds[:len(bounds):len(bounds)], math.Inf(+1))
+	}
+	for _, b := range bounds {
+		s.leText = append(s.leText, `le="`+string(appendTextFloat(nil, b))+`"}`)
+		s.leOpenMetrics = append(s.leOpenMetrics, `le="`+string(appendOpenMetricsFloat(nil, b))+`"}`)
 	}
 	return s, nil
 }
