@@ -8,13 +8,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"testing"
 
 	"github.com/cilium/ebpf"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sys/unix"
 
 	"github.com/probe-exporter/probe_exporter/config"
@@ -22,9 +20,9 @@ import (
 
 // The benchmarks compare, on the same kernel map in one run:
 //   - Raw: reading the map with BatchLookup and nothing else (the floor);
-//   - Collect: the collect phase (map read, cached decode, metric build);
-//   - Scrape: a full HTTP scrape of /metrics (gather, encode, transfer);
-//   - Bpftool: `bpftool map dump` of the same map (a peer's full dump).
+//   - Collect: the collect phase (map read, cached decode, sorted frame);
+//   - Scrape: a full HTTP scrape of /metrics (collect, write, gzip, transfer);
+//   - Bpftool: `bpftool map dump -j` of the same map (a peer's full dump).
 // bench/README.md has the figures.
 
 var benchSizes = []int{1_000, 10_000, 100_000, 1_000_000}
@@ -89,33 +87,46 @@ func BenchmarkRawBatchLookup(b *testing.B) {
 	}
 }
 
+// BenchmarkCollect is the collect phase: the map read, cached decode and
+// the frame (present series sorted, with values) that is then written.
 func BenchmarkCollect(b *testing.B) {
 	for _, n := range benchSizes {
 		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) {
 			m := benchMap(b, n)
 			c := benchCollector(b, m)
-			runtime.GC()
-			var before, after runtime.MemStats
-			runtime.ReadMemStats(&before)
-			if _, err := c.Gather(); err != nil { // warm the label cache
-				b.Fatal(err)
-			}
-			runtime.GC()
-			runtime.ReadMemStats(&after)
+			collectOnce(b, c, n) // warm the label cache
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				mfs, err := c.Gather()
-				if err != nil || len(mfs[0].Metric) != n {
-					b.Fatalf("gathered %v, %v", len(mfs), err)
-				}
+				collectOnce(b, c, n)
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/series")
-			b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/float64(n), "cache-B/series")
+			b.ReportMetric(float64(cacheBytes(c))/float64(n), "cache-B/series")
 		})
 	}
 }
 
+func collectOnce(b *testing.B, c *Collector, series int) {
+	frames := c.collectFrames()
+	if len(frames) != 1 || len(frames[0].ids) != series {
+		b.Fatalf("collected %d frames, want 1 of %d series", len(frames), series)
+	}
+	frames[0].release()
+}
+
+// cacheBytes is the memory the collector's caches hold.
+func cacheBytes(c *Collector) int {
+	n := 0
+	for _, cfg := range c.Configs() {
+		for _, mm := range cfg.metrics {
+			n += mm.memory()
+		}
+	}
+	return n
+}
+
+// BenchmarkScrape is a full HTTP scrape of /metrics as Prometheus makes it
+// (gzip, text), through the streaming handler.
 func BenchmarkScrape(b *testing.B) {
 	for _, n := range benchSizes {
 		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) {
@@ -123,7 +134,7 @@ func BenchmarkScrape(b *testing.B) {
 			c := benchCollector(b, m)
 			reg := prometheus.NewRegistry()
 			reg.MustRegister(c)
-			srv := httptest.NewServer(promhttp.HandlerFor(prometheus.Gatherers{reg, c}, promhttp.HandlerOpts{}))
+			srv := httptest.NewServer(c.Handler(reg, HandlerOpts{Registry: reg}))
 			defer srv.Close()
 			scrapeOnce(b, srv.URL) // warm
 			b.ReportAllocs()
@@ -166,7 +177,7 @@ func BenchmarkBpftoolDump(b *testing.B) {
 			defer m.Unpin()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				cmd := exec.Command(bpftool, "map", "dump", "pinned", pin)
+				cmd := exec.Command(bpftool, "map", "dump", "-j", "pinned", pin)
 				cmd.Stdout = io.Discard
 				if err := cmd.Run(); err != nil {
 					b.Fatal(err)
@@ -177,14 +188,22 @@ func BenchmarkBpftoolDump(b *testing.B) {
 	}
 }
 
+// BenchmarkHistogramCollect: 10,000 label sets x 27 buckets (and the sum
+// key: 280,000 map keys), like a per-device latency histogram; ns/bucket is
+// to be compared with the ns/series of BenchmarkCollect and BenchmarkScrape.
 func BenchmarkHistogramCollect(b *testing.B) {
-	// 1000 label sets x 27 buckets, like a per-device latency histogram.
-	const sets, buckets = 1000, 27
+	const sets, buckets = 10_000, 27
 	m := newMap(b, ebpf.Hash, 16, sets*(buckets+1))
+	keys := make([][16]byte, 0, sets*(buckets+1))
+	vals := make([]uint64, 0, sets*(buckets+1))
 	for s := 0; s < sets; s++ {
 		for k := 0; k <= buckets; k++ {
-			put(b, m, cat(u32(uint32(s)), u32(0), u64(uint64(k))), uint64(k+1))
+			keys = append(keys, [16]byte(cat(u32(uint32(s)), u32(0), u64(uint64(k)))))
+			vals = append(vals, uint64(k+1))
 		}
+	}
+	if _, err := m.BatchUpdate(keys, vals, nil); err != nil {
+		b.Fatal(err)
 	}
 	cfg := config.Config{Name: "bench", Metrics: config.Metrics{Histograms: []config.Histogram{{
 		Name: "lat_seconds", Help: "h", BucketType: config.BucketExp2, BucketMin: 0, BucketMax: buckets - 1, BucketMultiplier: 1e-6,
@@ -196,12 +215,26 @@ func BenchmarkHistogramCollect(b *testing.B) {
 		b.Fatal(cc.Err)
 	}
 	c.SetConfigs([]*Config{cc})
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if _, err := c.Gather(); err != nil {
-			b.Fatal(err)
+	b.Run("collect", func(b *testing.B) {
+		collectOnce(b, c, sets)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			collectOnce(b, c, sets)
 		}
-	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/sets, "ns/histogram")
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/sets/buckets, "ns/bucket")
+		b.ReportMetric(float64(cacheBytes(c))/sets/buckets, "cache-B/bucket")
+	})
+	b.Run("scrape", func(b *testing.B) {
+		reg := prometheus.NewRegistry()
+		srv := httptest.NewServer(c.Handler(reg, HandlerOpts{}))
+		defer srv.Close()
+		scrapeOnce(b, srv.URL)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			scrapeOnce(b, srv.URL)
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/sets/buckets, "ns/bucket")
+	})
 }

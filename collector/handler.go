@@ -71,8 +71,39 @@ type handler struct {
 	errCnt   *prometheus.CounterVec
 	inFlight chan struct{}
 	accepted []expfmt.Format
-	gzips    sync.Pool
-	writers  sync.Pool // of *streamWriter
+	// Reused across scrapes: gzip writers (about 1 MB each) and stream
+	// writers with their buffers.
+	gzips   freeList[*gzip.Writer]
+	writers freeList[*streamWriter]
+}
+
+// freeList keeps a few released objects for reuse. Unlike a sync.Pool it
+// is not emptied by garbage collections, so steady scrapes allocate no
+// writers.
+type freeList[T any] struct {
+	mu    sync.Mutex
+	items []T
+}
+
+func (l *freeList[T]) get() (T, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var zero T
+	n := len(l.items)
+	if n == 0 {
+		return zero, false
+	}
+	t := l.items[n-1]
+	l.items = l.items[:n-1]
+	return t, true
+}
+
+func (l *freeList[T]) put(t T) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.items) < 4 {
+		l.items = append(l.items, t)
+	}
 }
 
 func (h *handler) logf(format string, args ...any) {
@@ -112,15 +143,15 @@ func (h *handler) ServeHTTP(rsp http.ResponseWriter, req *http.Request) {
 	var w io.Writer = rsp
 	if !h.opts.DisableCompression && negotiateEncoding(req.Header.Get("Accept-Encoding")) == "gzip" {
 		rsp.Header().Set("Content-Encoding", "gzip")
-		gz, _ := h.gzips.Get().(*gzip.Writer)
-		if gz == nil {
-			gz, _ = gzip.NewWriterLevel(rsp, gzip.BestSpeed)
-		} else {
+		gz, ok := h.gzips.get()
+		if ok {
 			gz.Reset(rsp)
+		} else {
+			gz, _ = gzip.NewWriterLevel(rsp, gzip.BestSpeed)
 		}
 		defer func() {
 			gz.Close()
-			h.gzips.Put(gz)
+			h.gzips.put(gz)
 		}()
 		w = gz
 	}
@@ -134,14 +165,14 @@ func (h *handler) ServeHTTP(rsp http.ResponseWriter, req *http.Request) {
 	}
 	enc := expfmt.NewEncoder(w, format)
 	wire := wireFormatOf(format)
-	sw, _ := h.writers.Get().(*streamWriter)
-	if sw == nil {
+	sw, ok := h.writers.get()
+	if !ok {
 		sw = &streamWriter{}
 	}
 	sw.w, sw.err = w, nil
 	defer func() {
 		sw.w = nil
-		h.writers.Put(sw)
+		h.writers.put(sw)
 	}()
 
 	groups := groupFrames(frames)

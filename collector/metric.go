@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -94,13 +95,21 @@ type mapMetric struct {
 	sgen   []uint32  // the scrape that last touched the series
 	counts []uint64  // histograms: len(bounds) counts per series, not cumulative
 	sums   []uint64  // histograms: raw value of the sum key
-	// sorted lists series ids in the registry's order (label values in
-	// label name order); ids from len(sorted) on are new and not in it yet.
-	sorted   []int32
+	// Series ids below nsorted are in the registry's order (label values
+	// in label name order), so frames are built and written walking the
+	// arenas in order; ids from nsorted on are new since the last sort.
+	nsorted int
+	// nextKey is the key id expected next: the kernel returns a map's
+	// keys in the same order scrape after scrape and key ids follow the
+	// order first seen, so most lookups are one comparison, in order.
+	nextKey  int
 	gen      uint32
 	keyBuf   []byte
 	blockBuf []byte
-	frames   sync.Pool // of *frame
+	// free holds released frames for reuse (a few: one per scrape in
+	// flight), so steady scrapes allocate no frame buffers.
+	freeMu sync.Mutex
+	free   []*frame
 }
 
 // errKeySize is returned by newMapMetric when labels and key disagree.
@@ -224,13 +233,19 @@ func (f *frame) block(i int) []byte { return f.blocks.at(int(f.ids[i])) }
 // release returns the frame's buffers for reuse.
 func (f *frame) release() {
 	f.blocks = nil
-	f.mm.frames.Put(f)
+	mm := f.mm
+	mm.freeMu.Lock()
+	if len(mm.free) < 4 {
+		mm.free = append(mm.free, f)
+	}
+	mm.freeMu.Unlock()
 }
 
 // collect reads the map and returns the scrape's frame. Callers hold the
 // config's lock; the frame stays valid after it is released.
 func (mm *mapMetric) collect(errs decodeErrors) (*frame, error) {
 	mm.gen++
+	mm.nextKey = 0
 	var firstErr error
 	err := mm.reader.read(func(key []byte, vals []uint64) {
 		if err := mm.add(key, vals); err != nil {
@@ -243,20 +258,24 @@ func (mm *mapMetric) collect(errs decodeErrors) (*frame, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading map: %w", err)
 	}
-	if len(mm.sorted) < mm.series.len() {
+	if mm.nsorted < mm.series.len() {
 		mm.sortNew()
 	}
-	f, _ := mm.frames.Get().(*frame)
-	if f == nil {
-		f = &frame{mm: mm}
+	f := &frame{mm: mm}
+	mm.freeMu.Lock()
+	if n := len(mm.free); n > 0 {
+		f = mm.free[n-1]
+		mm.free = mm.free[:n-1]
 	}
+	mm.freeMu.Unlock()
 	set := *mm.series
 	f.blocks = &set
 	f.ids, f.vals, f.counts, f.sums = f.ids[:0], f.vals[:0], f.counts[:0], f.sums[:0]
-	for _, id := range mm.sorted {
-		if mm.sgen[id] != mm.gen {
+	for i, g := range mm.sgen {
+		if g != mm.gen {
 			continue
 		}
+		id := int32(i)
 		f.ids = append(f.ids, id)
 		if mm.hist == nil {
 			f.vals = append(f.vals, mm.vals[id])
@@ -308,8 +327,18 @@ func (mm *mapMetric) add(key []byte, vals []uint64) error {
 	return nil
 }
 
+// findKey returns the id of a raw key, or -1.
+func (mm *mapMetric) findKey(key []byte) int {
+	k := mm.nextKey
+	if k >= mm.keys.len() || !bytes.Equal(mm.keys.at(k), key) {
+		k = mm.keys.find(key)
+	}
+	mm.nextKey = k + 1
+	return k
+}
+
 func (mm *mapMetric) addHistogram(key []byte, vals []uint64) error {
-	k := mm.keys.find(key)
+	k := mm.findKey(key)
 	if k < 0 || mm.keySeries[k] == keyRedecode {
 		id, slot, err := mm.decodeHistogramKey(key)
 		if err != nil {
@@ -320,6 +349,7 @@ func (mm *mapMetric) addHistogram(key []byte, vals []uint64) error {
 			mm.keySeries = append(mm.keySeries, id)
 			mm.keySlot = append(mm.keySlot, slot)
 			mm.keyGen = append(mm.keyGen, 0)
+			mm.nextKey = k + 1
 		} else {
 			mm.keySeries[k], mm.keySlot[k] = id, slot
 		}
@@ -379,7 +409,7 @@ func (mm *mapMetric) decodeHistogramKey(key []byte) (int32, int16, error) {
 // seen, and marks the series present in this scrape. A negative id without
 // error means the label set is dropped.
 func (mm *mapMetric) lookup(key []byte) (int32, error) {
-	k := mm.keys.find(key)
+	k := mm.findKey(key)
 	if k < 0 || mm.keySeries[k] == keyRedecode {
 		id, err := mm.decodeSeries(key)
 		if err != nil {
@@ -389,6 +419,7 @@ func (mm *mapMetric) lookup(key []byte) (int32, error) {
 			k = mm.keys.add(key)
 			mm.keySeries = append(mm.keySeries, id)
 			mm.keyGen = append(mm.keyGen, 0)
+			mm.nextKey = k + 1
 		} else {
 			mm.keySeries[k] = id
 		}
@@ -568,28 +599,70 @@ func unescapeAt(b []byte, pos *int) (c byte, end bool) {
 	return c, false
 }
 
-// sortNew merges the series added since the last sort into sorted.
+// sortNew sorts the series added since the last sort into the others
+// and renumbers every series in that order.
 func (mm *mapMetric) sortNew() {
-	old := len(mm.sorted)
-	for id := old; id < mm.series.len(); id++ {
-		mm.sorted = append(mm.sorted, int32(id))
-	}
+	n := mm.series.len()
 	cmp := func(a, b int32) int { return mm.compareBlocks(mm.series.at(int(a)), mm.series.at(int(b))) }
-	fresh := mm.sorted[old:]
-	slices.SortFunc(fresh, cmp)
-	if old == 0 {
-		return
+	fresh := make([]int32, 0, n-mm.nsorted)
+	for id := mm.nsorted; id < n; id++ {
+		fresh = append(fresh, int32(id))
 	}
-	merged := make([]int32, 0, len(mm.sorted))
-	a, b := mm.sorted[:old], fresh
-	for len(a) > 0 && len(b) > 0 {
-		if cmp(b[0], a[0]) < 0 {
-			merged, b = append(merged, b[0]), b[1:]
+	slices.SortFunc(fresh, cmp)
+	order := make([]int32, 0, n)
+	a, b := int32(0), fresh
+	for int(a) < mm.nsorted && len(b) > 0 {
+		if cmp(b[0], a) < 0 {
+			order, b = append(order, b[0]), b[1:]
 		} else {
-			merged, a = append(merged, a[0]), a[1:]
+			order, a = append(order, a), a+1
 		}
 	}
-	mm.sorted = append(append(merged, a...), b...)
+	for ; int(a) < mm.nsorted; a++ {
+		order = append(order, a)
+	}
+	mm.relayout(append(order, b...))
+}
+
+// relayout keeps the series listed in order (old ids), renumbered in that
+// order, and returns the new id of every old id (-1: dropped). Keys of
+// dropped series are decoded again if seen.
+func (mm *mapMetric) relayout(order []int32) []int32 {
+	remap := mm.series.rebuild(order)
+	n := len(order)
+	sgen := make([]uint32, n)
+	var vals []float64
+	var counts, sums []uint64
+	if mm.hist == nil {
+		vals = make([]float64, n)
+	} else {
+		counts = make([]uint64, n*len(mm.hist.bounds))
+		sums = make([]uint64, n)
+	}
+	for id, old := range order {
+		sgen[id] = mm.sgen[old]
+		if mm.hist == nil {
+			vals[id] = mm.vals[old]
+		} else {
+			nb := len(mm.hist.bounds)
+			copy(counts[id*nb:], mm.counts[int(old)*nb:(int(old)+1)*nb])
+			sums[id] = mm.sums[old]
+		}
+	}
+	mm.sgen, mm.vals, mm.counts, mm.sums = sgen, vals, counts, sums
+	mm.nsorted = n
+	renumber := func(ids []int32) {
+		for k, id := range ids {
+			if id >= 0 {
+				if ids[k] = remap[id]; ids[k] < 0 {
+					ids[k] = keyRedecode
+				}
+			}
+		}
+	}
+	renumber(mm.keySeries)
+	renumber(mm.labelKeySeries)
+	return remap
 }
 
 // evict forgets keys and series not seen in the last scrape, so maps with
@@ -603,47 +676,16 @@ func (mm *mapMetric) evict() {
 			stale++
 		}
 	}
-	staleSeries := 0
-	for _, g := range mm.sgen {
-		if g != mm.gen {
-			staleSeries++
+	var order []int32
+	for id, g := range mm.sgen {
+		if g == mm.gen {
+			order = append(order, int32(id))
 		}
 	}
-	if stale == 0 && staleSeries == 0 {
+	if stale == 0 && len(order) == len(mm.sgen) {
 		return
 	}
-	remap := mm.series.compact(func(id int) bool { return mm.sgen[id] == mm.gen })
-	n := mm.series.len()
-	sgen := make([]uint32, n)
-	var vals []float64
-	var counts, sums []uint64
-	if mm.hist == nil {
-		vals = make([]float64, n)
-	} else {
-		counts = make([]uint64, n*len(mm.hist.bounds))
-		sums = make([]uint64, n)
-	}
-	for old, id := range remap {
-		if id < 0 {
-			continue
-		}
-		sgen[id] = mm.sgen[old]
-		if mm.hist == nil {
-			vals[id] = mm.vals[old]
-		} else {
-			nb := len(mm.hist.bounds)
-			copy(counts[int(id)*nb:], mm.counts[old*nb:(old+1)*nb])
-			sums[id] = mm.sums[old]
-		}
-	}
-	mm.sgen, mm.vals, mm.counts, mm.sums = sgen, vals, counts, sums
-	sorted := make([]int32, 0, n)
-	for _, id := range mm.sorted {
-		if remap[id] >= 0 {
-			sorted = append(sorted, remap[id])
-		}
-	}
-	mm.sorted = sorted
+	mm.relayout(order)
 
 	keyRemap := mm.keys.compact(live)
 	keySeries := make([]int32, mm.keys.len())
@@ -656,7 +698,7 @@ func (mm *mapMetric) evict() {
 		if k < 0 {
 			continue
 		}
-		keySeries[k] = remap[mm.keySeries[old]]
+		keySeries[k] = mm.keySeries[old]
 		keyGen[k] = mm.keyGen[old]
 		if keySlot != nil {
 			keySlot[k] = mm.keySlot[old]
@@ -664,14 +706,11 @@ func (mm *mapMetric) evict() {
 	}
 	mm.keySeries, mm.keyGen, mm.keySlot = keySeries, keyGen, keySlot
 	if mm.labelKeys != nil {
-		lk := mm.labelKeys.compact(func(k int) bool {
-			id := mm.labelKeySeries[k]
-			return id >= 0 && remap[id] >= 0
-		})
+		lk := mm.labelKeys.compact(func(k int) bool { return mm.labelKeySeries[k] >= 0 })
 		series := make([]int32, mm.labelKeys.len())
 		for old, k := range lk {
 			if k >= 0 {
-				series[k] = remap[mm.labelKeySeries[old]]
+				series[k] = mm.labelKeySeries[old]
 			}
 		}
 		mm.labelKeySeries = series
@@ -693,7 +732,7 @@ func (mm *mapMetric) forget(key []byte) {
 // memory is the bytes the metric's caches hold.
 func (mm *mapMetric) memory() int {
 	n := mm.keys.bytes() + mm.series.bytes() + 4*cap(mm.keySeries) + 2*cap(mm.keySlot) + 4*cap(mm.keyGen) +
-		8*cap(mm.vals) + 4*cap(mm.sgen) + 8*cap(mm.counts) + 8*cap(mm.sums) + 4*cap(mm.sorted)
+		8*cap(mm.vals) + 4*cap(mm.sgen) + 8*cap(mm.counts) + 8*cap(mm.sums)
 	if mm.labelKeys != nil {
 		n += mm.labelKeys.bytes() + 4*cap(mm.labelKeySeries)
 	}

@@ -91,29 +91,45 @@ func (s *byteSet) rehash(nslots int) {
 	}
 }
 
-// compact keeps the strings for which keep is true, in their order, and
+// compact keeps the strings for which keep is true, in their order; see
+// rebuild.
+func (s *byteSet) compact(keep func(id int) bool) []int32 {
+	order := make([]int32, 0, s.n)
+	for id := 0; id < s.n; id++ {
+		if keep(id) {
+			order = append(order, int32(id))
+		}
+	}
+	return s.rebuild(order)
+}
+
+// rebuild keeps the strings listed in order (old ids), in that order, and
 // returns the new id of every old id (-1 for those dropped). It builds new
 // slices, leaving the old ones intact for readers still holding them.
-func (s *byteSet) compact(keep func(id int) bool) []int32 {
+func (s *byteSet) rebuild(order []int32) []int32 {
 	remap := make([]int32, s.n)
-	var data []byte
+	for i := range remap {
+		remap[i] = -1
+	}
+	size := 0
+	for _, id := range order {
+		size += len(s.at(int(id)))
+	}
+	data := make([]byte, 0, size)
 	var ends []uint32
-	n := 0
-	for id := 0; id < s.n; id++ {
-		if !keep(id) {
-			remap[id] = -1
-			continue
-		}
+	if s.size == 0 {
+		ends = make([]uint32, 0, len(order))
+	}
+	for n, id := range order {
 		remap[id] = int32(n)
-		data = append(data, s.at(id)...)
+		data = append(data, s.at(int(id))...)
 		if s.size == 0 {
 			ends = append(ends, uint32(len(data)))
 		}
-		n++
 	}
-	s.data, s.ends, s.n = data, ends, n
+	s.data, s.ends, s.n = data, ends, len(order)
 	nslots := 16
-	for 2*n > nslots {
+	for 2*s.n > nslots {
 		nslots *= 2
 	}
 	s.rehash(nslots)

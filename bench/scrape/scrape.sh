@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The real binary on a map of N keys, side by side in one run with
+# `bpftool map dump -j` of the same map and the raw BatchLookup read of it
+# (mapbench): full HTTP scrape as Prometheus makes it (text, gzip), the
+# exporter's own collect time (probe_exporter_config_scrape_duration_seconds),
+# and its RSS after the scrapes. Root; needs clang, bpftool, curl.
+#
+#   SIZES="100000 1000000" RUNS=5 bench/scrape/scrape.sh
+#
+# Prints one line per size; medians of RUNS rounds (each round: one read,
+# one bpftool dump, one scrape).
+set -euo pipefail
+cd "$(dirname "$0")"
+root=$(cd ../.. && pwd)
+runs=${RUNS:-5}
+sizes=${SIZES:-100000 1000000}
+port=${PORT:-19435}
+work=$(mktemp -d)
+pid=
+cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+inc="$root/include"
+[ -f "$inc/vmlinux.h" ] || bpftool btf dump file /sys/kernel/btf/vmlinux format c > "$inc/vmlinux.h"
+(cd "$root" && CGO_ENABLED=0 go build -trimpath -o "$work/probe_exporter" ./cmd/probe_exporter &&
+	go build -o "$work/mapbench" ./bench/scrape/mapbench)
+accept='application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.1'
+
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
+
+printf '%-8s %10s %10s %10s %10s %8s %8s %9s %9s\n' keys raw_ms collect_ms scrape_ms bpftool_ms scr/bpf col/raw rss_MB peak_MB
+for n in $sizes; do
+	mkdir -p "$work/$n"
+	clang -g -O2 -target bpf -D__TARGET_ARCH_x86 -DMAX_ENTRIES="$n" -I "$inc" -c bench.bpf.c -o "$work/$n/bench.bpf.o"
+	cp bench.yaml "$work/$n/bench.yaml"
+	"$work/probe_exporter" --config.dir="$work/$n" --config.names=bench --web.listen-address="127.0.0.1:$port" \
+		--log.level=warn >"$work/$n/log" 2>&1 &
+	pid=$!
+	for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$port/-/ready" && break; sleep 0.1; done
+	id=$("$work/mapbench" -pid "$pid" -fill "$n")
+	scrape() { curl -sf --compressed -H "Accept: $accept" -o "$work/$n/body" "http://127.0.0.1:$port/metrics"; }
+	scrape # first sight of every key: decode and sort, not measured
+	raw=() col=() scr=() bpf=()
+	for _ in $(seq "$runs"); do
+		raw+=("$("$work/mapbench" -pid "$pid" -read 1 | cut -d' ' -f1)")
+		t=$(date +%s%N); bpftool map dump -j id "$id" >/dev/null; bpf+=("$(ms "$t")")
+		t=$(date +%s%N); scrape; scr+=("$(ms "$t")")
+		col+=("$(awk '/^probe_exporter_config_scrape_duration_seconds\{config="bench"\}/ {print $2*1000}' "$work/$n/body")")
+	done
+	got=$(grep -c '^probe_exporter_bench_total{' "$work/$n/body")
+	[ "$got" -eq "$n" ] || { echo "scrape had $got series, want $n" >&2; exit 1; }
+	rss=$(awk '/^VmRSS/ {printf "%.1f", $2/1024}' "/proc/$pid/status")
+	hwm=$(awk '/^VmHWM/ {printf "%.1f", $2/1024}' "/proc/$pid/status")
+	r=$(printf '%s\n' "${raw[@]}" | median); c=$(printf '%s\n' "${col[@]}" | median)
+	s=$(printf '%s\n' "${scr[@]}" | median); b=$(printf '%s\n' "${bpf[@]}" | median)
+	awk -v n="$n" -v r="$r" -v c="$c" -v s="$s" -v b="$b" -v rss="$rss" -v hwm="$hwm" \
+		'BEGIN {printf "%-8s %10.1f %10.1f %10s %10s %8.2f %8.2f %9s %9s\n", n, r, c, s, b, s/b, c/r, rss, hwm}'
+	kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
+done
