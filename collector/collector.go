@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -226,14 +227,25 @@ func (c *Collector) collectFrames() []*frame {
 	return frames
 }
 
-// collectConfig appends the frames of the config's maps.
+// collectConfig appends the frames of the config's maps. When a map's
+// caches grew a lot (its first scrape, or a map filling up), the garbage
+// of their growth is returned to the system at once rather than kept as
+// headroom by the Go runtime: it is a few times the caches' size, and
+// would otherwise stay in the process's RSS.
 func (c *Collector) collectConfig(cfg *Config, frames []*frame) []*frame {
+	grew := false
+	defer func() {
+		if grew {
+			debug.FreeOSMemory()
+		}
+	}()
 	cfg.mu.Lock()
 	defer cfg.mu.Unlock()
 	start := time.Now()
 	errs := c.decoderErrors.WithLabelValues(cfg.Name())
 	for _, mm := range cfg.metrics {
-		f, err := mm.collect(errs)
+		f, grown, err := mm.collect(errs)
+		grew = grew || grown
 		if err != nil {
 			cfg.scrapeErrors++
 			c.opts.Logger.Warn("scrape failed", "config", cfg.Name(), "metric", mm.name, "err", err)

@@ -102,7 +102,10 @@ type mapMetric struct {
 	// nextKey is the key id expected next: the kernel returns a map's
 	// keys in the same order scrape after scrape and key ids follow the
 	// order first seen, so most lookups are one comparison, in order.
-	nextKey  int
+	nextKey int
+	// grownAt is the number of series when collect last reported that
+	// the caches had grown (see collect).
+	grownAt  int
 	gen      uint32
 	keyBuf   []byte
 	blockBuf []byte
@@ -242,12 +245,15 @@ func (f *frame) release() {
 }
 
 // collect reads the map and returns the scrape's frame. Callers hold the
-// config's lock; the frame stays valid after it is released.
-func (mm *mapMetric) collect(errs decodeErrors) (*frame, error) {
+// config's lock; the frame stays valid after it is released. grown is set
+// when the caches have grown by half (and by 10,000 series) since it was
+// last set: the growth left garbage (the caches' old, smaller copies)
+// worth returning to the system.
+func (mm *mapMetric) collect(errs decodeErrors) (f *frame, grown bool, err error) {
 	mm.gen++
 	mm.nextKey = 0
 	var firstErr error
-	err := mm.reader.read(func(key []byte, vals []uint64) {
+	err = mm.reader.read(func(key []byte, vals []uint64) {
 		if err := mm.add(key, vals); err != nil {
 			errs.Inc()
 			if firstErr == nil {
@@ -256,12 +262,15 @@ func (mm *mapMetric) collect(errs decodeErrors) (*frame, error) {
 		}
 	})
 	if err != nil {
-		return nil, fmt.Errorf("reading map: %w", err)
+		return nil, false, fmt.Errorf("reading map: %w", err)
 	}
 	if mm.nsorted < mm.series.len() {
 		mm.sortNew()
 	}
-	f := &frame{mm: mm}
+	if n := mm.series.len(); n >= mm.grownAt+max(mm.grownAt/2, 10_000) {
+		mm.grownAt, grown = n, true
+	}
+	f = &frame{mm: mm}
 	mm.freeMu.Lock()
 	if n := len(mm.free); n > 0 {
 		f = mm.free[n-1]
@@ -291,8 +300,11 @@ func (mm *mapMetric) collect(errs decodeErrors) (*frame, error) {
 	}
 	if mm.gen%64 == 0 {
 		mm.evict()
+		if mm.series.len() < mm.grownAt/2 {
+			mm.grownAt = mm.series.len()
+		}
 	}
-	return f, firstErr
+	return f, grown, firstErr
 }
 
 // add accounts one map entry.
