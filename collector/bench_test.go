@@ -215,6 +215,19 @@ func BenchmarkHistogramCollect(b *testing.B) {
 		b.Fatal(cc.Err)
 	}
 	c.SetConfigs([]*Config{cc})
+	b.Run("raw", func(b *testing.B) {
+		r, err := newMapReader(m)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if err := r.read(func([]byte, []uint64) {}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/sets/buckets, "ns/bucket")
+	})
 	b.Run("collect", func(b *testing.B) {
 		collectOnce(b, c, sets)
 		b.ReportAllocs()

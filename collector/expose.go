@@ -215,6 +215,9 @@ func appendTextFloat(b []byte, f float64) []byte {
 		return append(b, "+Inf"...)
 	case math.IsInf(f, -1):
 		return append(b, "-Inf"...)
+	case f > 0 && f < 1e6 && f == math.Trunc(f):
+		// What 'g' gives for these (the exponent form starts at 1e6), faster.
+		return strconv.AppendUint(b, uint64(f), 10)
 	}
 	return strconv.AppendFloat(b, f, 'g', -1, 64)
 }
@@ -235,6 +238,8 @@ func appendOpenMetricsFloat(b []byte, f float64) []byte {
 		return append(b, "+Inf"...)
 	case math.IsInf(f, -1):
 		return append(b, "-Inf"...)
+	case f > 0 && f < 1e6 && f == math.Trunc(f):
+		return append(strconv.AppendUint(b, uint64(f), 10), '.', '0')
 	}
 	start := len(b)
 	b = strconv.AppendFloat(b, f, 'g', -1, 64)

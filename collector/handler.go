@@ -2,9 +2,9 @@ package collector
 
 import (
 	"cmp"
-	"compress/gzip"
 	"errors"
 	"fmt"
+	"github.com/klauspost/compress/gzip"
 	"io"
 	"net/http"
 	"slices"

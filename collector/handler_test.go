@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -373,4 +374,29 @@ func lineDiff(got, want string) string {
 		}
 	}
 	return ""
+}
+
+// TestFloatFormats: the writers format values as expfmt does.
+func TestFloatFormats(t *testing.T) {
+	for _, f := range []float64{0, 1, -1, 2, 7, 99999, 999999, 1e6, 1234567, 1 << 53, 0.5, 1e-6, 1.5e300, math.NaN(), math.Inf(1), math.Inf(-1), math.Copysign(0, -1), -3, 123456.5} {
+		for _, om := range []bool{false, true} {
+			mf := &dto.MetricFamily{Name: proto.String("x"), Type: dto.MetricType_GAUGE.Enum(), Metric: []*dto.Metric{{Gauge: &dto.Gauge{Value: proto.Float64(f)}}}}
+			var want bytes.Buffer
+			var got []byte
+			if om {
+				if _, err := expfmt.MetricFamilyToOpenMetrics(&want, mf); err != nil {
+					t.Fatal(err)
+				}
+				got = append([]byte("# TYPE x gauge\nx "), appendOpenMetricsFloat(nil, f)...)
+			} else {
+				if _, err := expfmt.MetricFamilyToText(&want, mf); err != nil {
+					t.Fatal(err)
+				}
+				got = append([]byte("# TYPE x gauge\nx "), appendTextFloat(nil, f)...)
+			}
+			if got = append(got, '\n'); string(got) != want.String() {
+				t.Errorf("%v (OpenMetrics %v): %q, want %q", f, om, got, want.String())
+			}
+		}
+	}
 }
