@@ -8,11 +8,14 @@
 #   SIZES="100000 1000000" RUNS=5 bench/scrape/scrape.sh
 #
 # Prints one line per size; medians of RUNS rounds (each round: one read,
-# one bpftool dump, one scrape).
+# one bpftool dump, one scrape). rss_MB is the exporter's RSS after those
+# scrapes (RUNS+1), rss_long after LONG more (0 skips them), peak_MB its
+# high-water mark.
 set -euo pipefail
 cd "$(dirname "$0")"
 root=$(cd ../.. && pwd)
 runs=${RUNS:-5}
+long=${LONG:-50}
 sizes=${SIZES:-100000 1000000}
 port=${PORT:-19435}
 work=$(mktemp -d)
@@ -29,7 +32,7 @@ accept='application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
 
-printf '%-8s %10s %10s %10s %10s %8s %8s %9s %9s\n' keys raw_ms collect_ms scrape_ms bpftool_ms scr/bpf col/raw rss_MB peak_MB
+printf '%-8s %10s %10s %10s %10s %8s %8s %9s %9s %9s\n' keys raw_ms collect_ms scrape_ms bpftool_ms scr/bpf col/raw rss_MB rss_long peak_MB
 for n in $sizes; do
 	mkdir -p "$work/$n"
 	clang -g -O2 -target bpf -D__TARGET_ARCH_x86 -DMAX_ENTRIES="$n" -I "$inc" -c bench.bpf.c -o "$work/$n/bench.bpf.o"
@@ -51,10 +54,12 @@ for n in $sizes; do
 	got=$(grep -c '^probe_exporter_bench_total{' "$work/$n/body")
 	[ "$got" -eq "$n" ] || { echo "scrape had $got series, want $n" >&2; exit 1; }
 	rss=$(awk '/^VmRSS/ {printf "%.1f", $2/1024}' "/proc/$pid/status")
+	for _ in $(seq "$long"); do scrape; done
+	rssl=$(awk '/^VmRSS/ {printf "%.1f", $2/1024}' "/proc/$pid/status")
 	hwm=$(awk '/^VmHWM/ {printf "%.1f", $2/1024}' "/proc/$pid/status")
 	r=$(printf '%s\n' "${raw[@]}" | median); c=$(printf '%s\n' "${col[@]}" | median)
 	s=$(printf '%s\n' "${scr[@]}" | median); b=$(printf '%s\n' "${bpf[@]}" | median)
-	awk -v n="$n" -v r="$r" -v c="$c" -v s="$s" -v b="$b" -v rss="$rss" -v hwm="$hwm" \
-		'BEGIN {printf "%-8s %10.1f %10.1f %10s %10s %8.2f %8.2f %9s %9s\n", n, r, c, s, b, s/b, c/r, rss, hwm}'
+	awk -v n="$n" -v r="$r" -v c="$c" -v s="$s" -v b="$b" -v rss="$rss" -v rssl="$rssl" -v hwm="$hwm" \
+		'BEGIN {printf "%-8s %10.1f %10.1f %10s %10s %8.2f %8.2f %9s %9s %9s\n", n, r, c, s, b, s/b, c/r, rss, rssl, hwm}'
 	kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
 done
