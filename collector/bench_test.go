@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/prometheus/client_golang/prometheus"
@@ -250,4 +251,72 @@ func BenchmarkHistogramCollect(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/sets/buckets, "ns/bucket")
 	})
+}
+
+// BenchmarkSideBySide runs, in every iteration and one after the other on
+// the same map, the raw read, the collect phase, a full HTTP scrape and
+// (below 1M keys, or with BPFTOOL_1M set) `bpftool map dump -j`, so that
+// all four meet the same load on a shared machine; the ratios are of the
+// sums. ns/series are per phase.
+func BenchmarkSideBySide(b *testing.B) {
+	bpftool, _ := exec.LookPath("bpftool")
+	for _, n := range benchSizes {
+		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) {
+			m := benchMap(b, n)
+			c := benchCollector(b, m)
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(c)
+			srv := httptest.NewServer(c.Handler(reg, HandlerOpts{Registry: reg}))
+			defer srv.Close()
+			r, err := newMapReader(m)
+			if err != nil {
+				b.Fatal(err)
+			}
+			var pin string
+			if bpftool != "" && (n < 1_000_000 || os.Getenv("BPFTOOL_1M") != "") {
+				_ = unix.Mount("bpf", "/sys/fs/bpf", "bpf", 0, "")
+				pin = filepath.Join("/sys/fs/bpf", fmt.Sprintf("probe_exporter_side_%d", os.Getpid()))
+				if err := m.Pin(pin); err != nil {
+					pin = ""
+				} else {
+					defer m.Unpin()
+				}
+			}
+			scrapeOnce(b, srv.URL) // first sight of every key
+			var raw, collect, scrape, dump time.Duration
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				t := time.Now()
+				if err := r.read(func([]byte, []uint64) {}); err != nil {
+					b.Fatal(err)
+				}
+				raw += time.Since(t)
+				t = time.Now()
+				collectOnce(b, c, n)
+				collect += time.Since(t)
+				t = time.Now()
+				scrapeOnce(b, srv.URL)
+				scrape += time.Since(t)
+				if pin != "" {
+					t = time.Now()
+					cmd := exec.Command(bpftool, "map", "dump", "-j", "pinned", pin)
+					cmd.Stdout = io.Discard
+					if err := cmd.Run(); err != nil {
+						b.Fatal(err)
+					}
+					dump += time.Since(t)
+				}
+			}
+			per := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / float64(b.N) / float64(n) }
+			b.ReportMetric(per(raw), "raw-ns/series")
+			b.ReportMetric(per(collect), "collect-ns/series")
+			b.ReportMetric(per(scrape), "scrape-ns/series")
+			b.ReportMetric(float64(collect)/float64(raw), "collect/raw")
+			if pin != "" {
+				b.ReportMetric(per(dump), "bpftool-ns/series")
+				b.ReportMetric(float64(scrape)/float64(dump), "scrape/bpftool")
+			}
+			b.ReportMetric(float64(cacheBytes(c))/float64(n), "cache-B/series")
+		})
+	}
 }
