@@ -190,67 +190,84 @@ func BenchmarkBpftoolDump(b *testing.B) {
 }
 
 // BenchmarkHistogramCollect: 10,000 label sets x 27 buckets (and the sum
-// key: 280,000 map keys), like a per-device latency histogram; ns/bucket is
-// to be compared with the ns/series of BenchmarkCollect and BenchmarkScrape.
+// key: 280,000 map keys), like a per-device latency histogram, beside a
+// counter map of as many keys, each iteration reading, collecting and
+// scraping both one after the other (so both meet the same load). The
+// ratios compare the cost per bucket with the cost per counter series.
 func BenchmarkHistogramCollect(b *testing.B) {
 	const sets, buckets = 10_000, 27
-	m := newMap(b, ebpf.Hash, 16, sets*(buckets+1))
-	keys := make([][16]byte, 0, sets*(buckets+1))
-	vals := make([]uint64, 0, sets*(buckets+1))
+	const keys = sets * (buckets + 1)
+	m := newMap(b, ebpf.Hash, 16, keys)
+	hkeys := make([][16]byte, 0, keys)
+	vals := make([]uint64, 0, keys)
 	for s := 0; s < sets; s++ {
 		for k := 0; k <= buckets; k++ {
-			keys = append(keys, [16]byte(cat(u32(uint32(s)), u32(0), u64(uint64(k)))))
+			hkeys = append(hkeys, [16]byte(cat(u32(uint32(s)), u32(0), u64(uint64(k)))))
 			vals = append(vals, uint64(k+1))
 		}
 	}
-	if _, err := m.BatchUpdate(keys, vals, nil); err != nil {
+	if _, err := m.BatchUpdate(hkeys, vals, nil); err != nil {
 		b.Fatal(err)
 	}
 	cfg := config.Config{Name: "bench", Metrics: config.Metrics{Histograms: []config.Histogram{{
 		Name: "lat_seconds", Help: "h", BucketType: config.BucketExp2, BucketMin: 0, BucketMax: buckets - 1, BucketMultiplier: 1e-6,
 		Labels: []config.Label{{Name: "dev", Size: 4, Padding: 4, Decoders: []config.Decoder{{Name: "uint"}}}, uintLabel("bucket", 8)},
 	}}}}
-	c := New(Options{})
-	cc := c.NewConfig(objectWith(cfg, map[string]*ebpf.Map{"lat_seconds": m}))
+	hc := New(Options{})
+	cc := hc.NewConfig(objectWith(cfg, map[string]*ebpf.Map{"lat_seconds": m}))
 	if cc.Err != nil {
 		b.Fatal(cc.Err)
 	}
-	c.SetConfigs([]*Config{cc})
-	b.Run("raw", func(b *testing.B) {
-		r, err := newMapReader(m)
-		if err != nil {
+	hc.SetConfigs([]*Config{cc})
+	cm := benchMap(b, keys)
+	c := benchCollector(b, cm)
+
+	type side struct {
+		c                    *Collector
+		r                    *mapReader
+		url                  string
+		series               int
+		raw, collect, scrape time.Duration
+	}
+	sides := []*side{{c: hc, series: sets}, {c: c, series: keys}}
+	for _, s := range sides {
+		srv := httptest.NewServer(s.c.Handler(prometheus.NewRegistry(), HandlerOpts{}))
+		defer srv.Close()
+		s.url = srv.URL
+		var err error
+		if s.r, err = newMapReader(s.c.Configs()[0].metrics[0].reader.m); err != nil {
 			b.Fatal(err)
 		}
-		b.ReportAllocs()
-		for i := 0; i < b.N; i++ {
-			if err := r.read(func([]byte, []uint64) {}); err != nil {
+		scrapeOnce(b, s.url)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for _, s := range sides {
+			t := time.Now()
+			if err := s.r.read(func([]byte, []uint64) {}); err != nil {
 				b.Fatal(err)
 			}
+			s.raw += time.Since(t)
+			t = time.Now()
+			collectOnce(b, s.c, s.series)
+			s.collect += time.Since(t)
+			t = time.Now()
+			scrapeOnce(b, s.url)
+			s.scrape += time.Since(t)
 		}
-		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/sets/buckets, "ns/bucket")
-	})
-	b.Run("collect", func(b *testing.B) {
-		collectOnce(b, c, sets)
-		b.ReportAllocs()
-		b.ResetTimer()
-		for i := 0; i < b.N; i++ {
-			collectOnce(b, c, sets)
-		}
-		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/sets/buckets, "ns/bucket")
-		b.ReportMetric(float64(cacheBytes(c))/sets/buckets, "cache-B/bucket")
-	})
-	b.Run("scrape", func(b *testing.B) {
-		reg := prometheus.NewRegistry()
-		srv := httptest.NewServer(c.Handler(reg, HandlerOpts{}))
-		defer srv.Close()
-		scrapeOnce(b, srv.URL)
-		b.ReportAllocs()
-		b.ResetTimer()
-		for i := 0; i < b.N; i++ {
-			scrapeOnce(b, srv.URL)
-		}
-		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/sets/buckets, "ns/bucket")
-	})
+	}
+	// Per bucket: of the 27 configured (the sum key's cost falls on them).
+	perBucket := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / float64(b.N) / (sets * buckets) }
+	perSeries := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / float64(b.N) / keys }
+	h, k := sides[0], sides[1]
+	b.ReportMetric(perBucket(h.raw), "raw-ns/bucket")
+	b.ReportMetric(perBucket(h.collect), "collect-ns/bucket")
+	b.ReportMetric(perBucket(h.scrape), "scrape-ns/bucket")
+	b.ReportMetric(perSeries(k.collect), "counter-collect-ns/series")
+	b.ReportMetric(perSeries(k.scrape), "counter-scrape-ns/series")
+	b.ReportMetric(perBucket(h.collect)/perSeries(k.collect), "collect-bucket/series")
+	b.ReportMetric(perBucket(h.scrape)/perSeries(k.scrape), "scrape-bucket/series")
+	b.ReportMetric(float64(cacheBytes(hc))/(sets*buckets), "cache-B/bucket")
 }
 
 // BenchmarkSideBySide runs, in every iteration and one after the other on

@@ -29,10 +29,21 @@ inc="$root/include"
 	go build -o "$work/mapbench" ./bench/scrape/mapbench)
 accept='application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.1'
 
+# cpu_ms PID: user+system CPU time the process has used, in ms.
+cpu_ms() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) * 1000 / hz}' "/proc/$1/stat"; }
+# child_cpu CMD...: runs CMD and prints the user+system CPU of it, in ms.
+child_cpu() {
+	local TIMEFORMAT='%U %S' t
+	t=$({ time "$@" >/dev/null; } 2>&1)
+	awk -v t="$t" 'BEGIN {split(t, a, " "); print (a[1] + a[2]) * 1000}'
+}
+
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
 
-printf '%-8s %10s %10s %10s %10s %8s %8s %9s %9s %9s\n' keys raw_ms collect_ms scrape_ms bpftool_ms scr/bpf col/raw rss_MB rss_long peak_MB
+# Wall times depend on the load of a shared machine; the CPU columns
+# (the exporter's and curl's CPU for a scrape, bpftool's for a dump) do not.
+printf '%-8s %8s %10s %9s %10s %8s %8s %9s %9s %8s %8s %8s %8s\n' keys raw_ms collect_ms scrape_ms bpftool_ms scr/bpf col/raw scr_cpu bpf_cpu cpu_rat rss_MB rss_long peak_MB
 for n in $sizes; do
 	mkdir -p "$work/$n"
 	clang -g -O2 -target bpf -D__TARGET_ARCH_x86 -DMAX_ENTRIES="$n" -I "$inc" -c bench.bpf.c -o "$work/$n/bench.bpf.o"
@@ -44,11 +55,12 @@ for n in $sizes; do
 	id=$("$work/mapbench" -pid "$pid" -fill "$n")
 	scrape() { curl -sf --compressed -H "Accept: $accept" -o "$work/$n/body" "http://127.0.0.1:$port/metrics"; }
 	scrape # first sight of every key: decode and sort, not measured
-	raw=() col=() scr=() bpf=()
+	raw=() col=() scr=() bpf=() scpu=() bcpu=()
 	for _ in $(seq "$runs"); do
 		raw+=("$("$work/mapbench" -pid "$pid" -read 1 | cut -d' ' -f1)")
-		t=$(date +%s%N); bpftool map dump -j id "$id" >/dev/null; bpf+=("$(ms "$t")")
-		t=$(date +%s%N); scrape; scr+=("$(ms "$t")")
+		t=$(date +%s%N); bcpu+=("$(child_cpu bpftool map dump -j id "$id")"); bpf+=("$(ms "$t")")
+		c0=$(cpu_ms "$pid"); t=$(date +%s%N); cc=$(child_cpu scrape); scr+=("$(ms "$t")")
+		scpu+=("$(awk -v a="$c0" -v b="$(cpu_ms "$pid")" -v c="$cc" 'BEGIN {print b - a + c}')")
 		col+=("$(awk '/^probe_exporter_config_scrape_duration_seconds\{config="bench"\}/ {print $2*1000}' "$work/$n/body")")
 	done
 	got=$(grep -c '^probe_exporter_bench_total{' "$work/$n/body")
@@ -59,7 +71,8 @@ for n in $sizes; do
 	hwm=$(awk '/^VmHWM/ {printf "%.1f", $2/1024}' "/proc/$pid/status")
 	r=$(printf '%s\n' "${raw[@]}" | median); c=$(printf '%s\n' "${col[@]}" | median)
 	s=$(printf '%s\n' "${scr[@]}" | median); b=$(printf '%s\n' "${bpf[@]}" | median)
-	awk -v n="$n" -v r="$r" -v c="$c" -v s="$s" -v b="$b" -v rss="$rss" -v rssl="$rssl" -v hwm="$hwm" \
-		'BEGIN {printf "%-8s %10.1f %10.1f %10s %10s %8.2f %8.2f %9s %9s %9s\n", n, r, c, s, b, s/b, c/r, rss, rssl, hwm}'
+	sc=$(printf '%s\n' "${scpu[@]}" | median); bc=$(printf '%s\n' "${bcpu[@]}" | median)
+	awk -v n="$n" -v r="$r" -v c="$c" -v s="$s" -v b="$b" -v sc="$sc" -v bc="$bc" -v rss="$rss" -v rssl="$rssl" -v hwm="$hwm" \
+		'BEGIN {printf "%-8s %8.1f %10.1f %9s %10s %8.2f %8.2f %9s %9s %8.2f %8s %8s %8s\n", n, r, c, s, b, s/b, c/r, sc, bc, sc/bc, rss, rssl, hwm}'
 	kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
 done
