@@ -40,6 +40,12 @@ func wireFormatOf(f expfmt.Format) wireFormat {
 // client_golang's expfmt encoders write the same families (text,
 // OpenMetrics 1.0) or as the same protobuf messages (delimited protobuf),
 // through one reused buffer and without building a dto object per series.
+//
+// A new kind of family (native histograms, several values per key) adds
+// its values to frame, a case to each writer, and, where a format cannot
+// carry it (native histograms outside protobuf), the same fallback as
+// metrics with escaped names: frame.toDTO and expfmt. TestHandlerMatches-
+// ClientGolang then holds it to client_golang's output.
 type streamWriter struct {
 	w       io.Writer
 	buf     []byte

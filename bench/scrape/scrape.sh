@@ -9,7 +9,7 @@
 #
 # Prints one line per size; medians of RUNS rounds (each round: one read,
 # one bpftool dump, one scrape). rss_MB is the exporter's RSS after those
-# scrapes (RUNS+1), rss_long after LONG more (0 skips them), peak_MB its
+# scrapes (2*RUNS+1), rss_long after LONG more (0 skips them), peak_MB its
 # high-water mark.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -53,7 +53,9 @@ for n in $sizes; do
 	pid=$!
 	for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$port/-/ready" && break; sleep 0.1; done
 	id=$("$work/mapbench" -pid "$pid" -fill "$n")
-	scrape() { curl -sf --compressed -H "Accept: $accept" -o "$work/$n/body" "http://127.0.0.1:$port/metrics"; }
+	# Measured scrapes go to /dev/null, as bpftool's dump does; the last
+	# one is kept to check it and read the exporter's collect time.
+	scrape() { curl -sf --compressed -H "Accept: $accept" -o "${1:-/dev/null}" "http://127.0.0.1:$port/metrics"; }
 	scrape # first sight of every key: decode and sort, not measured
 	raw=() col=() scr=() bpf=() scpu=() bcpu=()
 	for _ in $(seq "$runs"); do
@@ -61,6 +63,7 @@ for n in $sizes; do
 		t=$(date +%s%N); bcpu+=("$(child_cpu bpftool map dump -j id "$id")"); bpf+=("$(ms "$t")")
 		c0=$(cpu_ms "$pid"); t=$(date +%s%N); cc=$(child_cpu scrape); scr+=("$(ms "$t")")
 		scpu+=("$(awk -v a="$c0" -v b="$(cpu_ms "$pid")" -v c="$cc" 'BEGIN {print b - a + c}')")
+		scrape "$work/$n/body"
 		col+=("$(awk '/^probe_exporter_config_scrape_duration_seconds\{config="bench"\}/ {print $2*1000}' "$work/$n/body")")
 	done
 	got=$(grep -c '^probe_exporter_bench_total{' "$work/$n/body")
