@@ -18,7 +18,7 @@ type byteSet struct {
 	data  []byte   // the strings back to back
 	ends  []uint32 // variable length: end offset of string i in data
 	n     int      // strings held
-	slots []uint32 // open addressing, linear probing: 0 empty, else id+1
+	slots []uint32 // open addressing, linear probing: 0 empty, else id+1 (a power of 2 long)
 }
 
 func newByteSet(size int) *byteSet {
@@ -62,7 +62,7 @@ func (s *byteSet) add(b []byte) int {
 	if s.size > 0 && len(b) != s.size {
 		panic("byteSet: string of the wrong size")
 	}
-	if 2*(s.n+1) > len(s.slots) {
+	if !s.fits(s.n+1, len(s.slots)) {
 		s.rehash(max(16, 2*len(s.slots)))
 	}
 	id := s.n
@@ -74,6 +74,12 @@ func (s *byteSet) add(b []byte) int {
 	s.insert(b, id)
 	return id
 }
+
+// fits tells whether n strings fit in nslots slots: at most 80% full.
+// Most lookups of raw keys are predicted (see mapMetric.findKey) and label
+// blocks are looked up only for new keys, so the longer probes of a full
+// table cost little and the table is 4-5 bytes a string, not 8-10.
+func (s *byteSet) fits(n, nslots int) bool { return 5*n <= 4*nslots }
 
 func (s *byteSet) insert(b []byte, id int) {
 	mask := uint64(len(s.slots) - 1)
@@ -129,7 +135,7 @@ func (s *byteSet) rebuild(order []int32) []int32 {
 	}
 	s.data, s.ends, s.n = data, ends, len(order)
 	nslots := 16
-	for 2*s.n > nslots {
+	for !s.fits(s.n, nslots) {
 		nslots *= 2
 	}
 	s.rehash(nslots)

@@ -8,9 +8,9 @@
 #   SIZES="100000 1000000" RUNS=5 bench/scrape/scrape.sh
 #
 # Prints one line per size; medians of RUNS rounds (each round: one read,
-# one bpftool dump, one scrape). rss_MB is the exporter's RSS after those
-# scrapes (2*RUNS+1), rss_long after LONG more (0 skips them), peak_MB its
-# high-water mark.
+# one bpftool dump, one scrape). rss_MB is the exporter's RSS after its
+# first 5 scrapes, rss_long after the rounds and LONG more scrapes
+# (5 + 2*RUNS + LONG in all), peak_MB its high-water mark.
 set -euo pipefail
 cd "$(dirname "$0")"
 root=$(cd ../.. && pwd)
@@ -57,6 +57,8 @@ for n in $sizes; do
 	# one is kept to check it and read the exporter's collect time.
 	scrape() { curl -sf --compressed -H "Accept: $accept" -o "${1:-/dev/null}" "http://127.0.0.1:$port/metrics"; }
 	scrape # first sight of every key: decode and sort, not measured
+	for _ in 1 2 3 4; do scrape; done
+	rss=$(awk '/^VmRSS/ {printf "%.1f", $2/1024}' "/proc/$pid/status") # after 5 scrapes
 	raw=() col=() scr=() bpf=() scpu=() bcpu=()
 	for _ in $(seq "$runs"); do
 		raw+=("$("$work/mapbench" -pid "$pid" -read 1 | cut -d' ' -f1)")
@@ -68,7 +70,6 @@ for n in $sizes; do
 	done
 	got=$(grep -c '^probe_exporter_bench_total{' "$work/$n/body")
 	[ "$got" -eq "$n" ] || { echo "scrape had $got series, want $n" >&2; exit 1; }
-	rss=$(awk '/^VmRSS/ {printf "%.1f", $2/1024}' "/proc/$pid/status")
 	for _ in $(seq "$long"); do scrape; done
 	rssl=$(awk '/^VmRSS/ {printf "%.1f", $2/1024}' "/proc/$pid/status")
 	hwm=$(awk '/^VmHWM/ {printf "%.1f", $2/1024}' "/proc/$pid/status")
