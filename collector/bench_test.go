@@ -263,6 +263,7 @@ func BenchmarkHistogramCollect(b *testing.B) {
 	b.ReportMetric(perBucket(h.raw), "raw-ns/bucket")
 	b.ReportMetric(perBucket(h.collect), "collect-ns/bucket")
 	b.ReportMetric(perBucket(h.scrape), "scrape-ns/bucket")
+	b.ReportMetric(perSeries(k.raw), "counter-raw-ns/series")
 	b.ReportMetric(perSeries(k.collect), "counter-collect-ns/series")
 	b.ReportMetric(perSeries(k.scrape), "counter-scrape-ns/series")
 	b.ReportMetric(perBucket(h.collect)/perSeries(k.collect), "collect-bucket/series")
