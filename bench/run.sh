@@ -9,8 +9,11 @@ mkdir -p "$out"
 count=${COUNT:-5}
 
 echo "== scrape cost: raw BatchLookup vs collect vs HTTP scrape vs bpftool map dump" | tee "$out/scrape.txt"
-go test -run '^$' -bench 'BenchmarkRawBatchLookup|BenchmarkCollect|BenchmarkScrape|BenchmarkBpftoolDump|BenchmarkHistogramCollect' \
+go test -run '^$' -bench 'BenchmarkSideBySide|BenchmarkRawBatchLookup|BenchmarkCollect|BenchmarkScrape|BenchmarkBpftoolDump|BenchmarkHistogramCollect' \
 	-benchtime "${BENCHTIME:-3x}" -count "$count" ./collector/ | tee -a "$out/scrape.txt"
+
+echo "== scrape of the real binary beside bpftool and the raw read (100k, 1M keys)" | tee "$out/scrape-binary.txt"
+bench/scrape/scrape.sh | tee -a "$out/scrape-binary.txt"
 
 for pkg in decoder scripts usdt profile rules ingest; do
 	if ls "$pkg"/*_test.go >/dev/null 2>&1 && grep -q 'func Benchmark' "$pkg"/*_test.go; then

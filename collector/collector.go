@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -208,38 +209,59 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // Gather reads every config's maps into metric families. It implements
-// prometheus.Gatherer so that map metrics skip the per-series channel of
-// a Collector: serve it with prometheus.Gatherers{registry, collector}.
+// prometheus.Gatherer (serve it with prometheus.Gatherers{registry,
+// collector}); Handler serves the same families without building them.
 // Families come out with their series sorted as the registry sorts them.
 func (c *Collector) Gather() ([]*dto.MetricFamily, error) {
 	var mfs []*dto.MetricFamily
-	for _, cfg := range c.Configs() {
-		if cfg.Err != nil || cfg.Object.Err != nil {
-			continue
-		}
-		mfs = append(mfs, c.gatherConfig(cfg)...)
+	for _, f := range c.collectFrames() {
+		mfs = append(mfs, f.toDTO())
+		f.release()
 	}
 	return mfs, nil
 }
 
-func (c *Collector) gatherConfig(cfg *Config) []*dto.MetricFamily {
+// collectFrames scrapes the maps of every config.
+func (c *Collector) collectFrames() []*frame {
+	var frames []*frame
+	for _, cfg := range c.Configs() {
+		if cfg.Err != nil || cfg.Object.Err != nil {
+			continue
+		}
+		frames = c.collectConfig(cfg, frames)
+	}
+	return frames
+}
+
+// collectConfig appends the frames of the config's maps. When a map's
+// caches grew a lot (its first scrape, or a map filling up), the garbage
+// of their growth is returned to the system at once rather than kept as
+// headroom by the Go runtime: it is a few times the caches' size, and
+// would otherwise stay in the process's RSS.
+func (c *Collector) collectConfig(cfg *Config, frames []*frame) []*frame {
+	grew := false
+	defer func() {
+		if grew {
+			debug.FreeOSMemory()
+		}
+	}()
 	cfg.mu.Lock()
 	defer cfg.mu.Unlock()
 	start := time.Now()
 	errs := c.decoderErrors.WithLabelValues(cfg.Name())
-	mfs := make([]*dto.MetricFamily, 0, len(cfg.metrics))
 	for _, mm := range cfg.metrics {
-		mf, err := mm.gather(errs)
+		f, grown, err := mm.collect(errs)
+		grew = grew || grown
 		if err != nil {
 			cfg.scrapeErrors++
 			c.opts.Logger.Warn("scrape failed", "config", cfg.Name(), "metric", mm.name, "err", err)
 		}
-		if mf != nil {
-			mfs = append(mfs, mf)
+		if f != nil {
+			frames = append(frames, f)
 		}
 	}
 	cfg.lastDuration = time.Since(start)
-	return mfs
+	return frames
 }
 
 func (c *Collector) collectState(ch chan<- prometheus.Metric, cfg *Config, statsOn bool) {

@@ -44,6 +44,6 @@ func (mm *mapMetric) dropLabel(name, value string) {
 	})
 	for _, k := range doomed {
 		_ = mm.reader.m.Delete(k)
-		delete(mm.cache, string(k))
+		mm.forget(k)
 	}
 }

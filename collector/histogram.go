@@ -20,6 +20,9 @@ type histSpec struct {
 	// sumKey is the key whose value is the sum of observed values.
 	sumKey     float64
 	multiplier float64
+	// leText and leOpenMetrics are the le labels of the buckets as the
+	// text formats write them (`le="0.5"}`), +Inf last.
+	leText, leOpenMetrics []string
 }
 
 func newHistSpec(h config.Histogram) (*histSpec, error) {
@@ -66,40 +69,28 @@ func newHistSpec(h config.Histogram) (*histSpec, error) {
 	default:
 		return nil, fmt.Errorf("unknown bucket_type %q (want exp2, exp2zero, linear or fixed)", h.BucketType)
 	}
+	bounds := s.bounds
+	if !math.IsInf(bounds[len(bounds)-1], +1) {
+		bounds = append(bounds[:len(bounds):len(bounds)], math.Inf(+1))
+	}
+	for _, b := range bounds {
+		s.leText = append(s.leText, `le="`+string(appendTextFloat(nil, b))+`"}`)
+		s.leOpenMetrics = append(s.leOpenMetrics, `le="`+string(appendOpenMetricsFloat(nil, b))+`"}`)
+	}
 	return s, nil
 }
 
-// histValue accumulates one label set's buckets during a scrape.
-type histValue struct {
-	counts []uint64 // per bucket, not cumulative
-	sum    uint64   // raw value of the sum key
-}
-
-// observe adds the count the kernel holds under key.
-func (s *histSpec) observe(v *histValue, key float64, count uint64) {
-	if key == s.sumKey {
-		v.sum += count
-		return
-	}
-	if i, ok := s.slot[key]; ok {
-		v.counts[i] += count
-	}
-}
-
-// toDTO builds the cumulative histogram of one label set.
-func (s *histSpec) toDTO(v *histValue) *dto.Histogram {
+// toDTO builds the histogram of one label set from its cumulative counts
+// and sum.
+func (s *histSpec) toDTO(cum []uint64, sum float64) *dto.Histogram {
 	n := len(s.bounds)
 	buckets := make([]dto.Bucket, n)
 	ptrs := make([]*dto.Bucket, n)
-	cum := make([]uint64, n)
-	var c uint64
+	counts := append([]uint64(nil), cum...)
 	for i := range s.bounds {
-		c += v.counts[i]
-		cum[i] = c
 		buckets[i].UpperBound = &s.bounds[i]
-		buckets[i].CumulativeCount = &cum[i]
+		buckets[i].CumulativeCount = &counts[i]
 		ptrs[i] = &buckets[i]
 	}
-	sum := float64(v.sum) * s.multiplier
-	return &dto.Histogram{SampleCount: &cum[n-1], SampleSum: &sum, Bucket: ptrs}
+	return &dto.Histogram{SampleCount: &counts[n-1], SampleSum: &sum, Bucket: ptrs}
 }

@@ -1,16 +1,21 @@
 package collector
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/cilium/ebpf"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/model"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/probe-exporter/probe_exporter/config"
 	"github.com/probe-exporter/probe_exporter/decoder"
@@ -24,19 +29,24 @@ const (
 	kindHistogram
 )
 
-// series is one label set of a metric. Raw keys that decode to the same
-// labels share one series, so their values are merged.
-type series struct {
-	pairs []*dto.LabelPair // sorted by name, shared by every scrape
-	gen   uint64           // scrape generation that last touched it
-	value float64
-	hist  histValue
-}
+// Raw keys map to a series id, or to one of these.
+const (
+	keyDropped  int32 = -1 // a decoder dropped the label set
+	keyRedecode int32 = -2 // forgotten (DropPID): decode again if seen
+)
 
-// dropped is the cache value of raw keys whose label set a decoder dropped.
-var dropped = &series{}
+// Histogram raw keys map to a bucket slot, or to one of these.
+const (
+	slotSum  int16 = -1 // the key holding the sum of observed values
+	slotNone int16 = -2 // a key outside the configured buckets: ignored
+)
 
 // mapMetric turns one BPF map into one metric family.
+//
+// Its state is flat: raw keys and rendered label blocks live in byteSets
+// (arenas plus 32-bit hash tables) and per-series values in slices indexed
+// by series id, so a scrape allocates nothing per series and the garbage
+// collector has no per-series objects to trace.
 type mapMetric struct {
 	name   string
 	help   string
@@ -47,6 +57,10 @@ type mapMetric struct {
 	// order sorts label values by label name.
 	order []int
 	names []string
+	// plain: the metric and label names are legacy Prometheus names, so
+	// they are written as they are in every format and escaping scheme
+	// (the streaming writers need it; other metrics go through dto).
+	plain bool
 
 	// Per-CPU maps: values are summed unless the last label is "cpu", in
 	// which case each CPU is a series and the CPU number is appended to
@@ -61,19 +75,44 @@ type mapMetric struct {
 	hist       *histSpec
 	bucket     *decoder.Labels // decodes the bucket field
 	bucketSize int
-	bucketKeys map[string]float64
 
-	// cache maps raw keys to their series (or dropped).
-	cache  map[string]*series
-	intern map[string]*series
-	gen    uint64
-	keyBuf []byte
-	// sorted lists every interned series ordered as the registry orders
-	// them (label values in label name order), so that sorting at gather
-	// time finds its input already sorted; it is rebuilt when series come
-	// or go.
-	sorted []*series
-	dirty  bool
+	// keys are the raw keys seen (with the CPU appended when split by
+	// CPU); keySeries, keySlot (histograms) and keyGen are indexed by key id.
+	keys      *byteSet
+	keySeries []int32
+	keySlot   []int16
+	keyGen    []uint32
+	// labelKeys (histograms) are raw keys without the bucket field, so that
+	// a label set is decoded once and not once per bucket.
+	labelKeys      *byteSet
+	labelKeySeries []int32
+
+	// series are the label blocks, `name="escaped value",...` in label
+	// name order, one per distinct label set: raw keys decoding to the
+	// same labels share a series and their values merge.
+	series *byteSet
+	vals   []float64 // counters, gauges: the value in this scrape
+	sgen   []uint32  // the scrape that last touched the series
+	counts []uint64  // histograms: len(bounds) counts per series, not cumulative
+	sums   []uint64  // histograms: raw value of the sum key
+	// Series ids below nsorted are in the registry's order (label values
+	// in label name order), so frames are built and written walking the
+	// arenas in order; ids from nsorted on are new since the last sort.
+	nsorted int
+	// nextKey is the key id expected next: the kernel returns a map's
+	// keys in the same order scrape after scrape and key ids follow the
+	// order first seen, so most lookups are one comparison, in order.
+	nextKey int
+	// grownAt is the number of series when collect last reported that
+	// the caches had grown (see collect).
+	grownAt  int
+	gen      uint32
+	keyBuf   []byte
+	blockBuf []byte
+	// free holds released frames for reuse (a few: one per scrape in
+	// flight), so steady scrapes allocate no frame buffers.
+	freeMu sync.Mutex
+	free   []*frame
 }
 
 // errKeySize is returned by newMapMetric when labels and key disagree.
@@ -95,8 +134,7 @@ func newMapMetric(kind metricKind, fqName, help string, labels []config.Label, m
 		help:   help,
 		kind:   kind,
 		reader: reader,
-		cache:  map[string]*series{},
-		intern: map[string]*series{},
+		series: newByteSet(0),
 	}
 	// Sizes are bounded at parse time; checked here too, so that no sum
 	// can wrap into a key size that matches by accident.
@@ -118,7 +156,6 @@ func newMapMetric(kind metricKind, fqName, help string, labels []config.Label, m
 			return nil, fmt.Errorf("bucket label: %w", err)
 		}
 		mm.bucketSize = int(bl.Size + bl.Padding)
-		mm.bucketKeys = map[string]float64{}
 		keyLabels = labels[:len(labels)-1]
 		mm.hist, err = newHistSpec(*h)
 		if err != nil {
@@ -166,20 +203,64 @@ func newMapMetric(kind metricKind, fqName, help string, labels []config.Label, m
 		mm.order[i] = i
 	}
 	sort.SliceStable(mm.order, func(a, b int) bool { return mm.names[mm.order[a]] < mm.names[mm.order[b]] })
+	mm.plain = model.LegacyValidation.IsValidMetricName(fqName)
+	for _, n := range mm.names {
+		mm.plain = mm.plain && model.LegacyValidation.IsValidLabelName(n)
+	}
+	mm.keys = newByteSet(int(keySize))
+	if mm.splitCPU {
+		mm.keys = newByteSet(int(keySize) + mm.cpuSize)
+		if mm.cpuOnly {
+			mm.keys = newByteSet(mm.cpuSize)
+		}
+	}
+	if mm.hist != nil {
+		mm.labelKeys = newByteSet(int(keySize) - mm.bucketSize)
+	}
 	return mm, nil
 }
 
 // decodeErrors counts keys whose labels failed to decode.
 type decodeErrors interface{ Inc() }
 
-// gather reads the map and returns its metric family. The family's label
-// pairs are shared with the series cache (built once per label set and
-// never mutated); values live in slabs allocated once per scrape, so a
-// scrape allocates per family, not per series.
-func (mm *mapMetric) gather(errs decodeErrors) (*dto.MetricFamily, error) {
+// frame is one scrape of a map metric: the series present, in the
+// registry's order, with their values. It refers to the label blocks of
+// the metric without copying them (they are never changed in place), so
+// it can be written out after the config's lock is released.
+type frame struct {
+	mm     *mapMetric
+	blocks *byteSet // a copy of the metric's series set header
+	ids    []int32  // series present, sorted
+	vals   []float64
+	// histograms: len(bounds) cumulative counts per series, and the sum.
+	counts []uint64
+	sums   []float64
+}
+
+// block returns the label block of the i-th series of the frame.
+func (f *frame) block(i int) []byte { return f.blocks.at(int(f.ids[i])) }
+
+// release returns the frame's buffers for reuse.
+func (f *frame) release() {
+	f.blocks = nil
+	mm := f.mm
+	mm.freeMu.Lock()
+	if len(mm.free) < 4 {
+		mm.free = append(mm.free, f)
+	}
+	mm.freeMu.Unlock()
+}
+
+// collect reads the map and returns the scrape's frame. Callers hold the
+// config's lock; the frame stays valid after it is released. grown is set
+// when the caches have grown by half (and by 10,000 series) since it was
+// last set: the growth left garbage (the caches' old, smaller copies)
+// worth returning to the system.
+func (mm *mapMetric) collect(errs decodeErrors) (f *frame, grown bool, err error) {
 	mm.gen++
+	mm.nextKey = 0
 	var firstErr error
-	err := mm.reader.read(func(key []byte, vals []uint64) {
+	err = mm.reader.read(func(key []byte, vals []uint64) {
 		if err := mm.add(key, vals); err != nil {
 			errs.Inc()
 			if firstErr == nil {
@@ -188,67 +269,49 @@ func (mm *mapMetric) gather(errs decodeErrors) (*dto.MetricFamily, error) {
 		}
 	})
 	if err != nil {
-		return nil, fmt.Errorf("reading map: %w", err)
+		return nil, false, fmt.Errorf("reading map: %w", err)
 	}
-	if mm.dirty {
-		mm.resort()
+	if mm.nsorted < mm.series.len() {
+		mm.sortNew()
 	}
-	n := 0
-	for _, s := range mm.sorted {
-		if s.gen == mm.gen {
-			n++
-		}
+	if n := mm.series.len(); n >= mm.grownAt+max(mm.grownAt/2, 10_000) {
+		mm.grownAt, grown = n, true
 	}
-	mf := &dto.MetricFamily{Name: &mm.name, Help: &mm.help, Metric: make([]*dto.Metric, 0, n)}
-	metrics := make([]dto.Metric, n)
-	switch mm.kind {
-	case kindCounter, kindGauge:
-		values := make([]float64, n)
-		var counters []dto.Counter
-		var gauges []dto.Gauge
-		if mm.kind == kindCounter {
-			mf.Type = dto.MetricType_COUNTER.Enum()
-			counters = make([]dto.Counter, n)
-		} else {
-			mf.Type = dto.MetricType_GAUGE.Enum()
-			gauges = make([]dto.Gauge, n)
+	f = &frame{mm: mm}
+	mm.freeMu.Lock()
+	if n := len(mm.free); n > 0 {
+		f = mm.free[n-1]
+		mm.free = mm.free[:n-1]
+	}
+	mm.freeMu.Unlock()
+	set := *mm.series
+	f.blocks = &set
+	f.ids, f.vals, f.counts, f.sums = f.ids[:0], f.vals[:0], f.counts[:0], f.sums[:0]
+	for i, g := range mm.sgen {
+		if g != mm.gen {
+			continue
 		}
-		i := 0
-		for _, s := range mm.sorted {
-			if s.gen != mm.gen {
-				continue
-			}
-			m := &metrics[i]
-			m.Label = s.pairs
-			values[i] = s.value
-			if counters != nil {
-				counters[i].Value = &values[i]
-				m.Counter = &counters[i]
-			} else {
-				gauges[i].Value = &values[i]
-				m.Gauge = &gauges[i]
-			}
-			mf.Metric = append(mf.Metric, m)
-			i++
+		id := int32(i)
+		f.ids = append(f.ids, id)
+		if mm.hist == nil {
+			f.vals = append(f.vals, mm.vals[id])
+			continue
 		}
-	case kindHistogram:
-		mf.Type = dto.MetricType_HISTOGRAM.Enum()
-		i := 0
-		for _, s := range mm.sorted {
-			if s.gen != mm.gen {
-				continue
-			}
-			m := &metrics[i]
-			m.Label = s.pairs
-			m.Histogram = mm.hist.toDTO(&s.hist)
-			mf.Metric = append(mf.Metric, m)
-			i++
+		nb := len(mm.hist.bounds)
+		var c uint64
+		for _, v := range mm.counts[int(id)*nb : (int(id)+1)*nb] {
+			c += v
+			f.counts = append(f.counts, c)
 		}
+		f.sums = append(f.sums, float64(mm.sums[id])*mm.hist.multiplier)
 	}
 	if mm.gen%64 == 0 {
 		mm.evict()
+		if mm.series.len() < mm.grownAt/2 {
+			mm.grownAt = mm.series.len()
+		}
 	}
-	return mf, firstErr
+	return f, grown, firstErr
 }
 
 // add accounts one map entry.
@@ -263,11 +326,11 @@ func (mm *mapMetric) add(key []byte, vals []uint64) error {
 		}
 		for cpu, v := range vals {
 			mm.keyBuf = appendUint(append(mm.keyBuf[:0], base...), uint64(cpu), mm.cpuSize)
-			s, err := mm.lookup(mm.keyBuf)
-			if err != nil || s == nil {
+			id, err := mm.lookup(mm.keyBuf)
+			if err != nil || id < 0 {
 				return err
 			}
-			s.value += float64(v)
+			mm.vals[id] += float64(v)
 		}
 		return nil
 	}
@@ -275,71 +338,157 @@ func (mm *mapMetric) add(key []byte, vals []uint64) error {
 	for _, v := range vals {
 		sum += v
 	}
-	s, err := mm.lookup(key)
-	if err != nil || s == nil {
+	id, err := mm.lookup(key)
+	if err != nil || id < 0 {
 		return err
 	}
-	s.value += float64(sum)
+	mm.vals[id] += float64(sum)
 	return nil
 }
 
+// findKey returns the id of a raw key, or -1.
+func (mm *mapMetric) findKey(key []byte) int {
+	k := mm.nextKey
+	if k >= mm.keys.len() || !bytes.Equal(mm.keys.at(k), key) {
+		k = mm.keys.find(key)
+	}
+	mm.nextKey = k + 1
+	return k
+}
+
 func (mm *mapMetric) addHistogram(key []byte, vals []uint64) error {
-	split := len(key) - mm.bucketSize
-	bkey, ok := mm.bucketKeys[string(key[split:])]
-	if !ok {
-		vs, err := mm.bucket.Decode(key[split:])
+	k := mm.findKey(key)
+	if k < 0 || mm.keySeries[k] == keyRedecode {
+		id, slot, err := mm.decodeHistogramKey(key)
 		if err != nil {
-			return fmt.Errorf("bucket: %w", err)
+			return err
 		}
-		bkey, err = strconv.ParseFloat(vs[0], 64)
-		if err != nil {
-			return fmt.Errorf("bucket key %q is not a number", vs[0])
+		if k < 0 {
+			k = mm.keys.add(key)
+			mm.keySeries = append(mm.keySeries, id)
+			mm.keySlot = append(mm.keySlot, slot)
+			mm.keyGen = append(mm.keyGen, 0)
+			mm.nextKey = k + 1
+		} else {
+			mm.keySeries[k], mm.keySlot[k] = id, slot
 		}
-		mm.bucketKeys[string(key[split:])] = bkey
 	}
-	s, err := mm.lookup(key[:split])
-	if err != nil || s == nil {
-		return err
+	mm.keyGen[k] = mm.gen
+	id := mm.keySeries[k]
+	if id < 0 {
+		return nil
 	}
+	mm.touch(id)
 	var sum uint64
 	for _, v := range vals {
 		sum += v
 	}
-	mm.hist.observe(&s.hist, bkey, sum)
+	switch slot := mm.keySlot[k]; slot {
+	case slotSum:
+		mm.sums[id] += sum
+	case slotNone:
+	default:
+		mm.counts[int(id)*len(mm.hist.bounds)+int(slot)] += sum
+	}
 	return nil
 }
 
-// lookup returns the series for a raw key, decoding it the first time it
-// is seen. A nil series without error means the label set is dropped.
-func (mm *mapMetric) lookup(key []byte) (*series, error) {
-	s, ok := mm.cache[string(key)]
-	if !ok {
-		values, err := mm.decode(key)
-		switch {
-		case errors.Is(err, decoder.ErrSkipLabelSet):
-			s = dropped
-		case err != nil:
-			return nil, err
-		default:
-			s = mm.internSeries(values)
+// decodeHistogramKey returns the series and bucket slot of a raw key seen
+// for the first time.
+func (mm *mapMetric) decodeHistogramKey(key []byte) (int32, int16, error) {
+	split := len(key) - mm.bucketSize
+	vs, err := mm.bucket.Decode(key[split:])
+	if err != nil {
+		return 0, 0, fmt.Errorf("bucket: %w", err)
+	}
+	bkey, err := strconv.ParseFloat(vs[0], 64)
+	if err != nil {
+		return 0, 0, fmt.Errorf("bucket key %q is not a number", vs[0])
+	}
+	slot := slotNone
+	if bkey == mm.hist.sumKey {
+		slot = slotSum
+	} else if i, ok := mm.hist.slot[bkey]; ok {
+		slot = int16(i)
+	}
+	lk := mm.labelKeys.find(key[:split])
+	if lk >= 0 {
+		return mm.labelKeySeries[lk], slot, nil
+	}
+	id, err := mm.decodeSeries(key[:split])
+	if err != nil {
+		return 0, 0, err
+	}
+	mm.labelKeys.add(key[:split])
+	mm.labelKeySeries = append(mm.labelKeySeries, id)
+	return id, slot, nil
+}
+
+// lookup returns the series of a raw key, decoding it the first time it is
+// seen, and marks the series present in this scrape. A negative id without
+// error means the label set is dropped.
+func (mm *mapMetric) lookup(key []byte) (int32, error) {
+	k := mm.findKey(key)
+	if k < 0 || mm.keySeries[k] == keyRedecode {
+		id, err := mm.decodeSeries(key)
+		if err != nil {
+			return 0, err
 		}
-		mm.cache[string(key)] = s
-	}
-	if s == dropped {
-		return nil, nil
-	}
-	if s.gen != mm.gen {
-		s.gen = mm.gen
-		s.value = 0
-		if mm.hist != nil {
-			if s.hist.counts == nil {
-				s.hist.counts = make([]uint64, len(mm.hist.bounds))
-			}
-			clear(s.hist.counts)
-			s.hist.sum = 0
+		if k < 0 {
+			k = mm.keys.add(key)
+			mm.keySeries = append(mm.keySeries, id)
+			mm.keyGen = append(mm.keyGen, 0)
+			mm.nextKey = k + 1
+		} else {
+			mm.keySeries[k] = id
 		}
 	}
-	return s, nil
+	mm.keyGen[k] = mm.gen
+	id := mm.keySeries[k]
+	if id >= 0 {
+		mm.touch(id)
+	}
+	return id, nil
+}
+
+// touch resets a series' values the first time a scrape sees it.
+func (mm *mapMetric) touch(id int32) {
+	if mm.sgen[id] == mm.gen {
+		return
+	}
+	mm.sgen[id] = mm.gen
+	if mm.hist == nil {
+		mm.vals[id] = 0
+		return
+	}
+	nb := len(mm.hist.bounds)
+	clear(mm.counts[int(id)*nb : (int(id)+1)*nb])
+	mm.sums[id] = 0
+}
+
+// decodeSeries decodes a raw key into the id of its label set's series
+// (keyDropped if a decoder drops it).
+func (mm *mapMetric) decodeSeries(key []byte) (int32, error) {
+	values, err := mm.decode(key)
+	switch {
+	case errors.Is(err, decoder.ErrSkipLabelSet):
+		return keyDropped, nil
+	case err != nil:
+		return 0, err
+	}
+	mm.blockBuf = mm.appendBlock(mm.blockBuf[:0], values)
+	if id := mm.series.find(mm.blockBuf); id >= 0 {
+		return int32(id), nil
+	}
+	id := mm.series.add(mm.blockBuf)
+	mm.sgen = append(mm.sgen, 0)
+	if mm.hist == nil {
+		mm.vals = append(mm.vals, 0)
+	} else {
+		mm.counts = append(mm.counts, make([]uint64, len(mm.hist.bounds))...)
+		mm.sums = append(mm.sums, 0)
+	}
+	return int32(id), nil
 }
 
 func (mm *mapMetric) decode(key []byte) ([]string, error) {
@@ -361,62 +510,290 @@ func isZero(b []byte) bool {
 	return true
 }
 
-// internSeries returns the one series of a label set.
-func (mm *mapMetric) internSeries(values []string) *series {
-	for i, v := range values {
-		if !utf8.ValidString(v) {
-			values[i] = strings.ToValidUTF8(v, "\uFFFD")
-		}
-	}
-	id := strings.Join(values, "\xff")
-	if s, ok := mm.intern[id]; ok {
-		return s
-	}
-	s := &series{pairs: make([]*dto.LabelPair, len(values))}
-	slab := make([]dto.LabelPair, len(values))
+// appendBlock renders a label set as `name="value",...` in label name
+// order, values made valid UTF-8 and escaped as the text formats escape
+// them (backslash, double quote, newline).
+func (mm *mapMetric) appendBlock(b []byte, values []string) []byte {
 	for i, j := range mm.order {
-		slab[i].Name = &mm.names[j]
-		slab[i].Value = &values[j]
-		s.pairs[i] = &slab[i]
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, mm.names[j]...)
+		b = append(b, '=', '"')
+		v := values[j]
+		if !utf8.ValidString(v) {
+			v = strings.ToValidUTF8(v, "\uFFFD")
+		}
+		b = appendEscaped(b, v, true)
+		b = append(b, '"')
 	}
-	mm.intern[id] = s
-	mm.dirty = true
-	return s
+	return b
 }
 
-// resort rebuilds the sorted list of series.
-func (mm *mapMetric) resort() {
-	mm.sorted = mm.sorted[:0]
-	for _, s := range mm.intern {
-		mm.sorted = append(mm.sorted, s)
+// appendEscaped escapes backslash and newline, and double quote if quote.
+func appendEscaped(b []byte, s string, quote bool) []byte {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\\':
+			b = append(b, '\\', '\\')
+		case c == '\n':
+			b = append(b, '\\', 'n')
+		case c == '"' && quote:
+			b = append(b, '\\', '"')
+		default:
+			b = append(b, c)
+		}
 	}
-	sort.Slice(mm.sorted, func(i, j int) bool {
-		a, b := mm.sorted[i].pairs, mm.sorted[j].pairs
-		for k := range a {
-			if va, vb := a[k].GetValue(), b[k].GetValue(); va != vb {
-				return va < vb
+	return b
+}
+
+// blockValues calls fn with each label value of a block, unescaped, in
+// label name order. The slice passed is reused.
+func (mm *mapMetric) blockValues(block []byte, scratch []byte, fn func(i int, value []byte)) []byte {
+	pos := 0
+	for i, j := range mm.order {
+		pos += len(mm.names[j]) + 2 // name="
+		scratch = scratch[:0]
+		for ; block[pos] != '"'; pos++ {
+			c := block[pos]
+			if c == '\\' {
+				pos++
+				if c = block[pos]; c == 'n' {
+					c = '\n'
+				}
+			}
+			scratch = append(scratch, c)
+		}
+		pos += 2 // ",
+		fn(i, scratch)
+	}
+	return scratch
+}
+
+// compareBlocks orders two label blocks of the metric as the registry
+// orders series: by label values, in label name order.
+func (mm *mapMetric) compareBlocks(a, b []byte) int {
+	i, j := 0, 0
+	for _, k := range mm.order {
+		skip := len(mm.names[k]) + 2
+		i += skip
+		j += skip
+		for {
+			ca, ea := unescapeAt(a, &i)
+			cb, eb := unescapeAt(b, &j)
+			switch {
+			case ea && eb:
+			case ea:
+				return -1
+			case eb:
+				return 1
+			case ca != cb:
+				return int(ca) - int(cb)
+			default:
+				continue
+			}
+			break
+		}
+		i++ // ,
+		j++
+	}
+	return 0
+}
+
+// unescapeAt reads one byte of an escaped value at *pos; end is true at
+// the closing quote, which it consumes.
+func unescapeAt(b []byte, pos *int) (c byte, end bool) {
+	c = b[*pos]
+	*pos++
+	switch c {
+	case '"':
+		return 0, true
+	case '\\':
+		c = b[*pos]
+		*pos++
+		if c == 'n' {
+			c = '\n'
+		}
+	}
+	return c, false
+}
+
+// sortNew sorts the series added since the last sort into the others
+// and renumbers every series in that order.
+func (mm *mapMetric) sortNew() {
+	n := mm.series.len()
+	cmp := func(a, b int32) int { return mm.compareBlocks(mm.series.at(int(a)), mm.series.at(int(b))) }
+	fresh := make([]int32, 0, n-mm.nsorted)
+	for id := mm.nsorted; id < n; id++ {
+		fresh = append(fresh, int32(id))
+	}
+	slices.SortFunc(fresh, cmp)
+	order := make([]int32, 0, n)
+	a, b := int32(0), fresh
+	for int(a) < mm.nsorted && len(b) > 0 {
+		if cmp(b[0], a) < 0 {
+			order, b = append(order, b[0]), b[1:]
+		} else {
+			order, a = append(order, a), a+1
+		}
+	}
+	for ; int(a) < mm.nsorted; a++ {
+		order = append(order, a)
+	}
+	mm.relayout(append(order, b...))
+}
+
+// relayout keeps the series listed in order (old ids), renumbered in that
+// order, and returns the new id of every old id (-1: dropped). Keys of
+// dropped series are decoded again if seen.
+func (mm *mapMetric) relayout(order []int32) []int32 {
+	remap := mm.series.rebuild(order)
+	n := len(order)
+	sgen := make([]uint32, n)
+	var vals []float64
+	var counts, sums []uint64
+	if mm.hist == nil {
+		vals = make([]float64, n)
+	} else {
+		counts = make([]uint64, n*len(mm.hist.bounds))
+		sums = make([]uint64, n)
+	}
+	for id, old := range order {
+		sgen[id] = mm.sgen[old]
+		if mm.hist == nil {
+			vals[id] = mm.vals[old]
+		} else {
+			nb := len(mm.hist.bounds)
+			copy(counts[id*nb:], mm.counts[int(old)*nb:(int(old)+1)*nb])
+			sums[id] = mm.sums[old]
+		}
+	}
+	mm.sgen, mm.vals, mm.counts, mm.sums = sgen, vals, counts, sums
+	mm.nsorted = n
+	renumber := func(ids []int32) {
+		for k, id := range ids {
+			if id >= 0 {
+				if ids[k] = remap[id]; ids[k] < 0 {
+					ids[k] = keyRedecode
+				}
 			}
 		}
-		return false
-	})
-	mm.dirty = false
+	}
+	renumber(mm.keySeries)
+	renumber(mm.labelKeySeries)
+	return remap
 }
 
 // evict forgets keys and series not seen in the last scrape, so maps with
 // churning keys (pids, sockets) do not grow the cache without bound.
 // Dropped keys are forgotten too; they are decoded again if they recur.
 func (mm *mapMetric) evict() {
-	for k, s := range mm.cache {
-		if s == dropped || s.gen != mm.gen {
-			delete(mm.cache, k)
+	live := func(k int) bool { return mm.keyGen[k] == mm.gen && mm.keySeries[k] >= 0 }
+	stale := 0
+	for k := range mm.keySeries {
+		if !live(k) {
+			stale++
 		}
 	}
-	for id, s := range mm.intern {
-		if s.gen != mm.gen {
-			delete(mm.intern, id)
-			mm.dirty = true
+	var order []int32
+	for id, g := range mm.sgen {
+		if g == mm.gen {
+			order = append(order, int32(id))
 		}
 	}
+	if stale == 0 && len(order) == len(mm.sgen) {
+		return
+	}
+	mm.relayout(order)
+
+	keyRemap := mm.keys.compact(live)
+	keySeries := make([]int32, mm.keys.len())
+	keyGen := make([]uint32, mm.keys.len())
+	var keySlot []int16
+	if mm.hist != nil {
+		keySlot = make([]int16, mm.keys.len())
+	}
+	for old, k := range keyRemap {
+		if k < 0 {
+			continue
+		}
+		keySeries[k] = mm.keySeries[old]
+		keyGen[k] = mm.keyGen[old]
+		if keySlot != nil {
+			keySlot[k] = mm.keySlot[old]
+		}
+	}
+	mm.keySeries, mm.keyGen, mm.keySlot = keySeries, keyGen, keySlot
+	if mm.labelKeys != nil {
+		lk := mm.labelKeys.compact(func(k int) bool { return mm.labelKeySeries[k] >= 0 })
+		series := make([]int32, mm.labelKeys.len())
+		for old, k := range lk {
+			if k >= 0 {
+				series[k] = mm.labelKeySeries[old]
+			}
+		}
+		mm.labelKeySeries = series
+	}
+}
+
+// forget makes a raw key be decoded afresh if it is seen again.
+func (mm *mapMetric) forget(key []byte) {
+	if k := mm.keys.find(key); k >= 0 {
+		mm.keySeries[k] = keyRedecode
+	}
+	if mm.labelKeys != nil {
+		if k := mm.labelKeys.find(key[:len(key)-mm.bucketSize]); k >= 0 {
+			mm.labelKeySeries[k] = keyRedecode
+		}
+	}
+}
+
+// memory is the bytes the metric's caches hold.
+func (mm *mapMetric) memory() int {
+	n := mm.keys.bytes() + mm.series.bytes() + 4*cap(mm.keySeries) + 2*cap(mm.keySlot) + 4*cap(mm.keyGen) +
+		8*cap(mm.vals) + 4*cap(mm.sgen) + 8*cap(mm.counts) + 8*cap(mm.sums)
+	if mm.labelKeys != nil {
+		n += mm.labelKeys.bytes() + 4*cap(mm.labelKeySeries)
+	}
+	return n
+}
+
+// toDTO builds the frame's metric family for client_golang's encoders
+// (the Gatherer interface, and formats not streamed). Label pairs are
+// built afresh: this path allocates per series.
+func (f *frame) toDTO() *dto.MetricFamily {
+	mm := f.mm
+	mf := &dto.MetricFamily{Name: proto.String(mm.name), Help: proto.String(mm.help), Metric: make([]*dto.Metric, len(f.ids))}
+	switch mm.kind {
+	case kindCounter:
+		mf.Type = dto.MetricType_COUNTER.Enum()
+	case kindGauge:
+		mf.Type = dto.MetricType_GAUGE.Enum()
+	case kindHistogram:
+		mf.Type = dto.MetricType_HISTOGRAM.Enum()
+	}
+	metrics := make([]dto.Metric, len(f.ids))
+	var scratch []byte
+	for i := range f.ids {
+		m := &metrics[i]
+		pairs := make([]dto.LabelPair, len(mm.order))
+		m.Label = make([]*dto.LabelPair, len(mm.order))
+		scratch = mm.blockValues(f.block(i), scratch, func(k int, v []byte) {
+			pairs[k].Name = &mm.names[mm.order[k]]
+			pairs[k].Value = proto.String(string(v))
+			m.Label[k] = &pairs[k]
+		})
+		switch mm.kind {
+		case kindCounter:
+			m.Counter = &dto.Counter{Value: proto.Float64(f.vals[i])}
+		case kindGauge:
+			m.Gauge = &dto.Gauge{Value: proto.Float64(f.vals[i])}
+		case kindHistogram:
+			m.Histogram = mm.hist.toDTO(f.counts[i*len(mm.hist.bounds):(i+1)*len(mm.hist.bounds)], f.sums[i])
+		}
+		mf.Metric[i] = m
+	}
+	return mf
 }
 
 func appendUint(b []byte, v uint64, size int) []byte {

@@ -72,7 +72,9 @@ type Link struct{ Path, Text string }
 type Options struct {
 	Registry *prometheus.Registry
 	// Gatherer is what /metrics serves (the registry plus map metrics).
-	Gatherer      prometheus.Gatherer
+	Gatherer prometheus.Gatherer
+	// Metrics, if set, serves /metrics instead of promhttp over Gatherer.
+	Metrics       http.Handler
 	TelemetryPath string
 	Logger        *slog.Logger
 	// Status renders the landing page.
@@ -98,12 +100,15 @@ type Options struct {
 // Handler builds the HTTP handler.
 func Handler(opts Options) http.Handler {
 	mux := http.NewServeMux()
-	metrics := promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{
-		ErrorLog:            slog.NewLogLogger(opts.Logger.Handler(), slog.LevelError),
-		ErrorHandling:       promhttp.ContinueOnError,
-		MaxRequestsInFlight: opts.MaxRequests,
-		Registry:            opts.Registry,
-	})
+	metrics := opts.Metrics
+	if metrics == nil {
+		metrics = promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{
+			ErrorLog:            slog.NewLogLogger(opts.Logger.Handler(), slog.LevelError),
+			ErrorHandling:       promhttp.ContinueOnError,
+			MaxRequestsInFlight: opts.MaxRequests,
+			Registry:            opts.Registry,
+		})
+	}
 	mux.Handle(opts.TelemetryPath, promhttp.InstrumentMetricHandler(opts.Registry, metrics))
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "Healthy")

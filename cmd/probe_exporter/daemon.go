@@ -322,8 +322,13 @@ func (d *daemon) reloadAll() error {
 
 func (d *daemon) handler() http.Handler {
 	opts := web.Options{
-		Registry:      d.reg,
-		Gatherer:      prometheus.Gatherers{d.reg, d.coll},
+		Registry: d.reg,
+		Gatherer: prometheus.Gatherers{d.reg, d.coll},
+		Metrics: d.coll.Handler(d.reg, collector.HandlerOpts{
+			ErrorLog:            slog.NewLogLogger(d.logger.Handler(), slog.LevelError),
+			Registry:            d.reg,
+			MaxRequestsInFlight: d.f.maxRequests,
+		}),
 		TelemetryPath: d.f.telemetryPath,
 		Logger:        d.logger,
 		Status:        d.status,
