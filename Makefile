@@ -11,7 +11,7 @@ LDFLAGS   := -s -w \
 TEST_FLAGS ?= -count=1 -timeout 20m
 DEPS := clang llvm libbpf-dev bpftool bpftrace systemtap-sdt-dev gcc pci.ids prometheus util-linux
 
-.PHONY: all build bpf examples run test deps vet fmt bench clean
+.PHONY: all build bpf examples run test deps vet fmt bench clean image image-full image-rootfs
 
 all: build examples
 
@@ -50,6 +50,16 @@ vet:
 bench:
 	./bench/run.sh
 
+# Container images (buildah, from Debian's packages; see deploy/container).
+IMAGE ?= localhost/probe_exporter
+image:
+	IMAGE=$(IMAGE) VERSION=$(VERSION) REVISION=$(REVISION) deploy/container/build.sh minimal
+image-full:
+	IMAGE=$(IMAGE) VERSION=$(VERSION) REVISION=$(REVISION) deploy/container/build.sh full
+image-rootfs:
+	VERSION=$(VERSION) REVISION=$(REVISION) deploy/container/build.sh rootfs
+
 clean:
 	rm -f $(BINARY)
+	rm -rf build
 	$(MAKE) -C examples clean || true
