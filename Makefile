@@ -9,7 +9,7 @@ LDFLAGS   := -s -w \
 	-X github.com/prometheus/common/version.Revision=$(REVISION) \
 	-X github.com/prometheus/common/version.Branch=main
 TEST_FLAGS ?= -count=1 -timeout 20m
-DEPS := clang llvm libbpf-dev bpftool bpftrace systemtap-sdt-dev gcc pci.ids prometheus util-linux
+DEPS := clang llvm libbpf-dev bpftool bpftrace systemtap-sdt-dev gcc pci.ids prometheus util-linux libcap2-bin
 
 .PHONY: all build bpf examples run test deps vet fmt bench clean image image-full image-rootfs
 
@@ -42,9 +42,11 @@ deps-run:
 test: deps examples
 	@mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing || true
 	$(GO) test $(TEST_FLAGS) ./...
+	cd deploy && $(GO) test $(TEST_FLAGS) ./...
 
 vet:
 	$(GO) vet ./...
+	cd deploy && $(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 
 bench:

@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"io"
@@ -343,7 +344,6 @@ func TestDaemonSetSecurityContext(t *testing.T) {
 
 	minimal := rootfsMinimal(t)
 	target := buildTarget(t)
-	object := buildProbe(t, target)
 	hello := buildHello(t)
 	images := []struct {
 		name, rootfs string
@@ -385,16 +385,43 @@ func TestDaemonSetSecurityContext(t *testing.T) {
 				p.metric(t, `probe_exporter_config_up\{config="syscalls"\}`, func(v float64) bool { return v == 1 })
 			})
 			t.Run("userspace probe on a host process", func(t *testing.T) {
+				// The host process runs first; the probe names its file as
+				// that process sees it, through /proc/PID/root (hostPID
+				// makes PID the host's).
+				h := startTarget(t, target)
+				object := buildProbe(t, fmt.Sprintf("/proc/%d/root%s", h.pid, target))
 				configs := configMap(t, 0o644, map[string][]byte{"demo.yaml": []byte(demoConfig), "demo.bpf.o": object})
 				p := runPod(t, c, img.rootfs, map[string]string{"probe-exporter-configs": configs},
 					"--config.dir=/etc/probe_exporter/configs")
 				if got, want := p.waitDropped(t), uprobes&granted; got != want {
 					t.Errorf("kept %v, want %v", capList(got), capList(want))
 				}
-				// The probe attached to the host's file before the process
-				// starts; the count is its host pid's.
-				pid, calls := runTarget(t, target, 1234)
-				p.metric(t, fmt.Sprintf(`probe_exporter_demo_calls\{pid="%d"\}`, pid), func(v float64) bool { return v == float64(calls) })
+				p.metric(t, `probe_exporter_config_up\{config="demo"\}`, func(v float64) bool { return v == 1 })
+				const calls = 1234
+				h.work(t, calls)
+				p.metric(t, fmt.Sprintf(`probe_exporter_demo_calls\{pid="%d"\}`, h.pid), func(v float64) bool { return v == calls })
+				h.work(t, calls)
+				p.metric(t, fmt.Sprintf(`probe_exporter_demo_calls\{pid="%d"\}`, h.pid), func(v float64) bool { return v == 2*calls })
+			})
+			t.Run("without SYS_ADMIN the uprobe cannot work", func(t *testing.T) {
+				// The manifest's SYS_ADMIN is needed, not only enough.
+				h := startTarget(t, target)
+				object := buildProbe(t, fmt.Sprintf("/proc/%d/root%s", h.pid, target))
+				configs := configMap(t, 0o644, map[string][]byte{"demo.yaml": []byte(demoConfig), "demo.bpf.o": object})
+				less := c
+				less.Caps = nil
+				for _, n := range c.Caps {
+					if n != "CAP_SYS_ADMIN" {
+						less.Caps = append(less.Caps, n)
+					}
+				}
+				p := runPod(t, less, img.rootfs, map[string]string{"probe-exporter-configs": configs},
+					"--config.dir=/etc/probe_exporter/configs")
+				p.waitDropped(t)
+				if log := p.log.String(); !strings.Contains(log, `feature cannot work: capability not kept" feature=uprobes missing=CAP_SYS_ADMIN`) {
+					t.Errorf("the exporter does not say uprobes need CAP_SYS_ADMIN:\n%s", tail(log, 20))
+				}
+				p.metric(t, `probe_exporter_config_up\{config="demo"\}`, func(v float64) bool { return v == 0 })
 			})
 			t.Run("scripts", func(t *testing.T) {
 				scripts := configMap(t, 0o755, map[string][]byte{
@@ -446,15 +473,15 @@ func waitScript(t *testing.T, addr, name string, ok func(int, string) bool) {
 	}
 }
 
-// The host process: work() is called n times per line read.
+// The host process: work() is called n times for each line n it reads.
 const targetC = `#include <stdio.h>
 #include <stdlib.h>
 __attribute__((noinline)) int work(int i) { asm volatile(""); return 2 * i; }
-int main(int argc, char **argv) {
+int main(void) {
 	char line[64];
-	int n = atoi(argv[1]);
 	printf("ready\n"); fflush(stdout);
 	while (fgets(line, sizeof line, stdin)) {
+		int n = atoi(line);
 		for (int i = 0; i < n; i++) work(i);
 		printf("done\n"); fflush(stdout);
 	}
@@ -462,8 +489,7 @@ int main(int argc, char **argv) {
 }
 `
 
-// The probe: an ebpf_exporter v2 config whose uprobe names the host's file
-// through /proc/1/root, which hostPID makes the host's root.
+// The probe: an ebpf_exporter v2 config whose uprobe names a host file.
 const probeC = `#include <linux/types.h>
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -475,7 +501,7 @@ struct {
 	__type(value, __u64);
 } demo_calls SEC(".maps");
 
-SEC("uprobe//proc/1/root%s:work")
+SEC("uprobe/%s:work")
 int on_work(void *ctx)
 {
 	__u32 pid = bpf_get_current_pid_tgid() >> 32;
@@ -558,32 +584,40 @@ func buildHello(t *testing.T) []byte {
 	return data
 }
 
-// runTarget runs the host process, has it call work() n times and
-// returns its pid once it is done.
-func runTarget(t *testing.T, bin string, n int) (int, int) {
+// hostProcess is the target running on the host, outside the container.
+type hostProcess struct {
+	pid int
+	in  io.Writer
+	out *bufio.Reader
+}
+
+func startTarget(t *testing.T, bin string) *hostProcess {
 	t.Helper()
-	cmd := exec.Command(bin, strconv.Itoa(n))
+	cmd := exec.Command(bin)
 	in, _ := cmd.StdinPipe()
-	outp, _ := cmd.StdoutPipe()
+	out, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { in.Close(); cmd.Process.Kill(); cmd.Wait() })
-	buf := make([]byte, 64)
-	read := func(want string) {
-		var got []byte
-		for !bytes.Contains(got, []byte(want)) {
-			k, err := outp.Read(buf)
-			if err != nil {
-				t.Fatalf("target: %v (read %q)", err, got)
-			}
-			got = append(got, buf[:k]...)
-		}
+	h := &hostProcess{pid: cmd.Process.Pid, in: in, out: bufio.NewReader(out)}
+	h.expect(t, "ready")
+	return h
+}
+
+func (h *hostProcess) expect(t *testing.T, want string) {
+	t.Helper()
+	line, err := h.out.ReadString('\n')
+	if err != nil || strings.TrimSpace(line) != want {
+		t.Fatalf("host process: %q %v, want %q", line, err, want)
 	}
-	read("ready")
-	io.WriteString(in, "go\n")
-	read("done")
-	return cmd.Process.Pid, n
+}
+
+// work has the process call work() n times and waits until it has.
+func (h *hostProcess) work(t *testing.T, n int) {
+	t.Helper()
+	fmt.Fprintf(h.in, "%d\n", n)
+	h.expect(t, "done")
 }
 
 func freePort(t *testing.T) string {
