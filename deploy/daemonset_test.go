@@ -179,50 +179,21 @@ func runPod(t *testing.T, c Container, rootfs string, configMaps map[string]stri
 	root := t.TempDir()
 	var sh strings.Builder
 	fmt.Fprintf(&sh, "set -e\nR=%s\n", quote(root))
-	if lower, ok := strings.CutPrefix(rootfs, "overlay:"); ok {
-		fmt.Fprintf(&sh, "mount -t overlay overlay -o ro,lowerdir=%s \"$R\"\n", quote(lower))
+	if host, ok := strings.CutPrefix(rootfs, "host:"); ok {
+		// A service on the host: its file system, no chroot.
+		sh.WriteString("exec ")
+		if c.NoNewPrivs {
+			sh.WriteString("setpriv --no-new-privs ")
+		}
+		fmt.Fprintf(&sh, "capsh --drop=%s --shell=%s --", strings.Join(dropList(c.Caps), ","), quote(host))
 	} else {
-		fmt.Fprintf(&sh, "mount --bind %s \"$R\"\n", quote(rootfs))
-		if c.ReadOnlyRoot {
-			sh.WriteString("mount -o remount,bind,ro \"$R\"\n")
+		containerMounts(t, &sh, c, rootfs, configMaps)
+		sh.WriteString("exec ")
+		if c.NoNewPrivs {
+			sh.WriteString("setpriv --no-new-privs ")
 		}
+		fmt.Fprintf(&sh, "capsh --chroot=\"$R\" --drop=%s --shell=/usr/bin/probe_exporter --", strings.Join(dropList(c.Caps), ","))
 	}
-	sh.WriteString("mount -t proc -o nosuid,nodev,noexec proc \"$R/proc\"\n")
-	sh.WriteString("mount -t sysfs -o ro,nosuid,nodev,noexec sysfs \"$R/sys\"\n")
-	sh.WriteString("mount -t tmpfs -o nosuid,mode=755 tmpfs \"$R/dev\"\n")
-	sh.WriteString("for d in null zero full random urandom; do touch \"$R/dev/$d\"; mount --bind /dev/$d \"$R/dev/$d\"; done\n")
-	for _, m := range c.Mounts {
-		target := "\"$R\"" + quote(m.Path)
-		switch {
-		case m.HostPath != "":
-			// Kubernetes binds hostPaths recursively; readOnly makes the
-			// top mount read-only (recursiveReadOnly is not set).
-			fmt.Fprintf(&sh, "mount --rbind %s %s\n", quote(m.HostPath), target)
-		case m.EmptyDir:
-			fmt.Fprintf(&sh, "mount -t tmpfs -o nosuid,nodev tmpfs %s\n", target)
-		case m.ConfigMap != "":
-			dir, ok := configMaps[m.ConfigMap]
-			if !ok {
-				dir = configMap(t, os.FileMode(m.Mode), nil) // optional and absent: empty
-			}
-			fmt.Fprintf(&sh, "mount --bind %s %s\n", quote(dir), target)
-		}
-		if m.ReadOnly {
-			fmt.Fprintf(&sh, "mount -o remount,bind,ro %s\n", target)
-		}
-	}
-	keep := capMask(c.Caps...)
-	var drop []string
-	for i, n := range capNames {
-		if keep&(1<<i) == 0 {
-			drop = append(drop, strings.ToLower(n))
-		}
-	}
-	sh.WriteString("exec ")
-	if c.NoNewPrivs {
-		sh.WriteString("setpriv --no-new-privs ")
-	}
-	fmt.Fprintf(&sh, "capsh --chroot=\"$R\" --drop=%s --shell=/usr/bin/probe_exporter --", strings.Join(drop, ","))
 	for _, a := range full {
 		sh.WriteString(" " + quote(a))
 	}
@@ -264,6 +235,56 @@ func runPod(t *testing.T, c Container, rootfs string, configMaps map[string]stri
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// containerMounts writes the mounts a runtime makes for the container
+// under $R: the root file system, /proc, /sys, /dev, the volumeMounts.
+func containerMounts(t *testing.T, sh *strings.Builder, c Container, rootfs string, configMaps map[string]string) {
+	t.Helper()
+	if lower, ok := strings.CutPrefix(rootfs, "overlay:"); ok {
+		fmt.Fprintf(sh, "mount -t overlay overlay -o ro,lowerdir=%s \"$R\"\n", quote(lower))
+	} else {
+		fmt.Fprintf(sh, "mount --bind %s \"$R\"\n", quote(rootfs))
+		if c.ReadOnlyRoot {
+			sh.WriteString("mount -o remount,bind,ro \"$R\"\n")
+		}
+	}
+	sh.WriteString("mount -t proc -o nosuid,nodev,noexec proc \"$R/proc\"\n")
+	sh.WriteString("mount -t sysfs -o ro,nosuid,nodev,noexec sysfs \"$R/sys\"\n")
+	sh.WriteString("mount -t tmpfs -o nosuid,mode=755 tmpfs \"$R/dev\"\n")
+	sh.WriteString("for d in null zero full random urandom; do touch \"$R/dev/$d\"; mount --bind /dev/$d \"$R/dev/$d\"; done\n")
+	for _, m := range c.Mounts {
+		target := "\"$R\"" + quote(m.Path)
+		switch {
+		case m.HostPath != "":
+			// Kubernetes binds hostPaths recursively; readOnly makes the
+			// top mount read-only (recursiveReadOnly is not set).
+			fmt.Fprintf(sh, "mount --rbind %s %s\n", quote(m.HostPath), target)
+		case m.EmptyDir:
+			fmt.Fprintf(sh, "mount -t tmpfs -o nosuid,nodev tmpfs %s\n", target)
+		case m.ConfigMap != "":
+			dir, ok := configMaps[m.ConfigMap]
+			if !ok {
+				dir = configMap(t, os.FileMode(m.Mode), nil) // optional and absent: empty
+			}
+			fmt.Fprintf(sh, "mount --bind %s %s\n", quote(dir), target)
+		}
+		if m.ReadOnly {
+			fmt.Fprintf(sh, "mount -o remount,bind,ro %s\n", target)
+		}
+	}
+}
+
+// dropList names every capability but those kept, for capsh --drop.
+func dropList(kept []string) []string {
+	keep := capMask(kept...)
+	var drop []string
+	for i, n := range capNames {
+		if keep&(1<<i) == 0 {
+			drop = append(drop, strings.ToLower(n))
+		}
+	}
+	return drop
 }
 
 // waitDropped waits until the exporter has dropped what it does not keep
