@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# CPU overhead of the built-in profiler at 100 Hz with both CPUs busy, side
-# by side with bpftrace 'profile:hz:100 { @[ustack, kstack] = count(); }' in
-# one run: the profiler process's own CPU time over a window, and the work
-# the busy loops got done (their throughput) against an unprofiled window.
+# CPU overhead of the built-in profiler at 100 Hz with both CPUs busy and
+# PROCS (default 20) profiled processes, side by side with bpftrace
+# 'profile:hz:100 { @[ustack, kstack] = count(); }' in one run: the profiler
+# process's own CPU time over a window, and the work the busy loops got done
+# (their throughput) against an unprofiled window.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${SECS:-10}
+procs=${PROCS:-20}
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 cat > "$work/busy.c" <<'C'
@@ -31,12 +33,13 @@ cpu_of() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 window() { # label pid: busy throughput and the pid's CPU over the window
 	local label=$1 pid=${2:-} before after
 	[ -n "$pid" ] && before=$(cpu_of "$pid")
-	"$work/busyloop" "$secs" > "$work/a" & "$work/busyloop" "$secs" > "$work/b"; wait %%
-	sleep 0.2
-	local thr=$(( ($(cat "$work/a") + $(cat "$work/b")) / 2 ))
+	local i
+	for i in $(seq "$procs"); do "$work/busyloop" "$secs" > "$work/out.$i" & done
+	wait $(jobs -p | tail -n "$procs")
+	local thr=$(cat "$work"/out.* | awk '{s += $1} END {printf "%d", s}')
 	local cpu="-"
 	if [ -n "$pid" ]; then after=$(cpu_of "$pid"); cpu=$(awk -v a="$before" -v b="$after" -v s="$secs" -v hz="$(getconf CLK_TCK)" 'BEGIN{printf "%.2f%%", (b-a)/hz/s*100}'); fi
-	printf '%-28s busy loop %12d iter/s   profiler CPU %s of one CPU\n' "$label" "$thr" "$cpu"
+	printf '%-28s %d busy loops %12d iter/s in all   profiler CPU %s of one CPU\n' "$label" "$procs" "$thr" "$cpu"
 }
 window "no profiler"
 ./probe_exporter --web.listen-address=127.0.0.1:19932 --config.dir="$work" --config.names=none \

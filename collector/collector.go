@@ -51,6 +51,8 @@ type Collector struct {
 	progRunCount  *prometheus.Desc
 	scrapeTime    *prometheus.Desc
 	scrapeErrors  *prometheus.Desc
+	// byID labels programs by id alone, as ebpf_exporter does.
+	byID bool
 }
 
 // Config is the metrics of one loaded config.
@@ -86,7 +88,7 @@ func New(opts Options) *Collector {
 	d := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc(prometheus.BuildFQName(Namespace, "", name), help, labels, nil)
 	}
-	return &Collector{
+	c := &Collector{
 		opts: opts,
 		decoderErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "decoder_errors_total",
@@ -101,6 +103,10 @@ func New(opts Options) *Collector {
 		scrapeTime:   d("config_scrape_duration_seconds", "Time the last scrape of a config's maps took.", "config"),
 		scrapeErrors: d("config_scrape_errors_total", "Scrapes of a config's maps that failed.", "config"),
 	}
+	if opts.MetricPrefix == EbpfExporterPrefix {
+		c.useEbpfExporterNames()
+	}
+	return c
 }
 
 // NewConfig sets up the metrics of a loaded object: every metric's map must
@@ -256,7 +262,9 @@ func (c *Collector) collectState(ch chan<- prometheus.Metric, cfg *Config, stats
 		if p.Attached() {
 			attached = 1
 		}
-		ch <- prometheus.MustNewConstMetric(c.progAttached, prometheus.GaugeValue, attached, name, p.Name)
+		if !c.byID {
+			ch <- prometheus.MustNewConstMetric(c.progAttached, prometheus.GaugeValue, attached, name, p.Name)
+		}
 		if p.Program == nil {
 			continue
 		}
@@ -268,6 +276,9 @@ func (c *Collector) collectState(ch chan<- prometheus.Metric, cfg *Config, stats
 		if pid, ok := info.ID(); ok {
 			id = strconv.FormatUint(uint64(pid), 10)
 		}
+		if c.byID {
+			ch <- prometheus.MustNewConstMetric(c.progAttached, prometheus.GaugeValue, attached, id)
+		}
 		ch <- prometheus.MustNewConstMetric(c.progInfo, prometheus.GaugeValue, 1, name, p.Name, info.Tag, id)
 		if !statsOn {
 			continue
@@ -276,12 +287,23 @@ func (c *Collector) collectState(ch chan<- prometheus.Metric, cfg *Config, stats
 		if err != nil {
 			continue
 		}
-		ch <- prometheus.MustNewConstMetric(c.progRunTime, prometheus.CounterValue, stats.Runtime.Seconds(), name, p.Name, id)
-		ch <- prometheus.MustNewConstMetric(c.progRunCount, prometheus.CounterValue, float64(stats.RunCount), name, p.Name, id)
+		ch <- prometheus.MustNewConstMetric(c.progRunTime, prometheus.CounterValue, stats.Runtime.Seconds(), c.programLabels(name, p.Name, id)...)
+		ch <- prometheus.MustNewConstMetric(c.progRunCount, prometheus.CounterValue, float64(stats.RunCount), c.programLabels(name, p.Name, id)...)
 	}
 }
 
 func (c *Collector) statsEnabled() bool {
 	data, err := os.ReadFile(c.opts.StatsPath)
 	return err == nil && strings.TrimSpace(string(data)) == "1"
+}
+
+// FailedConfig stands for a config that did not parse: it reports the
+// config as down and has no maps.
+func (c *Collector) FailedConfig(cfg config.Config, err error) *Config {
+	return &Config{Object: &loader.Object{Config: cfg, Err: err}, Err: err}
+}
+
+// Close detaches the config's programs and releases its maps.
+func (cfg *Config) Close() error {
+	return cfg.Object.Close()
 }

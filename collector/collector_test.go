@@ -308,6 +308,23 @@ func TestKeySizeMismatch(t *testing.T) {
 	}
 }
 
+// TestWrappingLabelSizes: sizes whose sum wraps around 2^64 to the key
+// size are refused, and scraping the other configs goes on.
+func TestWrappingLabelSizes(t *testing.T) {
+	m := newMap(t, ebpf.Hash, 8, 8)
+	cfg := config.Config{Name: "t", Path: "/etc/x/t.yaml", Metrics: config.Metrics{Counters: []config.Counter{{
+		Name: "c", Help: "h", Line: 3, Labels: []config.Label{uintLabel("a", 12), uintLabel("b", ^uint(0)-3)},
+	}}}}
+	c := New(Options{})
+	cc := c.NewConfig(objectWith(cfg, map[string]*ebpf.Map{"c": m}))
+	if cc.Err == nil || !strings.Contains(cc.Err.Error(), `/etc/x/t.yaml:3: metric "c": label "b": size 18446744073709551612`) {
+		t.Fatalf("error %v", cc.Err)
+	}
+	m.Put(u64(1), u64(5))
+	c.SetConfigs([]*Config{cc})
+	scrape(t, c) // must not panic
+}
+
 func TestConcurrentScrapes(t *testing.T) {
 	m := newMap(t, ebpf.Hash, 4, 1024)
 	for i := uint32(0); i < 500; i++ {

@@ -98,6 +98,13 @@ func newMapMetric(kind metricKind, fqName, help string, labels []config.Label, m
 		cache:  map[string]*series{},
 		intern: map[string]*series{},
 	}
+	// Sizes are bounded at parse time; checked here too, so that no sum
+	// can wrap into a key size that matches by accident.
+	for _, l := range labels {
+		if l.Size > config.MaxLabelBytes || l.Padding > config.MaxLabelBytes {
+			return nil, fmt.Errorf("label %q: size %d or padding %d over %d bytes", l.Name, l.Size, l.Padding, config.MaxLabelBytes)
+		}
+	}
 	keySize := uint(m.KeySize())
 	percpu := isPerCPU(m.Type())
 	keyLabels := labels

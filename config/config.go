@@ -1,19 +1,15 @@
 // Package config holds the YAML schema of probe_exporter programs and its
 // validation. The schema is the one of cloudflare ebpf_exporter v2 (one YAML
-// next to one BPF object), extended with gauges, plus the older seed layout
+// next to one BPF object), extended with gauges, plus the older ebpf_exporter v1 layout
 // (a `programs:` list with inline code and explicit attach points).
 package config
-
-import (
-	"time"
-)
 
 // Config is one loaded unit: a BPF object (or inline code) and the metrics
 // read from its maps. A config either loads and attaches as a whole or is
 // reported as failed, without affecting other configs.
 type Config struct {
 	// Name is the config name: the YAML file name without extension, or the
-	// program name for seed-format configs.
+	// program name for v1-layout configs.
 	Name string `yaml:"-"`
 	// Path is the YAML file this config came from.
 	Path string `yaml:"-"`
@@ -28,8 +24,8 @@ type Config struct {
 	Kaddrs      []string    `yaml:"kaddrs"`
 	CgroupIDMap CgroupIDMap `yaml:"cgroup_id_map"`
 
-	// The fields below come from the seed (bcc era) layout and from
-	// ebpf-userspace-exporter. They are set only for seed-format configs.
+	// The fields below come from ebpf_exporter v1's (bcc era) layout and from
+	// ebpf-userspace-exporter. They are set only for v1-layout configs.
 
 	// Code is libbpf-style C compiled with clang at load time.
 	Code   string   `yaml:"-"`
@@ -41,7 +37,7 @@ type Config struct {
 	Attachments *Attachments `yaml:"-"`
 
 	// Line is the line of the config's start in Path (1 for v2 files, the
-	// line of the program entry for seed-format files).
+	// line of the program entry for v1-layout files).
 	Line int `yaml:"-"`
 }
 
@@ -55,12 +51,11 @@ type Metrics struct {
 // Counter describes a counter (or, under metrics.gauges, a gauge) read from
 // the BPF map of the same name.
 type Counter struct {
-	Name           string        `yaml:"name"`
-	Help           string        `yaml:"help"`
-	PerfEventArray bool          `yaml:"perf_event_array"`
-	FlushInterval  time.Duration `yaml:"flush_interval"`
-	Labels         []Label       `yaml:"labels"`
-	// Table is the seed-format name of the map; v2 uses Name.
+	Name           string  `yaml:"name"`
+	Help           string  `yaml:"help"`
+	PerfEventArray bool    `yaml:"perf_event_array"`
+	Labels         []Label `yaml:"labels"`
+	// Table is the v1-layout name of the map; v2 uses Name.
 	Table string `yaml:"table"`
 
 	Line int `yaml:"-"`
@@ -131,7 +126,7 @@ type Decoder struct {
 	StaticMap    map[string]string `yaml:"static_map"`
 	Regexps      []string          `yaml:"regexps"`
 	AllowUnknown bool              `yaml:"allow_unknown"`
-	// Regexp is the seed-era spelling of Regexps.
+	// Regexp is the v1 spelling of Regexps.
 	Regexp []string `yaml:"regexp"`
 }
 
@@ -140,13 +135,14 @@ func (d Decoder) Patterns() []string {
 	return append(append([]string(nil), d.Regexps...), d.Regexp...)
 }
 
-// Tracing is accepted for compatibility with ebpf_exporter configs that
-// export spans; probe_exporter does not export spans and says so.
+// Tracing is ebpf_exporter's tracing section: ring buffers whose records
+// become OpenTelemetry spans.
 type Tracing struct {
 	Spans []Span `yaml:"spans"`
 }
 
-// Span is an ebpf_exporter tracing span (accepted, not exported).
+// Span is an ebpf_exporter tracing span: records of RingBuf, decoded by
+// Labels, exported as spans of Service.
 type Span struct {
 	RingBuf string  `yaml:"ringbuf"`
 	Name    string  `yaml:"name"`
@@ -165,7 +161,7 @@ type CgroupIDMap struct {
 // AttachKind is the kind of an explicit attach point.
 type AttachKind string
 
-// Attach kinds of the seed layout.
+// Attach kinds of the v1 layout.
 const (
 	AttachTracepoint    AttachKind = "tracepoint"
 	AttachRawTracepoint AttachKind = "raw_tracepoint"
@@ -177,7 +173,7 @@ const (
 	AttachUSDT          AttachKind = "usdt"
 )
 
-// AttachPoint is an explicit attach point of a seed-format program.
+// AttachPoint is an explicit attach point of a v1-layout program.
 type AttachPoint struct {
 	Kind AttachKind
 	// Target is the kernel function, "category:name" tracepoint, raw
@@ -201,10 +197,9 @@ type PerfEvent struct {
 
 // Attachments selects the processes userspace probes attach to.
 type Attachments struct {
-	BinaryName string   `yaml:"binary_name"`
-	Exe        string   `yaml:"exe"`
-	Cmdline    string   `yaml:"cmdline"`
-	Cgroup     string   `yaml:"cgroup"`
-	PID        []int    `yaml:"pid"`
-	Binaries   []string `yaml:"binaries"`
+	BinaryName string `yaml:"binary_name"`
+	Exe        string `yaml:"exe"`
+	Cmdline    string `yaml:"cmdline"`
+	Cgroup     string `yaml:"cgroup"`
+	PID        []int  `yaml:"pid"`
 }

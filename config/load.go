@@ -75,7 +75,7 @@ func LoadFile(path string) ([]Config, error) {
 	return Parse(path, data)
 }
 
-// Parse parses one config file: the ebpf_exporter v2 layout, or the seed
+// Parse parses one config file: the ebpf_exporter v2 layout, or ebpf_exporter v1's
 // layout (a programs: list with inline code), detected by its keys. The
 // config name defaults to the file's base name.
 func Parse(path string, data []byte) ([]Config, error) {
@@ -113,7 +113,7 @@ func strictDecode(data []byte, v any) error {
 	return nil
 }
 
-// isSeedLayout tells the seed (bcc era) layout: programs: at the top, or a
+// isSeedLayout tells ebpf_exporter v1's (bcc era) layout: programs: at the top, or a
 // list whose item has programs:.
 func isSeedLayout(doc *yaml.Node) bool {
 	if doc.Kind == yaml.SequenceNode && len(doc.Content) > 0 {

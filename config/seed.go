@@ -8,7 +8,7 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// seedFile is the bcc-era layout of seed 003 and ebpf-userspace-exporter.
+// seedFile is the bcc-era layout of ebpf_exporter v1 and ebpf-userspace-exporter.
 type seedFile struct {
 	Programs []seedProgram `yaml:"programs"`
 }
@@ -70,7 +70,7 @@ func parseSeed(path string, data []byte, doc *yaml.Node) ([]Config, error) {
 		}
 		seen[p.Name] = true
 		if strings.TrimSpace(p.Code) == "" {
-			return nil, fail(line, "has no code: seed-format programs carry their libbpf-style C inline in code:")
+			return nil, fail(line, "has no code: v1-layout programs carry their libbpf-style C inline in code:")
 		}
 		c := Config{
 			Name:        p.Name,

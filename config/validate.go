@@ -11,6 +11,10 @@ var (
 	labelNameRE  = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
 )
 
+// MaxLabelBytes bounds a label's size and padding: far above any BPF map
+// key, and low enough that the sum of a metric's labels cannot wrap.
+const MaxLabelBytes = 1 << 16
+
 // validate checks what can be checked without the BPF object; errors name
 // the file, line and metric.
 func (c *Config) validate() error {
@@ -46,6 +50,10 @@ func (c *Config) validate() error {
 				return fail("label %q appears twice", l.Name)
 			case l.Size == 0:
 				return fail("label %q: size is zero or not set", l.Name)
+			case l.Size > MaxLabelBytes:
+				return fail("label %q: size %d is over %d bytes", l.Name, l.Size, MaxLabelBytes)
+			case l.Padding > MaxLabelBytes:
+				return fail("label %q: padding %d is over %d bytes", l.Name, l.Padding, MaxLabelBytes)
 			case len(l.Decoders) == 0:
 				return fail("label %q has no decoders", l.Name)
 			}
@@ -102,9 +110,6 @@ func (c *Config) validateBuckets(h Histogram) error {
 // Warnings lists what the config asks for that probe_exporter ignores.
 func (c Config) Warnings() []string {
 	var w []string
-	if n := len(c.Tracing.Spans); n > 0 {
-		w = append(w, fmt.Sprintf("%s: %d tracing span(s) are not exported: probe_exporter exports metrics only", c.Path, n))
-	}
 	for _, m := range append(append([]Counter(nil), c.Metrics.Counters...), c.Metrics.Gauges...) {
 		if m.PerfEventArray {
 			w = append(w, fmt.Sprintf("%s:%d: metric %q: perf_event_array counters are not supported; the map is read as a regular map", c.Path, m.Line, m.Name))

@@ -6,6 +6,8 @@ package decoder
 import (
 	"errors"
 	"fmt"
+	"sort"
+	"strings"
 
 	"github.com/probe-exporter/probe_exporter/config"
 )
@@ -37,6 +39,10 @@ type Env struct {
 	// (comm); empty means the host's.
 	Partitions string
 	ProcRoot   string
+	// EbpfExporter makes decoders give ebpf_exporter's values where ours
+	// differ (--metrics.prefix=ebpf_exporter): cgroup paths keep the
+	// cgroup2 mount point, syscall names follow ebpf_exporter's table.
+	EbpfExporter bool
 
 	warnings []string
 }
@@ -79,12 +85,13 @@ var factories = map[string]factory{
 	"comm": newComm,
 }
 
-// Names lists the known decoder names.
+// Names lists the known decoder names, sorted.
 func Names() []string {
 	names := make([]string, 0, len(factories))
 	for name := range factories {
 		names = append(names, name)
 	}
+	sort.Strings(names)
 	return names
 }
 
@@ -92,7 +99,7 @@ func Names() []string {
 func New(conf config.Decoder, env *Env) (Decoder, error) {
 	f, ok := factories[conf.Name]
 	if !ok {
-		return nil, fmt.Errorf("unknown decoder %q", conf.Name)
+		return nil, fmt.Errorf("unknown decoder %q (known: %s)", conf.Name, strings.Join(Names(), " "))
 	}
 	d, err := f(conf, env)
 	if err != nil {

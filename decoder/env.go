@@ -4,14 +4,24 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+
+	"github.com/probe-exporter/probe_exporter/internal/cgroupfs"
 )
 
 // HostEnv describes this host: kernel symbols from /proc/kallsyms (loaded
-// on first use), pci.ids, cgroups under /sys/fs/cgroup, /proc.
+// on first use), pci.ids, the cgroup2 hierarchy wherever it is mounted
+// (/sys/fs/cgroup, or /sys/fs/cgroup/unified on a hybrid host), /proc.
 func HostEnv() *Env {
+	mount, err := cgroupfs.Mount("/proc/self/mountinfo")
+	if err != nil {
+		mount = cgroupfs.DefaultMount
+	}
 	env := &Env{
 		Kallsyms: &lazyKallsyms{path: "/proc/kallsyms"},
-		Cgroups:  NewCgroupPaths("/sys/fs/cgroup"),
+		Cgroups:  NewCgroupPaths(mount),
+	}
+	if err != nil {
+		env.warnings = append(env.warnings, fmt.Sprintf("%v; cgroup labels resolve under %s", err, mount))
 	}
 	db, err := LoadPCIDB()
 	switch {

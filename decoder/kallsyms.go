@@ -5,16 +5,16 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/probe-exporter/probe_exporter/internal/symtab"
 )
 
 // KallsymsTable is a sorted kernel symbol table.
 type KallsymsTable struct {
-	addrs  []uint64
-	names  []string
+	*symtab.Table
 	byName map[string]uint64
 }
 
@@ -35,11 +35,7 @@ func LoadKallsyms(path string) (*KallsymsTable, error) {
 // ParseKallsyms parses "ADDRESS TYPE NAME [MODULE]" lines, keeping text
 // symbols.
 func ParseKallsyms(r io.Reader) (*KallsymsTable, error) {
-	type sym struct {
-		addr uint64
-		name string
-	}
-	var syms []sym
+	var syms []symtab.Symbol
 	byName := map[string]uint64{}
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
@@ -56,28 +52,17 @@ func ParseKallsyms(r io.Reader) (*KallsymsTable, error) {
 		}
 		switch f[1] {
 		case "t", "T", "w", "W":
-			syms = append(syms, sym{addr, f[2]})
+			syms = append(syms, symtab.Symbol{Addr: addr, Name: f[2]})
 		}
 	}
 	if err := sc.Err(); err != nil {
 		return nil, err
 	}
-	sort.SliceStable(syms, func(i, j int) bool { return syms[i].addr < syms[j].addr })
-	t := &KallsymsTable{byName: byName, addrs: make([]uint64, len(syms)), names: make([]string, len(syms))}
-	for i, s := range syms {
-		t.addrs[i], t.names[i] = s.addr, s.name
-	}
-	return t, nil
+	return &KallsymsTable{Table: symtab.New(syms), byName: byName}, nil
 }
 
 // Sym returns the symbol at or below addr.
-func (t *KallsymsTable) Sym(addr uint64) (string, bool) {
-	i := sort.Search(len(t.addrs), func(i int) bool { return t.addrs[i] > addr })
-	if i == 0 {
-		return "", false
-	}
-	return t.names[i-1], true
-}
+func (t *KallsymsTable) Sym(addr uint64) (string, bool) { return t.Lookup(addr) }
 
 // Addr returns the address of a symbol.
 func (t *KallsymsTable) Addr(name string) (uint64, bool) {

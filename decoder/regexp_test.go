@@ -13,9 +13,9 @@ func TestRegexp(t *testing.T) {
 		{name: "second", in: []byte("syslog-ng"), want: "syslog-ng"},
 		{name: "dropped", in: []byte("bash"), wantErr: "skip"},
 	})
-	// The seed-era spelling "regexp:" works too.
+	// The ebpf_exporter v1 spelling "regexp:" works too.
 	runDecodeCases(t, config.Decoder{Name: "regexp", Regexp: []string{"^a"}}, nil, []decodeCase{
-		{name: "seed spelling", in: []byte("abc"), want: "abc"},
+		{name: "v1 spelling", in: []byte("abc"), want: "abc"},
 	})
 	for _, bad := range []config.Decoder{{Name: "regexp"}, {Name: "regexp", Regexps: []string{"("}}} {
 		if _, err := New(bad, nil); err == nil {

@@ -1,10 +1,11 @@
-// Code generated from Linux's x86_64-linux-gnu/asm/unistd_64.h (linux-libc-dev); DO NOT EDIT.
+// Code generated from the kernel's syscall numbers as golang.org/x/sys/unix
+// v0.49.0 carries them (zsysnum_linux_amd64.go, Linux 6.18 uapi); DO NOT EDIT.
 
 //go:build amd64
 
 package decoder
 
-// syscallNames maps x86_64 syscall numbers to names.
+// syscallNames maps x86_64 syscall numbers to the kernel's names.
 var syscallNames = map[uint64]string{
 	0:   "read",
 	1:   "write",
@@ -341,6 +342,8 @@ var syscallNames = map[uint64]string{
 	332: "statx",
 	333: "io_pgetevents",
 	334: "rseq",
+	335: "uretprobe",
+	336: "uprobe",
 	424: "pidfd_send_signal",
 	425: "io_uring_setup",
 	426: "io_uring_enter",
@@ -368,4 +371,25 @@ var syscallNames = map[uint64]string{
 	448: "process_mrelease",
 	449: "futex_waitv",
 	450: "set_mempolicy_home_node",
+	451: "cachestat",
+	452: "fchmodat2",
+	453: "map_shadow_stack",
+	454: "futex_wake",
+	455: "futex_wait",
+	456: "futex_requeue",
+	457: "statmount",
+	458: "listmount",
+	459: "lsm_get_self_attr",
+	460: "lsm_set_self_attr",
+	461: "lsm_list_modules",
+	462: "mseal",
+	463: "setxattrat",
+	464: "getxattrat",
+	465: "listxattrat",
+	466: "removexattrat",
+	467: "open_tree_attr",
+	468: "file_getattr",
+	469: "file_setattr",
+	470: "listns",
+	471: "rseq_slice_yield",
 }

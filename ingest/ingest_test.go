@@ -82,7 +82,7 @@ func TestLines(t *testing.T) {
 // testutilRule collects one rule's metric.
 func testutilRule(s *rules.Set, name string) *singleRule { return &singleRule{s, name} }
 
-func cpuProfile(t *testing.T) []byte {
+func cpuProfile(t testing.TB) []byte {
 	t.Helper()
 	mainFn := &profile.Function{ID: 1, Name: "main"}
 	slowFn := &profile.Function{ID: 2, Name: "slowFunction"}
@@ -163,9 +163,11 @@ func TestErrors(t *testing.T) {
 		{"name=app&sampleRate=x", "a 1", 400, "sampleRate"},
 		{"name=app&from=yesterday", "a 1", 400, "from"},
 		{"name=app&format=xml", "a 1", 400, "format"},
-		{"name=app", "a;b notanumber", 422, "line 1: count"},
-		{"name=app", "nospace", 422, "line 1"},
-		{"name=app&format=pprof", "not a profile", 422, "pprof"},
+		{"name=app", "a;b notanumber", 400, "line 1: count"},
+		{"name=app", "nospace", 400, "line 1"},
+		{"name=app&format=pprof", "not a profile", 400, "pprof"},
+		{"name=app&format=tree", "a 1", 400, "not supported"},
+		{"name=app&from=20&until=10", "a 1", 400, "until is before from"},
 		{"name=app", strings.Repeat("a;b 1\n", 200000), 413, "over"},
 	} {
 		code, msg := post(t, srv.URL+"/ingest?"+tc.query, "", []byte(tc.body))

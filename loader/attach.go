@@ -124,6 +124,12 @@ func (o *Object) attach(ctx context.Context, p *Program, opts Options) error {
 			return fmt.Errorf("perf event type=%d config=%d: %w", a.Perf.Type, a.Perf.Name, err)
 		}
 		p.attachments.add(evs)
+	case AttachXDP:
+		l, err := attachXDP(p.Program, a.Target)
+		if err != nil {
+			return err
+		}
+		p.attachments.add(l)
 	case config.AttachUprobe, config.AttachUretprobe, config.AttachUSDT:
 		if opts.Userspace != nil {
 			return opts.Userspace.Attach(ctx, o, p)

@@ -17,7 +17,7 @@ import (
 	"github.com/probe-exporter/probe_exporter/config"
 )
 
-// Compiler compiles the inline libbpf-style C of seed-format configs with
+// Compiler compiles the inline libbpf-style C of v1-layout configs with
 // clang against a vmlinux.h generated from the running kernel's BTF.
 type Compiler struct {
 	// Clang and Bpftool are the programs to run; found in PATH when empty.

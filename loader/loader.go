@@ -1,6 +1,6 @@
 // Package loader loads the BPF object of one config, attaches its programs
 // by their libbpf SEC() names (or by the explicit attach points of
-// seed-format configs) and keeps every failure local to that config.
+// v1-layout configs) and keeps every failure local to that config.
 package loader
 
 import (
@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 
 	"github.com/probe-exporter/probe_exporter/config"
 )
@@ -24,11 +25,15 @@ type Options struct {
 	Logger *slog.Logger
 	// Kaddr resolves a kernel symbol to its address for `kaddrs`.
 	Kaddr func(name string) (uint64, error)
-	// Compiler compiles inline code of seed-format configs.
+	// Compiler compiles inline code of v1-layout configs.
 	Compiler *Compiler
 	// Userspace attaches uprobes and USDT probes on chosen processes; nil
 	// attaches them to every process running the file.
 	Userspace UserspaceAttacher
+	// KernelTypes is the kernel's BTF for CO-RE relocations when the
+	// kernel lacks /sys/kernel/btf/vmlinux (--btf.path, as ebpf_exporter's);
+	// nil uses the running kernel's.
+	KernelTypes *btf.Spec
 }
 
 // UserspaceAttacher attaches userspace probes of a config to the processes
@@ -65,7 +70,13 @@ type Object struct {
 	// Err is set when the config as a whole failed (object missing, maps
 	// refused, every program failed).
 	Err error
+
+	onClose []func()
 }
+
+// OnClose runs f when the object closes, before its maps are released
+// (helpers feeding its maps stop there).
+func (o *Object) OnClose(f func()) { o.onClose = append(o.onClose, f) }
 
 // Map returns the named map or nil.
 func (o *Object) Map(name string) *ebpf.Map {
@@ -105,6 +116,10 @@ func (o *Object) Errors() []error {
 
 // Close detaches every program and releases maps and programs.
 func (o *Object) Close() error {
+	for i := len(o.onClose) - 1; i >= 0; i-- {
+		o.onClose[i]()
+	}
+	o.onClose = nil
 	var errs []error
 	for _, p := range o.Programs {
 		errs = append(errs, p.attachments.close())
@@ -133,7 +148,7 @@ func Load(ctx context.Context, cfg config.Config, opts Options) *Object {
 		return obj
 	}
 	obj.Programs = programsOf(spec, cfg)
-	if err := obj.load(spec); err != nil {
+	if err := obj.load(spec, opts.KernelTypes); err != nil {
 		obj.Err = fmt.Errorf("config %q (%s): %w", cfg.Name, where(cfg), err)
 		return obj
 	}
@@ -174,7 +189,7 @@ func allFailed(ps []*Program) bool {
 }
 
 // programsOf lists the programs of spec with their attach points: explicit
-// ones from a seed-format config, SEC() names otherwise.
+// ones from a v1-layout config, SEC() names otherwise.
 func programsOf(spec *ebpf.CollectionSpec, cfg config.Config) []*Program {
 	var progs []*Program
 	explicit := map[string][]config.AttachPoint{}
@@ -196,7 +211,7 @@ func programsOf(spec *ebpf.CollectionSpec, cfg config.Config) []*Program {
 		}
 		p := &Program{Name: name, Section: ps.SectionName}
 		if len(cfg.Attach) > 0 {
-			// Seed-format configs attach only what they list.
+			// v1-layout configs attach only what they list.
 			p.Skipped = true
 		} else {
 			a, err := ParseSection(ps.SectionName)
@@ -242,7 +257,7 @@ func fromAttachPoint(ap config.AttachPoint) Attachment {
 // load creates maps and programs. A program the kernel refuses is recorded
 // on its Program and removed, and the rest are loaded without it, so one
 // refused program type does not take its config's other programs down.
-func (o *Object) load(spec *ebpf.CollectionSpec) error {
+func (o *Object) load(spec *ebpf.CollectionSpec, kernelTypes *btf.Spec) error {
 	byName := map[string][]*Program{}
 	for _, p := range o.Programs {
 		byName[p.Name] = append(byName[p.Name], p)
@@ -257,7 +272,9 @@ func (o *Object) load(spec *ebpf.CollectionSpec) error {
 		}
 	}
 	for attempt := 0; attempt <= len(o.Programs); attempt++ {
-		coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{})
+		coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{
+			Programs: ebpf.ProgramOptions{KernelTypes: kernelTypes},
+		})
 		if err == nil {
 			o.Collection = coll
 			for _, p := range o.Programs {

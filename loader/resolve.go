@@ -20,7 +20,8 @@ func libDirs() []string {
 }
 
 // ResolveBinary finds the file a uprobe or USDT section names: an absolute
-// path as is, a shared library ("libc.so.6") in the library directories, a
+// path as is, a relative path ("bin/app", "./app") from the working
+// directory, a shared library ("libc.so.6") in the library directories, a
 // program ("python3") in PATH. root prefixes every path (a process's
 // /proc/PID/root), "" for the host.
 func ResolveBinary(name, root string) (string, error) {
@@ -28,6 +29,21 @@ func ResolveBinary(name, root string) (string, error) {
 		p := filepath.Join(root, name)
 		if _, err := os.Stat(p); err != nil {
 			return "", fmt.Errorf("binary %s: %w", name, err)
+		}
+		return p, nil
+	}
+	if strings.Contains(name, "/") {
+		// A relative path, used as is as libbpf does: relative to the
+		// exporter's working directory, never searched for in PATH.
+		if root != "" {
+			return "", fmt.Errorf("binary %s: a relative path cannot be resolved inside a process's root; name it by its absolute path", name)
+		}
+		p, err := filepath.Abs(name)
+		if err != nil {
+			return "", fmt.Errorf("binary %s: %w", name, err)
+		}
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("binary %s (relative to the working directory): %w", name, err)
 		}
 		return p, nil
 	}

@@ -9,7 +9,7 @@ import (
 )
 
 // Attachment is where one program attaches, derived from its libbpf SEC()
-// name or from an explicit attach point of a seed-format config.
+// name or from an explicit attach point of a v1-layout config.
 type Attachment struct {
 	Kind config.AttachKind
 	// Target is the tracepoint "category/name", raw tracepoint, kernel
@@ -39,6 +39,10 @@ func (a Attachment) String() string {
 	}
 	return fmt.Sprintf("%s %s", a.Kind, a.Target)
 }
+
+// AttachXDP attaches an XDP program to the network interface named by
+// Target (SEC("xdp/eth0")), in the exporter's network namespace.
+const AttachXDP config.AttachKind = "xdp"
 
 // errNoAutoAttach marks sections that carry no attach point (e.g. a bare
 // SEC("uprobe")); such programs are attached by explicit configuration or
@@ -115,6 +119,13 @@ func ParseSection(sec string) (Attachment, error) {
 		}
 		n := len(parts)
 		return Attachment{Kind: config.AttachUSDT, Path: strings.Join(parts[:n-2], ":"), Provider: parts[n-2], Target: parts[n-1]}, nil
+	case "xdp", "xdp.frags":
+		// ebpf_exporter's xdp/IFNAME: attach to that interface. A bare
+		// xdp, or a devmap or cpumap program, has no interface to attach to.
+		if rest == "" || rest == "devmap" || rest == "cpumap" {
+			return Attachment{}, errNoAutoAttach
+		}
+		return Attachment{Kind: AttachXDP, Target: rest}, nil
 	case "perf_event":
 		if !hasRest {
 			return Attachment{}, errNoAutoAttach

@@ -39,7 +39,7 @@ func TestParseSection(t *testing.T) {
 		{sec: "kprobe/f+zz", wantErr: "bad offset"},
 		{sec: "perf_event/type=1", wantErr: "needs frequency=N or period=N"},
 		{sec: "perf_event/type=1,bogus=2", wantErr: "unknown key"},
-		{sec: "xdp", wantErr: `attach type "xdp" is not supported`},
+		{sec: "tc", wantErr: `attach type "tc" is not supported`},
 	} {
 		t.Run(tc.sec, func(t *testing.T) {
 			got, err := ParseSection(tc.sec)

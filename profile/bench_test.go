@@ -35,7 +35,7 @@ func BenchmarkSymbolize1000(b *testing.B) {
 	if len(maps) == 0 {
 		b.Skip("cannot read the process's maps")
 	}
-	s := newSymbolizer("/proc", nil)
+	s := newSymbolizer("/proc")
 	// Addresses inside each executable mapping, spread over its range.
 	var addrs []uint64
 	for _, m := range maps {

@@ -38,3 +38,11 @@ func (o *oneSeries) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 }
+
+// follows reports whether pid is among the profiled processes.
+func (p *Profiler) follows(pid int) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pr, ok := p.procs[pid]
+	return ok && !pr.exited
+}

@@ -66,11 +66,17 @@ type Profiler struct {
 	unsubs []func()
 	sym    *symbolizer
 
+	unw      *unwinder
+	stop     chan struct{}
+	done     chan struct{}
+	stopOnce sync.Once
+
 	mu    sync.Mutex
 	procs map[int]*proc
 
-	samples, drops, drains prometheus.Counter
-	drainTime              prometheus.Gauge
+	samples, drops, drains, truncated prometheus.Counter
+	drainTime                         prometheus.Gauge
+	unwindRows, unwindFiles           prometheus.GaugeFunc
 }
 
 // proc is a profiled process.
@@ -79,6 +85,13 @@ type proc struct {
 	comm   string
 	maps   []mapping
 	exited bool
+	// started is when the process was seen starting: young processes'
+	// mappings are re-read often, while the dynamic loader maps libraries.
+	started time.Time
+	// perf is the JIT symbol map the process wrote to /tmp/perf-PID.map,
+	// as last read (kept for the drain after it exits).
+	perf     []perfSym
+	perfRead bool
 }
 
 // New loads the profiler and starts sampling the targets.
@@ -112,7 +125,7 @@ func New(opts Options) (*Profiler, error) {
 	p := &Profiler{
 		opts:  opts,
 		coll:  coll,
-		sym:   newSymbolizer(opts.ProcRoot, opts.Kernel),
+		sym:   newSymbolizer(opts.ProcRoot),
 		procs: map[int]*proc{},
 		samples: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "probe_exporter", Subsystem: "profiler", Name: "samples_total",
 			Help: "CPU samples of profiled processes drained."}),
@@ -122,7 +135,17 @@ func New(opts Options) (*Profiler, error) {
 			Help: "Drains of the sample maps."}),
 		drainTime: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "probe_exporter", Subsystem: "profiler", Name: "last_drain_duration_seconds",
 			Help: "Time the last drain (read, symbolize, emit) took."}),
+		truncated: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "probe_exporter", Subsystem: "profiler", Name: "truncated_stacks_total",
+			Help: "Samples whose user stack was deeper than the unwinder walks (64 frames): their root frames are missing."}),
+		stop: make(chan struct{}),
+		done: make(chan struct{}),
 	}
+	p.unw = newUnwinder(coll.Maps["rows"], coll.Maps["procs"], p.sym)
+	p.unwindRows = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "probe_exporter", Subsystem: "profiler", Name: "unwind_rows",
+		Help: "Unwind rows (from .eh_frame) loaded into the kernel, of 1048576 (16 bytes each)."}, func() float64 { n, _ := p.unw.used(); return float64(n) })
+	go p.refresh()
+	p.unwindFiles = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "probe_exporter", Subsystem: "profiler", Name: "unwind_files",
+		Help: "Files whose unwind rows were read (once per file, shared by the processes mapping it)."}, func() float64 { _, n := p.unw.used(); return float64(n) })
 	p.events, err = loader.AttachPerfEvent(coll.Programs["do_sample"], config.PerfEvent{
 		Type: 1, Name: 0, SampleFrequency: uint64(opts.Frequency), // PERF_TYPE_SOFTWARE, PERF_COUNT_SW_CPU_CLOCK
 	})
@@ -145,19 +168,20 @@ func (p *Profiler) event(target int, ev targets.Event) {
 	pid := ev.Process.PID
 	switch ev.Kind {
 	case targets.Start:
+		// Describe its mappings (loading their unwind rows and symbol
+		// tables while the files can be reached), sample it, then follow
+		// it.
 		maps, _ := readMaps(p.opts.ProcRoot, pid)
-		p.mu.Lock()
-		p.procs[pid] = &proc{target: target, comm: ev.Process.Comm, maps: maps}
-		p.mu.Unlock()
-		// Load symbol tables while the files can still be reached.
-		for _, m := range maps {
-			if strings.HasPrefix(m.path, "/") {
-				p.sym.table(p.opts.ProcRoot + "/" + strconv.Itoa(pid) + "/root" + m.path)
-			}
+		if err := p.unw.describe(pid, maps); err != nil {
+			p.opts.Logger.Debug("profiler unwind tables", "pid", pid, "err", err)
 		}
 		_ = p.coll.Maps["pids"].Put(uint32(pid), uint32(target))
+		p.mu.Lock()
+		p.procs[pid] = &proc{target: target, comm: ev.Process.Comm, maps: maps, started: time.Now()}
+		p.mu.Unlock()
 	case targets.Exit:
 		_ = p.coll.Maps["pids"].Delete(uint32(pid))
+		p.unw.forget(pid)
 		p.mu.Lock()
 		if pr := p.procs[pid]; pr != nil {
 			pr.exited = true // forgotten after the next drain
@@ -184,11 +208,58 @@ func (p *Profiler) Run(ctx context.Context) error {
 	}
 }
 
+// sampleKey is struct sample_key of the BPF program.
 type sampleKey struct {
 	PID         uint32
-	UserStack   int32
 	KernelStack int32
-	Pad         uint32
+	Frames      uint32
+	Flags       uint32
+	User        [maxFrames]uint64
+}
+
+// Flags of a sample.
+const sampleTruncated = 1
+
+// refresh re-reads the mappings of profiled processes, so libraries
+// mapped after exec (the dynamic loader, dlopen) get their unwind rows:
+// every 20 ms in a process's first second (until then its libraries are
+// walked by frame pointers), every 250 ms up to 5 s, every 5 s after.
+func (p *Profiler) refresh() {
+	defer close(p.done)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for n := 1; ; n++ {
+		select {
+		case <-p.stop:
+			return
+		case <-tick.C:
+		}
+		type live struct {
+			pid int
+			pr  *proc
+		}
+		var due []live
+		p.mu.Lock()
+		for pid, pr := range p.procs {
+			age := time.Since(pr.started)
+			if !pr.exited && (age < time.Second || age < 5*time.Second && n%12 == 0 || n%250 == 0) {
+				due = append(due, live{pid, pr})
+			}
+		}
+		p.mu.Unlock()
+		for _, l := range due {
+			maps, err := readMaps(p.opts.ProcRoot, l.pid)
+			if err != nil {
+				continue
+			}
+			p.mu.Lock()
+			l.pr.maps = maps
+			p.mu.Unlock()
+			if err := p.unw.describe(l.pid, maps); err != nil {
+				p.opts.Logger.Debug("profiler unwind tables", "pid", l.pid, "err", err)
+			}
+		}
+	}
 }
 
 // Drain reads and clears the sample counts, symbolizes the stacks and
@@ -222,8 +293,10 @@ func (p *Profiler) Drain() error {
 	addrs := make([]uint64, 127)
 	p.mu.Lock()
 	procs := make(map[int]*proc, len(p.procs))
+	maps := make(map[int][]mapping, len(p.procs))
 	for pid, pr := range p.procs {
 		procs[pid] = pr
+		maps[pid] = pr.maps
 	}
 	p.mu.Unlock()
 	for i, k := range keys {
@@ -232,12 +305,31 @@ func (p *Profiler) Drain() error {
 			continue
 		}
 		var frames []string
-		if k.UserStack >= 0 {
-			usedStacks[k.UserStack] = true
-			if err := stacks.Lookup(uint32(k.UserStack), &addrs); err == nil {
-				user := p.frames(addrs, func(a uint64) string { return p.sym.user(int(k.PID), pr.maps, nil, a) })
-				frames = append(frames, user...)
+		if k.Flags&sampleTruncated != 0 {
+			p.truncated.Add(float64(vals[i]))
+		}
+		if k.Frames > 0 {
+			perf := func() []perfSym {
+				// Read once per drain, and only for processes with
+				// frames outside their file mappings (JIT code).
+				if !pr.perfRead {
+					pr.perfRead = true
+					if !pr.exited {
+						if syms, ok := readPerfMap(p.opts.ProcRoot, int(k.PID)); ok {
+							pr.perf = syms
+						}
+					}
+				}
+				return pr.perf
 			}
+			// Callers' return addresses point after their call:
+			// name the call.
+			ret := append([]uint64(nil), userFrames(&keys[i])...)
+			for j := 1; j < len(ret); j++ {
+				ret[j]--
+			}
+			user := p.frames(ret, func(a uint64) string { return p.sym.user(int(k.PID), maps[int(k.PID)], perf, a) })
+			frames = append(frames, user...)
 		} else {
 			p.drops.Add(float64(vals[i]))
 		}
@@ -278,6 +370,7 @@ func (p *Profiler) Drain() error {
 		if pr.exited {
 			delete(p.procs, pid)
 		}
+		pr.perfRead = false
 	}
 	p.mu.Unlock()
 	p.drains.Inc()
@@ -307,6 +400,7 @@ func (p *Profiler) kernelFrame(a uint64) string {
 
 // Close stops sampling and releases everything.
 func (p *Profiler) Close() error {
+	p.stopOnce.Do(func() { close(p.stop); <-p.done })
 	for _, u := range p.unsubs {
 		u()
 	}
@@ -326,6 +420,9 @@ func (p *Profiler) Close() error {
 func (p *Profiler) Describe(ch chan<- *prometheus.Desc) {
 	p.samples.Describe(ch)
 	p.drops.Describe(ch)
+	p.truncated.Describe(ch)
+	p.unwindRows.Describe(ch)
+	p.unwindFiles.Describe(ch)
 	p.drains.Describe(ch)
 	p.drainTime.Describe(ch)
 }
@@ -334,6 +431,9 @@ func (p *Profiler) Describe(ch chan<- *prometheus.Desc) {
 func (p *Profiler) Collect(ch chan<- prometheus.Metric) {
 	p.samples.Collect(ch)
 	p.drops.Collect(ch)
+	p.truncated.Collect(ch)
+	p.unwindRows.Collect(ch)
+	p.unwindFiles.Collect(ch)
 	p.drains.Collect(ch)
 	p.drainTime.Collect(ch)
 }

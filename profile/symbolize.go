@@ -5,20 +5,21 @@ import (
 	"debug/elf"
 	"debug/gosym"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/probe-exporter/probe_exporter/internal/symtab"
 )
 
 // mapping is one executable mapping of a process.
 type mapping struct {
 	start, end, offset uint64
 	path               string // as the process sees it
-	host               string // the path from the host, filled on first use
 }
 
 // readMaps reads the executable mappings of /proc/PID/maps.
@@ -50,8 +51,7 @@ func readMaps(procRoot string, pid int) ([]mapping, error) {
 
 // symbolTable resolves file virtual addresses of one ELF file.
 type symbolTable struct {
-	addrs []uint64
-	names []string
+	syms *symtab.Table
 	// loads maps file offsets to virtual addresses.
 	loads []elf.ProgHeader
 	gosym *gosym.Table
@@ -71,11 +71,7 @@ func loadSymbols(path string) (*symbolTable, error) {
 			t.loads = append(t.loads, p.ProgHeader)
 		}
 	}
-	type sym struct {
-		addr uint64
-		name string
-	}
-	var syms []sym
+	var syms []symtab.Symbol
 	for _, get := range []func() ([]elf.Symbol, error){f.Symbols, f.DynamicSymbols} {
 		ss, err := get()
 		if err != nil {
@@ -83,7 +79,7 @@ func loadSymbols(path string) (*symbolTable, error) {
 		}
 		for _, s := range ss {
 			if elf.ST_TYPE(s.Info) == elf.STT_FUNC && s.Value != 0 {
-				syms = append(syms, sym{s.Value, s.Name})
+				syms = append(syms, symtab.Symbol{Addr: s.Value, Name: s.Name})
 			}
 		}
 		if len(syms) > 0 {
@@ -102,12 +98,7 @@ func loadSymbols(path string) (*symbolTable, error) {
 			}
 		}
 	}
-	sort.Slice(syms, func(i, j int) bool { return syms[i].addr < syms[j].addr })
-	t.addrs = make([]uint64, len(syms))
-	t.names = make([]string, len(syms))
-	for i, s := range syms {
-		t.addrs[i], t.names[i] = s.addr, s.name
-	}
+	t.syms = symtab.New(syms)
 	return t, nil
 }
 
@@ -127,18 +118,13 @@ func (t *symbolTable) lookup(addr uint64) (string, bool) {
 			return fn.Name, true
 		}
 	}
-	i := sort.Search(len(t.addrs), func(i int) bool { return t.addrs[i] > addr })
-	if i == 0 {
-		return "", false
-	}
-	return t.names[i-1], true
+	return t.syms.Lookup(addr)
 }
 
-// symbolizer resolves user and kernel addresses, caching ELF files by
+// symbolizer resolves user addresses, caching ELF files by
 // path and modification time.
 type symbolizer struct {
 	procRoot string
-	kernel   func(addr uint64) (string, bool)
 
 	mu    sync.Mutex
 	files map[string]*symbolTable
@@ -148,8 +134,8 @@ type symbolizer struct {
 	checked map[string]time.Time
 }
 
-func newSymbolizer(procRoot string, kernel func(uint64) (string, bool)) *symbolizer {
-	return &symbolizer{procRoot: procRoot, kernel: kernel, files: map[string]*symbolTable{}, stamp: map[string]int64{}, checked: map[string]time.Time{}}
+func newSymbolizer(procRoot string) *symbolizer {
+	return &symbolizer{procRoot: procRoot, files: map[string]*symbolTable{}, stamp: map[string]int64{}, checked: map[string]time.Time{}}
 }
 
 func (s *symbolizer) table(path string) *symbolTable {
@@ -178,9 +164,15 @@ func (s *symbolizer) table(path string) *symbolTable {
 	return t
 }
 
+// hostPath is the path of m's file from the host: through the process's
+// root, so files of containers are found.
+func (s *symbolizer) hostPath(pid int, m *mapping) string {
+	return filepath.Join(s.procRoot, strconv.Itoa(pid), "root", m.path)
+}
+
 // user symbolizes a user address of pid with its mappings; JIT code comes
 // from /tmp/perf-PID.map; unknown frames are module+0xoffset.
-func (s *symbolizer) user(pid int, maps []mapping, perfMap []perfSym, addr uint64) string {
+func (s *symbolizer) user(pid int, maps []mapping, perfMap func() []perfSym, addr uint64) string {
 	for i := range maps {
 		m := &maps[i]
 		if addr < m.start || addr >= m.end {
@@ -190,10 +182,7 @@ func (s *symbolizer) user(pid int, maps []mapping, perfMap []perfSym, addr uint6
 		if m.path == "" || strings.HasPrefix(m.path, "[") {
 			break
 		}
-		if m.host == "" {
-			m.host = filepath.Join(s.procRoot, strconv.Itoa(pid), "root", m.path)
-		}
-		if t := s.table(m.host); t != nil {
+		if t := s.table(s.hostPath(pid, m)); t != nil {
 			if va, ok := t.vaddr(off); ok {
 				if name, ok := t.lookup(va); ok {
 					return name
@@ -202,9 +191,11 @@ func (s *symbolizer) user(pid int, maps []mapping, perfMap []perfSym, addr uint6
 		}
 		return fmt.Sprintf("%s+0x%x", filepath.Base(m.path), off)
 	}
-	for _, p := range perfMap {
-		if addr >= p.start && addr < p.start+p.size {
-			return p.name
+	if perfMap != nil {
+		for _, p := range perfMap() {
+			if addr >= p.start && addr < p.start+p.size {
+				return p.name
+			}
 		}
 	}
 	return fmt.Sprintf("[unknown]+0x%x", addr)
@@ -216,24 +207,61 @@ type perfSym struct {
 	name        string
 }
 
-func readPerfMap(pid int) []perfSym {
-	f, err := os.Open(fmt.Sprintf("/tmp/perf-%d.map", pid))
-	if err != nil {
-		return nil
+// readPerfMap reads the JIT symbols a process wrote to /tmp/perf-PID.map
+// (the perf convention that V8, the JVM's perf-map-agent, LuaJIT and
+// CPython 3.12's perf trampolines follow), in the process's own file
+// system and under its own pid, for processes in containers.
+func readPerfMap(procRoot string, pid int) ([]perfSym, bool) {
+	dir := filepath.Join(procRoot, strconv.Itoa(pid))
+	names := []int{pid}
+	if ns := nsPID(filepath.Join(dir, "status")); ns > 0 && ns != pid {
+		names = append([]int{ns}, names...)
 	}
-	defer f.Close()
+	for _, n := range names {
+		f, err := os.Open(filepath.Join(dir, "root", "tmp", fmt.Sprintf("perf-%d.map", n)))
+		if err != nil {
+			continue
+		}
+		defer f.Close()
+		return parsePerfMap(f), true
+	}
+	return nil, false
+}
+
+// parsePerfMap parses "START SIZE name" lines (hex, with or without 0x).
+func parsePerfMap(r io.Reader) []perfSym {
 	var out []perfSym
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		parts := strings.SplitN(sc.Text(), " ", 3)
 		if len(parts) != 3 {
 			continue
 		}
-		start, err1 := strconv.ParseUint(parts[0], 16, 64)
-		size, err2 := strconv.ParseUint(parts[1], 16, 64)
+		start, err1 := strconv.ParseUint(strings.TrimPrefix(parts[0], "0x"), 16, 64)
+		size, err2 := strconv.ParseUint(strings.TrimPrefix(parts[1], "0x"), 16, 64)
 		if err1 == nil && err2 == nil {
 			out = append(out, perfSym{start, size, parts[2]})
 		}
 	}
 	return out
+}
+
+// nsPID is the innermost pid of a process (the last NSpid field of its
+// status), 0 if unknown.
+func nsPID(status string) int {
+	data, err := os.ReadFile(status)
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "NSpid:"); ok {
+			f := strings.Fields(v)
+			if len(f) == 0 {
+				return 0
+			}
+			n, _ := strconv.Atoi(f[len(f)-1])
+			return n
+		}
+	}
+	return 0
 }

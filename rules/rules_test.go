@@ -1,7 +1,9 @@
 package rules
 
 import (
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -53,7 +55,7 @@ func TestParseQuery(t *testing.T) {
 	}
 }
 
-// seed 004's rules.
+// the rules of Pyroscope's export-rules documentation.
 const seedRules = `metrics-export-rules:
   a_simple_app_total:
     expr: ""
@@ -123,7 +125,7 @@ func TestNodeUnanchored(t *testing.T) {
 
 func TestParseErrors(t *testing.T) {
 	for _, tc := range []struct{ yaml, want string }{
-		{"bad-name:\n  expr: ''\n", `rule "bad-name": not a valid Prometheus metric name`},
+		{"bad-name:\n  expr: ''\n", `rule "bad-name": "bad-name" is not a valid Prometheus metric name`},
 		{"x:\n  node: '('\n", `rule "x": node:`},
 		{"x:\n  expr: '{a=b}'\n", `rule "x": expr:`},
 		{"x:\n  exp: ''\n", `rule "x": line`},
@@ -137,5 +139,143 @@ func TestParseErrors(t *testing.T) {
 	s, err := Parse("r.yaml", []byte("metrics-export-rules: {}\n"))
 	if err != nil || len(s.Rules()) != 0 {
 		t.Fatalf("empty rules: %v %v", s, err)
+	}
+}
+
+func TestInheritOnReload(t *testing.T) {
+	v1 := `metrics-export-rules:
+  kept:
+    expr: 'app.cpu'
+  changed:
+    expr: 'app.cpu'
+  removed:
+    expr: 'app.cpu'
+recording_rules:
+  - metric_name: rec_kept
+    matchers: ['{__profile_type__="process_cpu:cpu:nanoseconds:cpu:nanoseconds"}']
+`
+	v2 := `metrics-export-rules:
+  kept:
+    expr: 'app.cpu'
+  changed:
+    expr: 'app.cpu'
+    node: 'a'
+recording_rules:
+  - metric_name: rec_kept
+    matchers: ['{__profile_type__="process_cpu:cpu:nanoseconds:cpu:nanoseconds"}']
+`
+	old, err := Parse("r.yaml", []byte(v1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old.Observe("app.cpu", nil, "samples", 100, []Sample{{"a;b", 200}})
+	next, err := Parse("r.yaml", []byte(v2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	next.Inherit(old)
+	next.Observe("app.cpu", nil, "samples", 100, []Sample{{"a;b", 100}})
+	want := `
+# HELP changed Profile export rule changed: expr app.cpu, node a.
+# TYPE changed counter
+changed 1
+# HELP kept Profile export rule kept: expr app.cpu, node total.
+# TYPE kept counter
+kept 3
+# HELP rec_kept Pyroscope recording rule rec_kept: matchers {__profile_type__="process_cpu:cpu:nanoseconds:cpu:nanoseconds"}.
+# TYPE rec_kept counter
+rec_kept 3e+09
+`
+	if err := testutil.CollectAndCompare(next, strings.NewReader(want)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRecordingRuleErrors(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{"recording_rules:\n  - metric_name: x\n    matchers: ['{foo=\"bar\"}']\n", "exactly one __profile_type__"},
+		{"recording_rules:\n  - metric_name: x\n    matchers: ['{__profile_type__=~\"a\"}']\n", "must be matched with ="},
+		{"recording_rules:\n  - metric_name: ''\n    matchers: ['{__profile_type__=\"a\"}']\n", "r.yaml:2: recording rule \"\": \"\" is not a valid"},
+		{"recording_rules:\n  - metric_name: x\n    matchers: ['{foo=\"bar}']\n", "matcher"},
+		{"recording_rules:\n  - metric_name: x\n    matchers: ['{__profile_type__=\"a\"}']\n    external_labels: [{name: 'a-b', value: v}]\n", "external_labels name"},
+		{"recording_rules:\n  - metric_name: x\n    matchers: ['{__profile_type__=\"a\"}']\n    bogus: 1\n", "r.yaml:2: recording rule: line"},
+		{"recording_rules:\n  - metric_name: x\n    matchers: ['{__profile_type__=\"a\"}']\n  - metric_name: x\n    matchers: ['{__profile_type__=\"a\"}']\n", "also made by the rule at line 2"},
+		{"metrics-export-rules:\n  x_average: {}\nrecording_rules:\n  - metric_name: x\n    matchers: ['{__profile_type__=\"a\"}']\n", "metric x_average is also made"},
+		{"recording_rules: {}\n", "want a list"},
+		{"metrics-export-rules: {}\nother: 1\n", `unknown key "other"`},
+	} {
+		if _, err := Parse("r.yaml", []byte(tc.yaml)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want %q", tc.yaml, err, tc.want)
+		}
+	}
+}
+
+func TestProfileLabels(t *testing.T) {
+	for _, tc := range []struct {
+		app, units, svc, pt string
+	}{
+		{"myapp.cpu", "samples", "myapp", "process_cpu:cpu:nanoseconds:cpu:nanoseconds"},
+		{"a.b.inuse_space", "bytes", "a.b", "memory:inuse_space:bytes:space:bytes"},
+		{"myapp", "samples", "myapp", "process_cpu:cpu:nanoseconds:cpu:nanoseconds"},
+		{"myapp.widgets", "objects", "myapp", "widgets:widgets:objects:widgets:objects"},
+	} {
+		l := ProfileLabels(tc.app, tc.units, map[string]string{"env": "x"})
+		if l[LabelServiceName] != tc.svc || l[LabelProfileType] != tc.pt || l["env"] != "x" {
+			t.Errorf("%s: %v", tc.app, l)
+		}
+	}
+}
+
+// TestConcurrentObserveCollect: observes, collects and an Inherit at once
+// (run with -race); the totals come out exact.
+func TestConcurrentObserveCollect(t *testing.T) {
+	const rulesYAML = "metrics-export-rules:\n  total: {}\n  node:\n    node: 'a;b'\n    group_by: [env]\n"
+	s, err := Parse("r.yaml", []byte(rulesYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < 500; i++ {
+				s.Observe("app.cpu", map[string]string{"env": fmt.Sprint(i % 7)}, "samples", 100, []Sample{{"a;b;c", 1}, {fmt.Sprintf("x;%d", i), 1}})
+			}
+		}(g)
+	}
+	for g := 0; g < 2; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				testutil.CollectAndCount(s)
+				testutil.CollectAndCount(s.Stats())
+			}
+		}()
+	}
+	wg.Wait()
+	next, _ := Parse("r.yaml", []byte(rulesYAML))
+	next.Inherit(s)
+	if v := testutil.ToFloat64(&only{next, "total"}); v != 8*500*2/100.0 {
+		t.Fatalf("total %v", v)
+	}
+}
+
+// only collects one rule's metric.
+type only struct {
+	s    *Set
+	name string
+}
+
+func (o *only) Describe(chan<- *prometheus.Desc) {}
+func (o *only) Collect(ch chan<- prometheus.Metric) {
+	all := make(chan prometheus.Metric, 1000)
+	o.s.Collect(all)
+	close(all)
+	for m := range all {
+		if strings.Contains(m.Desc().String(), `fqName: "`+o.name+`"`) {
+			ch <- m
+		}
 	}
 }

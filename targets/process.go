@@ -18,7 +18,7 @@ import (
 
 // Selector chooses processes; every field given must match.
 type Selector struct {
-	// Comm is the exact command name (/proc/PID/comm), as seed 002's
+	// Comm is the exact command name (/proc/PID/comm), as ebpf-userspace-exporter's
 	// binary_name.
 	Comm string
 	// Exe is a path or glob matched against the executable as the

@@ -57,7 +57,7 @@ func (a *Attacher) Attach(prog *ebpf.Program, path, provider, name string, pid i
 	}
 	ex, err := link.OpenExecutable(path)
 	if err != nil {
-		return nil, fmt.Errorf("usdt: %w", err)
+		return nil, fmt.Errorf("usdt: %s: %w", path, err)
 	}
 	var links []link.Link
 	fail := func(err error) ([]link.Link, error) {

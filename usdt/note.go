@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"sort"
 )
 
@@ -36,7 +37,7 @@ const (
 func ReadNotes(path string) ([]Note, error) {
 	f, err := elf.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("usdt: %w", err)
+		return nil, openError(path, err)
 	}
 	defer f.Close()
 	notes, err := readNotes(f)
@@ -44,6 +45,22 @@ func ReadNotes(path string) ([]Note, error) {
 		return nil, fmt.Errorf("usdt: %s: %w", path, err)
 	}
 	return notes, nil
+}
+
+// openError names the file in an error from elf.Open: its format errors
+// ("bad magic number") do not, and a shell shim in front of the real
+// binary is a common cause.
+func openError(path string, err error) error {
+	var fe *elf.FormatError
+	var pe *fs.PathError
+	switch {
+	case errors.As(err, &fe):
+		return fmt.Errorf("usdt: %s is not an ELF file (a script or a wrapper? name the binary it runs): %w", path, err)
+	case errors.As(err, &pe):
+		return fmt.Errorf("usdt: %w", err)
+	default:
+		return fmt.Errorf("usdt: %s: %w", path, err)
+	}
 }
 
 func readNotes(f *elf.File) ([]Note, error) {

@@ -67,7 +67,7 @@ func New(w *targets.Watcher, dropper PIDDropper, logger *slog.Logger) *Attacher 
 		progs:   map[*loader.Program]*progState{},
 		usdt:    map[*ebpf.Map]*usdt.Attacher{},
 		matched: prometheus.NewDesc("probe_exporter_targets_matched", "Processes a config's targets select now.", []string{"config"}, nil),
-		enabled: prometheus.NewDesc("probe_exporter_enabled_programs", "Programs attached to a process (seed 002's view).", []string{"config", "program", "pid"}, nil),
+		enabled: prometheus.NewDesc("probe_exporter_enabled_programs", "Programs attached to a process (ebpf-userspace-exporter's view).", []string{"config", "program", "pid"}, nil),
 		attaches: prometheus.NewCounter(prometheus.CounterOpts{Name: "probe_exporter_userspace_attaches_total",
 			Help: "Programs attached to a selected process as it started."}),
 		detaches: prometheus.NewCounter(prometheus.CounterOpts{Name: "probe_exporter_userspace_detaches_total",
@@ -199,7 +199,7 @@ func selector(at *config.Attachments) (targets.Selector, bool) {
 
 // fileFor finds the file a probe goes into for process p: the section's
 // path (a library through the process's mappings), or the process's own
-// executable when the config names none (seed 002's usdt: and uprobes:).
+// executable when the config names none (ebpf-userspace-exporter's usdt: and uprobes:).
 func fileFor(p targets.Process, name string) (string, error) {
 	if name == "" {
 		return p.HostPath(p.Exe), nil

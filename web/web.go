@@ -85,8 +85,8 @@ type Options struct {
 	Fallback http.Handler
 	// Reload is called by POST /-/reload.
 	Reload func() error
-	// Ready reports readiness for /-/ready.
-	Ready func() bool
+	// Ready reports readiness for /-/ready: nil when ready, else why not.
+	Ready func() error
 	// MaxRequests caps concurrent requests to /metrics (0: unlimited).
 	MaxRequests int
 	// Extra routes (e.g. /ingest, /exported-metrics).
@@ -109,9 +109,11 @@ func Handler(opts Options) http.Handler {
 		fmt.Fprintln(w, "Healthy")
 	})
 	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) {
-		if opts.Ready != nil && !opts.Ready() {
-			http.Error(w, "Not ready", http.StatusServiceUnavailable)
-			return
+		if opts.Ready != nil {
+			if err := opts.Ready(); err != nil {
+				http.Error(w, "Not ready: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
 		}
 		fmt.Fprintln(w, "Ready")
 	})

@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"log/slog"
 	"os/user"
+	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/probe-exporter/probe_exporter/config"
 	"github.com/probe-exporter/probe_exporter/internal/caps"
+	"github.com/probe-exporter/probe_exporter/loader"
 	"github.com/probe-exporter/probe_exporter/scripts"
 )
 
@@ -21,6 +23,7 @@ const (
 	featureUprobes  = "uprobes"
 	featureBpftrace = "bpftrace scripts"
 	featureStap     = "systemtap scripts"
+	featureXDP      = "xdp programs"
 )
 
 // capabilityNeeds lists what the features configured at start need, each
@@ -40,6 +43,13 @@ func (d *daemon) capabilityNeeds() []caps.Need {
 			Feature: featureProcs,
 			Caps:    caps.Mask(caps.SysPtrace, caps.DacReadSearch),
 			Why:     "read /proc/PID/exe, /proc/PID/root and /proc/PID/maps of other users' processes: userspace targets and the profiler's symbols",
+		})
+	}
+	if d.usesXDP() {
+		needs = append(needs, caps.Need{
+			Feature: featureXDP,
+			Caps:    caps.Mask(caps.NetAdmin),
+			Why:     "the kernel loads XDP programs (xdp/IFNAME) only for CAP_NET_ADMIN (or CAP_SYS_ADMIN): EPERM at load without it, at start and at every reload",
 		})
 	}
 	if d.usesUprobes() {
@@ -66,6 +76,18 @@ func (d *daemon) capabilityNeeds() []caps.Need {
 		}
 	}
 	return needs
+}
+
+// usesXDP reports whether a config loaded at start has xdp/IFNAME programs.
+func (d *daemon) usesXDP() bool {
+	for _, c := range d.coll.Configs() {
+		for _, p := range c.Object.Programs {
+			if p.Attach.Kind == loader.AttachXDP {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // usesUprobes reports whether a config loaded at start has uprobes,
@@ -174,4 +196,21 @@ func (d *daemon) setCapabilityPlan(p caps.Plan) {
 	d.mu.Lock()
 	d.capPlan = p
 	d.mu.Unlock()
+}
+
+// scriptKinds lists the kinds of scripts found at start.
+func (d *daemon) scriptKinds() []scripts.Kind {
+	if d.scripts == nil {
+		return nil
+	}
+	seen := map[scripts.Kind]bool{}
+	var out []scripts.Kind
+	for _, s := range d.scripts.Status() {
+		if !seen[s.Kind] {
+			seen[s.Kind] = true
+			out = append(out, s.Kind)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
 }

@@ -12,25 +12,29 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/cilium/ebpf/btf"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/common/version"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 
 	"github.com/probe-exporter/probe_exporter/collector"
 	"github.com/probe-exporter/probe_exporter/config"
 	"github.com/probe-exporter/probe_exporter/decoder"
 	"github.com/probe-exporter/probe_exporter/defaults"
 	"github.com/probe-exporter/probe_exporter/internal/caps"
+	"github.com/probe-exporter/probe_exporter/internal/engine"
 	"github.com/probe-exporter/probe_exporter/loader"
 	"github.com/probe-exporter/probe_exporter/scripts"
 	"github.com/probe-exporter/probe_exporter/targets"
+	"github.com/probe-exporter/probe_exporter/tracing"
 	"github.com/probe-exporter/probe_exporter/web"
 )
 
@@ -44,9 +48,14 @@ type daemon struct {
 	coll     *collector.Collector
 	env      *decoder.Env
 	compiler *loader.Compiler
+	btf      *btf.Spec // --btf.path, nil for the running kernel's
 
-	mu         sync.Mutex // guards loaded and reload state
-	loaded     map[string]*loadedConfig
+	tracing      *tracing.Provider // nil without OTLP configured
+	traceCtx     context.Context   // parent of the spans of loading configs
+	kallsymsRead bool
+
+	engine     *engine.Engine[*collector.Config]
+	mu         sync.Mutex // guards lastReload and capPlan
 	lastReload web.ReloadStatus
 	reloadOK   prometheus.Gauge
 	reloadTime prometheus.Gauge
@@ -58,13 +67,6 @@ type daemon struct {
 	capPlan     caps.Plan
 }
 
-// loadedConfig is a config as loaded, with the fingerprint of its sources
-// so that a reload keeps unchanged configs running.
-type loadedConfig struct {
-	fingerprint string
-	cfg         *collector.Config
-}
-
 func newDaemon(ctx context.Context, f *flags, logger *slog.Logger) (*daemon, error) {
 	d := &daemon{
 		f:        f,
@@ -73,7 +75,6 @@ func newDaemon(ctx context.Context, f *flags, logger *slog.Logger) (*daemon, err
 		reg:      prometheus.NewRegistry(),
 		env:      decoder.HostEnv(),
 		compiler: loader.NewCompiler(""),
-		loaded:   map[string]*loadedConfig{},
 		reloadOK: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: collector.Namespace, Name: "config_last_reload_successful",
 			Help: "Whether the last configuration reload succeeded.",
@@ -86,6 +87,20 @@ func newDaemon(ctx context.Context, f *flags, logger *slog.Logger) (*daemon, err
 	for _, w := range d.env.Warnings() {
 		logger.Warn(w)
 	}
+	// With ebpf_exporter's prefix, decoders give its values and
+	// build_info its name too.
+	buildInfo := "probe_exporter"
+	if f.metricPrefix == collector.EbpfExporterPrefix {
+		d.env.EbpfExporter = true
+		buildInfo = collector.EbpfExporterPrefix
+	}
+	d.engine = engine.New(engine.Options[*collector.Config]{
+		Sources:     d.sources,
+		Fingerprint: fingerprint,
+		Load:        d.load,
+		Changed:     d.unitsChanged,
+		Logger:      logger,
+	})
 	d.coll = collector.New(collector.Options{
 		MetricPrefix: f.metricPrefix,
 		Env:          d.env,
@@ -95,15 +110,35 @@ func newDaemon(ctx context.Context, f *flags, logger *slog.Logger) (*daemon, err
 		d.coll,
 		d.reloadOK,
 		d.reloadTime,
-		versioncollector.NewCollector("probe_exporter"),
+		versioncollector.NewCollector(buildInfo),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	if f.btfPath != "" {
+		spec, err := btf.LoadSpec(f.btfPath)
+		if err != nil {
+			return d, fmt.Errorf("--btf.path: %w", err)
+		}
+		d.btf = spec
+		d.compiler.BTF = f.btfPath
+	}
 	if err := loader.PrepareHost(logger); err != nil {
 		logger.Warn("host preparation", "err", err)
 	}
 	d.startUserspace(ctx)
-	if err := d.reload(); err != nil {
+	if err := d.startTracing(ctx); err != nil {
+		return d, err
+	}
+	// Trace the start as ebpf_exporter does: attach > attach_configs >
+	// attach_config per config.
+	attachCtx, attach := d.traceStart(ctx, "attach")
+	configsCtx, attachConfigs := d.traceStart(attachCtx, "attach_configs")
+	d.traceCtx = configsCtx
+	err := d.reload()
+	attachConfigs.End()
+	attach.End()
+	d.traceCtx = ctx
+	if err != nil {
 		if f.strict {
 			return d, err
 		}
@@ -156,87 +191,18 @@ func fingerprint(c config.Config) string {
 	return hex.EncodeToString(h.Sum(nil)[:12])
 }
 
-// reload (re)reads configs: unchanged ones keep running (their counters
-// continue), changed ones are swapped, removed ones detach. A config that
-// fails to parse or load keeps its old version running, if any.
+// reload re-reads the configs (the engine keeps unchanged ones running,
+// swaps changed ones, keeps the old version of one that fails, retries
+// failed ones) and records how it went.
 func (d *daemon) reload() error {
+	err := d.engine.Reload()
+	for _, u := range d.engine.Units() {
+		if u.Err != nil {
+			d.logger.Error("config failed", "config", u.Name, "stale_version_serving", u.Stale, "err", u.Err)
+		}
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	cfgs, parseErrs := d.sources()
-	var errs []error
-	for _, err := range parseErrs {
-		d.logger.Error("config error", "err", err)
-		errs = append(errs, err)
-	}
-	failedNames := map[string]bool{}
-	for _, err := range parseErrs {
-		var ce *config.FileError
-		if errors.As(err, &ce) {
-			failedNames[ce.Name] = true
-		}
-	}
-	next := map[string]*loadedConfig{}
-	for _, c := range cfgs {
-		fp := fingerprint(c)
-		if old, ok := d.loaded[c.Name]; ok && old.fingerprint == fp {
-			next[c.Name] = old
-			continue
-		}
-		lc := d.load(c, fp)
-		if !lc.cfg.Up() {
-			for _, err := range configErrors(lc.cfg) {
-				d.logger.Error("config failed", "config", c.Name, "err", err)
-				errs = append(errs, err)
-			}
-			if old, ok := d.loaded[c.Name]; ok {
-				// Keep the version that works.
-				lc.cfg.Object.Close()
-				next[c.Name] = old
-				continue
-			}
-		}
-		next[c.Name] = lc
-	}
-	// A config whose file no longer parses keeps running in its old form;
-	// a config no longer named is removed.
-	for name, old := range d.loaded {
-		if _, ok := next[name]; ok {
-			continue
-		}
-		if failedNames[name] {
-			next[name] = old
-			continue
-		}
-	}
-	for name, old := range d.loaded {
-		if next[name] != old {
-			if err := old.cfg.Object.Close(); err != nil {
-				d.logger.Warn("closing config", "config", name, "err", err)
-			}
-		}
-	}
-	for _, err := range parseErrs {
-		var ce *config.FileError
-		if errors.As(err, &ce) {
-			if _, ok := next[ce.Name]; !ok {
-				// Show the failure on /metrics and the landing page.
-				obj := &loader.Object{Config: config.Config{Name: ce.Name, Path: ce.Path}, Err: err}
-				next[ce.Name] = &loadedConfig{cfg: d.coll.NewConfig(obj)}
-			}
-		}
-	}
-	d.loaded = next
-	names := make([]string, 0, len(next))
-	for n := range next {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	list := make([]*collector.Config, 0, len(names))
-	for _, n := range names {
-		list = append(list, next[n].cfg)
-	}
-	d.coll.SetConfigs(list)
-	err := errors.Join(errs...)
 	d.lastReload = web.ReloadStatus{At: time.Now()}
 	if err != nil {
 		d.reloadOK.Set(0)
@@ -248,16 +214,39 @@ func (d *daemon) reload() error {
 	return err
 }
 
-func (d *daemon) load(c config.Config, fp string) *loadedConfig {
+// unitsChanged gives the collector the configs the engine runs; a config
+// that does not parse is reported (config_up 0) from its unit.
+func (d *daemon) unitsChanged(units []engine.Unit[*collector.Config]) {
+	list := make([]*collector.Config, 0, len(units))
+	for _, u := range units {
+		if u.Running != nil {
+			list = append(list, u.Running)
+			continue
+		}
+		list = append(list, d.coll.FailedConfig(u.Config, u.Err))
+	}
+	d.coll.SetConfigs(list)
+}
+
+func (d *daemon) load(c config.Config) (*collector.Config, []error) {
 	for _, w := range c.Warnings() {
 		d.logger.Warn(w, "config", c.Name)
 	}
+	ctx, span := d.traceStart(d.traceCtx, "attach_config", attribute.String("config", c.Name))
+	defer span.End()
+	d.passKaddrs(ctx, c)
 	obj := loader.Load(d.ctx, c, loader.Options{
-		Logger:    d.logger,
-		Kaddr:     d.env.KernelAddr,
-		Compiler:  d.compiler,
-		Userspace: d.extras.userspace,
+		Logger:      d.logger,
+		Kaddr:       d.env.KernelAddr,
+		Compiler:    d.compiler,
+		Userspace:   d.extras.userspace,
+		KernelTypes: d.btf,
 	})
+	d.startCgroupIDMap(obj)
+	d.startSpans(obj)
+	if errs := obj.Errors(); len(errs) > 0 {
+		span.SetStatus(codes.Error, errors.Join(errs...).Error())
+	}
 	cc := d.coll.NewConfig(obj)
 	if cc.Up() {
 		attached := 0
@@ -268,7 +257,7 @@ func (d *daemon) load(c config.Config, fp string) *loadedConfig {
 		}
 		d.logger.Info("config loaded", "config", c.Name, "programs_attached", attached)
 	}
-	return &loadedConfig{fingerprint: fp, cfg: cc}
+	return cc, configErrors(cc)
 }
 
 func configErrors(c *collector.Config) []error {
@@ -282,17 +271,15 @@ func configErrors(c *collector.Config) []error {
 // checkResult reports every config's state for --config.check.
 func (d *daemon) checkResult() int {
 	code := 0
-	for _, c := range d.coll.Configs() {
-		if c.Up() {
-			fmt.Printf("ok      %s\n", c.Name())
+	for _, u := range d.engine.Units() {
+		if u.Err == nil && u.Serving() {
+			fmt.Printf("ok      %s\n", u.Name)
 			continue
 		}
 		code = 1
-		fmt.Printf("FAILED  %s\n", c.Name())
-		for _, err := range configErrors(c) {
-			for _, line := range strings.Split(err.Error(), "\n") {
-				fmt.Printf("        %s\n", line)
-			}
+		fmt.Printf("FAILED  %s\n", u.Name)
+		for _, line := range strings.Split(u.Err.Error(), "\n") {
+			fmt.Printf("        %s\n", line)
 		}
 	}
 	return code
@@ -342,6 +329,7 @@ func (d *daemon) handler() http.Handler {
 		Debug:         d.f.debug,
 		Maps:          http.HandlerFunc(d.serveMaps),
 		Reload:        d.reloadAll,
+		Ready:         d.ready,
 		MaxRequests:   d.f.maxRequests,
 		Extra:         map[string]http.Handler{},
 	}
@@ -358,20 +346,22 @@ func (d *daemon) handler() http.Handler {
 
 func (d *daemon) status() web.Status {
 	st := web.Status{Version: version.Info()}
-	for _, c := range d.coll.Configs() {
-		cs := web.ConfigStatus{Name: c.Name(), Source: c.Object.Config.Path, Up: c.Up()}
+	for _, u := range d.engine.Units() {
+		cs := web.ConfigStatus{Name: u.Name, Source: u.Config.Path, Up: u.Serving() && u.Err == nil}
 		if cs.Source == "" {
 			cs.Source = "embedded"
 		}
-		var msgs []string
-		if c.Object.Err != nil {
-			msgs = append(msgs, c.Object.Err.Error())
+		if u.Err != nil {
+			cs.Error = u.Err.Error()
+			if u.Stale {
+				cs.Error += "\n(the previous version keeps serving)"
+			}
 		}
-		if c.Err != nil {
-			msgs = append(msgs, c.Err.Error())
+		if u.Running == nil {
+			st.Configs = append(st.Configs, cs)
+			continue
 		}
-		cs.Error = strings.Join(msgs, "\n")
-		for _, p := range c.Object.Programs {
+		for _, p := range u.Running.Object.Programs {
 			if p.Skipped {
 				continue
 			}
@@ -399,6 +389,23 @@ func (d *daemon) status() web.Status {
 	return st
 }
 
+// ready says the exporter is ready when at least one config is up (or
+// none is configured): a node where every program failed is not.
+func (d *daemon) ready() error {
+	configs := d.coll.Configs()
+	var failed []string
+	for _, c := range configs {
+		if c.Up() {
+			return nil
+		}
+		failed = append(failed, c.Name())
+	}
+	if len(configs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("no config is up (%s failed)", strings.Join(failed, ", "))
+}
+
 // serveMaps dumps raw map contents (debug only).
 func (d *daemon) serveMaps(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -412,30 +419,6 @@ func (d *daemon) serveMaps(w http.ResponseWriter, _ *http.Request) {
 // close detaches every config and stops extras.
 func (d *daemon) close() {
 	d.extras.close()
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for name, lc := range d.loaded {
-		if err := lc.cfg.Object.Close(); err != nil {
-			d.logger.Warn("closing config", "config", name, "err", err)
-		}
-	}
-	d.loaded = map[string]*loadedConfig{}
-	d.coll.SetConfigs(nil)
-}
-
-// scriptKinds lists the kinds of scripts found at start.
-func (d *daemon) scriptKinds() []scripts.Kind {
-	if d.scripts == nil {
-		return nil
-	}
-	seen := map[scripts.Kind]bool{}
-	var out []scripts.Kind
-	for _, s := range d.scripts.Status() {
-		if !seen[s.Kind] {
-			seen[s.Kind] = true
-			out = append(out, s.Kind)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
-	return out
+	d.engine.Close()
+	d.stopTracing()
 }

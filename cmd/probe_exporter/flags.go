@@ -16,6 +16,7 @@ type flags struct {
 	check        bool
 	strict       bool
 	metricPrefix string
+	btfPath      string
 
 	web           *web.FlagConfig
 	port          int
@@ -37,6 +38,11 @@ type flags struct {
 	profileFrequency int
 	profileInterval  time.Duration
 	ingestMaxBytes   int64
+
+	ingestMaxDecompressed int64
+	ingestMaxInflight     int64
+	ingestBodyTimeout     time.Duration
+	rulesMaxSeries        int
 }
 
 func registerFlags(app *kingpin.Application) *flags {
@@ -46,6 +52,7 @@ func registerFlags(app *kingpin.Application) *flags {
 	app.Flag("config.check", "Load and attach every config, report, and exit 0 if all succeeded, 1 otherwise.").BoolVar(&f.check)
 	app.Flag("config.strict", "Any config, load or attach failure is fatal.").BoolVar(&f.strict)
 	app.Flag("metrics.prefix", "Prefix of metrics read from maps (\"ebpf_exporter\" gives ebpf_exporter's names).").Default("probe_exporter").StringVar(&f.metricPrefix)
+	app.Flag("btf.path", "Kernel BTF file for CO-RE relocations and inline code on kernels without /sys/kernel/btf/vmlinux (as ebpf_exporter's).").StringVar(&f.btfPath)
 	app.Flag("port", "Listen on this TCP port on all addresses (stap-exporter's -p); overrides --web.listen-address.").Short('p').IntVar(&f.port)
 	app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&f.telemetryPath)
 	app.Flag("web.max-requests", "Maximum number of parallel scrape requests (0: no limit).").Default("40").IntVar(&f.maxRequests)
@@ -65,6 +72,10 @@ func registerFlags(app *kingpin.Application) *flags {
 	app.Flag("profile.frequency", "Sampling frequency of the built-in CPU profiler, in Hz.").Default("100").IntVar(&f.profileFrequency)
 	app.Flag("profile.interval", "How often profiles are drained into the rules.").Default("10s").DurationVar(&f.profileInterval)
 	app.Flag("ingest.max-bytes", "Largest body accepted by /ingest.").Default("16777216").Int64Var(&f.ingestMaxBytes)
+	app.Flag("ingest.max-decompressed-bytes", "Largest /ingest body after gzip decompression, counted while decompressing.").Default("67108864").Int64Var(&f.ingestMaxDecompressed)
+	app.Flag("ingest.max-inflight-bytes", "Memory all /ingest pushes being read and decoded may hold together; over it a push is answered 503 with Retry-After.").Default("134217728").Int64Var(&f.ingestMaxInflight)
+	app.Flag("ingest.body-timeout", "How long an /ingest client has to send its body (408 after).").Default("30s").DurationVar(&f.ingestBodyTimeout)
+	app.Flag("rules.max-series", "Most label sets per profile rule; profiles making new ones over it are dropped and counted in probe_exporter_rule_series_dropped_total.").Default("10000").IntVar(&f.rulesMaxSeries)
 	return f
 }
 

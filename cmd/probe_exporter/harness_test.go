@@ -90,6 +90,8 @@ func startExporter(t *testing.T, up func() bool, args ...string) *proc {
 	t.Helper()
 	p := &proc{cmd: exec.Command(binaryPath, args...), log: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	// A test binary killed by a timeout takes its exporter with it.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

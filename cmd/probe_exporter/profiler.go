@@ -8,7 +8,6 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/probe-exporter/probe_exporter/decoder"
 	"github.com/probe-exporter/probe_exporter/profile"
 	"github.com/probe-exporter/probe_exporter/targets"
 )
@@ -58,18 +57,14 @@ func (d *daemon) startProfiler(ctx context.Context) error {
 	if d.watcher == nil {
 		return fmt.Errorf("profiler: process targets are unavailable")
 	}
-	ks, err := decoder.LoadKallsyms("/proc/kallsyms")
-	var kernel func(uint64) (string, bool)
-	if err == nil {
-		kernel = ks.Sym
-	}
+	// The same kernel symbol table as the ksym decoders, read once.
 	p, err := profile.New(profile.Options{
 		Frequency: d.f.profileFrequency,
 		Interval:  d.f.profileInterval,
 		Targets:   tgts,
 		Sink:      d.profileSink,
 		Watcher:   d.watcher,
-		Kernel:    kernel,
+		Kernel:    d.env.Kallsyms.Sym,
 		Logger:    d.logger.With("component", "profiler"),
 	})
 	if err != nil {

@@ -13,7 +13,7 @@ import (
 	"time"
 )
 
-// gcConfig is seed 002's gunicorn GC example, for python3.11, in libbpf
+// gcConfig is ebpf-userspace-exporter's gunicorn GC example, for python3.11, in libbpf
 // style: counts gc__start by pid and generation.
 const gcConfig = `programs:
   - name: gc_total
@@ -117,7 +117,7 @@ func (p *pyProc) stop() {
 	p.cmd.Wait()
 }
 
-// TestPythonGC is seed 002's example on Debian's python3.11, whose USDT
+// TestPythonGC is ebpf-userspace-exporter's example on Debian's python3.11, whose USDT
 // probes have semaphores: Python started after the exporter is found,
 // attached and counted exactly by generation with its pid; a restarted
 // Python is counted under its new pid and the old one's series go away.

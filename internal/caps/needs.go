@@ -1,6 +1,7 @@
 package caps
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 // Capability numbers the exporter reasons about (linux/capability.h).
 const (
 	DacReadSearch = 2
+	NetAdmin      = 12
 	SysModule     = 16
 	SysPtrace     = 19
 	SysAdmin      = 21
@@ -151,4 +153,14 @@ func Bounding() (uint64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no CapBnd in /proc/self/status")
+}
+
+// Explain adds to a permission error (EPERM, EACCES) the capability c that
+// what needs, when this process no longer has it effective: the error then
+// says why instead of only "permission denied".
+func Explain(err error, c int, what string) error {
+	if err == nil || !(errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES)) || Effective(c) {
+		return err
+	}
+	return fmt.Errorf("%w (%s needs %s, not kept after start: see --capabilities.keep)", err, what, names[c])
 }

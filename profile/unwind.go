@@ -1,0 +1,219 @@
+package profile
+
+import (
+	"debug/elf"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"sync"
+	"syscall"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/probe-exporter/probe_exporter/internal/cfi"
+)
+
+// Sizes shared with bpf/profile.bpf.c.
+const (
+	maxFrames   = 64
+	maxMappings = 64
+	maxRows     = 1 << 20
+)
+
+// bpfRow is struct row of the BPF program.
+type bpfRow struct {
+	PC        uint64
+	CFAOffset int32
+	BPOffset  int16
+	CFAReg    uint8
+	BPSaved   uint8
+}
+
+// bpfMapping is struct mapping of the BPF program.
+type bpfMapping struct {
+	Start, End, Bias uint64
+	First, Count     uint32
+}
+
+// procInfo is struct proc_info of the BPF program.
+type procInfo struct {
+	Count, Pad uint32
+	Maps       [maxMappings]bpfMapping
+}
+
+// fileID names a file by device, inode and modification time: processes
+// mapping the same file share its rows.
+type fileID struct {
+	dev, ino uint64
+	mtime    int64
+}
+
+// fileRows is where a file's rows are in the rows map.
+type fileRows struct {
+	first, count uint32
+}
+
+// unwinder loads the unwind rows of the files selected processes map into
+// the kernel, once per file, and describes each process's mappings.
+type unwinder struct {
+	rows, procs *ebpf.Map
+	sym         *symbolizer
+
+	mu    sync.Mutex
+	next  uint32
+	files map[fileID]fileRows
+	// described is what procs holds per pid, to skip unchanged updates.
+	described map[int][]bpfMapping
+	// full counts files left to frame pointers because the rows map is
+	// full; parseFailures files whose CFI could not be read.
+	full, parseFailures int
+}
+
+func newUnwinder(rows, procs *ebpf.Map, sym *symbolizer) *unwinder {
+	return &unwinder{rows: rows, procs: procs, sym: sym, files: map[fileID]fileRows{}, described: map[int][]bpfMapping{}}
+}
+
+// file loads the rows of the file at host path, once per file.
+func (u *unwinder) file(host string) fileRows {
+	st, err := os.Stat(host)
+	if err != nil {
+		return fileRows{}
+	}
+	id := fileID{mtime: st.ModTime().UnixNano()}
+	if s, ok := st.Sys().(*syscall.Stat_t); ok {
+		id.dev, id.ino = s.Dev, s.Ino
+	}
+	if fr, ok := u.files[id]; ok {
+		return fr
+	}
+	fr := fileRows{}
+	rows, err := cfi.Load(host)
+	switch {
+	case err != nil:
+		if !errors.Is(err, cfi.ErrNoCFI) {
+			u.parseFailures++
+		}
+	case uint64(u.next)+uint64(len(rows)) > maxRows:
+		u.full++
+	default:
+		if err := u.write(u.next, rows); err == nil {
+			fr = fileRows{first: u.next, count: uint32(len(rows))}
+			u.next += uint32(len(rows))
+		}
+	}
+	u.files[id] = fr
+	return fr
+}
+
+// write stores rows at index first of the rows map.
+func (u *unwinder) write(first uint32, rows []cfi.Row) error {
+	keys := make([]uint32, len(rows))
+	vals := make([]bpfRow, len(rows))
+	for i, r := range rows {
+		keys[i] = first + uint32(i)
+		vals[i] = bpfRow{PC: r.PC, CFAOffset: r.CFAOffset, BPOffset: r.BPOffset, CFAReg: r.CFAReg}
+		if r.BPSaved {
+			vals[i].BPSaved = 1
+		}
+	}
+	if _, err := u.rows.BatchUpdate(keys, vals, nil); err == nil {
+		return nil
+	}
+	for i := range keys {
+		if err := u.rows.Put(keys[i], vals[i]); err != nil {
+			return fmt.Errorf("unwind rows: %w", err)
+		}
+	}
+	return nil
+}
+
+// describe tells the kernel the executable mappings of pid, with the rows
+// of their files; unchanged mappings are not written again.
+func (u *unwinder) describe(pid int, maps []mapping) error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	var out []bpfMapping
+	for i := range maps {
+		m := &maps[i]
+		if m.path == "" || m.path[0] != '/' {
+			continue // anonymous, [vdso], JIT: frame pointers
+		}
+		host := u.sym.hostPath(pid, m)
+		t := u.sym.table(host)
+		if t == nil {
+			continue
+		}
+		bias, ok := t.bias(m.start, m.offset)
+		if !ok {
+			continue
+		}
+		fr := u.file(host)
+		out = append(out, bpfMapping{Start: m.start, End: m.end, Bias: bias, First: fr.first, Count: fr.count})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Start < out[j].Start })
+	if len(out) > maxMappings {
+		out = out[:maxMappings]
+	}
+	if old, ok := u.described[pid]; ok && sameMappings(old, out) {
+		return nil
+	}
+	var info procInfo
+	info.Count = uint32(copy(info.Maps[:], out))
+	if err := u.procs.Put(uint32(pid), &info); err != nil {
+		return fmt.Errorf("describing pid %d: %w", pid, err)
+	}
+	u.described[pid] = out
+	return nil
+}
+
+// forget removes an exited process.
+func (u *unwinder) forget(pid int) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	delete(u.described, pid)
+	_ = u.procs.Delete(uint32(pid))
+}
+
+// used is how many rows are loaded.
+func (u *unwinder) used() (rows uint32, files int) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.next, len(u.files)
+}
+
+func sameMappings(a, b []bpfMapping) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// bias is what a mapping at start of file offset off adds to the file's
+// virtual addresses.
+func (t *symbolTable) bias(start, off uint64) (uint64, bool) {
+	for _, p := range t.loads {
+		if p.Flags&elf.PF_X == 0 {
+			continue
+		}
+		if off >= p.Off&^0xfff && off < p.Off+p.Filesz {
+			return start - (off - p.Off + p.Vaddr), true
+		}
+	}
+	return 0, false
+}
+
+// userFrames turns a sample's leaf-first user addresses into the names
+// the symbolizer gives.
+func userFrames(key *sampleKey) []uint64 {
+	n := int(key.Frames)
+	if n > maxFrames {
+		n = maxFrames
+	}
+	return key.User[:n]
+}
