@@ -222,7 +222,8 @@ func runPod(t *testing.T, c Container, rootfs string, configMaps map[string]stri
 	})
 	deadline := time.Now().Add(90 * time.Second)
 	for {
-		if code, _ := get("http://" + addr + "/-/ready"); code == 200 {
+		// Healthy: serving (ready needs a config that is up).
+		if code, _ := get("http://" + addr + "/-/healthy"); code == 200 {
 			return p
 		}
 		select {
@@ -404,6 +405,9 @@ func TestDaemonSetSecurityContext(t *testing.T) {
 				}
 				p.metric(t, `probe_exporter_syscalls_total\{syscall="read"\}`, func(v float64) bool { return v > 0 })
 				p.metric(t, `probe_exporter_config_up\{config="syscalls"\}`, func(v float64) bool { return v == 1 })
+				if code, body := get("http://" + p.addr + "/-/ready"); code != 200 {
+					t.Errorf("/-/ready: %d %s", code, body)
+				}
 			})
 			t.Run("userspace probe on a host process", func(t *testing.T) {
 				// The host process runs first; the probe names its file as
@@ -443,6 +447,10 @@ func TestDaemonSetSecurityContext(t *testing.T) {
 					t.Errorf("the exporter does not say uprobes need CAP_SYS_ADMIN:\n%s", tail(log, 20))
 				}
 				p.metric(t, `probe_exporter_config_up\{config="demo"\}`, func(v float64) bool { return v == 0 })
+				// Its only config is down: the pod is not ready.
+				if code, body := get("http://" + p.addr + "/-/ready"); code != 503 || !strings.Contains(body, "demo") {
+					t.Errorf("/-/ready: %d %s, want 503 naming demo", code, body)
+				}
 			})
 			t.Run("scripts", func(t *testing.T) {
 				scripts := configMap(t, 0o755, map[string][]byte{
