@@ -9,9 +9,9 @@ LDFLAGS   := -s -w \
 	-X github.com/prometheus/common/version.Revision=$(REVISION) \
 	-X github.com/prometheus/common/version.Branch=main
 TEST_FLAGS ?= -count=1 -timeout 20m
-DEPS := clang llvm libbpf-dev bpftool bpftrace systemtap-sdt-dev gcc pci.ids prometheus util-linux linux-perf
+DEPS := clang llvm libbpf-dev bpftool bpftrace systemtap-sdt-dev gcc pci.ids prometheus util-linux linux-perf libcap2-bin
 
-.PHONY: all build bpf examples run test test-kernels deps vet fmt bench clean
+.PHONY: all build bpf examples run test test-kernels deps vet fmt bench clean image image-full image-rootfs
 
 all: build examples
 
@@ -42,6 +42,7 @@ deps-run:
 test: deps examples
 	@mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing || true
 	$(GO) test $(TEST_FLAGS) ./...
+	cd deploy && $(GO) test $(TEST_FLAGS) ./...
 
 # Boot Debian kernels under qemu (TCG, no KVM) with this machine's root
 # shared read-only and run there the tests that need kprobes, fentry,
@@ -51,11 +52,22 @@ test-kernels: deps
 
 vet:
 	$(GO) vet ./...
+	cd deploy && $(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 
 bench:
 	./bench/run.sh
 
+# Container images (buildah, from Debian's packages; see deploy/container).
+IMAGE ?= localhost/probe_exporter
+image:
+	IMAGE=$(IMAGE) VERSION=$(VERSION) REVISION=$(REVISION) deploy/container/build.sh minimal
+image-full:
+	IMAGE=$(IMAGE) VERSION=$(VERSION) REVISION=$(REVISION) deploy/container/build.sh full
+image-rootfs:
+	VERSION=$(VERSION) REVISION=$(REVISION) deploy/container/build.sh rootfs
+
 clean:
 	rm -f $(BINARY)
+	rm -rf build
 	$(MAKE) -C examples clean || true

@@ -139,7 +139,10 @@ func applyCapabilities(plan caps.Plan, runAs string, logger *slog.Logger) error 
 			logger.Warn("capabilities not dropped", "err", err)
 			return nil
 		}
-		return err
+		if !errors.Is(err, caps.ErrBoundingKept) {
+			return err
+		}
+		logger.Warn("bounding set kept", "err", err)
 	}
 	logger.Info("capabilities dropped", "kept", strings.Join(caps.Names(plan.Keep), ","))
 	return nil

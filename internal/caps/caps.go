@@ -82,11 +82,21 @@ func lastCap() int {
 // set (so that scripts the exporter starts cannot regain others), and the
 // effective, permitted and inheritable sets.
 func Drop(keep uint64) error {
-	if err := dropBounding(keep); err != nil {
+	err := dropBounding(keep)
+	if err != nil && !errors.Is(err, ErrBoundingKept) {
 		return err
 	}
-	return setSets(keep)
+	if serr := setSets(keep); serr != nil {
+		return serr
+	}
+	return err
 }
+
+// ErrBoundingKept says the bounding set could not shrink: the process
+// lacks CAP_SETPCAP, as a container that drops ALL and adds only what the
+// exporter uses does. no_new_privs is set instead, so that no program the
+// exporter starts regains what the bounding set still holds.
+var ErrBoundingKept = errors.New("the bounding set cannot shrink without CAP_SETPCAP: no_new_privs set instead, so started programs cannot regain dropped capabilities")
 
 // dropBounding removes from every thread's bounding set what keep lacks.
 func dropBounding(keep uint64) error {
@@ -94,13 +104,24 @@ func dropBounding(keep uint64) error {
 		if keep&(1<<uint(c)) != 0 {
 			continue
 		}
+		// Already out of the bounding set (a container's runtime dropped
+		// it): nothing to drop, nothing that needs CAP_SETPCAP.
+		if in, _, errno := syscall.RawSyscall(unix.SYS_PRCTL, unix.PR_CAPBSET_READ, uintptr(c), 0); errno == 0 && in == 0 {
+			continue
+		}
 		if _, _, errno := syscall.AllThreadsSyscall(unix.SYS_PRCTL, unix.PR_CAPBSET_DROP, uintptr(c), 0); errno != 0 {
-			if errno == syscall.ENOTSUP {
+			switch errno {
+			case syscall.ENOTSUP:
 				return ErrNotSupported
+			case syscall.EINVAL:
+				continue
+			case syscall.EPERM:
+				if _, _, errno := syscall.AllThreadsSyscall6(unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0, 0); errno != 0 {
+					return fmt.Errorf("setting no_new_privs: %w", errno)
+				}
+				return ErrBoundingKept
 			}
-			if errno != syscall.EINVAL {
-				return fmt.Errorf("dropping %s from the bounding set: %w", names[c], errno)
-			}
+			return fmt.Errorf("dropping %s from the bounding set: %w", names[c], errno)
 		}
 	}
 	return nil
@@ -133,8 +154,9 @@ func setSets(keep uint64) error {
 // capabilities in keep (which become effective again after the switch).
 func SwitchUser(uid, gid int, keep uint64) error {
 	// The bounding set can only shrink with CAP_SETPCAP effective: before.
-	if err := dropBounding(keep); err != nil {
-		return err
+	kept := dropBounding(keep)
+	if kept != nil && !errors.Is(kept, ErrBoundingKept) {
+		return kept
 	}
 	if _, _, errno := syscall.AllThreadsSyscall(unix.SYS_PRCTL, unix.PR_SET_KEEPCAPS, 1, 0); errno != 0 {
 		if errno == syscall.ENOTSUP {
@@ -152,5 +174,8 @@ func SwitchUser(uid, gid int, keep uint64) error {
 		return fmt.Errorf("setuid %d: %w", uid, err)
 	}
 	// setuid cleared the effective set; raise the kept capabilities again.
-	return setSets(keep)
+	if err := setSets(keep); err != nil {
+		return err
+	}
+	return kept
 }

@@ -1,0 +1,699 @@
+package deploy
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// capNames are Linux's capabilities by number (linux/capability.h).
+var capNames = []string{
+	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL",
+	"CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",
+	"CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE",
+	"CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT",
+	"CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+	"CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
+	"CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+}
+
+func capMask(names ...string) uint64 {
+	var m uint64
+	for _, n := range names {
+		for i, c := range capNames {
+			if c == n {
+				m |= 1 << i
+			}
+		}
+	}
+	return m
+}
+
+func capList(m uint64) []string {
+	var out []string
+	for i, c := range capNames {
+		if m&(1<<i) != 0 {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// statusCaps reads a CapXxx: field of /proc/PID/status.
+func statusCaps(t *testing.T, pid int, field string) uint64 {
+	t.Helper()
+	status, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			m, _ := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return m
+		}
+	}
+	t.Fatalf("no %s in /proc/%d/status", field, pid)
+	return 0
+}
+
+// rootfsMinimal is the minimal image's root file system: the build context
+// of its Containerfile stage (`COPY rootfs/ /`), laid out afresh by the
+// same script `make image` runs, with the binary `make build` makes.
+func rootfsMinimal(t *testing.T) string {
+	t.Helper()
+	out := t.TempDir()
+	cmd := exec.Command("container/build.sh", "rootfs")
+	cmd.Env = append(os.Environ(), "OUT="+out)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("container/build.sh rootfs: %v\n%s", err, b)
+	}
+	return filepath.Join(out, "rootfs")
+}
+
+// rootfsFull is the full image's root file system: the Debian base
+// `make image-full` imports, under the binary `make build` makes (the
+// full stage adds nothing else). Empty when that base was never built.
+func rootfsFull(t *testing.T, minimal string) (lower string) {
+	t.Helper()
+	const base = "localhost/probe_exporter-base:bookworm"
+	podman, err := exec.LookPath("podman")
+	if err != nil || exec.Command(podman, "image", "exists", base).Run() != nil {
+		return ""
+	}
+	out, err := exec.Command(podman, "image", "mount", base).Output()
+	if err != nil {
+		t.Fatalf("podman image mount %s: %v", base, err)
+	}
+	t.Cleanup(func() { exec.Command(podman, "image", "unmount", base).Run() })
+	bin := t.TempDir()
+	os.MkdirAll(filepath.Join(bin, "usr/bin"), 0o755)
+	data, err := os.ReadFile(filepath.Join(minimal, "usr/bin/probe_exporter"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(bin, "usr/bin/probe_exporter"), data, 0o755)
+	// Mount points the minimal image has and Debian lacks.
+	for _, d := range []string{"etc/probe_exporter/configs", "etc/probe_exporter/scripts"} {
+		os.MkdirAll(filepath.Join(bin, d), 0o755)
+	}
+	return bin + ":" + strings.TrimSpace(string(out))
+}
+
+// configMap lays files out as the kubelet mounts a ConfigMap: each name a
+// symlink into ..data, itself a symlink to a timestamped directory.
+func configMap(t *testing.T, mode os.FileMode, files map[string][]byte) string {
+	t.Helper()
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	ts := "..2026_01_01_00_00_00.000000001"
+	os.Mkdir(filepath.Join(dir, ts), 0o755)
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, ts, name), data, mode); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(filepath.Join(dir, ts, name), mode)
+		os.Symlink(filepath.Join("..data", name), filepath.Join(dir, name))
+	}
+	os.Symlink(ts, filepath.Join(dir, "..data"))
+	return dir
+}
+
+// pod is the exporter running as the DaemonSet's container.
+type pod struct {
+	cmd  *exec.Cmd
+	addr string
+	log  *syncBuffer
+	done chan struct{}
+}
+
+// runPod starts the image's entrypoint as the manifest's container would
+// run: in its own mount namespace, the root file system read-only when
+// readOnlyRootFilesystem says so, /proc of the host's pid namespace
+// (hostPID), a read-only sysfs and a /dev with the usual devices as
+// runtimes give them, every volumeMount of the manifest with its
+// readOnly, then chroot and exactly the added capabilities (the bounding
+// set holds nothing else, so root's exec gets only those), with
+// no_new_privs when allowPrivilegeEscalation is false. configMaps maps a
+// ConfigMap's name to the directory standing in for it. args follow the
+// manifest's, whose listen address is replaced by a free local port.
+func runPod(t *testing.T, c Container, rootfs string, configMaps map[string]string, args ...string) *pod {
+	t.Helper()
+	for _, tool := range []string{"unshare", "capsh", "setpriv", "mount"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s is needed (util-linux, libcap2-bin)", tool)
+		}
+	}
+	if c.Privileged {
+		t.Fatal("the manifest asks for a privileged container")
+	}
+	if c.RunAsUser != 0 {
+		t.Fatalf("runAsUser %d: the exporter starts as root", c.RunAsUser)
+	}
+	if !c.HostPID {
+		t.Fatal("the manifest lacks hostPID: host processes would not be seen")
+	}
+	addr := freePort(t)
+	var full []string
+	for _, a := range c.Args {
+		if strings.HasPrefix(a, "--web.listen-address=") {
+			a = "--web.listen-address=" + addr
+		}
+		full = append(full, a)
+	}
+	full = append(full, args...)
+
+	root := t.TempDir()
+	var sh strings.Builder
+	fmt.Fprintf(&sh, "set -e\nR=%s\n", quote(root))
+	if host, ok := strings.CutPrefix(rootfs, "host:"); ok {
+		// A service on the host: its file system, no chroot.
+		sh.WriteString("exec ")
+		if c.NoNewPrivs {
+			sh.WriteString("setpriv --no-new-privs ")
+		}
+		fmt.Fprintf(&sh, "capsh --drop=%s --shell=%s --", strings.Join(dropList(c.Caps), ","), quote(host))
+	} else {
+		containerMounts(t, &sh, c, rootfs, configMaps)
+		sh.WriteString("exec ")
+		if c.NoNewPrivs {
+			sh.WriteString("setpriv --no-new-privs ")
+		}
+		fmt.Fprintf(&sh, "capsh --chroot=\"$R\" --drop=%s --shell=/usr/bin/probe_exporter --", strings.Join(dropList(c.Caps), ","))
+	}
+	for _, a := range full {
+		sh.WriteString(" " + quote(a))
+	}
+	sh.WriteString("\n")
+
+	p := &pod{addr: addr, log: &syncBuffer{}, done: make(chan struct{})}
+	p.cmd = exec.Command("unshare", "--mount", "--propagation=private", "sh", "-c", sh.String())
+	p.cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOSTNAME=probe-exporter"}
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(30 * time.Second):
+			p.cmd.Process.Kill()
+			<-p.done
+			t.Errorf("exporter did not stop within 30 s of SIGTERM")
+		}
+		if t.Failed() {
+			t.Logf("launch script:\n%s\nexporter log:\n%s", sh.String(), tail(p.log.String(), 60))
+		}
+	})
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		// Healthy: serving (ready needs a config that is up).
+		if code, _ := get("http://" + addr + "/-/healthy"); code == 200 {
+			return p
+		}
+		select {
+		case <-p.done:
+			t.Fatalf("the container exited before serving:\n%s\n%s", sh.String(), tail(p.log.String(), 40))
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the container did not get ready:\n%s", tail(p.log.String(), 40))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// containerMounts writes the mounts a runtime makes for the container
+// under $R: the root file system, /proc, /sys, /dev, the volumeMounts.
+func containerMounts(t *testing.T, sh *strings.Builder, c Container, rootfs string, configMaps map[string]string) {
+	t.Helper()
+	if lower, ok := strings.CutPrefix(rootfs, "overlay:"); ok {
+		fmt.Fprintf(sh, "mount -t overlay overlay -o ro,lowerdir=%s \"$R\"\n", quote(lower))
+	} else {
+		fmt.Fprintf(sh, "mount --bind %s \"$R\"\n", quote(rootfs))
+		if c.ReadOnlyRoot {
+			sh.WriteString("mount -o remount,bind,ro \"$R\"\n")
+		}
+	}
+	sh.WriteString("mount -t proc -o nosuid,nodev,noexec proc \"$R/proc\"\n")
+	sh.WriteString("mount -t sysfs -o ro,nosuid,nodev,noexec sysfs \"$R/sys\"\n")
+	sh.WriteString("mount -t tmpfs -o nosuid,mode=755 tmpfs \"$R/dev\"\n")
+	sh.WriteString("for d in null zero full random urandom; do touch \"$R/dev/$d\"; mount --bind /dev/$d \"$R/dev/$d\"; done\n")
+	for _, m := range c.Mounts {
+		target := "\"$R\"" + quote(m.Path)
+		switch {
+		case m.HostPath != "":
+			// Kubernetes binds hostPaths recursively; readOnly makes the
+			// top mount read-only (recursiveReadOnly is not set).
+			fmt.Fprintf(sh, "mount --rbind %s %s\n", quote(m.HostPath), target)
+		case m.EmptyDir:
+			fmt.Fprintf(sh, "mount -t tmpfs -o nosuid,nodev tmpfs %s\n", target)
+		case m.ConfigMap != "":
+			dir, ok := configMaps[m.ConfigMap]
+			if !ok {
+				dir = configMap(t, os.FileMode(m.Mode), nil) // optional and absent: empty
+			}
+			fmt.Fprintf(sh, "mount --bind %s %s\n", quote(dir), target)
+		}
+		if m.ReadOnly {
+			fmt.Fprintf(sh, "mount -o remount,bind,ro %s\n", target)
+		}
+	}
+}
+
+// dropList names every capability but those kept, for capsh --drop.
+func dropList(kept []string) []string {
+	keep := capMask(kept...)
+	var drop []string
+	for i, n := range capNames {
+		if keep&(1<<i) == 0 {
+			drop = append(drop, strings.ToLower(n))
+		}
+	}
+	return drop
+}
+
+// waitDropped waits until the exporter has dropped what it does not keep
+// and returns what it kept: its permitted set, which its effective set
+// equals. Without CAP_SETPCAP (the manifest does not add it) the bounding
+// set stays the container's, and no_new_privs keeps started programs from
+// regaining any of it.
+func (p *pod) waitDropped(t *testing.T) uint64 {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(p.log.String(), "capabilities dropped") && !strings.Contains(p.log.String(), "capabilities kept: all") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no capability drop logged:\n%s", tail(p.log.String(), 30))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	pid := p.cmd.Process.Pid
+	prm, eff := statusCaps(t, pid, "CapPrm"), statusCaps(t, pid, "CapEff")
+	if prm != eff {
+		t.Errorf("permitted %v, effective %v", capList(prm), capList(eff))
+	}
+	if inh := statusCaps(t, pid, "CapInh"); inh&^prm != 0 {
+		t.Errorf("inheritable %v beyond permitted", capList(inh))
+	}
+	status := readStatus(t, pid)
+	if bnd := statusCaps(t, pid, "CapBnd"); bnd != prm && !strings.Contains(status, "NoNewPrivs:\t1") {
+		t.Errorf("bounding set %v beyond the kept %v without no_new_privs", capList(bnd), capList(prm))
+	}
+	return prm
+}
+
+// metric waits for a series matching re and returns its value.
+func (p *pod) metric(t *testing.T, re string, want func(float64) bool) float64 {
+	t.Helper()
+	rx := regexp.MustCompile(`(?m)^` + re + ` (\S+)$`)
+	deadline := time.Now().Add(60 * time.Second)
+	var last string
+	for {
+		_, body := get("http://" + p.addr + "/metrics")
+		if m := rx.FindStringSubmatch(body); m != nil {
+			v, _ := strconv.ParseFloat(m[1], 64)
+			if want(v) {
+				return v
+			}
+			last = m[0]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no series %s as wanted (last: %q)", re, last)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestDaemonSetSecurityContext runs the image's root file system with
+// exactly what deploy/kubernetes/daemonset.yaml grants: the embedded
+// defaults serve, a userspace probe counts a host process's calls exactly,
+// the scripts of the ConfigMap run, and the exporter keeps only what the
+// features it was started with need.
+func TestDaemonSetSecurityContext(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	ds, err := DaemonSet("kubernetes/daemonset.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ContainerOf(ds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	granted := capMask(c.Caps...)
+	if len(capList(granted)) != len(c.Caps) {
+		t.Fatalf("unknown capability among %v", c.Caps)
+	}
+	held := statusCaps(t, os.Getpid(), "CapBnd")
+	t.Logf("manifest grants %v; of those this machine's root lacks %v", c.Caps, capList(granted&^held))
+	granted &= held
+
+	minimal := rootfsMinimal(t)
+	target := buildTarget(t)
+	hello := buildHello(t)
+	images := []struct {
+		name, rootfs string
+		bpftrace     bool
+	}{{name: "minimal", rootfs: minimal}}
+	if lower := rootfsFull(t, minimal); lower != "" {
+		images = append(images, struct {
+			name, rootfs string
+			bpftrace     bool
+		}{"full", "overlay:" + lower, true})
+	} else {
+		t.Log("the full image's base is not built (make image-full): only the minimal image is run")
+	}
+	base := capMask("CAP_BPF", "CAP_PERFMON", "CAP_SYS_RESOURCE")
+	uprobes := base | capMask("CAP_SYSLOG", "CAP_SYS_PTRACE", "CAP_DAC_READ_SEARCH", "CAP_SYS_ADMIN")
+	for _, img := range images {
+		t.Run(img.name, func(t *testing.T) {
+			t.Run("holds exactly the manifest's capabilities", func(t *testing.T) {
+				p := runPod(t, c, img.rootfs, nil, "--capabilities.keep=all")
+				p.waitDropped(t)
+				for _, f := range []string{"CapBnd", "CapPrm", "CapEff"} {
+					if got := statusCaps(t, p.cmd.Process.Pid, f); got != granted {
+						t.Errorf("%s %v, want the manifest's %v", f, capList(got), capList(granted))
+					}
+				}
+				if got := statusCaps(t, p.cmd.Process.Pid, "CapAmb"); got != 0 {
+					t.Errorf("ambient %v", capList(got))
+				}
+				if c.NoNewPrivs && !strings.Contains(readStatus(t, p.cmd.Process.Pid), "NoNewPrivs:\t1") {
+					t.Error("no_new_privs is not set")
+				}
+			})
+			t.Run("embedded defaults", func(t *testing.T) {
+				p := runPod(t, c, img.rootfs, nil)
+				if got, want := p.waitDropped(t), base&granted; got != want {
+					t.Errorf("kept %v, want %v", capList(got), capList(want))
+				}
+				p.metric(t, `probe_exporter_syscalls_total\{syscall="read"\}`, func(v float64) bool { return v > 0 })
+				p.metric(t, `probe_exporter_config_up\{config="syscalls"\}`, func(v float64) bool { return v == 1 })
+				if code, body := get("http://" + p.addr + "/-/ready"); code != 200 {
+					t.Errorf("/-/ready: %d %s", code, body)
+				}
+			})
+			t.Run("userspace probe on a host process", func(t *testing.T) {
+				// The host process runs first; the probe names its file as
+				// that process sees it, through /proc/PID/root (hostPID
+				// makes PID the host's).
+				h := startTarget(t, target)
+				object := buildProbe(t, fmt.Sprintf("/proc/%d/root%s", h.pid, target))
+				configs := configMap(t, 0o644, map[string][]byte{"demo.yaml": []byte(demoConfig), "demo.bpf.o": object})
+				p := runPod(t, c, img.rootfs, map[string]string{"probe-exporter-configs": configs},
+					"--config.dir=/etc/probe_exporter/configs")
+				if got, want := p.waitDropped(t), uprobes&granted; got != want {
+					t.Errorf("kept %v, want %v", capList(got), capList(want))
+				}
+				p.metric(t, `probe_exporter_config_up\{config="demo"\}`, func(v float64) bool { return v == 1 })
+				const calls = 1234
+				h.work(t, calls)
+				p.metric(t, fmt.Sprintf(`probe_exporter_demo_calls\{pid="%d"\}`, h.pid), func(v float64) bool { return v == calls })
+				h.work(t, calls)
+				p.metric(t, fmt.Sprintf(`probe_exporter_demo_calls\{pid="%d"\}`, h.pid), func(v float64) bool { return v == 2*calls })
+			})
+			t.Run("without SYS_ADMIN the uprobe cannot work", func(t *testing.T) {
+				// The manifest's SYS_ADMIN is needed, not only enough.
+				h := startTarget(t, target)
+				object := buildProbe(t, fmt.Sprintf("/proc/%d/root%s", h.pid, target))
+				configs := configMap(t, 0o644, map[string][]byte{"demo.yaml": []byte(demoConfig), "demo.bpf.o": object})
+				less := c
+				less.Caps = nil
+				for _, n := range c.Caps {
+					if n != "CAP_SYS_ADMIN" {
+						less.Caps = append(less.Caps, n)
+					}
+				}
+				p := runPod(t, less, img.rootfs, map[string]string{"probe-exporter-configs": configs},
+					"--config.dir=/etc/probe_exporter/configs")
+				p.waitDropped(t)
+				if log := p.log.String(); !strings.Contains(log, `feature cannot work: capability not kept" feature=uprobes missing=CAP_SYS_ADMIN`) {
+					t.Errorf("the exporter does not say uprobes need CAP_SYS_ADMIN:\n%s", tail(log, 20))
+				}
+				p.metric(t, `probe_exporter_config_up\{config="demo"\}`, func(v float64) bool { return v == 0 })
+				// Its only config is down: the pod is not ready.
+				if code, body := get("http://" + p.addr + "/-/ready"); code != 503 || !strings.Contains(body, "demo") {
+					t.Errorf("/-/ready: %d %s, want 503 naming demo", code, body)
+				}
+			})
+			t.Run("scripts", func(t *testing.T) {
+				scripts := configMap(t, 0o755, map[string][]byte{
+					"hello":   hello,
+					"wake.bt": []byte("tracepoint:sched:sched_wakeup { @wakeups_total[args->pid > 0] = count(); }\n"),
+				})
+				p := runPod(t, c, img.rootfs, map[string]string{"probe-exporter-scripts": scripts})
+				bnd := p.waitDropped(t)
+				waitScript(t, p.addr, "hello", func(code int, body string) bool { return code == 200 && strings.Contains(body, "hello 1") })
+				if img.bpftrace {
+					if want := uprobes & granted; bnd != want {
+						t.Errorf("kept %v, want %v", capList(bnd), capList(want))
+					}
+					waitScript(t, p.addr, "wake.bt", func(code int, body string) bool {
+						return code == 200 && strings.Contains(body, `wakeups_total{key="1"} `)
+					})
+				} else {
+					// No bpftrace in the minimal image: the script is
+					// reported by name, with what it needs.
+					waitScript(t, p.addr, "wake.bt", func(code int, body string) bool {
+						return code >= 500 && strings.Contains(body, "wake.bt needs bpftrace")
+					})
+				}
+			})
+		})
+	}
+}
+
+func readStatus(t *testing.T, pid int) string {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}
+
+func waitScript(t *testing.T, addr, name string, ok func(int, string) bool) {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		code, body := get("http://" + addr + "/" + name)
+		if ok(code, body) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/%s: %d %s", name, code, body)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// The host process: work() is called n times for each line n it reads.
+const targetC = `#include <stdio.h>
+#include <stdlib.h>
+__attribute__((noinline)) int work(int i) { asm volatile(""); return 2 * i; }
+int main(void) {
+	char line[64];
+	printf("ready\n"); fflush(stdout);
+	while (fgets(line, sizeof line, stdin)) {
+		int n = atoi(line);
+		for (int i = 0; i < n; i++) work(i);
+		printf("done\n"); fflush(stdout);
+	}
+	return 0;
+}
+`
+
+// The probe: an ebpf_exporter v2 config whose uprobe names a host file.
+const probeC = `#include <linux/types.h>
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, __u64);
+} demo_calls SEC(".maps");
+
+SEC("uprobe/%s:work")
+int on_work(void *ctx)
+{
+	__u32 pid = bpf_get_current_pid_tgid() >> 32;
+	__u64 one = 1, *v = bpf_map_lookup_elem(&demo_calls, &pid);
+
+	if (v)
+		__sync_fetch_and_add(v, 1);
+	else
+		bpf_map_update_elem(&demo_calls, &pid, &one, BPF_NOEXIST);
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";
+`
+
+const demoConfig = `metrics:
+  counters:
+    - name: demo_calls
+      help: work() calls of the host process, by host pid
+      labels:
+        - name: pid
+          size: 4
+          decoders:
+            - name: uint
+`
+
+const helloC = `#include <stdio.h>
+#include <unistd.h>
+int main(void) {
+	for (;;) { printf("hello 1\n# EOF\n"); fflush(stdout); sleep(1); }
+}
+`
+
+func buildTarget(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	os.WriteFile(filepath.Join(dir, "target.c"), []byte(targetC), 0o644)
+	bin := filepath.Join(dir, "probe_target")
+	if out, err := exec.Command("gcc", "-O1", "-o", bin, filepath.Join(dir, "target.c")).CombinedOutput(); err != nil {
+		t.Skipf("gcc: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func buildProbe(t *testing.T, target string) []byte {
+	t.Helper()
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "demo.bpf.c"), fmt.Appendf(nil, probeC, target), 0o644)
+	arch := map[string]string{"amd64": "x86_64", "arm64": "aarch64"}[runtime.GOARCH]
+	out, err := exec.Command("clang", "-g", "-O2", "-target", "bpf", "-I/usr/include/"+arch+"-linux-gnu",
+		"-c", filepath.Join(dir, "demo.bpf.c"), "-o", filepath.Join(dir, "demo.bpf.o")).CombinedOutput()
+	if err != nil {
+		t.Skipf("clang: %v\n%s", err, out)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "demo.bpf.o"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// buildHello is an executable script for an image without a shell: a
+// static binary, small enough for a ConfigMap's binaryData (1 MiB).
+func buildHello(t *testing.T) []byte {
+	t.Helper()
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "hello.c"), []byte(helloC), 0o644)
+	bin := filepath.Join(dir, "hello")
+	if out, err := exec.Command("gcc", "-static", "-Os", "-s", "-o", bin, filepath.Join(dir, "hello.c")).CombinedOutput(); err != nil {
+		t.Skipf("gcc -static: %v\n%s", err, out)
+	}
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(data) > 1<<20 {
+		t.Fatalf("hello is %d bytes, more than a ConfigMap holds", len(data))
+	}
+	return data
+}
+
+// hostProcess is the target running on the host, outside the container.
+type hostProcess struct {
+	pid int
+	in  io.Writer
+	out *bufio.Reader
+}
+
+func startTarget(t *testing.T, bin string) *hostProcess {
+	t.Helper()
+	cmd := exec.Command(bin)
+	in, _ := cmd.StdinPipe()
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { in.Close(); cmd.Process.Kill(); cmd.Wait() })
+	h := &hostProcess{pid: cmd.Process.Pid, in: in, out: bufio.NewReader(out)}
+	h.expect(t, "ready")
+	return h
+}
+
+func (h *hostProcess) expect(t *testing.T, want string) {
+	t.Helper()
+	line, err := h.out.ReadString('\n')
+	if err != nil || strings.TrimSpace(line) != want {
+		t.Fatalf("host process: %q %v, want %q", line, err, want)
+	}
+}
+
+// work has the process call work() n times and waits until it has.
+func (h *hostProcess) work(t *testing.T, n int) {
+	t.Helper()
+	fmt.Fprintf(h.in, "%d\n", n)
+	h.expect(t, "done")
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func get(url string) (int, string) {
+	c := http.Client{Timeout: 30 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	return resp.StatusCode, string(b)
+}
+
+// quote makes s one shell word.
+func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
