@@ -80,6 +80,8 @@ type kernelEvent struct {
 	matched, userspace     uint64
 	stop                   uint64
 	dev, ino               uint64
+	time                   uint64 // CLOCK_BOOTTIME ns
+	left                   uint64 // slots the process leaves
 }
 
 // slot is one distinct selector the kernel evaluates; subscriptions with
@@ -99,6 +101,10 @@ type kernel struct {
 	pidns    FileKey
 	done     sync.WaitGroup
 	once     sync.Once
+
+	mu sync.Mutex
+	// probedSeen caches the entries of the probed map written already.
+	probedSeen map[fileKey]bool
 }
 
 // loadKernel loads and attaches the programs and starts reading events.
@@ -107,7 +113,7 @@ func loadKernel(w *Watcher) (*kernel, error) {
 	if err != nil {
 		return nil, err
 	}
-	k := &kernel{}
+	k := &kernel{probedSeen: map[fileKey]bool{}}
 	level, ns, err := pidNamespace(w.opts.ProcRoot)
 	if err != nil {
 		return nil, fmt.Errorf("pid namespace: %w", err)
@@ -228,14 +234,14 @@ func (k *kernel) read(w *Watcher) {
 			return
 		}
 		raw := rec.RawSample
-		if len(raw) < 56 {
+		if len(raw) < 72 {
 			continue
 		}
 		ne := binary.NativeEndian
 		ev := kernelEvent{
 			kind: ne.Uint32(raw), pid: ne.Uint32(raw[4:]), ppid: ne.Uint32(raw[8:]), flags: ne.Uint32(raw[12:]),
 			matched: ne.Uint64(raw[16:]), userspace: ne.Uint64(raw[24:]), stop: ne.Uint64(raw[32:]),
-			dev: ne.Uint64(raw[40:]), ino: ne.Uint64(raw[48:]),
+			dev: ne.Uint64(raw[40:]), ino: ne.Uint64(raw[48:]), time: ne.Uint64(raw[56:]), left: ne.Uint64(raw[64:]),
 		}
 		w.handle(k, ev)
 	}
@@ -268,8 +274,26 @@ func (k *kernel) selectPID(pid, slot int) error {
 	return k.coll.Maps["tracked"].Put(uint32(pid), uint8(1))
 }
 
+// stillSelected keeps the slots of mask pid is selected in.
+func (k *kernel) stillSelected(pid int, mask uint64) uint64 {
+	for i := 0; i < maxSlots; i++ {
+		var v uint8
+		if mask&(1<<i) != 0 && k.selected.Lookup(pidKey{uint32(pid), uint32(i)}, &v) != nil {
+			mask &^= 1 << i
+		}
+	}
+	return mask
+}
+
 func (k *kernel) markProbed(f FileKey, slot int) {
-	_ = k.coll.Maps["probed"].Update(fileKey{Dev: f.Dev, Ino: f.Ino, Slot: uint32(slot)}, uint8(1), ebpf.UpdateNoExist)
+	key := fileKey{Dev: f.Dev, Ino: f.Ino, Slot: uint32(slot)}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.probedSeen[key] {
+		return
+	}
+	k.probedSeen[key] = true
+	_ = k.coll.Maps["probed"].Update(key, uint8(1), ebpf.UpdateNoExist)
 }
 
 func (k *kernel) addExe(f FileKey, slot int) {
@@ -390,6 +414,13 @@ func (w *Watcher) clearSlot(k *kernel, i int) {
 	deleteWhere(k.coll.Maps["slot_pids"], func(key []byte) bool { return binary.NativeEndian.Uint32(key[4:]) == uint32(i) })
 	deleteWhere(k.coll.Maps["slot_exes"], func(key []byte) bool { return binary.NativeEndian.Uint32(key[16:]) == uint32(i) })
 	deleteWhere(k.coll.Maps["probed"], func(key []byte) bool { return binary.NativeEndian.Uint32(key[16:]) == uint32(i) })
+	k.mu.Lock()
+	for key := range k.probedSeen {
+		if key.Slot == uint32(i) {
+			delete(k.probedSeen, key)
+		}
+	}
+	k.mu.Unlock()
 	deleteWhere(k.coll.Maps["slot_cgroups"], func(key []byte) bool { return binary.NativeEndian.Uint32(key[8:]) == uint32(i) })
 }
 
@@ -416,4 +447,21 @@ func cgroupID(root, path string) (uint64, error) {
 		return 0, err
 	}
 	return st.Ino, nil
+}
+
+// Cgroup2Mount finds where the cgroup v2 hierarchy is mounted (on hybrid
+// systems often /sys/fs/cgroup/unified), /sys/fs/cgroup when unsure.
+func Cgroup2Mount() string {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return "/sys/fs/cgroup"
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		pre, post, ok := strings.Cut(l, " - ")
+		f, g := strings.Fields(pre), strings.Fields(post)
+		if ok && len(f) >= 5 && len(g) >= 1 && g[0] == "cgroup2" {
+			return f[4]
+		}
+	}
+	return "/sys/fs/cgroup"
 }

@@ -41,6 +41,12 @@ type Event struct {
 	Held bool
 	// Selected tells how the kernel selects the process (Start only).
 	Selected Selected
+	// Late is set when userspace selected the process after reading its
+	// exec event (a cmdline selector) rather than the kernel at exec;
+	// Delay is then the time from exec to this delivery, during which the
+	// process was not counted.
+	Late  bool
+	Delay time.Duration
 }
 
 // FileKey identifies a file: device (kernel encoding, major<<20|minor) and
@@ -50,7 +56,7 @@ type FileKey struct{ Dev, Ino uint64 }
 // WatcherOptions configure a Watcher.
 type WatcherOptions struct {
 	ProcRoot string
-	// CgroupRoot is the cgroup v2 mount (default /sys/fs/cgroup).
+	// CgroupRoot is the cgroup v2 mount (default: found in mountinfo).
 	CgroupRoot string
 	// PollInterval rescans /proc: the only discovery when the exec/exit
 	// tracepoints cannot be used, a safety net for lost events otherwise.
@@ -111,7 +117,7 @@ func NewWatcher(opts WatcherOptions) (*Watcher, error) {
 		opts.ProcRoot = "/proc"
 	}
 	if opts.CgroupRoot == "" {
-		opts.CgroupRoot = "/sys/fs/cgroup"
+		opts.CgroupRoot = Cgroup2Mount()
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -238,13 +244,15 @@ func (w *Watcher) subscriptions() []*subscription {
 func (w *Watcher) handle(k *kernel, ev kernelEvent) {
 	switch ev.kind {
 	case evExit:
-		w.exit(int(ev.pid))
+		w.exitSlots(int(ev.pid), ev.left)
 	case evFork:
 		p, err := ReadProcess(w.opts.ProcRoot, int(ev.pid))
 		if err != nil {
 			return // gone already: its exit event follows
 		}
-		w.deliverStart(k, p, ev.matched, FileKey{}, false)
+		// Still selected: not yet an exec of something else (whose event
+		// follows and ends the selection).
+		w.deliverStart(k, p, k.stillSelected(p.PID, ev.matched), FileKey{}, false, 0, 0)
 	case evExec:
 		defer func() {
 			if ev.flags&evfStopped != 0 {
@@ -253,7 +261,7 @@ func (w *Watcher) handle(k *kernel, ev kernelEvent) {
 		}()
 		if ev.flags&evfWasTracked != 0 {
 			// A new image: what was selected before ends here.
-			w.exit(int(ev.pid))
+			w.exitSlots(int(ev.pid), ev.left)
 		}
 		if ev.matched == 0 && ev.userspace == 0 {
 			return
@@ -272,7 +280,7 @@ func (w *Watcher) handle(k *kernel, ev kernelEvent) {
 				}
 			}
 		}
-		w.deliverStart(k, p, mask, key, ev.flags&evfStopped != 0)
+		w.deliverStart(k, p, mask, key, ev.flags&evfStopped != 0, mask&^ev.matched, sinceBoot(ev.time))
 		if mask != ev.matched && !processAlive(w.opts.ProcRoot, p) {
 			// Exited while userspace selected it: the kernel's exit
 			// came first and found nothing to report.
@@ -282,8 +290,9 @@ func (w *Watcher) handle(k *kernel, ev kernelEvent) {
 }
 
 // deliverStart delivers Start to the subscriptions of the slots in mask and
-// then records the executable as probed for them.
-func (w *Watcher) deliverStart(k *kernel, p Process, mask uint64, exe FileKey, held bool) {
+// then records the executable as probed for them. late are the slots
+// userspace selected delay after the exec.
+func (w *Watcher) deliverStart(k *kernel, p Process, mask uint64, exe FileKey, held bool, late uint64, delay time.Duration) {
 	for _, s := range w.subscriptions() {
 		bit := uint64(1) << s.slot
 		if mask&bit == 0 {
@@ -292,7 +301,11 @@ func (w *Watcher) deliverStart(k *kernel, p Process, mask uint64, exe FileKey, h
 		s.mu.Lock()
 		if _, had := s.pids[p.PID]; !had {
 			s.pids[p.PID] = p.StartTime
-			s.fn(Event{Kind: Start, Process: p, Exe: exe, Held: held, Selected: k.selectedFor(s.slot)})
+			ev := Event{Kind: Start, Process: p, Exe: exe, Held: held, Selected: k.selectedFor(s.slot)}
+			if late&bit != 0 && delay > 0 {
+				ev.Late, ev.Delay = true, delay
+			}
+			s.fn(ev)
 		}
 		s.mu.Unlock()
 	}
@@ -304,7 +317,9 @@ func (w *Watcher) deliverStart(k *kernel, p Process, mask uint64, exe FileKey, h
 			k.markProbed(exe, i)
 		}
 	}
-	w.learn(k, p, mask, exe)
+	if late != 0 {
+		w.learn(k, p, late, exe)
+	}
 }
 
 // learn records what the kernel needs to select later processes of p's
@@ -317,10 +332,12 @@ func (w *Watcher) learn(k *kernel, p Process, mask uint64, exe FileKey) {
 		if sl == nil || mask&(1<<i) == 0 {
 			continue
 		}
-		if sl.sel.Exe != "" {
+		// Only what userspace sees matching: a process gone while it was
+		// read has an empty cgroup, which would select the root.
+		if sl.sel.Exe != "" && sl.sel.matchExe(p) {
 			k.addExe(exe, i)
 		}
-		if sl.sel.Cgroup != "" {
+		if sl.sel.Cgroup != "" && p.Cgroup != "" && sl.sel.cgroup.MatchString(p.Cgroup) {
 			if id, err := cgroupID(w.opts.CgroupRoot, p.Cgroup); err == nil {
 				k.addCgroup(id, i)
 			}
@@ -328,32 +345,17 @@ func (w *Watcher) learn(k *kernel, p Process, mask uint64, exe FileKey) {
 	}
 }
 
-func (w *Watcher) exit(pid int) {
+func (w *Watcher) exit(pid int) { w.exitSlots(pid, 0) }
+
+// exitSlots delivers Exit to the subscriptions that had pid and to those of
+// the slots in left (the kernel selected the process, but it exited before
+// userspace read its start: what it left in maps must go too).
+func (w *Watcher) exitSlots(pid int, left uint64) {
 	for _, s := range w.subscriptions() {
 		s.mu.Lock()
-		if _, had := s.pids[pid]; had {
+		if _, had := s.pids[pid]; had || left&(1<<s.slot) != 0 {
 			delete(s.pids, pid)
 			s.fn(Event{Kind: Exit, Process: Process{PID: pid}})
-		}
-		s.mu.Unlock()
-	}
-}
-
-// execPoll checks a process that just exec'ed against every subscription
-// (polling mode). A process that execs something no longer selected
-// counts as exited.
-func (w *Watcher) execPoll(p Process) {
-	for _, s := range w.subscriptions() {
-		s.mu.Lock()
-		_, had := s.pids[p.PID]
-		match := s.sel.Matches(p)
-		switch {
-		case match && !had:
-			s.pids[p.PID] = p.StartTime
-			s.fn(Event{Kind: Start, Process: p})
-		case !match && had:
-			delete(s.pids, p.PID)
-			s.fn(Event{Kind: Exit, Process: Process{PID: p.PID}})
 		}
 		s.mu.Unlock()
 	}
@@ -372,6 +374,15 @@ func (w *Watcher) collectExited() {
 		}
 		s.mu.Unlock()
 	}
+}
+
+// sinceBoot is the time since t, nanoseconds of CLOCK_BOOTTIME.
+func sinceBoot(t uint64) time.Duration {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil || t == 0 {
+		return 0
+	}
+	return time.Duration(uint64(ts.Nano()) - t)
 }
 
 // processAlive reports whether p still runs (same start time, not a zombie).
@@ -449,7 +460,7 @@ func (w *Watcher) reconcile(k *kernel, s *subscription, procs map[int]Process) {
 			}
 		}
 		exe := exeKey(p)
-		w.deliverStart(k, p, 1<<s.slot, exe, false)
+		w.deliverStart(k, p, 1<<s.slot, exe, false, 1<<s.slot, 0)
 		if k != nil && !processAlive(w.opts.ProcRoot, p) {
 			w.exit(p.PID)
 		}

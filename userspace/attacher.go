@@ -64,6 +64,7 @@ type Attacher struct {
 	attaches, detaches prometheus.Counter
 	// races counts processes gone before their probes could be placed.
 	races prometheus.Counter
+	late  prometheus.Histogram
 	files *prometheus.Desc
 	lost  *prometheus.Desc
 	held  *prometheus.Desc
@@ -85,6 +86,9 @@ func New(w *targets.Watcher, dropper PIDDropper, logger *slog.Logger) *Attacher 
 			Help: "Programs detached from a selected process as it exited."}),
 		races: prometheus.NewCounter(prometheus.CounterOpts{Name: "probe_exporter_userspace_attach_races_total",
 			Help: "Selected processes that exited (or whose file vanished) before their probes could be placed."}),
+		late: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "probe_exporter_userspace_late_select_seconds",
+			Help:    "Exec to probes counting, for processes only userspace can select (cmdline selectors); the kernel selects the others at exec.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
 		files: prometheus.NewDesc("probe_exporter_userspace_files", "Files (device and inode) a program's probes are placed in.", []string{"config", "program"}, nil),
 		lost:  prometheus.NewDesc("probe_exporter_targets_events_lost_total", "Process events the kernel could not queue (ring buffer full); a rescan follows.", nil, nil),
 		held:  prometheus.NewDesc("probe_exporter_targets_held_total", "Processes held at exec until the probes of their new executable were placed.", nil, nil),
@@ -185,6 +189,9 @@ func (a *Attacher) Attach(ctx context.Context, obj *loader.Object, prog *loader.
 				}
 				a.logger.Warn("attach to process failed", "config", obj.Config.Name, "program", prog.Name, "pid", ev.Process.PID, "comm", ev.Process.Comm, "err", err)
 				return
+			}
+			if ev.Late {
+				a.late.Observe((ev.Delay + time.Since(t0)).Seconds())
 			}
 			a.logger.Debug("attached to process", "config", obj.Config.Name, "program", prog.Name, "pid", ev.Process.PID, "held", ev.Held, "took", time.Since(t0))
 		case targets.Exit:
@@ -361,11 +368,16 @@ func (a *Attacher) exit(st *progState, pid int) {
 			}
 		}
 	}
+	if !ok && st.filter != nil {
+		_ = st.filter.Delete(uint32(pid))
+	}
 	st.mu.Unlock()
 	if ok {
 		a.detaches.Inc()
 	}
-	if ok && a.dropper != nil {
+	// Also for a process userspace never saw start: the kernel selected
+	// it and its probes counted.
+	if a.dropper != nil {
 		a.dropper.DropPID(st.obj.Config.Name, pid)
 	}
 }
@@ -444,6 +456,7 @@ func (a *Attacher) Collect(ch chan<- prometheus.Metric) {
 	a.attaches.Collect(ch)
 	a.detaches.Collect(ch)
 	a.races.Collect(ch)
+	a.late.Collect(ch)
 	ws := a.watcher.Stats()
 	ch <- prometheus.MustNewConstMetric(a.lost, prometheus.CounterValue, float64(ws.Lost))
 	ch <- prometheus.MustNewConstMetric(a.held, prometheus.CounterValue, float64(ws.Held))

@@ -78,6 +78,8 @@ struct event {
 	u64 stop; /* slots whose probes the executable still lacks */
 	u64 dev;
 	u64 ino;
+	u64 time; /* CLOCK_BOOTTIME ns */
+	u64 left; /* exit, exec: slots the process leaves */
 };
 
 /* Level and inode of the exporter's pid namespace, set at load. */
@@ -187,10 +189,17 @@ struct exec_ctx {
 	u64 matched, userspace, stop;
 };
 
+struct clear_ctx {
+	u32 pid;
+	u64 left;
+};
+
 static long clear_slot(u64 i, void *data)
 {
-	struct pid_key k = { .pid = *(u32 *)data, .slot = i };
-	bpf_map_delete_elem(&selected, &k);
+	struct clear_ctx *c = data;
+	struct pid_key k = { .pid = c->pid, .slot = i };
+	if (bpf_map_delete_elem(&selected, &k) == 0)
+		c->left |= 1ULL << (i & 63);
 	return 0;
 }
 
@@ -264,6 +273,7 @@ static __always_inline struct event *reserve(void)
 		return NULL;
 	}
 	__builtin_memset(e, 0, sizeof(*e));
+	e->time = bpf_ktime_get_boot_ns();
 	return e;
 }
 
@@ -276,10 +286,11 @@ int on_exec(void *ctx)
 	if (!c.pid)
 		return 0;
 	u32 flags = 0;
+	struct clear_ctx cl = { .pid = c.pid };
 	if (bpf_map_lookup_elem(&tracked, &c.pid)) {
 		/* A new image: the old selection no longer holds. */
 		flags |= EVF_WAS_TRACKED;
-		bpf_loop(MAX_SLOTS, clear_slot, &c.pid, 0);
+		bpf_loop(MAX_SLOTS, clear_slot, &cl, 0);
 		bpf_map_delete_elem(&tracked, &c.pid);
 	}
 	bpf_get_current_comm(c.comm, sizeof(c.comm));
@@ -308,6 +319,7 @@ int on_exec(void *ctx)
 	e->stop = c.stop;
 	e->dev = c.dev;
 	e->ino = c.ino;
+	e->left = cl.left;
 	u64 wake = 0;
 	if (c.stop) {
 		u32 zero = 0;
@@ -334,13 +346,15 @@ int on_exit(void *ctx)
 	u32 pid = ns_tgid(bpf_get_current_task_btf());
 	if (!pid || !bpf_map_lookup_elem(&tracked, &pid))
 		return 0;
-	bpf_loop(MAX_SLOTS, clear_slot, &pid, 0);
+	struct clear_ctx cl = { .pid = pid };
+	bpf_loop(MAX_SLOTS, clear_slot, &cl, 0);
 	bpf_map_delete_elem(&tracked, &pid);
 	struct event *e = reserve();
 	if (!e)
 		return 0;
 	e->kind = EV_EXIT;
 	e->pid = pid;
+	e->left = cl.left;
 	bpf_ringbuf_submit(e, 0);
 	return 0;
 }
