@@ -31,6 +31,13 @@ const (
 	slotUserspace = 32
 	slotInherit   = 64
 	slotProbesExe = 128
+	slotExeHint   = 256
+)
+
+// Verdicts in slot_exes and slot_cgroups.
+const (
+	verdictMatch   = 1
+	verdictNoMatch = 2
 )
 
 // Event kinds and flags from the kernel.
@@ -51,9 +58,10 @@ const (
 )
 
 type kernelSlot struct {
-	Flags uint32
-	_     uint32
-	Comm  [16]byte
+	Flags   uint32
+	_       uint32
+	Comm    [16]byte
+	ExeComm [16]byte
 }
 
 type pidKey struct{ PID, Slot uint32 }
@@ -296,15 +304,22 @@ func (k *kernel) markProbed(f FileKey, slot int) {
 	_ = k.coll.Maps["probed"].Update(key, uint8(1), ebpf.UpdateNoExist)
 }
 
-func (k *kernel) addExe(f FileKey, slot int) {
+func (k *kernel) exeVerdict(f FileKey, slot int, match bool) {
 	if f == (FileKey{}) {
 		return
 	}
-	_ = k.coll.Maps["slot_exes"].Put(fileKey{Dev: f.Dev, Ino: f.Ino, Slot: uint32(slot)}, uint8(1))
+	_ = k.coll.Maps["slot_exes"].Put(fileKey{Dev: f.Dev, Ino: f.Ino, Slot: uint32(slot)}, verdict(match))
 }
 
-func (k *kernel) addCgroup(id uint64, slot int) {
-	_ = k.coll.Maps["slot_cgroups"].Put(cgroupKey{ID: id, Slot: uint32(slot)}, uint8(1))
+func (k *kernel) cgroupVerdict(id uint64, slot int, match bool) {
+	_ = k.coll.Maps["slot_cgroups"].Put(cgroupKey{ID: id, Slot: uint32(slot)}, verdict(match))
+}
+
+func verdict(match bool) uint8 {
+	if match {
+		return verdictMatch
+	}
+	return verdictNoMatch
 }
 
 // slotKey tells selectors apart; subscriptions with equal keys share a
@@ -371,8 +386,15 @@ func (w *Watcher) program(k *kernel, i int, sel Selector, opts SubscribeOptions)
 		}
 		for _, p := range paths {
 			if f, err := StatKey(p); err == nil {
-				k.addExe(f, i)
+				k.exeVerdict(f, i, true)
 			}
+		}
+		// An executable the kernel has no verdict on (created or
+		// replaced since) is passed to userspace; when its name is
+		// the selector's, the process waits for the verdict.
+		if base := filepath.Base(sel.Exe); !strings.ContainsAny(base, `*?[\`) {
+			ks.Flags |= slotExeHint
+			copy(ks.ExeComm[:15], base)
 		}
 	}
 	if sel.Cgroup != "" {
@@ -382,10 +404,8 @@ func (w *Watcher) program(k *kernel, i int, sel Selector, opts SubscribeOptions)
 				return nil
 			}
 			rel := "/" + strings.TrimPrefix(strings.TrimPrefix(path, w.opts.CgroupRoot), "/")
-			if sel.cgroup.MatchString(rel) {
-				if id, err := cgroupID(w.opts.CgroupRoot, rel); err == nil {
-					k.addCgroup(id, i)
-				}
+			if id, err := cgroupID(w.opts.CgroupRoot, rel); err == nil {
+				k.cgroupVerdict(id, i, sel.cgroup.MatchString(rel))
 			}
 			return nil
 		})

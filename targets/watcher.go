@@ -280,6 +280,7 @@ func (w *Watcher) handle(k *kernel, ev kernelEvent) {
 				}
 			}
 		}
+		w.verdicts(k, p, ev.userspace, key)
 		w.deliverStart(k, p, mask, key, ev.flags&evfStopped != 0, mask&^ev.matched, sinceBoot(ev.time))
 		if mask != ev.matched && !processAlive(w.opts.ProcRoot, p) {
 			// Exited while userspace selected it: the kernel's exit
@@ -302,7 +303,7 @@ func (w *Watcher) deliverStart(k *kernel, p Process, mask uint64, exe FileKey, h
 		if _, had := s.pids[p.PID]; !had {
 			s.pids[p.PID] = p.StartTime
 			ev := Event{Kind: Start, Process: p, Exe: exe, Held: held, Selected: k.selectedFor(s.slot)}
-			if late&bit != 0 && delay > 0 {
+			if late&bit != 0 && delay > 0 && !held {
 				ev.Late, ev.Delay = true, delay
 			}
 			s.fn(ev)
@@ -317,29 +318,26 @@ func (w *Watcher) deliverStart(k *kernel, p Process, mask uint64, exe FileKey, h
 			k.markProbed(exe, i)
 		}
 	}
-	if late != 0 {
-		w.learn(k, p, late, exe)
-	}
+
 }
 
-// learn records what the kernel needs to select later processes of p's
-// kind itself: its executable for exe selectors, its cgroup for cgroup
-// selectors.
-func (w *Watcher) learn(k *kernel, p Process, mask uint64, exe FileKey) {
+// verdicts records, for the slots in mask userspace evaluated p for, what
+// the kernel needs to decide alone next time: whether p's executable and
+// its cgroup match. Only what was read: a process gone while it was read
+// has no cgroup.
+func (w *Watcher) verdicts(k *kernel, p Process, mask uint64, exe FileKey) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for i, sl := range w.slots {
 		if sl == nil || mask&(1<<i) == 0 {
 			continue
 		}
-		// Only what userspace sees matching: a process gone while it was
-		// read has an empty cgroup, which would select the root.
-		if sl.sel.Exe != "" && sl.sel.matchExe(p) {
-			k.addExe(exe, i)
+		if sl.sel.Exe != "" && p.Exe != "" {
+			k.exeVerdict(exe, i, sl.sel.matchExe(p))
 		}
-		if sl.sel.Cgroup != "" && p.Cgroup != "" && sl.sel.cgroup.MatchString(p.Cgroup) {
+		if sl.sel.Cgroup != "" && p.Cgroup != "" {
 			if id, err := cgroupID(w.opts.CgroupRoot, p.Cgroup); err == nil {
-				k.addCgroup(id, i)
+				k.cgroupVerdict(id, i, sl.sel.cgroup.MatchString(p.Cgroup))
 			}
 		}
 	}
@@ -460,7 +458,10 @@ func (w *Watcher) reconcile(k *kernel, s *subscription, procs map[int]Process) {
 			}
 		}
 		exe := exeKey(p)
-		w.deliverStart(k, p, 1<<s.slot, exe, false, 1<<s.slot, 0)
+		if k != nil {
+			w.verdicts(k, p, 1<<s.slot, exe)
+		}
+		w.deliverStart(k, p, 1<<s.slot, exe, false, 0, 0)
 		if k != nil && !processAlive(w.opts.ProcRoot, p) {
 			w.exit(p.PID)
 		}

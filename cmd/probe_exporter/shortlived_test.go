@@ -96,18 +96,8 @@ func TestShortLivedExact(t *testing.T) {
 	}
 	dir := t.TempDir()
 	name := "sl" + strconv.Itoa(os.Getpid()%100000)
-	src := filepath.Join(dir, "sl.c")
-	os.WriteFile(src, []byte(slProgram), 0o644)
 	bin := filepath.Join(dir, name)
-	if out, err := exec.Command("gcc", "-O1", "-o", bin, src).CombinedOutput(); err != nil {
-		t.Fatalf("%v %s", err, out)
-	}
 	cg := "/pe-sl-" + strconv.Itoa(os.Getpid())
-	cgDir := targets.Cgroup2Mount() + cg
-	if err := os.Mkdir(cgDir, 0o755); err != nil {
-		t.Skipf("cgroup v2 needed: %v", err)
-	}
-	t.Cleanup(func() { os.Remove(cgDir) })
 	selectors := map[string]string{
 		"comm":    fmt.Sprintf("binary_name: %q", name),
 		"exe":     fmt.Sprintf("exe: %q", bin),
@@ -122,6 +112,19 @@ func TestShortLivedExact(t *testing.T) {
 	sort.Strings(names)
 	addr := exporter(t, "--config.dir="+dir, "--config.names="+strings.Join(names, ","), "--config.strict")
 
+	// The cgroup and the executable are created after the exporter
+	// started: the first process of each is held until userspace has
+	// given its verdict.
+	src := filepath.Join(dir, "sl.c")
+	os.WriteFile(src, []byte(slProgram), 0o644)
+	if out, err := exec.Command("gcc", "-O1", "-o", bin, src).CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	cgDir := targets.Cgroup2Mount() + cg
+	if err := os.Mkdir(cgDir, 0o755); err != nil {
+		t.Skipf("cgroup v2 needed: %v", err)
+	}
+	t.Cleanup(func() { os.Remove(cgDir) })
 	cgFD, err := syscall.Open(cgDir, syscall.O_RDONLY|syscall.O_DIRECTORY, 0)
 	if err != nil {
 		t.Fatal(err)

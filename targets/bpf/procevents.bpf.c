@@ -28,6 +28,7 @@
 #define SLOT_USERSPACE 32 /* a part only userspace can match (cmdline) */
 #define SLOT_INHERIT 64	  /* fork children are selected too */
 #define SLOT_PROBES_EXE 128 /* hold new processes until their executable is probed */
+#define SLOT_EXE_HINT 256   /* hold a process of an unknown executable named exe_comm */
 
 #define EV_EXEC 1
 #define EV_EXIT 2
@@ -42,6 +43,7 @@ struct slot {
 	u32 flags;
 	u32 pad;
 	char comm[16];
+	char exe_comm[16];
 };
 
 struct settings {
@@ -135,15 +137,20 @@ struct {
 	__type(value, u8);
 } slot_pids SEC(".maps");
 
+/* Userspace's verdicts on executables and cgroups per slot: 1 selected,
+ * 2 not. One the kernel has no verdict on is passed to userspace (and the
+ * process held when it may well be selected). */
+#define VERDICT_MATCH 1
+
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 8192);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
 	__type(key, struct file_key);
 	__type(value, u8);
 } slot_exes SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
 	__type(key, struct cgroup_key);
 	__type(value, u8);
@@ -186,7 +193,7 @@ struct exec_ctx {
 	u64 cgroup;
 	u64 dev, ino;
 	u64 comm[2];
-	u64 matched, userspace, stop;
+	u64 matched, userspace, stop, hold;
 };
 
 struct clear_ctx {
@@ -220,17 +227,33 @@ static long match_slot(u64 i, void *data)
 		if (!bpf_map_lookup_elem(&slot_pids, &k))
 			return 0;
 	}
+	u64 bit = 1ULL << (idx & 63);
 	if (s->flags & SLOT_EXE) {
 		struct file_key k = { .dev = c->dev, .ino = c->ino, .slot = idx };
-		if (!bpf_map_lookup_elem(&slot_exes, &k))
+		u8 *v = bpf_map_lookup_elem(&slot_exes, &k);
+		if (!v) {
+			c->userspace |= bit;
+			u64 *hint = (u64 *)s->exe_comm;
+			if ((s->flags & SLOT_EXE_HINT) && hint[0] == c->comm[0] && hint[1] == c->comm[1])
+				c->hold |= bit;
+			return 0;
+		}
+		if (*v != VERDICT_MATCH)
 			return 0;
 	}
 	if (s->flags & SLOT_CGROUP) {
 		struct cgroup_key k = { .id = c->cgroup, .slot = idx };
-		if (!bpf_map_lookup_elem(&slot_cgroups, &k))
+		u8 *v = bpf_map_lookup_elem(&slot_cgroups, &k);
+		if (!v) {
+			/* A cgroup created since: the first process in it waits
+			 * for userspace's verdict. */
+			c->userspace |= bit;
+			c->hold |= bit;
+			return 0;
+		}
+		if (*v != VERDICT_MATCH)
 			return 0;
 	}
-	u64 bit = 1ULL << (idx & 63);
 	if (s->flags & SLOT_USERSPACE) {
 		c->userspace |= bit;
 		return 0;
@@ -321,7 +344,7 @@ int on_exec(void *ctx)
 	e->ino = c.ino;
 	e->left = cl.left;
 	u64 wake = 0;
-	if (c.stop) {
+	if (c.stop || c.hold) {
 		u32 zero = 0;
 		struct settings *s = bpf_map_lookup_elem(&settings, &zero);
 		if (s && (s->stop_uid == 0xffffffff || s->stop_uid == c.uid) &&
