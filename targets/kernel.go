@@ -221,6 +221,10 @@ func (k *kernel) close() {
 			l.Close()
 		}
 		if k.reader != nil {
+			// Drain what is queued (held processes are continued as
+			// their events are handled), then stop.
+			_ = k.reader.Flush()
+			k.done.Wait()
 			k.reader.Close()
 		}
 		k.done.Wait()
@@ -236,7 +240,7 @@ func (k *kernel) read(w *Watcher) {
 	for {
 		rec, err := k.reader.Read()
 		if err != nil {
-			if !errors.Is(err, ringbuf.ErrClosed) {
+			if !errors.Is(err, ringbuf.ErrClosed) && !errors.Is(err, ringbuf.ErrFlushed) {
 				w.opts.Logger.Warn("reading process events", "err", err)
 			}
 			return

@@ -256,7 +256,10 @@ func (w *Watcher) handle(k *kernel, ev kernelEvent) {
 	case evExec:
 		defer func() {
 			if ev.flags&evfStopped != 0 {
-				_ = unix.Kill(int(ev.pid), unix.SIGCONT)
+				if err := unix.Kill(int(ev.pid), unix.SIGCONT); err != nil && !errors.Is(err, unix.ESRCH) {
+					w.opts.Logger.Error("cannot continue a process held at exec; it stays stopped", "pid", ev.pid, "err", err)
+					w.RefreshPermissions()
+				}
 			}
 		}()
 		if ev.flags&evfWasTracked != 0 {
@@ -531,6 +534,7 @@ func (w *Watcher) SubscribeWith(sel Selector, opts SubscribeOptions, fn func(Eve
 	}
 	k := w.k
 	if k != nil {
+		_ = k.setStopUID()
 		slot, err := w.acquireSlot(k, sel, opts)
 		if err != nil {
 			w.releaseIfIdle()
@@ -578,6 +582,18 @@ func (w *Watcher) releaseIfIdle() {
 	w.stats.Lost += k.stat(statLost)
 	w.stats.Held += k.stat(statHeld)
 	go k.close() // waits for the reader, which may be delivering to us
+}
+
+// RefreshPermissions re-reads whom the exporter may signal (CAP_KILL, its
+// user): the kernel holds at exec only processes it can continue.
+func (w *Watcher) RefreshPermissions() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.k != nil {
+		if err := w.k.setStopUID(); err != nil {
+			w.opts.Logger.Warn("updating which processes may be held at exec", "err", err)
+		}
+	}
 }
 
 // Tracked counts the processes subscriptions follow now.
