@@ -251,6 +251,9 @@ func fileFor(p targets.Process, name string) (string, error) {
 		return p.HostPath(name), nil
 	}
 	maps, err := p.Mappings()
+	if errors.Is(err, os.ErrNotExist) {
+		return "", errGone
+	}
 	if err == nil {
 		for _, m := range maps {
 			if filepath.Base(m.Path) == name || strings.HasPrefix(filepath.Base(m.Path), name) {

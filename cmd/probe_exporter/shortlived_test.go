@@ -86,7 +86,8 @@ func slCount(t *testing.T) int {
 // the exporter, each calling the probed function 3 times, the first right
 // at start. Selected by comm, exe, cgroup and pid, every call is counted
 // (the kernel selects them at exec); by cmdline (matched in userspace) the
-// counted share and the exec -> counting delay are logged. Per-pid series
+// counted share and the exec -> counting delay are logged. A program
+// filtering on target_pids itself counts every call too. Per-pid series
 // and attachments are gone afterwards.
 func TestShortLivedExact(t *testing.T) {
 	for _, tool := range []string{"gcc", "clang"} {
@@ -109,6 +110,16 @@ func TestShortLivedExact(t *testing.T) {
 		os.WriteFile(filepath.Join(dir, "sl_"+sel+".yaml"), []byte(fmt.Sprintf(slConfig, sel, at)), 0o644)
 		names = append(names, "sl_"+sel)
 	}
+	// A program that filters on the target_pids map itself (the
+	// dispatcher fills it before the first call).
+	tp := strings.Replace(fmt.Sprintf(slConfig, "tpids", selectors["comm"]), "      SEC(\"uprobe\") int on_work(void *ctx) {\n          u32 zero = 0, pid = bpf_get_current_pid_tgid() >> 32;\n",
+		"      struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 4096); __type(key, u32); __type(value, u8); } target_pids SEC(\".maps\");\n"+
+			"      SEC(\"uprobe\") int on_work(void *ctx) {\n          u32 zero = 0, pid = bpf_get_current_pid_tgid() >> 32;\n          if (!bpf_map_lookup_elem(&target_pids, &pid)) return 0;\n", 1)
+	if !strings.Contains(tp, "target_pids") {
+		t.Fatal("target_pids variant not built")
+	}
+	os.WriteFile(filepath.Join(dir, "sl_tpids.yaml"), []byte(tp), 0o644)
+	names = append(names, "sl_tpids")
 	sort.Strings(names)
 	addr := exporter(t, "--config.dir="+dir, "--config.names="+strings.Join(names, ","), "--config.strict")
 
@@ -149,7 +160,7 @@ func TestShortLivedExact(t *testing.T) {
 	}
 	wg.Wait()
 	took := time.Since(start)
-	for _, sel := range []string{"comm", "exe", "cgroup"} {
+	for _, sel := range []string{"comm", "exe", "cgroup", "tpids"} {
 		if got := slValue(t, addr, "probe_exporter_sl_"+sel+"_calls_total{kind=\"0\"} "); got != 3*n {
 			t.Errorf("%s selector: %d calls counted, want %d", sel, got, 3*n)
 		}
