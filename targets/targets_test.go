@@ -1,6 +1,7 @@
 package targets
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"os/exec"
@@ -10,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cilium/ebpf"
 )
 
 // recorder collects events.
@@ -284,4 +287,24 @@ func TestKernelSelection(t *testing.T) {
 		}
 		s.rec.mu.Unlock()
 	}
+}
+
+// TestLoadInPIDNamespace: the programs as loaded for an exporter in a
+// child pid namespace (pids translated in the kernel) pass the verifier.
+func TestLoadInPIDNamespace(t *testing.T) {
+	spec, err := ebpf.LoadCollectionSpecFromReader(bytes.NewReader(procEventsObject))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := spec.Variables["pidns_level"].Set(uint32(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := spec.Variables["pidns_ino"].Set(uint32(4026532000)); err != nil {
+		t.Fatal(err)
+	}
+	coll, err := ebpf.NewCollection(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	coll.Close()
 }

@@ -100,6 +100,10 @@ type subscription struct {
 	mu   sync.Mutex // orders deliveries
 	// pids this subscription has delivered Start for, with start time.
 	pids map[int]uint64
+	// gone are pids userspace delivered Exit for, awaiting the kernel's
+	// (with the tracepoints only).
+	gone   map[int]time.Time
+	kernel bool
 }
 
 // SubscribeOptions say how a subscriber uses the processes.
@@ -346,21 +350,54 @@ func (w *Watcher) verdicts(k *kernel, p Process, mask uint64, exe FileKey) {
 	}
 }
 
-func (w *Watcher) exit(pid int) { w.exitSlots(pid, 0) }
+// exit delivers Exit for a process userspace found gone (not through the
+// kernel's exit event, which may still be queued).
+func (w *Watcher) exit(pid int) {
+	for _, s := range w.subscriptions() {
+		s.mu.Lock()
+		s.exitLocked(pid, false)
+		s.mu.Unlock()
+	}
+}
 
-// exitSlots delivers Exit to the subscriptions that had pid and to those of
-// the slots in left (the kernel selected the process, but it exited before
-// userspace read its start: what it left in maps must go too).
+// exitSlots delivers the kernel's exit (or exec of something else) to the
+// subscriptions that had pid and to those of the slots in left (the kernel
+// selected the process, but it exited before userspace read its start:
+// what it left in maps must go too).
 func (w *Watcher) exitSlots(pid int, left uint64) {
 	for _, s := range w.subscriptions() {
 		s.mu.Lock()
-		if _, had := s.pids[pid]; had || left&(1<<s.slot) != 0 {
-			delete(s.pids, pid)
-			s.fn(Event{Kind: Exit, Process: Process{PID: pid}})
+		if _, had := s.pids[pid]; had {
+			s.exitLocked(pid, true)
+		} else if left&(1<<s.slot) != 0 {
+			if _, done := s.gone[pid]; done {
+				delete(s.gone, pid) // delivered already
+			} else {
+				s.fn(Event{Kind: Exit, Process: Process{PID: pid}})
+			}
 		}
 		s.mu.Unlock()
 	}
 }
+
+// exitLocked delivers Exit for a process s had. One found gone by
+// userspace is remembered so that the kernel's exit event, which may
+// still be queued, does not deliver it twice. s.mu is held.
+func (s *subscription) exitLocked(pid int, byKernel bool) {
+	if _, had := s.pids[pid]; !had {
+		return
+	}
+	delete(s.pids, pid)
+	if !byKernel && s.kernel {
+		s.gone[pid] = time.Now()
+	}
+	s.fn(Event{Kind: Exit, Process: Process{PID: pid}})
+}
+
+// goneFor is how long a process found gone by userspace waits for its
+// kernel exit event (which never comes when it exited before userspace
+// selected it).
+const goneFor = time.Minute
 
 // collectExited delivers Exit for tracked processes that are gone: their
 // exit raced with userspace selecting them.
@@ -369,8 +406,12 @@ func (w *Watcher) collectExited() {
 		s.mu.Lock()
 		for pid, start := range s.pids {
 			if !processAlive(w.opts.ProcRoot, Process{PID: pid, StartTime: start}) {
-				delete(s.pids, pid)
-				s.fn(Event{Kind: Exit, Process: Process{PID: pid}})
+				s.exitLocked(pid, false)
+			}
+		}
+		for pid, t := range s.gone {
+			if time.Since(t) > goneFor {
+				delete(s.gone, pid)
 			}
 		}
 		s.mu.Unlock()
@@ -443,8 +484,7 @@ func (w *Watcher) reconcile(k *kernel, s *subscription, procs map[int]Process) {
 	for pid, start := range s.pids {
 		p, ok := procs[pid]
 		if !ok || p.StartTime != start || !s.sel.Matches(p) {
-			delete(s.pids, pid)
-			s.fn(Event{Kind: Exit, Process: Process{PID: pid}})
+			s.exitLocked(pid, false)
 		}
 	}
 	var found []Process
@@ -521,7 +561,7 @@ func (w *Watcher) SubscribeWith(sel Selector, opts SubscribeOptions, fn func(Eve
 	if err := sel.Validate(); err != nil {
 		return nil, err
 	}
-	s := &subscription{sel: sel, opts: opts, fn: fn, pids: map[int]uint64{}}
+	s := &subscription{sel: sel, opts: opts, fn: fn, pids: map[int]uint64{}, gone: map[int]time.Time{}}
 	w.mu.Lock()
 	if w.k == nil && !w.noBPF {
 		k, err := loadKernel(w)
@@ -542,6 +582,7 @@ func (w *Watcher) SubscribeWith(sel Selector, opts SubscribeOptions, fn func(Eve
 			return nil, err
 		}
 		s.slot = slot
+		s.kernel = true
 	}
 	id := w.nextID
 	w.nextID++

@@ -117,6 +117,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 65536);
 	__type(key, struct pid_key);
 	__type(value, u8);
@@ -125,6 +126,7 @@ struct {
 /* Processes with at least one slot: their exit and exec are reported. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 65536);
 	__type(key, u32);
 	__type(value, u8);
@@ -132,6 +134,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 8192);
 	__type(key, struct pid_key);
 	__type(value, u8);
@@ -159,6 +162,7 @@ struct {
 /* Executables the probes of a slot are placed in (1) or failed for (2). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 8192);
 	__type(key, struct file_key);
 	__type(value, u8);
