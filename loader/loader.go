@@ -48,6 +48,9 @@ type Program struct {
 	Section string
 	Attach  Attachment
 	Program *ebpf.Program
+	// AttachType is the program's expected attach type (a dispatcher in
+	// front of it must have the same to tail-call it).
+	AttachType ebpf.AttachType
 	// Err is the load or attach failure, nil when attached.
 	Err error
 	// Skipped is set for programs that have no attach point (helpers,
@@ -282,6 +285,9 @@ func (o *Object) load(spec *ebpf.CollectionSpec, kernelTypes *btf.Spec) error {
 			for _, p := range o.Programs {
 				if p.Err == nil {
 					p.Program = coll.Programs[p.Name]
+					if ps := spec.Programs[p.Name]; ps != nil {
+						p.AttachType = ps.AttachType
+					}
 				}
 			}
 			return nil

@@ -85,11 +85,8 @@ func (s *Selector) Matches(p Process) bool {
 	if s.Comm != "" && p.Comm != s.Comm {
 		return false
 	}
-	if s.Exe != "" {
-		ok, _ := filepath.Match(s.Exe, p.Exe)
-		if !ok && p.Exe != s.Exe {
-			return false
-		}
+	if s.Exe != "" && !s.matchExe(p) {
+		return false
 	}
 	if s.cmdline != nil && !s.cmdline.MatchString(p.Cmdline) {
 		return false
@@ -107,6 +104,14 @@ func (s *Selector) Matches(p Process) bool {
 		}
 	}
 	return true
+}
+
+func (s *Selector) matchExe(p Process) bool {
+	if p.Exe == "" {
+		return false
+	}
+	ok, _ := filepath.Match(s.Exe, p.Exe)
+	return ok || p.Exe == s.Exe
 }
 
 // Process is what /proc tells about one process.

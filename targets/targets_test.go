@@ -1,14 +1,18 @@
 package targets
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cilium/ebpf"
 )
 
 // recorder collects events.
@@ -147,8 +151,9 @@ func TestSelectors(t *testing.T) {
 	}
 }
 
-// TestManyShortLived: 200 short-lived processes, each seen start and exit,
-// none left tracked.
+// TestManyShortLived: 200 short-lived processes; every one seen starting is
+// seen exiting, and none is left tracked. (The kernel selects them at exec;
+// one that exits before userspace reads its exec is only seen exiting.)
 func TestManyShortLived(t *testing.T) {
 	w := watcher(t, WatcherOptions{})
 	name := "tgm" + strconv.Itoa(os.Getpid()%100000)
@@ -160,14 +165,146 @@ func TestManyShortLived(t *testing.T) {
 	}
 	defer unsub()
 	const n = 200
+	var pids []int
 	for i := 0; i < n; i++ {
-		if err := exec.Command(bin, "0").Run(); err != nil {
+		cmd := exec.Command(bin, "0")
+		if err := cmd.Run(); err != nil {
 			t.Fatal(err)
 		}
+		pids = append(pids, cmd.Process.Pid)
 	}
-	// A process may exit before its exec is handled; then it is never
-	// started (nothing to attach) and must not linger either.
-	eventually(t, "every exit", func() bool { s, e := rec.counts(); return s == e && s > 0 && w.Tracked() == 0 })
-	s, _ := rec.counts()
-	t.Logf("%d of %d processes seen alive", s, n)
+	eventually(t, "every exit", func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		for _, pid := range pids {
+			if rec.exits[pid] == 0 {
+				return false
+			}
+		}
+		return w.Tracked() == 0
+	})
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for pid := range rec.starts {
+		if rec.exits[pid] != 1 {
+			t.Errorf("pid %d started, exited %d times", pid, rec.exits[pid])
+		}
+	}
+	t.Logf("%d of %d processes seen alive", len(rec.starts), n)
+}
+
+// TestKernelSelection: the kernel's selection map holds a process selected
+// at exec, a fork child of it, a process userspace selected by cmdline, and
+// forgets each at exit or at an exec of something unselected.
+func TestKernelSelection(t *testing.T) {
+	w := watcher(t, WatcherOptions{})
+	if w.Polling() {
+		t.Skip("no tracepoints")
+	}
+	data, err := os.ReadFile("/bin/sh")
+	if err != nil {
+		t.Skip("no /bin/sh")
+	}
+	name := "tgk" + strconv.Itoa(os.Getpid()%100000)
+	sh := filepath.Join(t.TempDir(), name)
+	os.WriteFile(sh, data, 0o755)
+
+	type sub struct {
+		rec *recorder
+		mu  sync.Mutex
+		sel Selected
+	}
+	subscribe := func(sel Selector) *sub {
+		s := &sub{rec: newRecorder()}
+		unsub, err := w.Subscribe(sel, func(e Event) {
+			if e.Kind == Start {
+				s.mu.Lock()
+				s.sel = e.Selected
+				s.mu.Unlock()
+			}
+			s.rec.event(e)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(unsub)
+		return s
+	}
+	inMap := func(s *sub, pid int) bool {
+		s.mu.Lock()
+		sel := s.sel
+		s.mu.Unlock()
+		if sel.Map == nil {
+			return false
+		}
+		var v uint8
+		return sel.Map.Lookup(pidKey{uint32(pid), sel.Slot}, &v) == nil
+	}
+	byComm := subscribe(Selector{Comm: name})
+	byCmdline := subscribe(Selector{Cmdline: regexp.QuoteMeta(name) + " -c read x"})
+
+	// The shell forks a subshell (same image, inherits the selection),
+	// which forks cat (a new image: deselected), then waits for a line.
+	cmd := exec.Command(sh, "-c", "read x; (cat >/dev/null; true)")
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	pid := cmd.Process.Pid
+	eventually(t, "selection at exec", func() bool { return inMap(byComm, pid) && inMap(byCmdline, pid) })
+	in.Write([]byte("go\n"))
+	in.Close()
+	cmd.Wait()
+	// The shell, its subshell and the subshell's child before it execs
+	// cat are selected; cat is not.
+	eventually(t, "exits", func() bool {
+		for _, s := range []*sub{byComm, byCmdline} {
+			s.rec.mu.Lock()
+			done := len(s.rec.starts) >= 2
+			for p := range s.rec.starts {
+				done = done && s.rec.exits[p] == 1
+			}
+			s.rec.mu.Unlock()
+			if !done {
+				return false
+			}
+		}
+		return w.Tracked() == 0
+	})
+	for _, s := range []*sub{byComm, byCmdline} {
+		s.rec.mu.Lock()
+		for p, proc := range s.rec.starts {
+			if inMap(s, p) {
+				t.Errorf("pid %d still selected after exit", p)
+			}
+			if p == pid && proc.Comm != name {
+				t.Errorf("started %+v", proc)
+			}
+		}
+		s.rec.mu.Unlock()
+	}
+}
+
+// TestLoadInPIDNamespace: the programs as loaded for an exporter in a
+// child pid namespace (pids translated in the kernel) pass the verifier.
+func TestLoadInPIDNamespace(t *testing.T) {
+	spec, err := ebpf.LoadCollectionSpecFromReader(bytes.NewReader(procEventsObject))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := spec.Variables["pidns_level"].Set(uint32(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := spec.Variables["pidns_ino"].Set(uint32(4026532000)); err != nil {
+		t.Fatal(err)
+	}
+	coll, err := ebpf.NewCollection(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	coll.Close()
 }

@@ -4,17 +4,16 @@ import (
 	"bytes"
 	"context"
 	_ "embed"
-	"encoding/binary"
 	"errors"
-	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
 )
 
 //go:embed procevents.bpf.o
@@ -34,174 +33,205 @@ const (
 type Event struct {
 	Kind    EventKind
 	Process Process
+	// Exe identifies the file the process executes as uprobes see it (the
+	// real file under overlayfs); zero when unknown.
+	Exe FileKey
+	// Held is set when the process is stopped at its exec until every
+	// subscriber has returned: probes placed now see its first instruction.
+	Held bool
+	// Selected tells how the kernel selects the process (Start only).
+	Selected Selected
+	// Late is set when userspace selected the process after reading its
+	// exec event (a cmdline selector) rather than the kernel at exec;
+	// Delay is then the time from exec to this delivery, during which the
+	// process was not counted.
+	Late  bool
+	Delay time.Duration
 }
+
+// FileKey identifies a file: device (kernel encoding, major<<20|minor) and
+// inode.
+type FileKey struct{ Dev, Ino uint64 }
 
 // WatcherOptions configure a Watcher.
 type WatcherOptions struct {
 	ProcRoot string
+	// CgroupRoot is the cgroup v2 mount (default: found in mountinfo).
+	CgroupRoot string
 	// PollInterval rescans /proc: the only discovery when the exec/exit
-	// tracepoints cannot be used, a safety net for missed events otherwise.
+	// tracepoints cannot be used, a safety net for lost events otherwise.
 	PollInterval time.Duration
 	// NoBPF forces polling (tests of the fallback).
 	NoBPF  bool
 	Logger *slog.Logger
 }
 
-// Watcher follows processes for subscriptions.
+// Watcher follows processes for subscriptions. With the exec, exit and
+// fork tracepoints (the normal case) selection happens in the kernel: see
+// Selected. Nothing is loaded and nothing runs until the first
+// subscription, and everything is unloaded again after the last one.
 type Watcher struct {
 	opts WatcherOptions
 
 	mu     sync.Mutex
 	subs   map[int]*subscription
 	nextID int
-	// known maps a pid to the process as last read, for every pid some
-	// subscription tracks.
-	coll    *ebpf.Collection
-	links   []link.Link
-	reader  *ringbuf.Reader
-	usePoll bool
+	slots  [maxSlots]*slot
+	k      *kernel // nil when not loaded
+	// noBPF is set once loading the tracepoints failed: poll from then on.
+	noBPF bool
+	wake  chan struct{}
+	stats Stats
+}
+
+// Stats are counts since the watcher started.
+type Stats struct {
+	// Lost counts process events the kernel could not queue (ring full).
+	Lost uint64
+	// Held counts processes stopped at exec until their probes were placed.
+	Held uint64
 }
 
 type subscription struct {
-	sel Selector
-	fn  func(Event)
-	mu  sync.Mutex // orders deliveries
+	sel  Selector
+	opts SubscribeOptions
+	fn   func(Event)
+	slot int
+	mu   sync.Mutex // orders deliveries
 	// pids this subscription has delivered Start for, with start time.
 	pids map[int]uint64
+	// gone are pids userspace delivered Exit for, awaiting the kernel's
+	// (with the tracepoints only).
+	gone   map[int]time.Time
+	kernel bool
 }
 
-// NewWatcher starts following process exec and exit events.
+// SubscribeOptions say how a subscriber uses the processes.
+type SubscribeOptions struct {
+	// ProbesExe holds a newly started selected process at exec, when its
+	// executable is not yet known to this subscription, until the Start
+	// callback returns (the subscriber probes the executable itself).
+	ProbesExe bool
+}
+
+// NewWatcher returns a watcher; it loads nothing until a subscription needs
+// it.
 func NewWatcher(opts WatcherOptions) (*Watcher, error) {
 	if opts.ProcRoot == "" {
 		opts.ProcRoot = "/proc"
 	}
+	if opts.CgroupRoot == "" {
+		opts.CgroupRoot = Cgroup2Mount()
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	w := &Watcher{opts: opts, subs: map[int]*subscription{}}
-	if opts.NoBPF {
-		w.usePoll = true
-	} else if err := w.loadBPF(); err != nil {
-		opts.Logger.Warn("exec/exit tracepoints unavailable; discovering processes by polling /proc", "err", err, "interval", w.pollInterval())
-		w.usePoll = true
-	}
-	return w, nil
+	return &Watcher{opts: opts, subs: map[int]*subscription{}, noBPF: opts.NoBPF, wake: make(chan struct{}, 1)}, nil
+}
+
+// Polling reports whether discovery falls back to polling /proc.
+func (w *Watcher) Polling() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.noBPF
 }
 
 func (w *Watcher) pollInterval() time.Duration {
 	if w.opts.PollInterval > 0 {
 		return w.opts.PollInterval
 	}
-	if w.usePoll {
+	if w.noBPF {
 		return time.Second
 	}
 	return 30 * time.Second
 }
 
-func (w *Watcher) loadBPF() error {
-	spec, err := ebpf.LoadCollectionSpecFromReader(bytes.NewReader(procEventsObject))
-	if err != nil {
-		return err
-	}
-	coll, err := ebpf.NewCollection(spec)
-	if err != nil {
-		return fmt.Errorf("loading process event programs: %w", err)
-	}
-	for prog, tp := range map[string]string{"on_exec": "sched_process_exec", "on_exit": "sched_process_exit"} {
-		l, err := link.Tracepoint("sched", tp, coll.Programs[prog], nil)
-		if err != nil {
-			w.closeBPF()
-			coll.Close()
-			return fmt.Errorf("tracepoint sched/%s: %w", tp, err)
-		}
-		w.links = append(w.links, l)
-	}
-	rd, err := ringbuf.NewReader(coll.Maps["events"])
-	if err != nil {
-		w.closeBPF()
-		coll.Close()
-		return err
-	}
-	w.coll, w.reader = coll, rd
-	return nil
-}
-
-func (w *Watcher) closeBPF() {
-	for _, l := range w.links {
-		l.Close()
-	}
-	w.links = nil
-	if w.reader != nil {
-		w.reader.Close()
-		w.reader = nil
-	}
-	if w.coll != nil {
-		w.coll.Close()
-		w.coll = nil
-	}
-}
-
-// Polling reports whether discovery falls back to polling /proc.
-func (w *Watcher) Polling() bool { return w.usePoll }
-
-// Run handles events until ctx ends, then releases the tracepoints.
+// Run rescans while subscriptions exist (every PollInterval when polling;
+// with the tracepoints only after lost events and to drop processes whose
+// exit was missed) until ctx ends, then releases the tracepoints.
 func (w *Watcher) Run(ctx context.Context) error {
-	var wg sync.WaitGroup
-	if w.reader != nil {
-		wg.Add(1)
-		go func() { defer wg.Done(); w.readEvents() }()
-	}
-	tick := time.NewTicker(w.pollInterval())
-	defer tick.Stop()
+	var tick <-chan time.Time
+	var ticker *time.Ticker
+	defer func() {
+		if ticker != nil {
+			ticker.Stop()
+		}
+		w.mu.Lock()
+		k := w.k
+		w.k = nil
+		w.mu.Unlock()
+		if k != nil {
+			k.close()
+		}
+	}()
 	for {
 		select {
 		case <-ctx.Done():
-			if w.reader != nil {
-				w.reader.Close()
-			}
-			wg.Wait()
-			w.closeBPF()
 			return nil
-		case <-tick.C:
-			w.rescan()
+		case <-w.wake:
+			w.mu.Lock()
+			active := len(w.subs) > 0
+			w.mu.Unlock()
+			switch {
+			case active && ticker == nil:
+				ticker = time.NewTicker(w.pollInterval())
+				tick = ticker.C
+			case !active && ticker != nil:
+				ticker.Stop()
+				ticker, tick = nil, nil
+			}
+		case <-tick:
+			w.periodic()
 		}
 	}
 }
 
-// eventPoll bounds how long an event can wait in the ring buffer. The
-// kernel's wakeup of the reader goes through irq_work, which on some
-// virtual machines only runs at the next timer tick of an idle CPU
-// (measured here: 3 to 230 ms); polling at this interval makes the exec to
-// attach delay independent of that.
-const eventPoll = 5 * time.Millisecond
-
-func (w *Watcher) readEvents() {
-	for {
-		w.reader.SetDeadline(time.Now().Add(eventPoll))
-		rec, err := w.reader.Read()
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			continue
-		}
-		if err != nil {
-			if !errors.Is(err, ringbuf.ErrClosed) {
-				w.opts.Logger.Warn("reading process events", "err", err)
-			}
-			return
-		}
-		if len(rec.RawSample) < 8 {
-			continue
-		}
-		kind := binary.NativeEndian.Uint32(rec.RawSample)
-		pid := int(binary.NativeEndian.Uint32(rec.RawSample[4:]))
-		switch kind {
-		case 1:
-			t0 := time.Now()
-			w.exec(pid)
-			w.opts.Logger.Debug("exec handled", "pid", pid, "took", time.Since(t0))
-		case 2:
-			w.exit(pid)
-		}
+func (w *Watcher) notify() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
 	}
+}
+
+func (w *Watcher) periodic() {
+	w.mu.Lock()
+	k, poll := w.k, w.noBPF
+	w.mu.Unlock()
+	if poll || k == nil {
+		w.rescan()
+		return
+	}
+	if lost := k.stat(statLost); lost != w.loadLost() {
+		w.storeLost(lost)
+		w.rescan()
+		return
+	}
+	w.collectExited()
+}
+
+func (w *Watcher) loadLost() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.stats.Lost
+}
+
+func (w *Watcher) storeLost(n uint64) {
+	w.mu.Lock()
+	w.stats.Lost = n
+	w.mu.Unlock()
+}
+
+// Stats reports event counts.
+func (w *Watcher) Stats() Stats {
+	w.mu.Lock()
+	k := w.k
+	st := w.stats
+	w.mu.Unlock()
+	if k != nil {
+		st.Lost = k.stat(statLost)
+		st.Held = k.stat(statHeld)
+	}
+	return st
 }
 
 func (w *Watcher) subscriptions() []*subscription {
@@ -214,39 +244,205 @@ func (w *Watcher) subscriptions() []*subscription {
 	return out
 }
 
-// exec checks a process that just exec'ed against every subscription. A
-// process that execs something no longer selected counts as exited.
-func (w *Watcher) exec(pid int) {
-	p, err := ReadProcess(w.opts.ProcRoot, pid)
-	if err != nil {
-		w.exit(pid)
+// handle acts on one kernel event.
+func (w *Watcher) handle(k *kernel, ev kernelEvent) {
+	switch ev.kind {
+	case evExit:
+		w.exitSlots(int(ev.pid), ev.left)
+	case evFork:
+		p, err := ReadProcess(w.opts.ProcRoot, int(ev.pid))
+		if err != nil {
+			return // gone already: its exit event follows
+		}
+		// Still selected: not yet an exec of something else (whose event
+		// follows and ends the selection).
+		w.deliverStart(k, p, k.stillSelected(p.PID, ev.matched), FileKey{}, false, 0, 0)
+	case evExec:
+		defer func() {
+			if ev.flags&evfStopped != 0 {
+				if err := unix.Kill(int(ev.pid), unix.SIGCONT); err != nil && !errors.Is(err, unix.ESRCH) {
+					w.opts.Logger.Error("cannot continue a process held at exec; it stays stopped", "pid", ev.pid, "err", err)
+					w.RefreshPermissions()
+				}
+			}
+		}()
+		if ev.flags&evfWasTracked != 0 {
+			// A new image: what was selected before ends here.
+			w.exitSlots(int(ev.pid), ev.left)
+		}
+		if ev.matched == 0 && ev.userspace == 0 {
+			return
+		}
+		p, err := ReadProcess(w.opts.ProcRoot, int(ev.pid))
+		if err != nil {
+			return
+		}
+		key := FileKey{Dev: ev.dev, Ino: ev.ino}
+		mask := ev.matched
+		for _, s := range w.subscriptions() {
+			bit := uint64(1) << s.slot
+			if ev.userspace&bit != 0 && s.sel.Matches(p) {
+				if k.selectPID(p.PID, s.slot) == nil {
+					mask |= bit
+				}
+			}
+		}
+		w.verdicts(k, p, ev.userspace, key)
+		w.deliverStart(k, p, mask, key, ev.flags&evfStopped != 0, mask&^ev.matched, sinceBoot(ev.time))
+		if mask != ev.matched && !processAlive(w.opts.ProcRoot, p) {
+			// Exited while userspace selected it: the kernel's exit
+			// came first and found nothing to report.
+			w.exit(p.PID)
+		}
+	}
+}
+
+// deliverStart delivers Start to the subscriptions of the slots in mask and
+// then records the executable as probed for them. late are the slots
+// userspace selected delay after the exec.
+func (w *Watcher) deliverStart(k *kernel, p Process, mask uint64, exe FileKey, held bool, late uint64, delay time.Duration) {
+	for _, s := range w.subscriptions() {
+		bit := uint64(1) << s.slot
+		if mask&bit == 0 {
+			continue
+		}
+		s.mu.Lock()
+		if _, had := s.pids[p.PID]; !had {
+			s.pids[p.PID] = p.StartTime
+			ev := Event{Kind: Start, Process: p, Exe: exe, Held: held, Selected: k.selectedFor(s.slot)}
+			if late&bit != 0 && delay > 0 && !held {
+				ev.Late, ev.Delay = true, delay
+			}
+			s.fn(ev)
+		}
+		s.mu.Unlock()
+	}
+	if k == nil || exe == (FileKey{}) {
 		return
 	}
+	for i := 0; i < maxSlots; i++ {
+		if mask&(1<<i) != 0 {
+			k.markProbed(exe, i)
+		}
+	}
+
+}
+
+// verdicts records, for the slots in mask userspace evaluated p for, what
+// the kernel needs to decide alone next time: whether p's executable and
+// its cgroup match. Only what was read: a process gone while it was read
+// has no cgroup.
+func (w *Watcher) verdicts(k *kernel, p Process, mask uint64, exe FileKey) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for i, sl := range w.slots {
+		if sl == nil || mask&(1<<i) == 0 {
+			continue
+		}
+		if sl.sel.Exe != "" && p.Exe != "" {
+			k.exeVerdict(exe, i, sl.sel.matchExe(p))
+		}
+		if sl.sel.Cgroup != "" && p.Cgroup != "" {
+			if id, err := cgroupID(w.opts.CgroupRoot, p.Cgroup); err == nil {
+				k.cgroupVerdict(id, i, sl.sel.cgroup.MatchString(p.Cgroup))
+			}
+		}
+	}
+}
+
+// exit delivers Exit for a process userspace found gone (not through the
+// kernel's exit event, which may still be queued).
+func (w *Watcher) exit(pid int) {
 	for _, s := range w.subscriptions() {
 		s.mu.Lock()
-		_, had := s.pids[pid]
-		match := s.sel.Matches(p)
-		switch {
-		case match && !had:
-			s.pids[pid] = p.StartTime
-			s.fn(Event{Kind: Start, Process: p})
-		case !match && had:
-			delete(s.pids, pid)
-			s.fn(Event{Kind: Exit, Process: Process{PID: pid}})
+		s.exitLocked(pid, false)
+		s.mu.Unlock()
+	}
+}
+
+// exitSlots delivers the kernel's exit (or exec of something else) to the
+// subscriptions that had pid and to those of the slots in left (the kernel
+// selected the process, but it exited before userspace read its start:
+// what it left in maps must go too).
+func (w *Watcher) exitSlots(pid int, left uint64) {
+	for _, s := range w.subscriptions() {
+		s.mu.Lock()
+		if _, had := s.pids[pid]; had {
+			s.exitLocked(pid, true)
+		} else if left&(1<<s.slot) != 0 {
+			if _, done := s.gone[pid]; done {
+				delete(s.gone, pid) // delivered already
+			} else {
+				s.fn(Event{Kind: Exit, Process: Process{PID: pid}})
+			}
 		}
 		s.mu.Unlock()
 	}
 }
 
-func (w *Watcher) exit(pid int) {
+// exitLocked delivers Exit for a process s had. One found gone by
+// userspace is remembered so that the kernel's exit event, which may
+// still be queued, does not deliver it twice. s.mu is held.
+func (s *subscription) exitLocked(pid int, byKernel bool) {
+	if _, had := s.pids[pid]; !had {
+		return
+	}
+	delete(s.pids, pid)
+	if !byKernel && s.kernel {
+		s.gone[pid] = time.Now()
+	}
+	s.fn(Event{Kind: Exit, Process: Process{PID: pid}})
+}
+
+// goneFor is how long a process found gone by userspace waits for its
+// kernel exit event (which never comes when it exited before userspace
+// selected it).
+const goneFor = time.Minute
+
+// collectExited delivers Exit for tracked processes that are gone: their
+// exit raced with userspace selecting them.
+func (w *Watcher) collectExited() {
 	for _, s := range w.subscriptions() {
 		s.mu.Lock()
-		if _, had := s.pids[pid]; had {
-			delete(s.pids, pid)
-			s.fn(Event{Kind: Exit, Process: Process{PID: pid}})
+		for pid, start := range s.pids {
+			if !processAlive(w.opts.ProcRoot, Process{PID: pid, StartTime: start}) {
+				s.exitLocked(pid, false)
+			}
+		}
+		for pid, t := range s.gone {
+			if time.Since(t) > goneFor {
+				delete(s.gone, pid)
+			}
 		}
 		s.mu.Unlock()
 	}
+}
+
+// sinceBoot is the time since t, nanoseconds of CLOCK_BOOTTIME.
+func sinceBoot(t uint64) time.Duration {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil || t == 0 {
+		return 0
+	}
+	return time.Duration(uint64(ts.Nano()) - t)
+}
+
+// processAlive reports whether p still runs (same start time, not a zombie).
+func processAlive(procRoot string, p Process) bool {
+	st, err := os.ReadFile(procRoot + "/" + strconv.Itoa(p.PID) + "/stat")
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(st, ')')
+	if i < 0 {
+		return false
+	}
+	f := strings.Fields(string(st[i+1:]))
+	if len(f) < 20 || f[0] == "Z" || f[0] == "X" {
+		return false
+	}
+	start, _ := strconv.ParseUint(f[19], 10, 64)
+	return start == p.StartTime
 }
 
 // rescan reconciles every subscription with /proc: processes missed or
@@ -256,10 +452,23 @@ func (w *Watcher) rescan() {
 	if len(subs) == 0 {
 		return
 	}
-	pids, err := listPIDs(w.opts.ProcRoot)
+	procs, err := w.scan()
 	if err != nil {
 		w.opts.Logger.Warn("scanning processes", "err", err)
 		return
+	}
+	w.mu.Lock()
+	k := w.k
+	w.mu.Unlock()
+	for _, s := range subs {
+		w.reconcile(k, s, procs)
+	}
+}
+
+func (w *Watcher) scan() (map[int]Process, error) {
+	pids, err := listPIDs(w.opts.ProcRoot)
+	if err != nil {
+		return nil, err
 	}
 	procs := make(map[int]Process, len(pids))
 	for _, pid := range pids {
@@ -267,65 +476,165 @@ func (w *Watcher) rescan() {
 			procs[pid] = p
 		}
 	}
-	for _, s := range subs {
-		s.reconcile(procs)
-	}
+	return procs, nil
 }
 
-func (s *subscription) reconcile(procs map[int]Process) {
+func (w *Watcher) reconcile(k *kernel, s *subscription, procs map[int]Process) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for pid, start := range s.pids {
 		p, ok := procs[pid]
 		if !ok || p.StartTime != start || !s.sel.Matches(p) {
-			delete(s.pids, pid)
-			s.fn(Event{Kind: Exit, Process: Process{PID: pid}})
+			s.exitLocked(pid, false)
 		}
 	}
+	var found []Process
 	for pid, p := range procs {
 		if _, had := s.pids[pid]; !had && s.sel.Matches(p) {
-			s.pids[pid] = p.StartTime
-			s.fn(Event{Kind: Start, Process: p})
+			found = append(found, p)
 		}
 	}
+	s.mu.Unlock()
+	for _, p := range found {
+		if k != nil {
+			if err := k.selectPID(p.PID, s.slot); err != nil {
+				continue
+			}
+		}
+		exe := exeKey(p)
+		if k != nil {
+			w.verdicts(k, p, 1<<s.slot, exe)
+		}
+		w.deliverStart(k, p, 1<<s.slot, exe, false, 0, 0)
+		if k != nil && !processAlive(w.opts.ProcRoot, p) {
+			w.exit(p.PID)
+		}
+	}
+}
+
+// exeKey identifies the executable of a running process from its mappings
+// (the real file under overlayfs, as the kernel's exec program sees it).
+func exeKey(p Process) FileKey {
+	maps, err := p.Mappings()
+	if err != nil {
+		return FileKey{}
+	}
+	for _, m := range maps {
+		if m.Path == p.Exe || m.Path == p.Exe+" (deleted)" {
+			return parseDevIno(m.Dev, m.Inode)
+		}
+	}
+	return FileKey{}
+}
+
+func parseDevIno(dev, ino string) FileKey {
+	maj, min, ok := strings.Cut(dev, ":")
+	if !ok {
+		return FileKey{}
+	}
+	ma, err1 := strconv.ParseUint(maj, 16, 32)
+	mi, err2 := strconv.ParseUint(min, 16, 32)
+	in, err3 := strconv.ParseUint(ino, 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil {
+		return FileKey{}
+	}
+	return FileKey{Dev: ma<<20 | mi, Ino: in}
+}
+
+// StatKey identifies the file at path as the kernel does.
+func StatKey(path string) (FileKey, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return FileKey{}, err
+	}
+	return FileKey{Dev: uint64(unix.Major(st.Dev))<<20 | uint64(unix.Minor(st.Dev)), Ino: st.Ino}, nil
 }
 
 // Subscribe delivers Start for every selected process now running and for
 // each one started later, and Exit when they exit. Deliveries for one
 // subscription are serialized. The returned function unsubscribes.
 func (w *Watcher) Subscribe(sel Selector, fn func(Event)) (func(), error) {
+	return w.SubscribeWith(sel, SubscribeOptions{}, fn)
+}
+
+// SubscribeWith is Subscribe with options.
+func (w *Watcher) SubscribeWith(sel Selector, opts SubscribeOptions, fn func(Event)) (func(), error) {
 	if err := sel.Validate(); err != nil {
 		return nil, err
 	}
-	s := &subscription{sel: sel, fn: fn, pids: map[int]uint64{}}
+	s := &subscription{sel: sel, opts: opts, fn: fn, pids: map[int]uint64{}, gone: map[int]time.Time{}}
 	w.mu.Lock()
+	if w.k == nil && !w.noBPF {
+		k, err := loadKernel(w)
+		if err != nil {
+			w.opts.Logger.Warn("exec/exit tracepoints unavailable; discovering processes by polling /proc", "err", err, "interval", time.Second)
+			w.noBPF = true
+		} else {
+			w.k = k
+		}
+	}
+	k := w.k
+	if k != nil {
+		_ = k.setStopUID()
+		slot, err := w.acquireSlot(k, sel, opts)
+		if err != nil {
+			w.releaseIfIdle()
+			w.mu.Unlock()
+			return nil, err
+		}
+		s.slot = slot
+		s.kernel = true
+	}
 	id := w.nextID
 	w.nextID++
 	w.subs[id] = s
 	w.mu.Unlock()
-	pids, err := listPIDs(w.opts.ProcRoot)
+	w.notify()
+	procs, err := w.scan()
 	if err != nil {
+		w.unsubscribe(id)
 		return nil, err
 	}
-	procs := map[int]Process{}
-	for _, pid := range pids {
-		if p, err := ReadProcess(w.opts.ProcRoot, pid); err == nil {
-			procs[pid] = p
-		}
-	}
-	s.mu.Lock()
-	for pid, p := range procs {
-		if _, had := s.pids[pid]; !had && s.sel.Matches(p) {
-			s.pids[pid] = p.StartTime
-			s.fn(Event{Kind: Start, Process: p})
-		}
-	}
-	s.mu.Unlock()
-	return func() {
-		w.mu.Lock()
+	w.reconcile(k, s, procs)
+	return func() { w.unsubscribe(id) }, nil
+}
+
+func (w *Watcher) unsubscribe(id int) {
+	w.mu.Lock()
+	s, ok := w.subs[id]
+	if ok {
 		delete(w.subs, id)
-		w.mu.Unlock()
-	}, nil
+		if w.k != nil {
+			w.releaseSlot(s.slot)
+		}
+		w.releaseIfIdle()
+	}
+	w.mu.Unlock()
+	w.notify()
+}
+
+// releaseIfIdle unloads the tracepoints when nothing needs them. w.mu is
+// held.
+func (w *Watcher) releaseIfIdle() {
+	if len(w.subs) > 0 || w.k == nil {
+		return
+	}
+	k := w.k
+	w.k = nil
+	w.stats.Lost += k.stat(statLost)
+	w.stats.Held += k.stat(statHeld)
+	go k.close() // waits for the reader, which may be delivering to us
+}
+
+// RefreshPermissions re-reads whom the exporter may signal (CAP_KILL, its
+// user): the kernel holds at exec only processes it can continue.
+func (w *Watcher) RefreshPermissions() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.k != nil {
+		if err := w.k.setStopUID(); err != nil {
+			w.opts.Logger.Warn("updating which processes may be held at exec", "err", err)
+		}
+	}
 }
 
 // Tracked counts the processes subscriptions follow now.
@@ -338,3 +647,18 @@ func (w *Watcher) Tracked() int {
 	}
 	return n
 }
+
+// Selected is what a dispatcher in front of a uprobe program needs to
+// check in the kernel whether the current process is selected: the map of
+// (pid, slot) pairs and the slot. Map is nil when selection runs in
+// userspace (polling).
+type Selected struct {
+	Map  *ebpf.Map
+	Slot uint32
+	// PIDNamespace is the exporter's pid namespace (device in kernel
+	// encoding, inode); zero when it is the initial one, where pids are
+	// the kernel's tgids.
+	PIDNamespace FileKey
+}
+
+var errNoSlot = errors.New("too many distinct process selectors (at most 64)")

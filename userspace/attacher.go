@@ -2,11 +2,16 @@
 // processes a config selects, as they start and exit.
 //
 // A probe is placed once per file (binary or shared library, identified by
-// device and inode), not once per process. When the object has a map named
-// TargetPIDsMap, the exporter keeps the selected processes' tgids in it and
-// the program filters in the kernel; without it, each process gets its own
-// attachment restricted to its pid by the kernel, so unselected processes
-// running the same file are never counted either way.
+// device and inode), not once per process, and stays for as long as the
+// config is loaded. The kernel decides which processes count: the process
+// watcher's exec tracepoint selects new processes before their first
+// instruction (see package targets), and a dispatcher attached in place of
+// the user's program tail-calls it only for selected processes. A new
+// executable is probed while its first selected process is held at exec,
+// so no call is missed however short the process lives. Selectors only
+// userspace can evaluate (cmdline) select the process once its exec event
+// is read. When the tracepoints are unavailable, each process gets its own
+// attachment restricted to its pid instead.
 package userspace
 
 import (
@@ -15,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -56,6 +62,12 @@ type Attacher struct {
 	enabled *prometheus.Desc
 	// attaches counts processes attached to, detaches those let go.
 	attaches, detaches prometheus.Counter
+	// races counts processes gone before their probes could be placed.
+	races prometheus.Counter
+	late  prometheus.Histogram
+	files *prometheus.Desc
+	lost  *prometheus.Desc
+	held  *prometheus.Desc
 }
 
 // New returns an attacher following processes with w.
@@ -72,6 +84,14 @@ func New(w *targets.Watcher, dropper PIDDropper, logger *slog.Logger) *Attacher 
 			Help: "Programs attached to a selected process as it started."}),
 		detaches: prometheus.NewCounter(prometheus.CounterOpts{Name: "probe_exporter_userspace_detaches_total",
 			Help: "Programs detached from a selected process as it exited."}),
+		races: prometheus.NewCounter(prometheus.CounterOpts{Name: "probe_exporter_userspace_attach_races_total",
+			Help: "Selected processes that exited (or whose file vanished) before their probes could be placed."}),
+		late: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "probe_exporter_userspace_late_select_seconds",
+			Help:    "Exec to probes counting, for processes only userspace can select (cmdline selectors); the kernel selects the others at exec.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+		files: prometheus.NewDesc("probe_exporter_userspace_files", "Files (device and inode) a program's probes are placed in.", []string{"config", "program"}, nil),
+		lost:  prometheus.NewDesc("probe_exporter_targets_events_lost_total", "Process events the kernel could not queue (ring buffer full); a rescan follows.", nil, nil),
+		held:  prometheus.NewDesc("probe_exporter_targets_held_total", "Processes held at exec until the probes of their new executable were placed.", nil, nil),
 	}
 }
 
@@ -83,24 +103,27 @@ type progState struct {
 	usdt   *usdt.Attacher
 
 	mu sync.Mutex
-	// files holds the per-file attachment shared by processes running it.
+	// dispatch is built at the first process the kernel selects.
+	dispatch *dispatcher
+	// files holds the per-file attachments (dispatcher or, without a
+	// kernel selection, filter map mode), kept while the config is loaded.
 	files map[fileID]*fileAttach
-	// pids maps a selected process to the files it uses and, without a
-	// filter map, its own attachment.
+	// pids maps a selected process to its own attachment, if any (no
+	// kernel selection and no filter map).
 	pids  map[int]*pidAttach
 	unsub func()
 }
 
-type fileID struct{ dev, ino uint64 }
+type fileID = targets.FileKey
 
 type fileAttach struct {
-	closer io.Closer
+	closer io.Closer // nil when placing the probes failed
 	users  int
 }
 
 type pidAttach struct {
 	file   fileID
-	closer io.Closer // per-process attachment (no filter map)
+	closer io.Closer // per-process attachment
 }
 
 // multiCloser closes several links as one attachment.
@@ -154,20 +177,31 @@ func (a *Attacher) Attach(ctx context.Context, obj *loader.Object, prog *loader.
 	a.mu.Lock()
 	a.progs[prog] = st
 	a.mu.Unlock()
-	unsub, err := a.watcher.Subscribe(sel, func(ev targets.Event) {
+	opts := targets.SubscribeOptions{ProbesExe: prog.Attach.Path == ""}
+	unsub, err := a.watcher.SubscribeWith(sel, opts, func(ev targets.Event) {
 		switch ev.Kind {
 		case targets.Start:
 			t0 := time.Now()
-			if err := a.start(st, ev.Process); err != nil {
+			if err := a.start(st, ev); err != nil {
+				if errors.Is(err, errGone) {
+					a.races.Inc()
+					return
+				}
 				a.logger.Warn("attach to process failed", "config", obj.Config.Name, "program", prog.Name, "pid", ev.Process.PID, "comm", ev.Process.Comm, "err", err)
 				return
 			}
-			a.logger.Debug("attached to process", "config", obj.Config.Name, "program", prog.Name, "pid", ev.Process.PID, "took", time.Since(t0))
+			if ev.Late {
+				a.late.Observe((ev.Delay + time.Since(t0)).Seconds())
+			}
+			a.logger.Debug("attached to process", "config", obj.Config.Name, "program", prog.Name, "pid", ev.Process.PID, "held", ev.Held, "took", time.Since(t0))
 		case targets.Exit:
 			a.exit(st, ev.Process.PID)
 		}
 	})
 	if err != nil {
+		a.mu.Lock()
+		delete(a.progs, prog)
+		a.mu.Unlock()
 		return fmt.Errorf("following processes: %w", err)
 	}
 	st.unsub = unsub
@@ -197,17 +231,29 @@ func selector(at *config.Attachments) (targets.Selector, bool) {
 	return s, true
 }
 
+// errGone marks a process (or its file) that vanished before its probes
+// could be placed: a race counted, not logged.
+var errGone = errors.New("process gone")
+
 // fileFor finds the file a probe goes into for process p: the section's
 // path (a library through the process's mappings), or the process's own
 // executable when the config names none (ebpf-userspace-exporter's usdt: and uprobes:).
+// The executable is reached through /proc/PID/exe, which names the very
+// file the process runs, in a container too.
 func fileFor(p targets.Process, name string) (string, error) {
 	if name == "" {
-		return p.HostPath(p.Exe), nil
+		if p.Exe == "" {
+			return "", errGone
+		}
+		return filepath.Join(filepath.Dir(p.Root), "exe"), nil
 	}
 	if filepath.IsAbs(name) {
 		return p.HostPath(name), nil
 	}
 	maps, err := p.Mappings()
+	if errors.Is(err, os.ErrNotExist) {
+		return "", errGone
+	}
 	if err == nil {
 		for _, m := range maps {
 			if filepath.Base(m.Path) == name || strings.HasPrefix(filepath.Base(m.Path), name) {
@@ -215,20 +261,34 @@ func fileFor(p targets.Process, name string) (string, error) {
 			}
 		}
 		if filepath.Base(p.Exe) == name {
-			return p.HostPath(p.Exe), nil
+			return filepath.Join(filepath.Dir(p.Root), "exe"), nil
 		}
 	}
 	return loader.ResolveBinary(name, p.Root)
 }
 
-func (a *Attacher) start(st *progState, p targets.Process) error {
+// gone reports whether err says the process or file no longer exists.
+func gone(err error) bool {
+	return errors.Is(err, errGone) || errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ESRCH)
+}
+
+func (a *Attacher) start(st *progState, ev targets.Event) error {
+	p := ev.Process
 	path, err := fileFor(p, st.prog.Attach.Path)
 	if err != nil {
+		if gone(err) {
+			return errGone
+		}
 		return err
 	}
-	id, err := identify(path)
-	if err != nil {
-		return err
+	id := ev.Exe
+	if st.prog.Attach.Path != "" || id == (fileID{}) {
+		if id, err = targets.StatKey(path); err != nil {
+			if gone(err) {
+				return errGone
+			}
+			return fmt.Errorf("%s: %w", path, err)
+		}
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -236,29 +296,57 @@ func (a *Attacher) start(st *progState, p targets.Process) error {
 		return nil
 	}
 	pa := &pidAttach{file: id}
-	if st.filter != nil {
-		fa, ok := st.files[id]
-		if !ok {
-			c, err := a.place(st, path, 0)
+	switch {
+	case ev.Selected.Map != nil:
+		// The kernel selects: one dispatcher per program, placed once
+		// per file.
+		if st.dispatch == nil {
+			d, err := newDispatcher(st.prog.Program, st.prog.AttachType, ev.Selected, st.filter)
 			if err != nil {
 				return err
 			}
-			fa = &fileAttach{closer: c}
-			st.files[id] = fa
+			st.dispatch = d
 		}
-		fa.users++
+		if err := a.placeFile(st, id, path, st.dispatch.prog); err != nil {
+			return err
+		}
+	case st.filter != nil:
+		if err := a.placeFile(st, id, path, st.prog.Program); err != nil {
+			return err
+		}
 		if err := st.filter.Put(uint32(p.PID), uint8(1)); err != nil {
 			return fmt.Errorf("adding pid %d to %s: %w", p.PID, TargetPIDsMap, err)
 		}
-	} else {
-		c, err := a.place(st, path, p.PID)
+	default:
+		c, err := a.place(st, st.prog.Program, path, p.PID)
 		if err != nil {
+			if gone(err) {
+				return errGone
+			}
 			return err
 		}
 		pa.closer = c
 	}
 	st.pids[p.PID] = pa
 	a.attaches.Inc()
+	return nil
+}
+
+// placeFile places prog in the file id (at path) unless done before. A
+// file that failed is not retried, and reported once. st.mu is held.
+func (a *Attacher) placeFile(st *progState, id fileID, path string, prog *ebpf.Program) error {
+	if fa, ok := st.files[id]; ok {
+		fa.users++
+		return nil
+	}
+	c, err := a.place(st, prog, path, 0)
+	if err != nil && gone(err) {
+		return errGone
+	}
+	st.files[id] = &fileAttach{closer: c, users: 1}
+	if err != nil {
+		a.logger.Warn("placing probes in file failed; its processes are not counted", "config", st.obj.Config.Name, "program", st.prog.Name, "file", path, "err", err)
+	}
 	return nil
 }
 
@@ -272,20 +360,27 @@ func (a *Attacher) exit(st *progState, pid int) {
 		}
 		if st.filter != nil {
 			_ = st.filter.Delete(uint32(pid))
-			if fa := st.files[pa.file]; fa != nil {
-				fa.users--
-				if fa.users <= 0 {
-					_ = fa.closer.Close()
-					delete(st.files, pa.file)
-				}
+		}
+		if fa := st.files[pa.file]; fa != nil {
+			fa.users--
+			if fa.users <= 0 && st.dispatch == nil && fa.closer != nil {
+				// Filter map mode: the next process of the file is
+				// attached as it is found anyway.
+				_ = fa.closer.Close()
+				delete(st.files, pa.file)
 			}
 		}
+	}
+	if !ok && st.filter != nil {
+		_ = st.filter.Delete(uint32(pid))
 	}
 	st.mu.Unlock()
 	if ok {
 		a.detaches.Inc()
 	}
-	if ok && a.dropper != nil {
+	// Also for a process userspace never saw start: the kernel selected
+	// it and its probes counted.
+	if a.dropper != nil {
 		a.dropper.DropPID(st.obj.Config.Name, pid)
 	}
 }
@@ -300,8 +395,14 @@ func (st *progState) closeAll() {
 		delete(st.pids, pid)
 	}
 	for id, fa := range st.files {
-		_ = fa.closer.Close()
+		if fa.closer != nil {
+			_ = fa.closer.Close()
+		}
 		delete(st.files, id)
+	}
+	if st.dispatch != nil {
+		_ = st.dispatch.Close()
+		st.dispatch = nil
 	}
 }
 
@@ -311,7 +412,7 @@ func (a *Attacher) attachFile(st *progState, name, root string, pid int) error {
 	if err != nil {
 		return err
 	}
-	c, err := a.place(st, path, pid)
+	c, err := a.place(st, st.prog.Program, path, pid)
 	if err != nil {
 		return err
 	}
@@ -319,13 +420,13 @@ func (a *Attacher) attachFile(st *progState, name, root string, pid int) error {
 	return nil
 }
 
-// place attaches the program to the file at path; pid > 0 restricts it to
-// that process.
-func (a *Attacher) place(st *progState, path string, pid int) (io.Closer, error) {
+// place attaches prog (the user's program or its dispatcher) to the file at
+// path; pid > 0 restricts it to that process.
+func (a *Attacher) place(st *progState, prog *ebpf.Program, path string, pid int) (io.Closer, error) {
 	at := st.prog.Attach
 	switch at.Kind {
 	case config.AttachUSDT:
-		links, err := st.usdt.Attach(st.prog.Program, path, at.Provider, at.Target, pid)
+		links, err := st.usdt.Attach(prog, path, at.Provider, at.Target, pid)
 		if err != nil {
 			return nil, err
 		}
@@ -338,9 +439,9 @@ func (a *Attacher) place(st *progState, path string, pid int) (io.Closer, error)
 		opts := &link.UprobeOptions{Offset: at.Offset, PID: pid}
 		var l link.Link
 		if at.Kind == config.AttachUprobe {
-			l, err = ex.Uprobe(at.Target, st.prog.Program, opts)
+			l, err = ex.Uprobe(at.Target, prog, opts)
 		} else {
-			l, err = ex.Uretprobe(at.Target, st.prog.Program, opts)
+			l, err = ex.Uretprobe(at.Target, prog, opts)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("%s %s:%s: %w", at.Kind, path, at.Target, err)
@@ -357,6 +458,11 @@ func (a *Attacher) Describe(chan<- *prometheus.Desc) {}
 func (a *Attacher) Collect(ch chan<- prometheus.Metric) {
 	a.attaches.Collect(ch)
 	a.detaches.Collect(ch)
+	a.races.Collect(ch)
+	a.late.Collect(ch)
+	ws := a.watcher.Stats()
+	ch <- prometheus.MustNewConstMetric(a.lost, prometheus.CounterValue, float64(ws.Lost))
+	ch <- prometheus.MustNewConstMetric(a.held, prometheus.CounterValue, float64(ws.Held))
 	a.mu.Lock()
 	states := make([]*progState, 0, len(a.progs))
 	for _, st := range a.progs {
@@ -374,17 +480,10 @@ func (a *Attacher) Collect(ch chan<- prometheus.Metric) {
 			matched[name][pid] = true
 			ch <- prometheus.MustNewConstMetric(a.enabled, prometheus.GaugeValue, 1, name, st.prog.Name, fmt.Sprint(pid))
 		}
+		ch <- prometheus.MustNewConstMetric(a.files, prometheus.GaugeValue, float64(len(st.files)), name, st.prog.Name)
 		st.mu.Unlock()
 	}
 	for name, pids := range matched {
 		ch <- prometheus.MustNewConstMetric(a.matched, prometheus.GaugeValue, float64(len(pids)), name)
 	}
-}
-
-func identify(path string) (fileID, error) {
-	var st unix.Stat_t
-	if err := unix.Stat(path, &st); err != nil {
-		return fileID{}, fmt.Errorf("%s: %w", path, err)
-	}
-	return fileID{dev: st.Dev, ino: st.Ino}, nil
 }

@@ -57,6 +57,14 @@ func (d *daemon) startUserspace(ctx context.Context) {
 	d.extras.closers = append(d.extras.closers, func() error { cancel(); <-done; return nil })
 }
 
+// privilegesChanged tells the process watcher the capabilities or user
+// changed: it holds new processes at exec only when it can continue them.
+func (d *daemon) privilegesChanged() {
+	if d.watcher != nil {
+		d.watcher.RefreshPermissions()
+	}
+}
+
 // exporterID names this exporter instance in systemtap module names: the
 // port it listens on.
 func (d *daemon) exporterID() string {

@@ -61,6 +61,7 @@ func runContext(ctx context.Context, args []string) int {
 		logger.Error("dropping capabilities", "err", err)
 		return 1
 	}
+	d.privilegesChanged()
 	if err := d.run(ctx); err != nil {
 		logger.Error("exporter stopped", "err", err)
 		return 1
