@@ -12,6 +12,7 @@ import (
 	"github.com/cilium/ebpf/link"
 
 	"github.com/probe-exporter/probe_exporter/config"
+	"github.com/probe-exporter/probe_exporter/internal/caps"
 )
 
 // attachments are the live attachments of one program: links and other
@@ -170,7 +171,7 @@ func attachUprobeAll(p *Program) error {
 		l, err = ex.Uretprobe(a.Target, p.Program, uopts)
 	}
 	if err != nil {
-		return fmt.Errorf("%s %s:%s: %w", a.Kind, a.Path, a.Target, err)
+		return caps.Explain(fmt.Errorf("%s %s:%s: %w", a.Kind, a.Path, a.Target, err), caps.SysAdmin, "uprobes")
 	}
 	p.attachments.add(l)
 	return nil

@@ -32,6 +32,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/probe-exporter/probe_exporter/config"
+	"github.com/probe-exporter/probe_exporter/internal/caps"
 	"github.com/probe-exporter/probe_exporter/loader"
 	"github.com/probe-exporter/probe_exporter/targets"
 	"github.com/probe-exporter/probe_exporter/usdt"
@@ -428,7 +429,7 @@ func (a *Attacher) place(st *progState, prog *ebpf.Program, path string, pid int
 	case config.AttachUSDT:
 		links, err := st.usdt.Attach(prog, path, at.Provider, at.Target, pid)
 		if err != nil {
-			return nil, err
+			return nil, caps.Explain(err, caps.SysAdmin, "uprobes")
 		}
 		return multiCloser(links), nil
 	case config.AttachUprobe, config.AttachUretprobe:
@@ -444,7 +445,7 @@ func (a *Attacher) place(st *progState, prog *ebpf.Program, path string, pid int
 			l, err = ex.Uretprobe(at.Target, prog, opts)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%s %s:%s: %w", at.Kind, path, at.Target, err)
+			return nil, caps.Explain(fmt.Errorf("%s %s:%s: %w", at.Kind, path, at.Target, err), caps.SysAdmin, "uprobes")
 		}
 		return l, nil
 	}

@@ -55,8 +55,8 @@ func (d *daemon) capabilityNeeds() []caps.Need {
 	if d.usesUprobes() {
 		needs = append(needs, caps.Need{
 			Feature: featureUprobes,
-			Caps:    caps.Mask(caps.SysAdmin, caps.SysPtrace, caps.DacReadSearch),
-			Why:     "the kernel creates uprobes and USDT probes (perf_event_open on the uprobe PMU) only for CAP_SYS_ADMIN, CAP_PERFMON is not enough; selected processes are attached as they start, after start-up",
+			Caps:    caps.Mask(caps.SysAdmin, caps.SysPtrace, caps.DacReadSearch, caps.Kill),
+			Why:     "the kernel creates uprobes and USDT probes (perf_event_open on the uprobe PMU) only for CAP_SYS_ADMIN, CAP_PERFMON is not enough; files new since start are probed after start-up, and the first process of such a file is held at exec until then (continuing another user's process needs CAP_KILL)",
 		})
 	}
 	for _, kind := range d.scriptKinds() {

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -131,4 +133,40 @@ func capField(t *testing.T, path, field string) uint64 {
 	}
 	t.Fatalf("no %s in %s", field, path)
 	return 0
+}
+
+// TestUprobesWithoutSysAdmin: a userspace config with CAP_SYS_ADMIN left
+// out by --capabilities.keep is named at start as unable to work, and the
+// attach failure when a selected process starts names the capability
+// instead of only "permission denied".
+func TestUprobesWithoutSysAdmin(t *testing.T) {
+	const python = "/usr/bin/python3.11"
+	if _, err := os.Stat(python); err != nil {
+		t.Skip("Debian's python3.11 is not installed")
+	}
+	if _, err := exec.LookPath("clang"); err != nil {
+		t.Skip("inline code needs clang")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "pynocap"+strconv.Itoa(os.Getpid()%1000))
+	data, _ := os.ReadFile(python)
+	os.WriteFile(bin, data, 0o755)
+	os.WriteFile(filepath.Join(dir, "gc.yaml"), []byte(fmt.Sprintf(gcConfig, filepath.Base(bin))), 0o644)
+	addr := freePort(t)
+	p := startExporter(t, func() bool { return serves(addr) }, "--web.listen-address="+addr, "--config.dir="+dir, "--config.names=gc",
+		"--capabilities.keep=CAP_BPF,CAP_PERFMON,CAP_SYS_PTRACE,CAP_DAC_READ_SEARCH,CAP_KILL,CAP_SYSLOG")
+	if !strings.Contains(p.Log(), `feature cannot work: capability not kept" feature=uprobes missing=CAP_SYS_ADMIN`) {
+		t.Errorf("start-up does not name the uprobes feature:\n%s", p.Log())
+	}
+	py := exec.Command(bin, "-S", "-c", "import gc; gc.collect()")
+	if out, err := py.CombinedOutput(); err != nil {
+		t.Fatalf("python: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(p.Log(), "uprobes needs CAP_SYS_ADMIN, not kept after start") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no attach error naming CAP_SYS_ADMIN:\n%s", p.Log())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

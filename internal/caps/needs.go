@@ -13,6 +13,7 @@ import (
 // Capability numbers the exporter reasons about (linux/capability.h).
 const (
 	DacReadSearch = 2
+	Kill          = 5
 	NetAdmin      = 12
 	SysModule     = 16
 	SysPtrace     = 19
