@@ -108,9 +108,16 @@ func TestStartAndExit(t *testing.T) {
 				t.Fatalf("process %+v", p)
 			}
 			cmd.Wait()
-			eventually(t, "exit", func() bool { _, e := rec.counts(); return e == 1 })
-			if w.Tracked() != 0 {
-				t.Fatalf("%d processes still tracked", w.Tracked())
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				if _, e := rec.counts(); e == 1 && w.Tracked() == 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					rec.mu.Lock()
+					t.Fatalf("want one exit, none tracked: pid %d, starts %v, exits %v, tracked %d", pid, rec.starts, rec.exits, w.Tracked())
+				}
+				time.Sleep(20 * time.Millisecond)
 			}
 		})
 	}

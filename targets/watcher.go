@@ -81,7 +81,10 @@ type Watcher struct {
 	// noBPF is set once loading the tracepoints failed: poll from then on.
 	noBPF bool
 	wake  chan struct{}
-	stats Stats
+	// stats sums the counts of kernels unloaded; lostSeen is the loaded
+	// one's lost count at the last rescan.
+	stats    Stats
+	lostSeen uint64
 }
 
 // Stats are counts since the watcher started.
@@ -212,12 +215,12 @@ func (w *Watcher) periodic() {
 func (w *Watcher) loadLost() uint64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.stats.Lost
+	return w.lostSeen
 }
 
 func (w *Watcher) storeLost(n uint64) {
 	w.mu.Lock()
-	w.stats.Lost = n
+	w.lostSeen = n
 	w.mu.Unlock()
 }
 
@@ -228,8 +231,8 @@ func (w *Watcher) Stats() Stats {
 	st := w.stats
 	w.mu.Unlock()
 	if k != nil {
-		st.Lost = k.stat(statLost)
-		st.Held = k.stat(statHeld)
+		st.Lost += k.stat(statLost)
+		st.Held += k.stat(statHeld)
 	}
 	return st
 }
@@ -569,7 +572,7 @@ func (w *Watcher) SubscribeWith(sel Selector, opts SubscribeOptions, fn func(Eve
 			w.opts.Logger.Warn("exec/exit tracepoints unavailable; discovering processes by polling /proc", "err", err, "interval", time.Second)
 			w.noBPF = true
 		} else {
-			w.k = k
+			w.k, w.lostSeen = k, 0
 		}
 	}
 	k := w.k

@@ -294,3 +294,88 @@ func slQuantile(t *testing.T, addr string, q float64) time.Duration {
 	}
 	return -1
 }
+
+// slUSDTProgram fires a USDT probe guarded by its semaphore three times,
+// the first right at start, and exits: the probe fires only if the kernel
+// set the semaphore before main() ran.
+const slUSDTProgram = `#define _SDT_HAS_SEMAPHORES 1
+#include <sys/sdt.h>
+unsigned short sl_tick_semaphore __attribute__((unused)) __attribute__((section(".probes")));
+int main(void) {
+	for (int i = 1; i <= 3; i++)
+		if (sl_tick_semaphore) STAP_PROBE1(sl, tick, i);
+	return 0;
+}
+`
+
+const slUSDTConfig = `programs:
+  - name: sl_usdt
+    metrics:
+      counters:
+        - name: sl_usdt_ticks_total
+          help: sl:tick firings and the sum of their argument
+          table: ticks
+          labels:
+            - name: what
+              size: 4
+              decoders:
+                - name: uint
+    usdt:
+      sl:tick: on_tick
+    attachments:
+      binary_name: %q
+    code: |
+      #include "vmlinux.h"
+      #include <bpf/bpf_helpers.h>
+      #include <bpf/bpf_tracing.h>
+      #include <bpf/usdt.bpf.h>
+      struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, 2); __type(key, u32); __type(value, u64); } ticks SEC(".maps");
+      static void add(u32 key, u64 v) { u64 *p = bpf_map_lookup_elem(&ticks, &key); if (p) __sync_fetch_and_add(p, v); }
+      SEC("usdt") int BPF_USDT(on_tick, int i) { add(0, 1); add(1, i); return 0; }
+      char LICENSE[] SEC("license") = "GPL";
+`
+
+// TestShortLivedUSDT: a USDT probe behind a semaphore in processes that
+// fire it at once and exit, 200 of them 20 at a time: every firing is
+// counted with its argument (the semaphore is the kernel's ref_ctr of the
+// file-wide probe, set in every new process before it runs).
+func TestShortLivedUSDT(t *testing.T) {
+	for _, tool := range []string{"gcc", "clang"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skip(tool + " is needed")
+		}
+	}
+	dir := t.TempDir()
+	name := "slu" + strconv.Itoa(os.Getpid()%100000)
+	bin := filepath.Join(dir, name)
+	os.WriteFile(filepath.Join(dir, "sl_usdt.yaml"), []byte(fmt.Sprintf(slUSDTConfig, name)), 0o644)
+	addr := exporter(t, "--config.dir="+dir, "--config.names=sl_usdt", "--config.strict")
+	src := filepath.Join(dir, "slu.c")
+	os.WriteFile(src, []byte(slUSDTProgram), 0o644)
+	if out, err := exec.Command("gcc", "-O1", "-o", bin, src).CombinedOutput(); err != nil {
+		if strings.Contains(string(out), "sdt.h") {
+			t.Skipf("sys/sdt.h is missing (Debian's systemtap-sdt-dev): %s", out)
+		}
+		t.Fatalf("%v %s", err, out)
+	}
+	const n = 200
+	sem := make(chan struct{}, 20)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := exec.Command(bin).Run(); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if got := slValue(t, addr, `probe_exporter_sl_usdt_ticks_total{what="0"} `); got != 3*n {
+		t.Errorf("%d firings counted, want %d", got, 3*n)
+	}
+	if got := slValue(t, addr, `probe_exporter_sl_usdt_ticks_total{what="1"} `); got != 6*n {
+		t.Errorf("argument sum %d, want %d", got, 6*n)
+	}
+}
