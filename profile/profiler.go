@@ -144,6 +144,9 @@ func New(opts Options) (*Profiler, error) {
 	p.unwindRows = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "probe_exporter", Subsystem: "profiler", Name: "unwind_rows",
 		Help: "Unwind rows (from .eh_frame) loaded into the kernel, of 1048576 (16 bytes each)."}, func() float64 { n, _ := p.unw.used(); return float64(n) })
 	go p.refresh()
+	// Read the kernel symbol table now (a few hundred ms of /proc/kallsyms)
+	// rather than in the first drain.
+	go p.opts.Kernel(0)
 	p.unwindFiles = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "probe_exporter", Subsystem: "profiler", Name: "unwind_files",
 		Help: "Files whose unwind rows were read (once per file, shared by the processes mapping it)."}, func() float64 { _, n := p.unw.used(); return float64(n) })
 	p.events, err = loader.AttachPerfEvent(coll.Programs["do_sample"], config.PerfEvent{
@@ -253,8 +256,12 @@ func (p *Profiler) refresh() {
 				continue
 			}
 			p.mu.Lock()
+			same := sameMaps(l.pr.maps, maps)
 			l.pr.maps = maps
 			p.mu.Unlock()
+			if same {
+				continue
+			}
 			if err := p.unw.describe(l.pid, maps); err != nil {
 				p.opts.Logger.Debug("profiler unwind tables", "pid", l.pid, "err", err)
 			}
@@ -369,6 +376,7 @@ func (p *Profiler) Drain() error {
 	for pid, pr := range p.procs {
 		if pr.exited {
 			delete(p.procs, pid)
+			p.sym.forget(pid)
 		}
 		pr.perfRead = false
 	}
@@ -436,4 +444,18 @@ func (p *Profiler) Collect(ch chan<- prometheus.Metric) {
 	p.unwindFiles.Collect(ch)
 	p.drains.Collect(ch)
 	p.drainTime.Collect(ch)
+}
+
+// sameMaps reports whether two reads of a process's executable mappings
+// are the same.
+func sameMaps(a, b []mapping) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
 }

@@ -126,21 +126,29 @@ func (t *symbolTable) lookup(addr uint64) (string, bool) {
 type symbolizer struct {
 	procRoot string
 
-	mu    sync.Mutex
-	files map[string]*symbolTable
-	stamp map[string]int64
-	// checked is when each file was last stat'ed: at most once a second,
-	// not once per frame.
-	checked map[string]time.Time
+	mu sync.Mutex
+	// byFile holds one table per file (device, inode, modification
+	// time), shared by every process that maps it.
+	byFile map[fileID]*symbolTable
+	// paths are the files as reached through each process's root, and
+	// when they were last stat'ed: at most once a second, not per frame.
+	paths map[string]pathEntry
+}
+
+type pathEntry struct {
+	id      fileID
+	checked time.Time
 }
 
 func newSymbolizer(procRoot string) *symbolizer {
-	return &symbolizer{procRoot: procRoot, files: map[string]*symbolTable{}, stamp: map[string]int64{}, checked: map[string]time.Time{}}
+	return &symbolizer{procRoot: procRoot, byFile: map[fileID]*symbolTable{}, paths: map[string]pathEntry{}}
 }
 
 func (s *symbolizer) table(path string) *symbolTable {
 	s.mu.Lock()
-	if t, ok := s.files[path]; ok && time.Since(s.checked[path]) < time.Second {
+	e, known := s.paths[path]
+	if known && time.Since(e.checked) < time.Second {
+		t := s.byFile[e.id]
 		s.mu.Unlock()
 		return t
 	}
@@ -148,20 +156,37 @@ func (s *symbolizer) table(path string) *symbolTable {
 	st, err := os.Stat(path)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.checked[path] = time.Now()
 	if err != nil {
 		// The process is gone: what was loaded while it ran still serves.
-		return s.files[path]
+		if known {
+			return s.byFile[e.id]
+		}
+		return nil
 	}
-	if t, ok := s.files[path]; ok && s.stamp[path] == st.ModTime().UnixNano() {
+	id := idOf(st)
+	s.paths[path] = pathEntry{id: id, checked: time.Now()}
+	if t, ok := s.byFile[id]; ok {
 		return t
 	}
 	t, err := loadSymbols(path)
 	if err != nil {
 		t = &symbolTable{}
 	}
-	s.files[path], s.stamp[path] = t, st.ModTime().UnixNano()
+	s.byFile[id] = t
 	return t
+}
+
+// forget drops the paths of an exited process (its files' tables stay,
+// for the processes that share them).
+func (s *symbolizer) forget(pid int) {
+	prefix := filepath.Join(s.procRoot, strconv.Itoa(pid)) + "/"
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for path := range s.paths {
+		if strings.HasPrefix(path, prefix) {
+			delete(s.paths, path)
+		}
+	}
 }
 
 // hostPath is the path of m's file from the host: through the process's

@@ -49,6 +49,15 @@ type fileID struct {
 	mtime    int64
 }
 
+// idOf identifies the file st describes.
+func idOf(st os.FileInfo) fileID {
+	id := fileID{mtime: st.ModTime().UnixNano()}
+	if s, ok := st.Sys().(*syscall.Stat_t); ok {
+		id.dev, id.ino = s.Dev, s.Ino
+	}
+	return id
+}
+
 // fileRows is where a file's rows are in the rows map.
 type fileRows struct {
 	first, count uint32
@@ -80,10 +89,7 @@ func (u *unwinder) file(host string) fileRows {
 	if err != nil {
 		return fileRows{}
 	}
-	id := fileID{mtime: st.ModTime().UnixNano()}
-	if s, ok := st.Sys().(*syscall.Stat_t); ok {
-		id.dev, id.ino = s.Dev, s.Ino
-	}
+	id := idOf(st)
 	if fr, ok := u.files[id]; ok {
 		return fr
 	}
