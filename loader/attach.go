@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
 	"github.com/probe-exporter/probe_exporter/config"
@@ -52,22 +51,6 @@ func (a *attachments) close() error {
 // AddAttachment records an attachment made outside the loader (by a
 // userspace attacher); it is closed with the object.
 func (p *Program) AddAttachment(c io.Closer) { p.attachments.add(c) }
-
-// RemoveAttachment closes and forgets an attachment added earlier.
-func (p *Program) RemoveAttachment(c io.Closer) error {
-	p.attachments.mu.Lock()
-	for i, x := range p.attachments.closers {
-		if x == c {
-			p.attachments.closers = append(p.attachments.closers[:i], p.attachments.closers[i+1:]...)
-			break
-		}
-	}
-	p.attachments.mu.Unlock()
-	return c.Close()
-}
-
-// Attachments reports how many live attachments the program has.
-func (p *Program) Attachments() int { return p.attachments.len() }
 
 func (o *Object) attach(ctx context.Context, p *Program, opts Options) error {
 	a := p.Attach
@@ -183,12 +166,4 @@ func explainTracefs(err error) error {
 		return fmt.Errorf("%w (mount it: mount -t tracefs tracefs /sys/kernel/tracing)", err)
 	}
 	return err
-}
-
-// ProgramType reports the kernel type of the program, for messages.
-func (p *Program) ProgramType() ebpf.ProgramType {
-	if p.Program == nil {
-		return ebpf.UnspecifiedProgram
-	}
-	return p.Program.Type()
 }
