@@ -380,7 +380,8 @@ func TestDaemonSetSecurityContext(t *testing.T) {
 		t.Log("the full image's base is not built (make image-full): only the minimal image is run")
 	}
 	base := capMask("CAP_BPF", "CAP_PERFMON", "CAP_SYS_RESOURCE")
-	uprobes := base | capMask("CAP_SYSLOG", "CAP_SYS_PTRACE", "CAP_DAC_READ_SEARCH", "CAP_SYS_ADMIN")
+	bpftrace := base | capMask("CAP_SYSLOG", "CAP_SYS_PTRACE", "CAP_DAC_READ_SEARCH", "CAP_SYS_ADMIN")
+	uprobes := bpftrace | capMask("CAP_KILL")
 	for _, img := range images {
 		t.Run(img.name, func(t *testing.T) {
 			t.Run("holds exactly the manifest's capabilities", func(t *testing.T) {
@@ -461,7 +462,7 @@ func TestDaemonSetSecurityContext(t *testing.T) {
 				bnd := p.waitDropped(t)
 				waitScript(t, p.addr, "hello", func(code int, body string) bool { return code == 200 && strings.Contains(body, "hello 1") })
 				if img.bpftrace {
-					if want := uprobes & granted; bnd != want {
+					if want := bpftrace & granted; bnd != want {
 						t.Errorf("kept %v, want %v", capList(bnd), capList(want))
 					}
 					waitScript(t, p.addr, "wake.bt", func(code int, body string) bool {

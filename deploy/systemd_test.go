@@ -59,7 +59,7 @@ func TestSystemdUnit(t *testing.T) {
 	held := statusCaps(t, os.Getpid(), "CapBnd")
 	granted := capMask(c.Caps...) & held
 	base := capMask("CAP_BPF", "CAP_PERFMON", "CAP_SYS_RESOURCE") & granted
-	all := base | capMask("CAP_SYSLOG", "CAP_SYS_PTRACE", "CAP_DAC_READ_SEARCH", "CAP_SYS_ADMIN")&granted
+	all := base | capMask("CAP_SYSLOG", "CAP_SYS_PTRACE", "CAP_DAC_READ_SEARCH", "CAP_SYS_ADMIN", "CAP_KILL")&granted
 
 	t.Run("embedded defaults", func(t *testing.T) {
 		p := runPod(t, c, bin, nil)
