@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -90,12 +91,26 @@ func startExporter(t *testing.T, up func() bool, args ...string) *proc {
 	t.Helper()
 	p := &proc{cmd: exec.Command(binaryPath, args...), log: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	// A test binary killed by a timeout takes its exporter with it.
+	// A test binary killed by a timeout takes its exporter with it. The
+	// death signal follows the thread that forked, not the process, so
+	// that thread is held until the exporter has exited (other tests lock
+	// threads into network namespaces, and the runtime ends those).
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
+	started := make(chan error)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := p.cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	if err := <-started; err != nil {
 		t.Fatal(err)
 	}
-	go func() { p.err = p.cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
 		if p.exited() {
 			return
