@@ -186,3 +186,22 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// runMany runs n processes made by newCmd, 20 at a time, and waits for
+// all of them; a failure of any is a test error.
+func runMany(t *testing.T, n int, newCmd func() *exec.Cmd) {
+	t.Helper()
+	sem := make(chan struct{}, 20)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := newCmd().Run(); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+}

@@ -66,7 +66,7 @@ recording_rules:
 `), 0o644)
 	addr := freePort(t)
 	cmd := exec.Command(bin, "--web.listen-address="+addr, "--rules.file="+rulesFile, "--log.level=error",
-		"--ingest.body-timeout=10s", "--capabilities.keep=all")
+		"--ingest.body-timeout=10s")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -11,7 +11,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -144,21 +143,11 @@ func TestShortLivedExact(t *testing.T) {
 
 	n := slCount(t)
 	start := time.Now()
-	sem := make(chan struct{}, 20)
-	var wg sync.WaitGroup
-	for i := 0; i < n; i++ {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			cmd := exec.Command(bin, "go")
-			cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: cgFD}
-			if err := cmd.Run(); err != nil {
-				t.Error(err)
-			}
-		}()
-	}
-	wg.Wait()
+	runMany(t, n, func() *exec.Cmd {
+		cmd := exec.Command(bin, "go")
+		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: cgFD}
+		return cmd
+	})
 	took := time.Since(start)
 	for _, sel := range []string{"comm", "exe", "cgroup", "tpids"} {
 		if got := slValue(t, addr, "probe_exporter_sl_"+sel+"_calls_total{kind=\"0\"} "); got != 3*n {
@@ -359,19 +348,7 @@ func TestShortLivedUSDT(t *testing.T) {
 		t.Fatalf("%v %s", err, out)
 	}
 	const n = 200
-	sem := make(chan struct{}, 20)
-	var wg sync.WaitGroup
-	for i := 0; i < n; i++ {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			if err := exec.Command(bin).Run(); err != nil {
-				t.Error(err)
-			}
-		}()
-	}
-	wg.Wait()
+	runMany(t, n, func() *exec.Cmd { return exec.Command(bin) })
 	if got := slValue(t, addr, `probe_exporter_sl_usdt_ticks_total{what="0"} `); got != 3*n {
 		t.Errorf("%d firings counted, want %d", got, 3*n)
 	}

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -81,22 +80,7 @@ func TestShortLivedTargets(t *testing.T) {
 	p := startExporter(t, func() bool { return serves(addr) }, "--web.listen-address="+addr, "--config.dir="+dir, "--config.names=soak", "--config.strict")
 	openFDs := func(t *testing.T) int { n, _ := fds(t, p.Pid()); return n }
 
-	run := func(n int) {
-		// 20 at a time.
-		sem := make(chan struct{}, 20)
-		var wg sync.WaitGroup
-		for i := 0; i < n; i++ {
-			sem <- struct{}{}
-			wg.Add(1)
-			go func() {
-				defer func() { <-sem; wg.Done() }()
-				if err := exec.Command(bin).Run(); err != nil {
-					t.Error(err)
-				}
-			}()
-		}
-		wg.Wait()
-	}
+	run := func(n int) { runMany(t, n, func() *exec.Cmd { return exec.Command(bin) }) }
 	settle := func() {
 		deadline := time.Now().Add(30 * time.Second)
 		for len(series(t, addr, `probe_exporter_enabled_programs{config="soak"`)) > 0 || len(series(t, addr, `probe_exporter_soak_calls_total{`)) > 0 {
