@@ -33,6 +33,7 @@ echo "kernel-matrix: $(uname -r) has: $features" >/dev/console
 
 export PROBE_EXPORTER_REQUIRE_ATTACH="$features"
 export BPFTEST_CACHE=$PE_BPFCACHE BPFTEST_CACHED_ONLY=1
+export PROBE_EXPORTER_TEST_BINARY=$PE_BIN/probe_exporter
 # Each line of the test list: LABEL BINARY PACKAGE-DIR PATTERN [VAR=VALUE ...].
 while read -r name bin dir run envs; do
 	[ -z "$name" ] && continue

@@ -97,6 +97,7 @@ log "kernels:$versions"
 
 # Test binaries and objects, built here: the guest has no time for clang.
 make -s build examples
+cp probe_exporter "$OUT/bin/probe_exporter"
 for b in loader cmd/probe_exporter; do
 	go test -c -o "$OUT/bin/$(basename $b).test" "./$b"
 done
