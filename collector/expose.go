@@ -41,17 +41,22 @@ func wireFormatOf(f expfmt.Format) wireFormat {
 // OpenMetrics 1.0) or as the same protobuf messages (delimited protobuf),
 // through one reused buffer and without building a dto object per series.
 //
-// A new kind of family (native histograms, several values per key) adds
-// its values to frame, a case to each writer, and, where a format cannot
-// carry it (native histograms outside protobuf), the same fallback as
-// metrics with escaped names: frame.toDTO and expfmt. TestHandlerMatches-
-// ClientGolang then holds it to client_golang's output.
+// Native histograms (nativeSpec) are written by the protobuf writer only,
+// next to their classic buckets; the text formats write the classic
+// buckets, as client_golang's encoders do. A new kind of family (several
+// values per key) adds its values to frame, a case to each writer, and,
+// where a format cannot carry it, the same fallback as metrics with
+// escaped names: frame.toDTO and expfmt. TestHandlerMatchesClientGolang
+// then holds it to client_golang's output.
 type streamWriter struct {
 	w       io.Writer
 	buf     []byte
 	err     error
 	scratch []byte
 	sizes   []int // protobuf: encoded size of each series' Metric
+	// protobuf native histograms: one series' spans and deltas.
+	spans  []bucketSpan
+	deltas []int64
 }
 
 const streamFlushAt = 32 << 10
@@ -352,6 +357,11 @@ func (sw *streamWriter) protoMetric(f *frame, i int, write bool) int {
 	for _, c := range counts {
 		h += lenField(1 + varintSize(c) + 9)
 	}
+	native := 0
+	if mm.hist.native != nil {
+		native = sw.protoNative(mm.hist.native, counts, false)
+	}
+	h += native
 	size += lenField(h)
 	if write {
 		b := binary.AppendUvarint(append(sw.buf, tagMetricHist), uint64(h))
@@ -363,6 +373,9 @@ func (sw *streamWriter) protoMetric(f *frame, i int, write bool) int {
 			b = binary.LittleEndian.AppendUint64(append(b, tagBucketBound), math.Float64bits(mm.hist.bounds[k]))
 		}
 		sw.buf = b
+		if native > 0 {
+			sw.protoNative(mm.hist.native, counts, true)
+		}
 	}
 	return size
 }

@@ -23,6 +23,8 @@ type histSpec struct {
 	// leText and leOpenMetrics are the le labels of the buckets as the
 	// text formats write them (`le="0.5"}`), +Inf last.
 	leText, leOpenMetrics []string
+	// native is the native histogram form of the buckets, or nil.
+	native *nativeSpec
 }
 
 func newHistSpec(h config.Histogram) (*histSpec, error) {
@@ -69,6 +71,7 @@ func newHistSpec(h config.Histogram) (*histSpec, error) {
 	default:
 		return nil, fmt.Errorf("unknown bucket_type %q (want exp2, exp2zero, linear or fixed)", h.BucketType)
 	}
+	s.native = newNativeSpec(h, len(s.bounds))
 	bounds := s.bounds
 	if !math.IsInf(bounds[len(bounds)-1], +1) {
 		bounds = append(bounds[:len(bounds):len(bounds)], math.Inf(+1))
@@ -92,5 +95,9 @@ func (s *histSpec) toDTO(cum []uint64, sum float64) *dto.Histogram {
 		buckets[i].CumulativeCount = &counts[i]
 		ptrs[i] = &buckets[i]
 	}
-	return &dto.Histogram{SampleCount: &counts[n-1], SampleSum: &sum, Bucket: ptrs}
+	h := &dto.Histogram{SampleCount: &counts[n-1], SampleSum: &sum, Bucket: ptrs}
+	if s.native != nil {
+		s.native.addDTO(h, counts)
+	}
+	return h
 }
