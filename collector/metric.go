@@ -62,14 +62,16 @@ type mapMetric struct {
 	// (the streaming writers need it; other metrics go through dto).
 	plain bool
 
-	// Per-CPU maps: values are summed unless the last label is "cpu", in
-	// which case each CPU is a series and the CPU number is appended to
-	// the key as a cpuSize-byte integer before decoding.
+	// Per-CPU maps: values are summed unless the last label is "cpu" (for
+	// histograms: the last before the bucket label), in which case each
+	// CPU is a series and the CPU number is appended to the key as a
+	// cpuSize-byte integer before decoding.
 	splitCPU bool
 	cpuSize  int
 	// noLabels: the key is a u32 0 and there are no labels.
 	noLabels bool
-	// cpuOnly: per-CPU map whose only label is cpu; the key is a u32 0.
+	// cpuOnly: per-CPU counter or gauge whose only label is cpu; the key
+	// is a u32 0. (A histogram's key always holds its bucket.)
 	cpuOnly bool
 
 	hist       *histSpec
@@ -108,6 +110,7 @@ type mapMetric struct {
 	grownAt  int
 	gen      uint32
 	keyBuf   []byte
+	labelBuf []byte
 	blockBuf []byte
 	// free holds released frames for reuse (a few: one per scrape in
 	// flight), so steady scrapes allocate no frame buffers.
@@ -162,13 +165,13 @@ func newMapMetric(kind metricKind, fqName, help string, labels []config.Label, m
 			return nil, err
 		}
 	}
-	if percpu && len(keyLabels) > 0 && keyLabels[len(keyLabels)-1].Name == "cpu" && kind != kindHistogram {
+	if percpu && len(keyLabels) > 0 && keyLabels[len(keyLabels)-1].Name == "cpu" {
 		mm.splitCPU = true
 		mm.cpuSize = int(keyLabels[len(keyLabels)-1].Size)
 		if mm.cpuSize != 1 && mm.cpuSize != 2 && mm.cpuSize != 4 && mm.cpuSize != 8 {
 			return nil, fmt.Errorf("label \"cpu\" of a per-CPU map must be 1, 2, 4 or 8 bytes, not %d", mm.cpuSize)
 		}
-		mm.cpuOnly = len(keyLabels) == 1
+		mm.cpuOnly = len(keyLabels) == 1 && kind != kindHistogram
 	}
 	mm.noLabels = len(labels) == 0
 
@@ -215,7 +218,11 @@ func newMapMetric(kind metricKind, fqName, help string, labels []config.Label, m
 		}
 	}
 	if mm.hist != nil {
-		mm.labelKeys = newByteSet(int(keySize) - mm.bucketSize)
+		n := int(keySize) - mm.bucketSize
+		if mm.splitCPU {
+			n += mm.cpuSize
+		}
+		mm.labelKeys = newByteSet(n)
 	}
 	return mm, nil
 }
@@ -356,10 +363,31 @@ func (mm *mapMetric) findKey(key []byte) int {
 	return k
 }
 
+// addHistogram accounts one entry of a histogram map: summed across CPUs,
+// or one bucket of each CPU's series when split by CPU.
 func (mm *mapMetric) addHistogram(key []byte, vals []uint64) error {
+	if mm.splitCPU {
+		for cpu, v := range vals {
+			mm.keyBuf = appendUint(append(mm.keyBuf[:0], key...), uint64(cpu), mm.cpuSize)
+			if err := mm.addBucket(mm.keyBuf, len(key), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var sum uint64
+	for _, v := range vals {
+		sum += v
+	}
+	return mm.addBucket(key, len(key), sum)
+}
+
+// addBucket adds v to the bucket (or sum) of key, whose first rawLen bytes
+// are the map's key and the rest the CPU (when split by CPU).
+func (mm *mapMetric) addBucket(key []byte, rawLen int, v uint64) error {
 	k := mm.findKey(key)
 	if k < 0 || mm.keySeries[k] == keyRedecode {
-		id, slot, err := mm.decodeHistogramKey(key)
+		id, slot, err := mm.decodeHistogramKey(key, rawLen)
 		if err != nil {
 			return err
 		}
@@ -379,25 +407,22 @@ func (mm *mapMetric) addHistogram(key []byte, vals []uint64) error {
 		return nil
 	}
 	mm.touch(id)
-	var sum uint64
-	for _, v := range vals {
-		sum += v
-	}
 	switch slot := mm.keySlot[k]; slot {
 	case slotSum:
-		mm.sums[id] += sum
+		mm.sums[id] += v
 	case slotNone:
 	default:
-		mm.counts[int(id)*len(mm.hist.bounds)+int(slot)] += sum
+		mm.counts[int(id)*len(mm.hist.bounds)+int(slot)] += v
 	}
 	return nil
 }
 
-// decodeHistogramKey returns the series and bucket slot of a raw key seen
-// for the first time.
-func (mm *mapMetric) decodeHistogramKey(key []byte) (int32, int16, error) {
-	split := len(key) - mm.bucketSize
-	vs, err := mm.bucket.Decode(key[split:])
+// decodeHistogramKey returns the series and bucket slot of a key seen for
+// the first time (as addBucket takes it). The labels are decoded from the
+// key without its bucket field, the CPU kept at the end.
+func (mm *mapMetric) decodeHistogramKey(key []byte, rawLen int) (int32, int16, error) {
+	split := rawLen - mm.bucketSize
+	vs, err := mm.bucket.Decode(key[split:rawLen])
 	if err != nil {
 		return 0, 0, fmt.Errorf("bucket: %w", err)
 	}
@@ -411,15 +436,20 @@ func (mm *mapMetric) decodeHistogramKey(key []byte) (int32, int16, error) {
 	} else if i, ok := mm.hist.slot[bkey]; ok {
 		slot = int16(i)
 	}
-	lk := mm.labelKeys.find(key[:split])
+	labelKey := key[:split]
+	if rawLen < len(key) {
+		mm.labelBuf = append(append(mm.labelBuf[:0], key[:split]...), key[rawLen:]...)
+		labelKey = mm.labelBuf
+	}
+	lk := mm.labelKeys.find(labelKey)
 	if lk >= 0 {
 		return mm.labelKeySeries[lk], slot, nil
 	}
-	id, err := mm.decodeSeries(key[:split])
+	id, err := mm.decodeSeries(labelKey)
 	if err != nil {
 		return 0, 0, err
 	}
-	mm.labelKeys.add(key[:split])
+	mm.labelKeys.add(labelKey)
 	mm.labelKeySeries = append(mm.labelKeySeries, id)
 	return id, slot, nil
 }
