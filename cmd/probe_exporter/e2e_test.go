@@ -38,6 +38,9 @@ func TestMain(m *testing.M) {
 		if os.Getenv("PROBE_E2E_SYSCALL") == "read" {
 			os.Exit(readZero(n))
 		}
+		if os.Getenv("PROBE_E2E_SYSCALL") == "write" {
+			os.Exit(writeSizes())
+		}
 		call := unix.Getppid
 		if os.Getenv("PROBE_E2E_SYSCALL") == "getpid" {
 			call = unix.Getpid
