@@ -12,6 +12,9 @@ echo "== scrape cost: raw BatchLookup vs collect vs HTTP scrape vs bpftool map d
 go test -run '^$' -bench 'BenchmarkSideBySide|BenchmarkRawBatchLookup|BenchmarkCollect|BenchmarkScrape|BenchmarkBpftoolDump|BenchmarkHistogramCollect' \
 	-benchtime "${BENCHTIME:-3x}" -count "$count" ./collector/ | tee -a "$out/scrape.txt"
 
+echo "== native histograms: scrape and writer cost with and without the native form" | tee "$out/native.txt"
+go test -run '^$' -bench 'BenchmarkNativeHistogram' -benchtime "${BENCHTIME:-20x}" -count "$count" ./collector/ | tee -a "$out/native.txt"
+
 echo "== scrape of the real binary beside bpftool and the raw read (100k, 1M keys)" | tee "$out/scrape-binary.txt"
 bench/scrape/scrape.sh | tee -a "$out/scrape-binary.txt"
 
