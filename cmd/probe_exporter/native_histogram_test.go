@@ -170,7 +170,8 @@ func (p *promServer) waitValue(t *testing.T, q string, want float64) {
 // protobuf) and one classic (text), while a process pinned to one CPU
 // makes writes of known sizes. Both see exactly the same counts, sums and
 // quantiles; the exporter's text output is the classic histogram and its
-// protobuf output the classic plus the native one.
+// protobuf output the classic plus the native one. Writes pinned to a
+// second CPU then show in that CPU's series only, and in the sum.
 func TestNativeHistograms(t *testing.T) {
 	dir, err := filepath.Abs("../../examples")
 	if err != nil {
@@ -187,10 +188,11 @@ func TestNativeHistograms(t *testing.T) {
 	if err := unix.SchedGetaffinity(0, &set); err != nil {
 		t.Fatal(err)
 	}
-	cpu := 0
+	// The last CPU this test may run on, and another one if there is.
+	cpu, other := -1, -1
 	for i := 0; i < 1024; i++ {
 		if set.IsSet(i) {
-			cpu = i // the last CPU this test may run on
+			cpu, other = i, cpu
 		}
 	}
 	addr := exporter(t, "--config.dir="+dir, "--config.names=write-sizes", "--config.strict")
@@ -198,9 +200,10 @@ func TestNativeHistograms(t *testing.T) {
 	classic := startPrometheus(t, addr)
 
 	const comm = "e2e_write"
-	writes := func(spec string) {
+	writesOn := func(cpu int, spec string) {
 		workload(t, comm, 0, "PROBE_E2E_SYSCALL=write", "PROBE_E2E_WRITES="+spec, "PROBE_E2E_CPU="+strconv.Itoa(cpu))
 	}
+	writes := func(spec string) { writesOn(cpu, spec) }
 	sel := `{command="` + comm + `"}`
 	const (
 		name  = "probe_exporter_write_size_bytes"
@@ -322,6 +325,29 @@ func TestNativeHistograms(t *testing.T) {
 		t.Logf("native %s = %v, classic %s = %v", nq, n, cq, c)
 		if len(n) != 1 || len(c) != 1 || !near(one(n), tc.want) || !near(one(c), tc.want) {
 			t.Errorf("native %s = %v, classic %s = %v, want %v", nq, n, cq, c, tc.want)
+		}
+	}
+
+	if other < 0 {
+		return
+	}
+	// Writes on another CPU: its own series of the CPU split, and in the
+	// sum.
+	writesOn(other, "7x5")
+	deadline := time.Now().Add(60 * time.Second)
+	for _, l := range []string{
+		fmt.Sprintf(`%s_count{command=%q,cpu="%d"} 5`, byCPU, comm, other),
+		fmt.Sprintf(`%s_bucket{command=%q,cpu="%d",le="8"} 5`, byCPU, comm, other),
+		fmt.Sprintf(`%s_bucket{command=%q,cpu="%d",le="4"} 0`, byCPU, comm, other),
+		fmt.Sprintf(`%s_count{command=%q,cpu="%d"} %d`, byCPU, comm, cpu, count),
+		fmt.Sprintf(`%s_count{command=%q} %d`, name, comm, count+5),
+		fmt.Sprintf(`%s_sum{command=%q} %d`, name, comm, sum+35),
+	} {
+		for !hasLine(append(series(t, addr, name+"_"), series(t, addr, byCPU+"_")...), l) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no line %s", l)
+			}
+			time.Sleep(200 * time.Millisecond)
 		}
 	}
 }
