@@ -118,18 +118,20 @@ func TestPerCPUHistogramKeySize(t *testing.T) {
 		name    string
 		typ     ebpf.MapType
 		keySize uint32
+		cpuSize uint
 		wantErr string
 	}{
-		{"per-CPU, cpu not in the key", ebpf.PerCPUHash, 8, ""},
-		{"per-CPU, cpu in the key", ebpf.PerCPUHash, 12, "labels take 8 bytes"},
-		{"hash, cpu in the key", ebpf.Hash, 12, ""},
-		{"hash, cpu not in the key", ebpf.Hash, 8, "labels take 12 bytes"},
+		{"per-CPU, cpu not in the key", ebpf.PerCPUHash, 8, 4, ""},
+		{"per-CPU, cpu in the key", ebpf.PerCPUHash, 12, 4, `/etc/x/t.yaml:5: metric "h": labels take 8 bytes`},
+		{"per-CPU, cpu of 3 bytes", ebpf.PerCPUHash, 8, 3, `/etc/x/t.yaml:5: metric "h": label "cpu" of a per-CPU map must be 1, 2, 4 or 8 bytes, not 3`},
+		{"hash, cpu in the key", ebpf.Hash, 12, 4, ""},
+		{"hash, cpu not in the key", ebpf.Hash, 8, 4, `/etc/x/t.yaml:5: metric "h": labels take 12 bytes`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := newMap(t, tc.typ, tc.keySize, 4)
-			cfg := config.Config{Name: "t", Metrics: config.Metrics{Histograms: []config.Histogram{{
-				Name: "h", Help: "h", BucketType: config.BucketExp2, BucketMin: 0, BucketMax: 3,
-				Labels: []config.Label{uintLabel("dev", 4), uintLabel("cpu", 4), uintLabel("bucket", 4)},
+			cfg := config.Config{Name: "t", Path: "/etc/x/t.yaml", Metrics: config.Metrics{Histograms: []config.Histogram{{
+				Name: "h", Help: "h", Line: 5, BucketType: config.BucketExp2, BucketMin: 0, BucketMax: 3,
+				Labels: []config.Label{uintLabel("dev", 4), uintLabel("cpu", tc.cpuSize), uintLabel("bucket", 4)},
 			}}}}
 			cc := New(Options{}).NewConfig(objectWith(cfg, map[string]*ebpf.Map{"h": m}))
 			switch {
