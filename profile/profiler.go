@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/probe-exporter/probe_exporter/config"
+	"github.com/probe-exporter/probe_exporter/internal/procfs"
 	"github.com/probe-exporter/probe_exporter/loader"
 	"github.com/probe-exporter/probe_exporter/rules"
 	"github.com/probe-exporter/probe_exporter/targets"
@@ -83,7 +84,7 @@ type Profiler struct {
 type proc struct {
 	target int
 	comm   string
-	maps   []mapping
+	maps   []procfs.Mapping
 	exited bool
 	// started is when the process was seen starting: young processes'
 	// mappings are re-read often, while the dynamic loader maps libraries.
@@ -300,7 +301,7 @@ func (p *Profiler) Drain() error {
 	addrs := make([]uint64, 127)
 	p.mu.Lock()
 	procs := make(map[int]*proc, len(p.procs))
-	maps := make(map[int][]mapping, len(p.procs))
+	maps := make(map[int][]procfs.Mapping, len(p.procs))
 	for pid, pr := range p.procs {
 		procs[pid] = pr
 		maps[pid] = pr.maps
@@ -448,7 +449,7 @@ func (p *Profiler) Collect(ch chan<- prometheus.Metric) {
 
 // sameMaps reports whether two reads of a process's executable mappings
 // are the same.
-func sameMaps(a, b []mapping) bool {
+func sameMaps(a, b []procfs.Mapping) bool {
 	if len(a) != len(b) {
 		return false
 	}

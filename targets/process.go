@@ -5,15 +5,14 @@
 package targets
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/probe-exporter/probe_exporter/internal/procfs"
 )
 
 // Selector chooses processes; every field given must match.
@@ -115,99 +114,4 @@ func (s *Selector) matchExe(p Process) bool {
 }
 
 // Process is what /proc tells about one process.
-type Process struct {
-	PID     int
-	Comm    string
-	Exe     string // as the process sees it
-	Cmdline string
-	Cgroup  string
-	// Root is /proc/PID/root: the process's view of the filesystem.
-	Root string
-	// StartTime (clock ticks after boot) tells a reused pid apart.
-	StartTime uint64
-}
-
-// ReadProcess reads /proc/PID under procRoot.
-func ReadProcess(procRoot string, pid int) (Process, error) {
-	dir := filepath.Join(procRoot, strconv.Itoa(pid))
-	p := Process{PID: pid, Root: filepath.Join(dir, "root")}
-	comm, err := os.ReadFile(filepath.Join(dir, "comm"))
-	if err != nil {
-		return p, err
-	}
-	p.Comm = strings.TrimSuffix(string(comm), "\n")
-	p.Exe, _ = os.Readlink(filepath.Join(dir, "exe"))
-	p.Exe = strings.TrimSuffix(p.Exe, " (deleted)")
-	if cl, err := os.ReadFile(filepath.Join(dir, "cmdline")); err == nil {
-		p.Cmdline = strings.TrimSpace(string(bytes.ReplaceAll(cl, []byte{0}, []byte{' '})))
-	}
-	if cg, err := os.ReadFile(filepath.Join(dir, "cgroup")); err == nil {
-		for _, line := range strings.Split(string(cg), "\n") {
-			if rest, ok := strings.CutPrefix(line, "0::"); ok {
-				p.Cgroup = rest
-			}
-		}
-	}
-	if st, err := os.ReadFile(filepath.Join(dir, "stat")); err == nil {
-		// Field 22, counted after the parenthesised command name.
-		if i := bytes.LastIndexByte(st, ')'); i > 0 {
-			f := strings.Fields(string(st[i+1:]))
-			if len(f) > 19 {
-				p.StartTime, _ = strconv.ParseUint(f[19], 10, 64)
-			}
-		}
-	}
-	return p, nil
-}
-
-// HostPath is where a file the process sees at path is, from the host.
-func (p Process) HostPath(path string) string {
-	return filepath.Join(p.Root, path)
-}
-
-// Mapping is an executable file mapped by a process.
-type Mapping struct {
-	Path       string // as the process sees it
-	Dev, Inode string
-}
-
-// Mappings lists the files mapped executable in /proc/PID/maps, once each.
-func (p Process) Mappings() ([]Mapping, error) {
-	f, err := os.Open(filepath.Join(filepath.Dir(p.Root), "maps"))
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	seen := map[string]bool{}
-	var out []Mapping
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// address perms offset dev inode path
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 6 || !strings.Contains(fields[1], "x") || !strings.HasPrefix(fields[5], "/") {
-			continue
-		}
-		path := strings.Join(fields[5:], " ")
-		if seen[path] {
-			continue
-		}
-		seen[path] = true
-		out = append(out, Mapping{Path: path, Dev: fields[3], Inode: fields[4]})
-	}
-	return out, sc.Err()
-}
-
-// listPIDs lists the processes in procRoot.
-func listPIDs(procRoot string) ([]int, error) {
-	entries, err := os.ReadDir(procRoot)
-	if err != nil {
-		return nil, err
-	}
-	var pids []int
-	for _, e := range entries {
-		if pid, err := strconv.Atoi(e.Name()); err == nil {
-			pids = append(pids, pid)
-		}
-	}
-	return pids, nil
-}
+type Process = procfs.Process

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/probe-exporter/probe_exporter/internal/procfs"
 )
 
 // recorder collects events.
@@ -124,7 +126,7 @@ func TestStartAndExit(t *testing.T) {
 }
 
 func TestSelectors(t *testing.T) {
-	self, err := ReadProcess("/proc", os.Getpid())
+	self, err := procfs.Read("/proc", os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}

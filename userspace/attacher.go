@@ -246,7 +246,7 @@ func fileFor(p targets.Process, name string) (string, error) {
 		if p.Exe == "" {
 			return "", errGone
 		}
-		return filepath.Join(filepath.Dir(p.Root), "exe"), nil
+		return p.ExePath(), nil
 	}
 	if filepath.IsAbs(name) {
 		return p.HostPath(name), nil
@@ -257,12 +257,15 @@ func fileFor(p targets.Process, name string) (string, error) {
 	}
 	if err == nil {
 		for _, m := range maps {
-			if filepath.Base(m.Path) == name || strings.HasPrefix(filepath.Base(m.Path), name) {
-				return p.HostPath(m.Path), nil
+			if !m.Executable() || !m.IsFile() {
+				continue
+			}
+			if base := filepath.Base(m.Path); base == name || strings.HasPrefix(base, name) {
+				return p.MapFile(m), nil
 			}
 		}
 		if filepath.Base(p.Exe) == name {
-			return filepath.Join(filepath.Dir(p.Root), "exe"), nil
+			return p.ExePath(), nil
 		}
 	}
 	return loader.ResolveBinary(name, p.Root)
