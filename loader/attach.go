@@ -96,11 +96,11 @@ func (o *Object) attach(ctx context.Context, p *Program, opts Options) error {
 			l, err = link.Kretprobe(a.Target, p.Program, kopts)
 		}
 		if err != nil {
-			return explainKprobe(a.Kind, a.Target, err)
+			return explainKprobe(a.Kind, a.Target, err, opts.kallsyms())
 		}
 		p.attachments.add(l)
 	case kindKprobeMulti, kindKretprobeMulti:
-		return attachKprobeMulti(p)
+		return attachKprobeMulti(p, opts.kallsyms())
 	case kindUprobeMulti, kindUretprobeMulti:
 		return attachUprobeMulti(p)
 	case config.AttachPerfEvent:

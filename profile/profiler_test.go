@@ -14,7 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/probe-exporter/probe_exporter/decoder"
+	"github.com/probe-exporter/probe_exporter/internal/symtab"
 	"github.com/probe-exporter/probe_exporter/rules"
 	"github.com/probe-exporter/probe_exporter/targets"
 )
@@ -91,11 +91,7 @@ func newProfiler(t *testing.T, sink Sink, freq int, tgts ...Target) *Profiler {
 	done := make(chan struct{})
 	go func() { w.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-	ks, _ := decoder.LoadKallsyms("/proc/kallsyms")
-	var kernel func(uint64) (string, bool)
-	if ks != nil {
-		kernel = ks.Sym
-	}
+	kernel := symtab.NewKallsyms("/proc/kallsyms").Sym
 	p, err := New(Options{Frequency: freq, Interval: time.Hour, Targets: tgts, Sink: sink, Watcher: w, Kernel: kernel})
 	if err != nil {
 		// A kernel without perf events or BPF is a reason to skip; a
