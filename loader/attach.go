@@ -11,7 +11,7 @@ import (
 	"github.com/cilium/ebpf/link"
 
 	"github.com/probe-exporter/probe_exporter/config"
-	"github.com/probe-exporter/probe_exporter/internal/caps"
+	"github.com/probe-exporter/probe_exporter/internal/attach"
 )
 
 // attachments are the live attachments of one program: links and other
@@ -107,7 +107,7 @@ func (o *Object) attach(ctx context.Context, p *Program, opts Options) error {
 		if a.Perf == nil {
 			return errors.New("perf_event program without event: use SEC(\"perf_event/type=N,config=N,frequency=N\") or perf_events: in the config")
 		}
-		evs, err := attachPerfEvent(p.Program, *a.Perf)
+		evs, err := attach.OnEveryCPU(p.Program, perfEvent(*a.Perf))
 		if err != nil {
 			return fmt.Errorf("perf event type=%d config=%d: %w", a.Perf.Type, a.Perf.Name, err)
 		}
@@ -142,19 +142,9 @@ func attachUprobeAll(p *Program) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", a.Kind, err)
 	}
-	ex, err := link.OpenExecutable(path)
+	l, err := attach.Uprobe{Path: path, Symbol: a.Target, Offset: a.Offset, Return: a.Kind == config.AttachUretprobe}.Attach(p.Program)
 	if err != nil {
-		return fmt.Errorf("%s: %w", a.Kind, err)
-	}
-	uopts := &link.UprobeOptions{Offset: a.Offset}
-	var l link.Link
-	if a.Kind == config.AttachUprobe {
-		l, err = ex.Uprobe(a.Target, p.Program, uopts)
-	} else {
-		l, err = ex.Uretprobe(a.Target, p.Program, uopts)
-	}
-	if err != nil {
-		return caps.Explain(fmt.Errorf("%s %s:%s: %w", a.Kind, a.Path, a.Target, err), caps.SysAdmin, "uprobes")
+		return err
 	}
 	p.attachments.add(l)
 	return nil

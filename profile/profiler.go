@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-
 	"strconv"
 	"strings"
 	"sync"
@@ -20,10 +19,10 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
 
-	"github.com/probe-exporter/probe_exporter/config"
+	"github.com/probe-exporter/probe_exporter/internal/attach"
 	"github.com/probe-exporter/probe_exporter/internal/procfs"
-	"github.com/probe-exporter/probe_exporter/loader"
 	"github.com/probe-exporter/probe_exporter/rules"
 	"github.com/probe-exporter/probe_exporter/targets"
 )
@@ -150,8 +149,8 @@ func New(opts Options) (*Profiler, error) {
 	go p.opts.Kernel(0)
 	p.unwindFiles = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "probe_exporter", Subsystem: "profiler", Name: "unwind_files",
 		Help: "Files whose unwind rows were read (once per file, shared by the processes mapping it)."}, func() float64 { _, n := p.unw.used(); return float64(n) })
-	p.events, err = loader.AttachPerfEvent(coll.Programs["do_sample"], config.PerfEvent{
-		Type: 1, Name: 0, SampleFrequency: uint64(opts.Frequency), // PERF_TYPE_SOFTWARE, PERF_COUNT_SW_CPU_CLOCK
+	p.events, err = attach.OnEveryCPU(coll.Programs["do_sample"], attach.PerfEvent{
+		Type: unix.PERF_TYPE_SOFTWARE, Config: unix.PERF_COUNT_SW_CPU_CLOCK, Frequency: uint64(opts.Frequency),
 	})
 	if err != nil {
 		coll.Close()

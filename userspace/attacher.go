@@ -32,6 +32,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/probe-exporter/probe_exporter/config"
+	"github.com/probe-exporter/probe_exporter/internal/attach"
 	"github.com/probe-exporter/probe_exporter/internal/caps"
 	"github.com/probe-exporter/probe_exporter/loader"
 	"github.com/probe-exporter/probe_exporter/targets"
@@ -436,21 +437,7 @@ func (a *Attacher) place(st *progState, prog *ebpf.Program, path string, pid int
 		}
 		return multiCloser(links), nil
 	case config.AttachUprobe, config.AttachUretprobe:
-		ex, err := link.OpenExecutable(path)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", at.Kind, err)
-		}
-		opts := &link.UprobeOptions{Offset: at.Offset, PID: pid}
-		var l link.Link
-		if at.Kind == config.AttachUprobe {
-			l, err = ex.Uprobe(at.Target, prog, opts)
-		} else {
-			l, err = ex.Uretprobe(at.Target, prog, opts)
-		}
-		if err != nil {
-			return nil, caps.Explain(fmt.Errorf("%s %s:%s: %w", at.Kind, path, at.Target, err), caps.SysAdmin, "uprobes")
-		}
-		return l, nil
+		return attach.Uprobe{Path: path, Symbol: at.Target, Offset: at.Offset, Return: at.Kind == config.AttachUretprobe, PID: pid}.Attach(prog)
 	}
 	return nil, fmt.Errorf("attach type %q is not a userspace probe", at.Kind)
 }
