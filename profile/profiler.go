@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
+	"github.com/probe-exporter/probe_exporter/config"
 	"github.com/probe-exporter/probe_exporter/internal/attach"
 	"github.com/probe-exporter/probe_exporter/internal/procfs"
 	"github.com/probe-exporter/probe_exporter/rules"
@@ -40,7 +41,7 @@ type Target struct {
 	// App is the application name; profiles are reported as App.cpu.
 	App      string
 	Tags     map[string]string
-	Selector targets.Selector
+	Selector config.Selector
 }
 
 // Options configure a Profiler.

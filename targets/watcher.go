@@ -11,6 +11,7 @@ import (
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
+	"github.com/probe-exporter/probe_exporter/config"
 	"github.com/probe-exporter/probe_exporter/internal/procfs"
 )
 
@@ -94,7 +95,7 @@ type Stats struct {
 }
 
 type subscription struct {
-	sel  Selector
+	sel  config.Selector
 	opts SubscribeOptions
 	fn   func(Event)
 	slot int
@@ -341,11 +342,11 @@ func (w *Watcher) verdicts(k *kernel, p Process, mask uint64, exe FileKey) {
 			continue
 		}
 		if sl.sel.Exe != "" && p.Exe != "" {
-			k.exeVerdict(exe, i, sl.sel.matchExe(p))
+			k.exeVerdict(exe, i, sl.sel.MatchExe(p.Exe))
 		}
 		if sl.sel.Cgroup != "" && p.Cgroup != "" {
 			if id, err := cgroupID(w.opts.CgroupRoot, p.Cgroup); err == nil {
-				k.cgroupVerdict(id, i, sl.sel.cgroup.MatchString(p.Cgroup))
+				k.cgroupVerdict(id, i, sl.sel.MatchCgroup(p.Cgroup))
 			}
 		}
 	}
@@ -521,12 +522,12 @@ func StatKey(path string) (FileKey, error) {
 // Subscribe delivers Start for every selected process now running and for
 // each one started later, and Exit when they exit. Deliveries for one
 // subscription are serialized. The returned function unsubscribes.
-func (w *Watcher) Subscribe(sel Selector, fn func(Event)) (func(), error) {
+func (w *Watcher) Subscribe(sel config.Selector, fn func(Event)) (func(), error) {
 	return w.SubscribeWith(sel, SubscribeOptions{}, fn)
 }
 
 // SubscribeWith is Subscribe with options.
-func (w *Watcher) SubscribeWith(sel Selector, opts SubscribeOptions, fn func(Event)) (func(), error) {
+func (w *Watcher) SubscribeWith(sel config.Selector, opts SubscribeOptions, fn func(Event)) (func(), error) {
 	if err := sel.Validate(); err != nil {
 		return nil, err
 	}

@@ -165,8 +165,8 @@ func (a *Attacher) Attach(ctx context.Context, obj *loader.Object, prog *loader.
 		st.usdt = a.usdt[specs]
 		a.mu.Unlock()
 	}
-	sel, ok := selector(obj.Config.Attachments)
-	if !ok {
+	sel := obj.Config.Attachments
+	if sel.Empty() {
 		// No process selection: attach to the file for every process.
 		if prog.Attach.Path == "" {
 			return fmt.Errorf("%s %s names no binary: give attachments (binary_name, exe, cmdline, cgroup or pid) or a path in the section", prog.Attach.Kind, prog.Attach.Target)
@@ -180,7 +180,7 @@ func (a *Attacher) Attach(ctx context.Context, obj *loader.Object, prog *loader.
 	a.progs[prog] = st
 	a.mu.Unlock()
 	opts := targets.SubscribeOptions{ProbesExe: prog.Attach.Path == ""}
-	unsub, err := a.watcher.SubscribeWith(sel, opts, func(ev targets.Event) {
+	unsub, err := a.watcher.SubscribeWith(*sel, opts, func(ev targets.Event) {
 		switch ev.Kind {
 		case targets.Start:
 			t0 := time.Now()
@@ -221,17 +221,6 @@ func (a *Attacher) Attach(ctx context.Context, obj *loader.Object, prog *loader.
 type closerFunc func() error
 
 func (f closerFunc) Close() error { return f() }
-
-func selector(at *config.Attachments) (targets.Selector, bool) {
-	if at == nil {
-		return targets.Selector{}, false
-	}
-	s := targets.Selector{Comm: at.BinaryName, Exe: at.Exe, Cmdline: at.Cmdline, Cgroup: at.Cgroup, PIDs: at.PID}
-	if s.Comm == "" && s.Exe == "" && s.Cmdline == "" && s.Cgroup == "" && len(s.PIDs) == 0 {
-		return s, false
-	}
-	return s, true
-}
 
 // errGone marks a process (or its file) that vanished before its probes
 // could be placed: a race counted, not logged.
