@@ -80,6 +80,11 @@ func (a *attachments) UnmarshalYAML(n *yaml.Node) error {
 			return err
 		}
 	}
+	if !s.Empty() {
+		if err := s.Validate(); err != nil {
+			return fmt.Errorf("line %d: attachments: %w", n.Line, err)
+		}
+	}
 	return nil
 }
 

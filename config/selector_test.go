@@ -59,6 +59,9 @@ func TestSelectorYAML(t *testing.T) {
 		{name: "both names", yaml: "      binary_name: a\n      comm: b\n", wantErr: "c.yaml:9: binary_name: and comm: both give the command name"},
 		{name: "unknown field", yaml: "      binary_name: a\n      bogus: 1\n", wantErr: `c.yaml:9: unknown field "bogus" in attachments`},
 		{name: "bad pid", yaml: "      pid: [x]\n", wantErr: "c.yaml:8:"},
+		{name: "bad cmdline", yaml: "      cmdline: (\n", wantErr: "c.yaml:8: attachments: cmdline: error parsing regexp"},
+		{name: "bad cgroup", yaml: "      cgroup: '['\n", wantErr: "c.yaml:8: attachments: cgroup: error parsing regexp"},
+		{name: "bad exe", yaml: "      exe: '/bin/['\n", wantErr: `c.yaml:8: attachments: exe "/bin/[": syntax error`},
 		{name: "not a mapping", yaml: "      - a\n", wantErr: "c.yaml:8: attachments must be a mapping"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
