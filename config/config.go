@@ -34,7 +34,7 @@ type Config struct {
 	// their SEC() names.
 	Attach []AttachPoint `yaml:"-"`
 	// Attachments selects processes for userspace probes.
-	Attachments *Attachments `yaml:"-"`
+	Attachments *Selector `yaml:"-"`
 
 	// Line is the line of the config's start in Path (1 for v2 files, the
 	// line of the program entry for v1-layout files).
@@ -193,13 +193,4 @@ type PerfEvent struct {
 	Target          string `yaml:"target"`
 	SamplePeriod    uint64 `yaml:"sample_period"`
 	SampleFrequency uint64 `yaml:"sample_frequency"`
-}
-
-// Attachments selects the processes userspace probes attach to.
-type Attachments struct {
-	BinaryName string `yaml:"binary_name"`
-	Exe        string `yaml:"exe"`
-	Cmdline    string `yaml:"cmdline"`
-	Cgroup     string `yaml:"cgroup"`
-	PID        []int  `yaml:"pid"`
 }

@@ -154,7 +154,7 @@ func TestParseSeed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c := cfgs[0]; c.Attachments == nil || c.Attachments.BinaryName != "gunicorn" || c.Attach[0].Kind != AttachUSDT || c.Attach[0].Target != "gc__start" {
+	if c := cfgs[0]; c.Attachments == nil || c.Attachments.Comm != "gunicorn" || c.Attach[0].Kind != AttachUSDT || c.Attach[0].Target != "gc__start" {
 		t.Fatalf("gunicorn %+v", c)
 	}
 	// ebpf-userspace-exporter itself reads attachment:, as its README's
@@ -163,7 +163,7 @@ func TestParseSeed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c := cfgs[0]; c.Attachments == nil || c.Attachments.BinaryName != "gunicorn" {
+	if c := cfgs[0]; c.Attachments == nil || c.Attachments.Comm != "gunicorn" {
 		t.Fatalf("attachment: %+v", c)
 	}
 }

@@ -205,6 +205,8 @@ func typeName(t string) string {
 		return "decoder"
 	case "seedProgram":
 		return "program"
+	case "Selector", "attachments":
+		return "attachments"
 	}
 	return t
 }

@@ -24,9 +24,9 @@ type seedProgram struct {
 	USDT           yaml.Node    `yaml:"usdt"`
 	Uprobes        yaml.Node    `yaml:"uprobes"`
 	Uretprobes     yaml.Node    `yaml:"uretprobes"`
-	Attachments    *Attachments `yaml:"attachments"`
+	Attachments    *attachments `yaml:"attachments"`
 	// Attachment is ebpf-userspace-exporter's own spelling of attachments.
-	Attachment *Attachments `yaml:"attachment"`
+	Attachment *attachments `yaml:"attachment"`
 	Cflags     []string     `yaml:"cflags"`
 	Code       string       `yaml:"code"`
 	Kaddrs     []string     `yaml:"kaddrs"`
@@ -87,7 +87,7 @@ func parseSeed(path string, data []byte, doc *yaml.Node) ([]Config, error) {
 			Code:        p.Code,
 			Cflags:      p.Cflags,
 			Kaddrs:      p.Kaddrs,
-			Attachments: p.Attachments,
+			Attachments: p.Attachments.selector(),
 		}
 		setMetricLines(&c, child(node, "metrics"))
 		for _, am := range []struct {

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/probe-exporter/probe_exporter/config"
+	"github.com/probe-exporter/probe_exporter/internal/symtab"
 )
 
 // ErrSkipLabelSet tells the collector to drop the whole label set (the
@@ -26,8 +27,8 @@ type Decoder interface {
 // source is unavailable; decoders needing it fail at construction with a
 // clear message. Tests fill it with fixtures.
 type Env struct {
-	// Kallsyms resolves kernel addresses (ksym, kstack).
-	Kallsyms Kallsyms
+	// Kallsyms resolves kernel addresses (ksym, kstack, kaddrs).
+	Kallsyms *symtab.Kallsyms
 	// PCI is the pci.ids database (pci_* decoders).
 	PCI *PCIDB
 	// Cgroups resolves cgroup ids to paths (cgroup).
@@ -45,11 +46,6 @@ type Env struct {
 	EbpfExporter bool
 
 	warnings []string
-}
-
-// Kallsyms resolves a kernel address to a symbol name.
-type Kallsyms interface {
-	Sym(addr uint64) (string, bool)
 }
 
 // CgroupResolver resolves a cgroup id (inode number on cgroup v2) to its path.

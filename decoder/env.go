@@ -6,6 +6,7 @@ import (
 	"io/fs"
 
 	"github.com/probe-exporter/probe_exporter/internal/cgroupfs"
+	"github.com/probe-exporter/probe_exporter/internal/symtab"
 )
 
 // HostEnv describes this host: kernel symbols from /proc/kallsyms (loaded
@@ -17,7 +18,7 @@ func HostEnv() *Env {
 		mount = cgroupfs.DefaultMount
 	}
 	env := &Env{
-		Kallsyms: &lazyKallsyms{path: "/proc/kallsyms"},
+		Kallsyms: symtab.NewKallsyms("/proc/kallsyms"),
 		Cgroups:  NewCgroupPaths(mount),
 	}
 	if err != nil {
@@ -40,21 +41,8 @@ func (e *Env) Warnings() []string { return e.warnings }
 
 // KernelAddr returns the address of a kernel symbol (for kaddrs).
 func (e *Env) KernelAddr(name string) (uint64, error) {
-	var t *KallsymsTable
-	switch k := e.Kallsyms.(type) {
-	case *lazyKallsyms:
-		var err error
-		if t, err = k.load(); err != nil {
-			return 0, err
-		}
-	case *KallsymsTable:
-		t = k
-	default:
+	if e.Kallsyms == nil {
 		return 0, errors.New("no kernel symbol table")
 	}
-	addr, ok := t.Addr(name)
-	if !ok {
-		return 0, fmt.Errorf("kernel symbol %q not found in /proc/kallsyms", name)
-	}
-	return addr, nil
+	return e.Kallsyms.Addr(name)
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/probe-exporter/probe_exporter/config"
+	"github.com/probe-exporter/probe_exporter/internal/symtab"
 )
 
 // decodeCase is one input of a decoder table test: want is the output, or
@@ -62,9 +63,9 @@ func le32(v uint32) []byte { return binary.NativeEndian.AppendUint32(nil, v) }
 func le64(v uint64) []byte { return binary.NativeEndian.AppendUint64(nil, v) }
 
 // symbols is a fixed kernel symbol table for ksym and kstack.
-func symbols(t *testing.T) *KallsymsTable {
+func symbols(t *testing.T) *symtab.Kallsyms {
 	t.Helper()
-	tab, err := ParseKallsyms(stringsReader("ffffffff81000000 T _stext\nffffffff81000100 t do_one\nffffffff81000200 T do_two\nffffffff81000300 d some_data\n"))
+	tab, err := symtab.ParseKallsyms(stringsReader("ffffffff81000000 T _stext\nffffffff81000100 t do_one\nffffffff81000200 T do_two\nffffffff81000300 d some_data\n"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,12 +6,13 @@ import (
 	"fmt"
 
 	"github.com/probe-exporter/probe_exporter/config"
+	"github.com/probe-exporter/probe_exporter/internal/symtab"
 )
 
 // kstack turns an array of u64 kernel addresses (a stack from
 // bpf_get_stack, ending at the first zero) into symbol names, one per line;
 // unknown frames are "??".
-type kstack struct{ syms Kallsyms }
+type kstack struct{ syms *symtab.Kallsyms }
 
 func newKstack(_ config.Decoder, env *Env) (Decoder, error) {
 	if env == nil || env.Kallsyms == nil {

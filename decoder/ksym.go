@@ -6,11 +6,12 @@ import (
 	"fmt"
 
 	"github.com/probe-exporter/probe_exporter/config"
+	"github.com/probe-exporter/probe_exporter/internal/symtab"
 )
 
 // ksym turns a u64 kernel address into the name of the function holding
 // it, or "unknown_addr:0x...".
-type ksym struct{ syms Kallsyms }
+type ksym struct{ syms *symtab.Kallsyms }
 
 func newKsym(_ config.Decoder, env *Env) (Decoder, error) {
 	if env == nil || env.Kallsyms == nil {

@@ -20,23 +20,18 @@ func TestKsym(t *testing.T) {
 	}
 }
 
+// TestHostKallsyms checks the host's table serves kaddrs and the ksym
+// decoder alike.
 func TestHostKallsyms(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("addresses in /proc/kallsyms are zero for non-root")
 	}
-	tab, err := LoadKallsyms("/proc/kallsyms")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr, ok := tab.Addr("do_nanosleep")
-	if !ok {
-		t.Skip("kernel has no do_nanosleep symbol")
-	}
-	if name, ok := tab.Sym(addr + 1); !ok || name != "do_nanosleep" {
-		t.Fatalf("Sym(do_nanosleep+1) = %q %v", name, ok)
-	}
 	env := HostEnv()
-	if got, err := env.KernelAddr("do_nanosleep"); err != nil || got != addr {
-		t.Fatalf("KernelAddr = %#x %v, want %#x", got, err, addr)
+	addr, err := env.KernelAddr("do_nanosleep")
+	if err != nil {
+		t.Skipf("kernel has no do_nanosleep symbol: %v", err)
 	}
+	runDecodeCases(t, config.Decoder{Name: "ksym"}, env, []decodeCase{
+		{name: "do_nanosleep+1", in: le64(addr + 1), want: "do_nanosleep"},
+	})
 }

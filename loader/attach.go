@@ -11,7 +11,7 @@ import (
 	"github.com/cilium/ebpf/link"
 
 	"github.com/probe-exporter/probe_exporter/config"
-	"github.com/probe-exporter/probe_exporter/internal/caps"
+	"github.com/probe-exporter/probe_exporter/internal/attach"
 )
 
 // attachments are the live attachments of one program: links and other
@@ -96,18 +96,18 @@ func (o *Object) attach(ctx context.Context, p *Program, opts Options) error {
 			l, err = link.Kretprobe(a.Target, p.Program, kopts)
 		}
 		if err != nil {
-			return explainKprobe(a.Kind, a.Target, err)
+			return explainKprobe(a.Kind, a.Target, err, opts.kallsyms())
 		}
 		p.attachments.add(l)
 	case kindKprobeMulti, kindKretprobeMulti:
-		return attachKprobeMulti(p)
+		return attachKprobeMulti(p, opts.kallsyms())
 	case kindUprobeMulti, kindUretprobeMulti:
 		return attachUprobeMulti(p)
 	case config.AttachPerfEvent:
 		if a.Perf == nil {
 			return errors.New("perf_event program without event: use SEC(\"perf_event/type=N,config=N,frequency=N\") or perf_events: in the config")
 		}
-		evs, err := attachPerfEvent(p.Program, *a.Perf)
+		evs, err := attach.OnEveryCPU(p.Program, perfEvent(*a.Perf))
 		if err != nil {
 			return fmt.Errorf("perf event type=%d config=%d: %w", a.Perf.Type, a.Perf.Name, err)
 		}
@@ -142,19 +142,9 @@ func attachUprobeAll(p *Program) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", a.Kind, err)
 	}
-	ex, err := link.OpenExecutable(path)
+	l, err := attach.Uprobe{Path: path, Symbol: a.Target, Offset: a.Offset, Return: a.Kind == config.AttachUretprobe}.Attach(p.Program)
 	if err != nil {
-		return fmt.Errorf("%s: %w", a.Kind, err)
-	}
-	uopts := &link.UprobeOptions{Offset: a.Offset}
-	var l link.Link
-	if a.Kind == config.AttachUprobe {
-		l, err = ex.Uprobe(a.Target, p.Program, uopts)
-	} else {
-		l, err = ex.Uretprobe(a.Target, p.Program, uopts)
-	}
-	if err != nil {
-		return caps.Explain(fmt.Errorf("%s %s:%s: %w", a.Kind, a.Path, a.Target, err), caps.SysAdmin, "uprobes")
+		return err
 	}
 	p.attachments.add(l)
 	return nil

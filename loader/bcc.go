@@ -17,6 +17,7 @@ import (
 
 	"github.com/probe-exporter/probe_exporter/bcc"
 	"github.com/probe-exporter/probe_exporter/config"
+	toolchain "github.com/probe-exporter/probe_exporter/internal/clang"
 )
 
 // bccVersion changes the translation cache key when the translator's
@@ -41,7 +42,7 @@ func (c *Compiler) translateBCC(ctx context.Context, clang, hdr string, cfg conf
 	base := filepath.Join(c.CacheDir, cfg.Name+"-"+hex.EncodeToString(sum[:8])+".bcc")
 	code, meta, err := c.cachedTranslation(base)
 	if err != nil {
-		args := []string{"-target", "bpf", "-D__TARGET_ARCH_" + targetArch(), "-I", filepath.Dir(hdr), "-I", "/usr/include/" + multiarch()}
+		args := toolchain.TargetFlags(filepath.Dir(hdr))
 		for _, f := range cfg.Cflags {
 			if strings.HasPrefix(f, "-I") {
 				args = append(args, f)

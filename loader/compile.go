@@ -1,21 +1,18 @@
 package loader
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 
 	"github.com/probe-exporter/probe_exporter/config"
+	toolchain "github.com/probe-exporter/probe_exporter/internal/clang"
 )
 
 // Compiler compiles the inline libbpf-style C of v1-layout configs with
@@ -42,16 +39,6 @@ func NewCompiler(dir string) *Compiler {
 		dir = filepath.Join(os.TempDir(), "probe_exporter-cc")
 	}
 	return &Compiler{CacheDir: dir, BTF: "/sys/kernel/btf/vmlinux"}
-}
-
-func targetArch() string {
-	switch runtime.GOARCH {
-	case "amd64":
-		return "x86"
-	case "arm64":
-		return "arm64"
-	}
-	return runtime.GOARCH
 }
 
 // Compiled is an object compiled from inline code.
@@ -83,7 +70,7 @@ func (c *Compiler) CompileAll(ctx context.Context, cfg config.Config) (*Compiled
 }
 
 func (c *Compiler) compile(ctx context.Context, cfg config.Config) ([]byte, map[string]error, []string, error) {
-	clang, err := lookTool(c.Clang, "clang")
+	clang, err := toolchain.Look(c.Clang, "clang")
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("inline code needs clang to compile it: %w (install clang, llvm and libbpf-dev, or ship a prebuilt NAME.bpf.o)", err)
 	}
@@ -110,15 +97,8 @@ func (c *Compiler) compile(ctx context.Context, cfg config.Config) ([]byte, map[
 	if err := os.WriteFile(src, []byte(code), 0o600); err != nil {
 		return nil, nil, nil, fmt.Errorf("writing inline code: %w", err)
 	}
-	args := []string{"-g", "-O2", "-target", "bpf", "-D__TARGET_ARCH_" + targetArch(),
-		"-I", filepath.Dir(hdr), "-I", "/usr/include/" + multiarch()}
-	args = append(args, cfg.Cflags...)
-	args = append(args, "-c", src, "-o", out+".tmp")
-	cmd := exec.CommandContext(ctx, clang, args...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil {
-		return nil, nil, nil, fmt.Errorf("compiling inline code of %s with clang: %w\n%s", cfg.Name, err, compilerErrors(stderr.String()))
+	if stderr, err := toolchain.Compile(ctx, clang, src, out+".tmp", []string{filepath.Dir(hdr)}, cfg.Cflags); err != nil {
+		return nil, nil, nil, fmt.Errorf("compiling inline code of %s with clang: %w\n%s", cfg.Name, err, compilerErrors(stderr))
 	}
 	if err := os.Rename(out+".tmp", out); err != nil {
 		return nil, nil, nil, fmt.Errorf("compiler cache: %w", err)
@@ -139,53 +119,14 @@ func (c *Compiler) vmlinuxH(ctx context.Context) (string, error) {
 	if _, err := os.Stat(hdr); err == nil {
 		return hdr, nil
 	}
-	bpftool, err := lookTool(c.Bpftool, "bpftool")
+	bpftool, err := toolchain.Look(c.Bpftool, "bpftool")
 	if err != nil {
 		return "", fmt.Errorf("inline code needs bpftool to generate vmlinux.h: %w", err)
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", fmt.Errorf("compiler cache: %w", err)
+	if err := toolchain.VmlinuxH(ctx, bpftool, c.BTF, hdr); err != nil {
+		return "", fmt.Errorf("generating vmlinux.h: %w", err)
 	}
-	cmd := exec.CommandContext(ctx, bpftool, "btf", "dump", "file", c.BTF, "format", "c")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	data, err := cmd.Output()
-	if err != nil {
-		return "", fmt.Errorf("bpftool btf dump: %w: %s", err, tail(stderr.String(), 5))
-	}
-	if err := os.WriteFile(hdr+".tmp", data, 0o600); err != nil {
-		return "", err
-	}
-	return hdr, os.Rename(hdr+".tmp", hdr)
-}
-
-func lookTool(configured, name string) (string, error) {
-	if configured != "" {
-		name = configured
-	}
-	p, err := exec.LookPath(name)
-	if err != nil {
-		return "", fmt.Errorf("%s not found: %w", name, errors.Unwrap(err))
-	}
-	return p, nil
-}
-
-func multiarch() string {
-	switch runtime.GOARCH {
-	case "amd64":
-		return "x86_64-linux-gnu"
-	case "arm64":
-		return "aarch64-linux-gnu"
-	}
-	return ""
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
+	return hdr, nil
 }
 
 // compilerErrors keeps the lines of clang's output that say what is wrong
@@ -205,7 +146,7 @@ func compilerErrors(out string) string {
 		}
 	}
 	if len(keep) == 0 {
-		return tail(out, 20)
+		return toolchain.Tail(out, 20)
 	}
 	return strings.Join(keep, "\n")
 }

@@ -1,7 +1,6 @@
 package loader
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
@@ -12,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/probe-exporter/probe_exporter/config"
+	"github.com/probe-exporter/probe_exporter/internal/symtab"
 )
 
 // LockdownPath is where the kernel reports its lockdown mode.
@@ -86,9 +86,9 @@ func missingTracingTarget(a Attachment) string {
 
 // explainKprobe rewrites kprobe attach failures: a function the kernel does
 // not have says so, EPERM names lockdown.
-func explainKprobe(kind config.AttachKind, fn string, err error) error {
+func explainKprobe(kind config.AttachKind, fn string, err error, ks *symtab.Kallsyms) error {
 	if errors.Is(err, os.ErrNotExist) && !strings.Contains(err.Error(), "tracefs") {
-		if ok, kerr := kernelHasFunction(fn); kerr == nil && !ok {
+		if ok, kerr := ks.HasFunction(fn); kerr == nil && !ok {
 			return fmt.Errorf("%s %s: kernel has no function %s", kind, fn, fn)
 		}
 	}
@@ -96,23 +96,4 @@ func explainKprobe(kind config.AttachKind, fn string, err error) error {
 		return explainPermission(fmt.Sprintf("%s %s", kind, fn), err)
 	}
 	return fmt.Errorf("%s %s: %w", kind, fn, explainTracefs(err))
-}
-
-// kernelHasFunction looks fn up in /proc/kallsyms (text symbols, modules
-// included).
-func kernelHasFunction(fn string) (bool, error) {
-	f, err := os.Open("/proc/kallsyms")
-	if err != nil {
-		return false, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// "ffffffff81000000 T name\t[module]"
-		fields := strings.Fields(sc.Text())
-		if len(fields) >= 3 && fields[2] == fn && (fields[1] == "T" || fields[1] == "t") {
-			return true, nil
-		}
-	}
-	return false, sc.Err()
 }

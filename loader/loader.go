@@ -18,6 +18,7 @@ import (
 	"github.com/cilium/ebpf/btf"
 
 	"github.com/probe-exporter/probe_exporter/config"
+	"github.com/probe-exporter/probe_exporter/internal/symtab"
 )
 
 // Options tune loading.
@@ -25,6 +26,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Kaddr resolves a kernel symbol to its address for `kaddrs`.
 	Kaddr func(name string) (uint64, error)
+	// Kallsyms is the kernel's symbol table, shared with the decoders,
+	// which tells a kprobe on a missing function from other failures; nil
+	// reads /proc/kallsyms when a kprobe fails.
+	Kallsyms *symtab.Kallsyms
 	// Compiler compiles inline code of v1-layout configs.
 	Compiler *Compiler
 	// Userspace attaches uprobes and USDT probes on chosen processes; nil
@@ -34,6 +39,13 @@ type Options struct {
 	// kernel lacks /sys/kernel/btf/vmlinux (--btf.path, as ebpf_exporter's);
 	// nil uses the running kernel's.
 	KernelTypes *btf.Spec
+}
+
+func (o Options) kallsyms() *symtab.Kallsyms {
+	if o.Kallsyms == nil {
+		return symtab.NewKallsyms("/proc/kallsyms")
+	}
+	return o.Kallsyms
 }
 
 // UserspaceAttacher attaches userspace probes of a config to the processes

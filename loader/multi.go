@@ -13,6 +13,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/link"
+
+	"github.com/probe-exporter/probe_exporter/internal/symtab"
 )
 
 // Attach kinds of libbpf's multi-probe sections: one link attaches the
@@ -28,7 +30,7 @@ const (
 // attachKprobeMulti attaches kprobe.multi/PATTERN and kretprobe.multi/PATTERN
 // programs; the pattern is matched, as libbpf does, against the functions
 // tracefs lists as traceable.
-func attachKprobeMulti(p *Program) error {
+func attachKprobeMulti(p *Program, ks *symtab.Kallsyms) error {
 	a := p.Attach
 	syms, err := kernelFunctions(a.Target)
 	if err != nil {
@@ -45,7 +47,7 @@ func attachKprobeMulti(p *Program) error {
 		if errors.Is(err, ebpf.ErrNotSupported) {
 			return fmt.Errorf("%s %s: this kernel has no kprobe.multi links (Linux >= 5.18 built with CONFIG_FPROBE): %w", a.Kind, a.Target, err)
 		}
-		return explainKprobe(a.Kind, a.Target, err)
+		return explainKprobe(a.Kind, a.Target, err, ks)
 	}
 	p.attachments.add(l)
 	return nil

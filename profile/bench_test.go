@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/probe-exporter/probe_exporter/internal/procfs"
 )
 
 // BenchmarkSymbolize1000: symbolizing 1000 user stacks of 20 frames of a
@@ -18,12 +20,12 @@ func BenchmarkSymbolize1000(b *testing.B) {
 	}
 	defer cmd.Process.Kill()
 	pid := cmd.Process.Pid
-	var maps []mapping
+	var maps []procfs.Mapping
 	for i := 0; i < 200; i++ { // until the child has exec'ed sleep
 		maps, _ = readMaps("/proc", pid)
 		files := 0
 		for _, m := range maps {
-			if strings.HasPrefix(m.path, "/") {
+			if strings.HasPrefix(m.Path, "/") {
 				files++
 			}
 		}
@@ -39,11 +41,11 @@ func BenchmarkSymbolize1000(b *testing.B) {
 	// Addresses inside each executable mapping, spread over its range.
 	var addrs []uint64
 	for _, m := range maps {
-		if !strings.HasPrefix(m.path, "/") {
+		if !strings.HasPrefix(m.Path, "/") {
 			continue
 		}
 		for i := uint64(0); i < 10; i++ {
-			addrs = append(addrs, m.start+(m.end-m.start)*i/10)
+			addrs = append(addrs, m.Start+(m.End-m.Start)*i/10)
 		}
 	}
 	stack := make([]uint64, 20)

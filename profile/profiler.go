@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-
 	"strconv"
 	"strings"
 	"sync"
@@ -20,9 +19,11 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
 
 	"github.com/probe-exporter/probe_exporter/config"
-	"github.com/probe-exporter/probe_exporter/loader"
+	"github.com/probe-exporter/probe_exporter/internal/attach"
+	"github.com/probe-exporter/probe_exporter/internal/procfs"
 	"github.com/probe-exporter/probe_exporter/rules"
 	"github.com/probe-exporter/probe_exporter/targets"
 )
@@ -40,7 +41,7 @@ type Target struct {
 	// App is the application name; profiles are reported as App.cpu.
 	App      string
 	Tags     map[string]string
-	Selector targets.Selector
+	Selector config.Selector
 }
 
 // Options configure a Profiler.
@@ -83,7 +84,7 @@ type Profiler struct {
 type proc struct {
 	target int
 	comm   string
-	maps   []mapping
+	maps   []procfs.Mapping
 	exited bool
 	// started is when the process was seen starting: young processes'
 	// mappings are re-read often, while the dynamic loader maps libraries.
@@ -149,8 +150,8 @@ func New(opts Options) (*Profiler, error) {
 	go p.opts.Kernel(0)
 	p.unwindFiles = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "probe_exporter", Subsystem: "profiler", Name: "unwind_files",
 		Help: "Files whose unwind rows were read (once per file, shared by the processes mapping it)."}, func() float64 { _, n := p.unw.used(); return float64(n) })
-	p.events, err = loader.AttachPerfEvent(coll.Programs["do_sample"], config.PerfEvent{
-		Type: 1, Name: 0, SampleFrequency: uint64(opts.Frequency), // PERF_TYPE_SOFTWARE, PERF_COUNT_SW_CPU_CLOCK
+	p.events, err = attach.OnEveryCPU(coll.Programs["do_sample"], attach.PerfEvent{
+		Type: unix.PERF_TYPE_SOFTWARE, Config: unix.PERF_COUNT_SW_CPU_CLOCK, Frequency: uint64(opts.Frequency),
 	})
 	if err != nil {
 		coll.Close()
@@ -300,7 +301,7 @@ func (p *Profiler) Drain() error {
 	addrs := make([]uint64, 127)
 	p.mu.Lock()
 	procs := make(map[int]*proc, len(p.procs))
-	maps := make(map[int][]mapping, len(p.procs))
+	maps := make(map[int][]procfs.Mapping, len(p.procs))
 	for pid, pr := range p.procs {
 		procs[pid] = pr
 		maps[pid] = pr.maps
@@ -448,7 +449,7 @@ func (p *Profiler) Collect(ch chan<- prometheus.Metric) {
 
 // sameMaps reports whether two reads of a process's executable mappings
 // are the same.
-func sameMaps(a, b []mapping) bool {
+func sameMaps(a, b []procfs.Mapping) bool {
 	if len(a) != len(b) {
 		return false
 	}

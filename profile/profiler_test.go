@@ -14,7 +14,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/probe-exporter/probe_exporter/decoder"
+	"github.com/probe-exporter/probe_exporter/config"
+	"github.com/probe-exporter/probe_exporter/internal/symtab"
 	"github.com/probe-exporter/probe_exporter/rules"
 	"github.com/probe-exporter/probe_exporter/targets"
 )
@@ -91,11 +92,7 @@ func newProfiler(t *testing.T, sink Sink, freq int, tgts ...Target) *Profiler {
 	done := make(chan struct{})
 	go func() { w.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-	ks, _ := decoder.LoadKallsyms("/proc/kallsyms")
-	var kernel func(uint64) (string, bool)
-	if ks != nil {
-		kernel = ks.Sym
-	}
+	kernel := symtab.NewKallsyms("/proc/kallsyms").Sym
 	p, err := New(Options{Frequency: freq, Interval: time.Hour, Targets: tgts, Sink: sink, Watcher: w, Kernel: kernel})
 	if err != nil {
 		// A kernel without perf events or BPF is a reason to skip; a
@@ -136,8 +133,8 @@ func TestSeedRulesOnProfiles(t *testing.T) {
 	sink := &recordingSink{rules: set, stacks: map[string]uint64{}}
 	const freq = 100
 	p := newProfiler(t, sink, freq,
-		Target{App: "simple.app", Tags: map[string]string{"env": "prod"}, Selector: targets.Selector{Comm: name, Cmdline: " prod$"}},
-		Target{App: "simple.app", Tags: map[string]string{"env": "staging"}, Selector: targets.Selector{Comm: name, Cmdline: " staging$"}},
+		Target{App: "simple.app", Tags: map[string]string{"env": "prod"}, Selector: config.Selector{Comm: name, Cmdline: " prod$"}},
+		Target{App: "simple.app", Tags: map[string]string{"env": "staging"}, Selector: config.Selector{Comm: name, Cmdline: " staging$"}},
 	)
 	cpu := map[string]float64{}
 	var wg sync.WaitGroup
@@ -281,7 +278,7 @@ func TestGoSymbols(t *testing.T) {
 				t.Fatalf("go build: %v\n%s", err, out)
 			}
 			sink := &recordingSink{stacks: map[string]uint64{}}
-			p := newProfiler(t, sink, 199, Target{App: "gospin", Selector: targets.Selector{Comm: name}})
+			p := newProfiler(t, sink, 199, Target{App: "gospin", Selector: config.Selector{Comm: name}})
 			if err := exec.Command(filepath.Join(dir, name), "1").Run(); err != nil {
 				t.Fatal(err)
 			}
@@ -340,7 +337,7 @@ func TestJITFrames(t *testing.T) {
 	name := "jitspin" + strconv.Itoa(os.Getpid()%10000)
 	bin := gccBuild(t, jitProgram, name)
 	sink := &recordingSink{stacks: map[string]uint64{}}
-	p := newProfiler(t, sink, 199, Target{App: "jit", Selector: targets.Selector{Comm: name}})
+	p := newProfiler(t, sink, 199, Target{App: "jit", Selector: config.Selector{Comm: name}})
 	cmd := exec.Command(bin, "60")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

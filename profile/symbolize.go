@@ -13,40 +13,23 @@ import (
 	"sync"
 	"time"
 
+	"github.com/probe-exporter/probe_exporter/internal/procfs"
 	"github.com/probe-exporter/probe_exporter/internal/symtab"
 )
 
-// mapping is one executable mapping of a process.
-type mapping struct {
-	start, end, offset uint64
-	path               string // as the process sees it
-}
-
 // readMaps reads the executable mappings of /proc/PID/maps.
-func readMaps(procRoot string, pid int) ([]mapping, error) {
-	f, err := os.Open(filepath.Join(procRoot, strconv.Itoa(pid), "maps"))
+func readMaps(procRoot string, pid int) ([]procfs.Mapping, error) {
+	all, err := procfs.ReadMaps(procRoot, pid)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	var out []mapping
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 || !strings.Contains(fields[1], "x") {
-			continue
+	out := all[:0]
+	for _, m := range all {
+		if m.Executable() {
+			out = append(out, m)
 		}
-		lo, hi, _ := strings.Cut(fields[0], "-")
-		start, _ := strconv.ParseUint(lo, 16, 64)
-		end, _ := strconv.ParseUint(hi, 16, 64)
-		off, _ := strconv.ParseUint(fields[2], 16, 64)
-		m := mapping{start: start, end: end, offset: off}
-		if len(fields) >= 6 {
-			m.path = strings.Join(fields[5:], " ")
-		}
-		out = append(out, m)
 	}
-	return out, sc.Err()
+	return out, nil
 }
 
 // symbolTable resolves file virtual addresses of one ELF file.
@@ -179,7 +162,7 @@ func (s *symbolizer) table(path string) *symbolTable {
 // forget drops the paths of an exited process (its files' tables stay,
 // for the processes that share them).
 func (s *symbolizer) forget(pid int) {
-	prefix := filepath.Join(s.procRoot, strconv.Itoa(pid)) + "/"
+	prefix := procfs.Dir(s.procRoot, pid) + "/"
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for path := range s.paths {
@@ -191,20 +174,20 @@ func (s *symbolizer) forget(pid int) {
 
 // hostPath is the path of m's file from the host: through the process's
 // root, so files of containers are found.
-func (s *symbolizer) hostPath(pid int, m *mapping) string {
-	return filepath.Join(s.procRoot, strconv.Itoa(pid), "root", m.path)
+func (s *symbolizer) hostPath(pid int, m *procfs.Mapping) string {
+	return procfs.MapFile(s.procRoot, pid, *m)
 }
 
 // user symbolizes a user address of pid with its mappings; JIT code comes
 // from /tmp/perf-PID.map; unknown frames are module+0xoffset.
-func (s *symbolizer) user(pid int, maps []mapping, perfMap func() []perfSym, addr uint64) string {
+func (s *symbolizer) user(pid int, maps []procfs.Mapping, perfMap func() []perfSym, addr uint64) string {
 	for i := range maps {
 		m := &maps[i]
-		if addr < m.start || addr >= m.end {
+		if addr < m.Start || addr >= m.End {
 			continue
 		}
-		off := addr - m.start + m.offset
-		if m.path == "" || strings.HasPrefix(m.path, "[") {
+		off := addr - m.Start + m.Offset
+		if m.Path == "" || strings.HasPrefix(m.Path, "[") {
 			break
 		}
 		if t := s.table(s.hostPath(pid, m)); t != nil {
@@ -214,7 +197,7 @@ func (s *symbolizer) user(pid int, maps []mapping, perfMap func() []perfSym, add
 				}
 			}
 		}
-		return fmt.Sprintf("%s+0x%x", filepath.Base(m.path), off)
+		return fmt.Sprintf("%s+0x%x", filepath.Base(m.Path), off)
 	}
 	if perfMap != nil {
 		for _, p := range perfMap() {
@@ -237,13 +220,12 @@ type perfSym struct {
 // CPython 3.12's perf trampolines follow), in the process's own file
 // system and under its own pid, for processes in containers.
 func readPerfMap(procRoot string, pid int) ([]perfSym, bool) {
-	dir := filepath.Join(procRoot, strconv.Itoa(pid))
 	names := []int{pid}
-	if ns := nsPID(filepath.Join(dir, "status")); ns > 0 && ns != pid {
+	if ns := procfs.NSPID(procRoot, pid); ns > 0 && ns != pid {
 		names = append([]int{ns}, names...)
 	}
 	for _, n := range names {
-		f, err := os.Open(filepath.Join(dir, "root", "tmp", fmt.Sprintf("perf-%d.map", n)))
+		f, err := os.Open(procfs.HostPath(procRoot, pid, fmt.Sprintf("/tmp/perf-%d.map", n)))
 		if err != nil {
 			continue
 		}
@@ -269,24 +251,4 @@ func parsePerfMap(r io.Reader) []perfSym {
 		}
 	}
 	return out
-}
-
-// nsPID is the innermost pid of a process (the last NSpid field of its
-// status), 0 if unknown.
-func nsPID(status string) int {
-	data, err := os.ReadFile(status)
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "NSpid:"); ok {
-			f := strings.Fields(v)
-			if len(f) == 0 {
-				return 0
-			}
-			n, _ := strconv.Atoi(f[len(f)-1])
-			return n
-		}
-	}
-	return 0
 }

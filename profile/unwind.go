@@ -12,6 +12,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/probe-exporter/probe_exporter/internal/cfi"
+	"github.com/probe-exporter/probe_exporter/internal/procfs"
 )
 
 // Sizes shared with bpf/profile.bpf.c.
@@ -136,13 +137,13 @@ func (u *unwinder) write(first uint32, rows []cfi.Row) error {
 
 // describe tells the kernel the executable mappings of pid, with the rows
 // of their files; unchanged mappings are not written again.
-func (u *unwinder) describe(pid int, maps []mapping) error {
+func (u *unwinder) describe(pid int, maps []procfs.Mapping) error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	var out []bpfMapping
 	for i := range maps {
 		m := &maps[i]
-		if m.path == "" || m.path[0] != '/' {
+		if m.Path == "" || m.Path[0] != '/' {
 			continue // anonymous, [vdso], JIT: frame pointers
 		}
 		host := u.sym.hostPath(pid, m)
@@ -150,12 +151,12 @@ func (u *unwinder) describe(pid int, maps []mapping) error {
 		if t == nil {
 			continue
 		}
-		bias, ok := t.bias(m.start, m.offset)
+		bias, ok := t.bias(m.Start, m.Offset)
 		if !ok {
 			continue
 		}
 		fr := u.file(host)
-		out = append(out, bpfMapping{Start: m.start, End: m.end, Bias: bias, First: fr.first, Count: fr.count})
+		out = append(out, bpfMapping{Start: m.Start, End: m.End, Bias: bias, First: fr.first, Count: fr.count})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Start < out[j].Start })
 	if len(out) > maxMappings {

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/probe-exporter/probe_exporter/targets"
+	"github.com/probe-exporter/probe_exporter/config"
 )
 
 // The programs do a fixed amount of work (argv[1] rounds), so they are
@@ -121,7 +121,7 @@ func perfStacks(t *testing.T, bin string, args ...string) map[string]uint64 {
 func profileRun(t *testing.T, bin string, args ...string) map[string]uint64 {
 	t.Helper()
 	sink := &recordingSink{stacks: map[string]uint64{}}
-	p := newProfiler(t, sink, 999, Target{App: "uw", Selector: targets.Selector{Comm: filepath.Base(bin)}})
+	p := newProfiler(t, sink, 999, Target{App: "uw", Selector: config.Selector{Comm: filepath.Base(bin)}})
 	if out, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
 		t.Fatalf("%s: %v\n%s", bin, err, out)
 	}

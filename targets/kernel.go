@@ -15,6 +15,8 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
+
+	"github.com/probe-exporter/probe_exporter/config"
 )
 
 // maxSlots is the number of distinct selectors the kernel evaluates (one
@@ -96,7 +98,7 @@ type kernelEvent struct {
 // the same selector and options share it.
 type slot struct {
 	key   string
-	sel   Selector
+	sel   config.Selector
 	users int
 }
 
@@ -328,12 +330,12 @@ func verdict(match bool) uint8 {
 
 // slotKey tells selectors apart; subscriptions with equal keys share a
 // slot.
-func slotKey(sel Selector, opts SubscribeOptions) string {
+func slotKey(sel config.Selector, opts SubscribeOptions) string {
 	return fmt.Sprintf("%s|%v|%v", sel.String(), sel.PIDs, opts.ProbesExe)
 }
 
 // acquireSlot finds or programs the kernel slot for sel. w.mu is held.
-func (w *Watcher) acquireSlot(k *kernel, sel Selector, opts SubscribeOptions) (int, error) {
+func (w *Watcher) acquireSlot(k *kernel, sel config.Selector, opts SubscribeOptions) (int, error) {
 	key := slotKey(sel, opts)
 	free := -1
 	for i, s := range w.slots {
@@ -360,7 +362,7 @@ func (w *Watcher) acquireSlot(k *kernel, sel Selector, opts SubscribeOptions) (i
 // name, the pids, the executables a path or glob names on this host and
 // the cgroups the regexp matches now. Executables and cgroups met later
 // are learnt as userspace matches processes running them.
-func (w *Watcher) program(k *kernel, i int, sel Selector, opts SubscribeOptions) error {
+func (w *Watcher) program(k *kernel, i int, sel config.Selector, opts SubscribeOptions) error {
 	ks := kernelSlot{Flags: slotActive}
 	if sel.Comm != "" {
 		ks.Flags |= slotComm
@@ -409,7 +411,7 @@ func (w *Watcher) program(k *kernel, i int, sel Selector, opts SubscribeOptions)
 			}
 			rel := "/" + strings.TrimPrefix(strings.TrimPrefix(path, w.opts.CgroupRoot), "/")
 			if id, err := cgroupID(w.opts.CgroupRoot, rel); err == nil {
-				k.cgroupVerdict(id, i, sel.cgroup.MatchString(rel))
+				k.cgroupVerdict(id, i, sel.MatchCgroup(rel))
 			}
 			return nil
 		})

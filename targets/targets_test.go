@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/probe-exporter/probe_exporter/config"
 )
 
 // recorder collects events.
@@ -90,7 +92,7 @@ func TestStartAndExit(t *testing.T) {
 			name := "tgt" + strconv.Itoa(os.Getpid()%100000) + strconv.FormatBool(poll)[:1]
 			bin := sleeper(t, name)
 			rec := newRecorder()
-			unsub, err := w.Subscribe(Selector{Comm: name}, rec.event)
+			unsub, err := w.Subscribe(config.Selector{Comm: name}, rec.event)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -123,41 +125,6 @@ func TestStartAndExit(t *testing.T) {
 	}
 }
 
-func TestSelectors(t *testing.T) {
-	self, err := ReadProcess("/proc", os.Getpid())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tc := range []struct {
-		name string
-		sel  Selector
-		want bool
-	}{
-		{"comm", Selector{Comm: self.Comm}, true},
-		{"other comm", Selector{Comm: "nope"}, false},
-		{"exe path", Selector{Exe: self.Exe}, true},
-		{"exe glob", Selector{Exe: filepath.Dir(self.Exe) + "/*"}, true},
-		{"cmdline", Selector{Cmdline: `-test\.`}, true},
-		{"cgroup", Selector{Cgroup: "^" + self.Cgroup + "$"}, true},
-		{"pid", Selector{PIDs: []int{os.Getpid()}}, true},
-		{"pid and other comm", Selector{PIDs: []int{os.Getpid()}, Comm: "nope"}, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if err := tc.sel.Validate(); err != nil {
-				t.Fatal(err)
-			}
-			if got := tc.sel.Matches(self); got != tc.want {
-				t.Fatalf("Matches = %v, want %v (process %+v)", got, tc.want, self)
-			}
-		})
-	}
-	for _, bad := range []Selector{{}, {Cmdline: "("}, {Cgroup: "["}, {Exe: "["}} {
-		if err := bad.Validate(); err == nil {
-			t.Errorf("%+v validated", bad)
-		}
-	}
-}
-
 // TestManyShortLived: 200 short-lived processes; every one seen starting is
 // seen exiting, and none is left tracked. (The kernel selects them at exec;
 // one that exits before userspace reads its exec is only seen exiting.)
@@ -166,7 +133,7 @@ func TestManyShortLived(t *testing.T) {
 	name := "tgm" + strconv.Itoa(os.Getpid()%100000)
 	bin := sleeper(t, name)
 	rec := newRecorder()
-	unsub, err := w.Subscribe(Selector{Comm: name}, rec.event)
+	unsub, err := w.Subscribe(config.Selector{Comm: name}, rec.event)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,7 +188,7 @@ func TestKernelSelection(t *testing.T) {
 		mu  sync.Mutex
 		sel Selected
 	}
-	subscribe := func(sel Selector) *sub {
+	subscribe := func(sel config.Selector) *sub {
 		s := &sub{rec: newRecorder()}
 		unsub, err := w.Subscribe(sel, func(e Event) {
 			if e.Kind == Start {
@@ -247,8 +214,8 @@ func TestKernelSelection(t *testing.T) {
 		var v uint8
 		return sel.Map.Lookup(pidKey{uint32(pid), sel.Slot}, &v) == nil
 	}
-	byComm := subscribe(Selector{Comm: name})
-	byCmdline := subscribe(Selector{Cmdline: regexp.QuoteMeta(name) + " -c read x"})
+	byComm := subscribe(config.Selector{Comm: name})
+	byCmdline := subscribe(config.Selector{Cmdline: regexp.QuoteMeta(name) + " -c read x"})
 
 	// The shell forks a subshell (same image, inherits the selection),
 	// which forks cat (a new image: deselected), then waits for a line.

@@ -1,19 +1,18 @@
 package targets
 
 import (
-	"bytes"
 	"context"
 	_ "embed"
 	"errors"
 	"log/slog"
-	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/probe-exporter/probe_exporter/config"
+	"github.com/probe-exporter/probe_exporter/internal/procfs"
 )
 
 //go:embed procevents.bpf.o
@@ -96,7 +95,7 @@ type Stats struct {
 }
 
 type subscription struct {
-	sel  Selector
+	sel  config.Selector
 	opts SubscribeOptions
 	fn   func(Event)
 	slot int
@@ -253,7 +252,7 @@ func (w *Watcher) handle(k *kernel, ev kernelEvent) {
 	case evExit:
 		w.exitSlots(int(ev.pid), ev.left)
 	case evFork:
-		p, err := ReadProcess(w.opts.ProcRoot, int(ev.pid))
+		p, err := procfs.Read(w.opts.ProcRoot, int(ev.pid))
 		if err != nil {
 			return // gone already: its exit event follows
 		}
@@ -276,7 +275,7 @@ func (w *Watcher) handle(k *kernel, ev kernelEvent) {
 		if ev.matched == 0 && ev.userspace == 0 {
 			return
 		}
-		p, err := ReadProcess(w.opts.ProcRoot, int(ev.pid))
+		p, err := procfs.Read(w.opts.ProcRoot, int(ev.pid))
 		if err != nil {
 			return
 		}
@@ -292,7 +291,7 @@ func (w *Watcher) handle(k *kernel, ev kernelEvent) {
 		}
 		w.verdicts(k, p, ev.userspace, key)
 		w.deliverStart(k, p, mask, key, ev.flags&evfStopped != 0, mask&^ev.matched, sinceBoot(ev.time))
-		if mask != ev.matched && !processAlive(w.opts.ProcRoot, p) {
+		if mask != ev.matched && !p.Alive() {
 			// Exited while userspace selected it: the kernel's exit
 			// came first and found nothing to report.
 			w.exit(p.PID)
@@ -343,11 +342,11 @@ func (w *Watcher) verdicts(k *kernel, p Process, mask uint64, exe FileKey) {
 			continue
 		}
 		if sl.sel.Exe != "" && p.Exe != "" {
-			k.exeVerdict(exe, i, sl.sel.matchExe(p))
+			k.exeVerdict(exe, i, sl.sel.MatchExe(p.Exe))
 		}
 		if sl.sel.Cgroup != "" && p.Cgroup != "" {
 			if id, err := cgroupID(w.opts.CgroupRoot, p.Cgroup); err == nil {
-				k.cgroupVerdict(id, i, sl.sel.cgroup.MatchString(p.Cgroup))
+				k.cgroupVerdict(id, i, sl.sel.MatchCgroup(p.Cgroup))
 			}
 		}
 	}
@@ -408,7 +407,7 @@ func (w *Watcher) collectExited() {
 	for _, s := range w.subscriptions() {
 		s.mu.Lock()
 		for pid, start := range s.pids {
-			if !processAlive(w.opts.ProcRoot, Process{PID: pid, StartTime: start}) {
+			if !procfs.Alive(w.opts.ProcRoot, pid, start) {
 				s.exitLocked(pid, false)
 			}
 		}
@@ -428,24 +427,6 @@ func sinceBoot(t uint64) time.Duration {
 		return 0
 	}
 	return time.Duration(uint64(ts.Nano()) - t)
-}
-
-// processAlive reports whether p still runs (same start time, not a zombie).
-func processAlive(procRoot string, p Process) bool {
-	st, err := os.ReadFile(procRoot + "/" + strconv.Itoa(p.PID) + "/stat")
-	if err != nil {
-		return false
-	}
-	i := bytes.LastIndexByte(st, ')')
-	if i < 0 {
-		return false
-	}
-	f := strings.Fields(string(st[i+1:]))
-	if len(f) < 20 || f[0] == "Z" || f[0] == "X" {
-		return false
-	}
-	start, _ := strconv.ParseUint(f[19], 10, 64)
-	return start == p.StartTime
 }
 
 // rescan reconciles every subscription with /proc: processes missed or
@@ -469,13 +450,13 @@ func (w *Watcher) rescan() {
 }
 
 func (w *Watcher) scan() (map[int]Process, error) {
-	pids, err := listPIDs(w.opts.ProcRoot)
+	pids, err := procfs.PIDs(w.opts.ProcRoot)
 	if err != nil {
 		return nil, err
 	}
 	procs := make(map[int]Process, len(pids))
 	for _, pid := range pids {
-		if p, err := ReadProcess(w.opts.ProcRoot, pid); err == nil {
+		if p, err := procfs.Read(w.opts.ProcRoot, pid); err == nil {
 			procs[pid] = p
 		}
 	}
@@ -508,7 +489,7 @@ func (w *Watcher) reconcile(k *kernel, s *subscription, procs map[int]Process) {
 			w.verdicts(k, p, 1<<s.slot, exe)
 		}
 		w.deliverStart(k, p, 1<<s.slot, exe, false, 0, 0)
-		if k != nil && !processAlive(w.opts.ProcRoot, p) {
+		if k != nil && !p.Alive() {
 			w.exit(p.PID)
 		}
 	}
@@ -522,25 +503,11 @@ func exeKey(p Process) FileKey {
 		return FileKey{}
 	}
 	for _, m := range maps {
-		if m.Path == p.Exe || m.Path == p.Exe+" (deleted)" {
-			return parseDevIno(m.Dev, m.Inode)
+		if m.Executable() && m.Path == p.Exe {
+			return FileKey{Dev: m.Dev(), Ino: m.Inode}
 		}
 	}
 	return FileKey{}
-}
-
-func parseDevIno(dev, ino string) FileKey {
-	maj, min, ok := strings.Cut(dev, ":")
-	if !ok {
-		return FileKey{}
-	}
-	ma, err1 := strconv.ParseUint(maj, 16, 32)
-	mi, err2 := strconv.ParseUint(min, 16, 32)
-	in, err3 := strconv.ParseUint(ino, 10, 64)
-	if err1 != nil || err2 != nil || err3 != nil {
-		return FileKey{}
-	}
-	return FileKey{Dev: ma<<20 | mi, Ino: in}
 }
 
 // StatKey identifies the file at path as the kernel does.
@@ -555,12 +522,12 @@ func StatKey(path string) (FileKey, error) {
 // Subscribe delivers Start for every selected process now running and for
 // each one started later, and Exit when they exit. Deliveries for one
 // subscription are serialized. The returned function unsubscribes.
-func (w *Watcher) Subscribe(sel Selector, fn func(Event)) (func(), error) {
+func (w *Watcher) Subscribe(sel config.Selector, fn func(Event)) (func(), error) {
 	return w.SubscribeWith(sel, SubscribeOptions{}, fn)
 }
 
 // SubscribeWith is Subscribe with options.
-func (w *Watcher) SubscribeWith(sel Selector, opts SubscribeOptions, fn func(Event)) (func(), error) {
+func (w *Watcher) SubscribeWith(sel config.Selector, opts SubscribeOptions, fn func(Event)) (func(), error) {
 	if err := sel.Validate(); err != nil {
 		return nil, err
 	}

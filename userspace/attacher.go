@@ -32,6 +32,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/probe-exporter/probe_exporter/config"
+	"github.com/probe-exporter/probe_exporter/internal/attach"
 	"github.com/probe-exporter/probe_exporter/internal/caps"
 	"github.com/probe-exporter/probe_exporter/loader"
 	"github.com/probe-exporter/probe_exporter/targets"
@@ -164,8 +165,8 @@ func (a *Attacher) Attach(ctx context.Context, obj *loader.Object, prog *loader.
 		st.usdt = a.usdt[specs]
 		a.mu.Unlock()
 	}
-	sel, ok := selector(obj.Config.Attachments)
-	if !ok {
+	sel := obj.Config.Attachments
+	if sel.Empty() {
 		// No process selection: attach to the file for every process.
 		if prog.Attach.Path == "" {
 			return fmt.Errorf("%s %s names no binary: give attachments (binary_name, exe, cmdline, cgroup or pid) or a path in the section", prog.Attach.Kind, prog.Attach.Target)
@@ -179,7 +180,7 @@ func (a *Attacher) Attach(ctx context.Context, obj *loader.Object, prog *loader.
 	a.progs[prog] = st
 	a.mu.Unlock()
 	opts := targets.SubscribeOptions{ProbesExe: prog.Attach.Path == ""}
-	unsub, err := a.watcher.SubscribeWith(sel, opts, func(ev targets.Event) {
+	unsub, err := a.watcher.SubscribeWith(*sel, opts, func(ev targets.Event) {
 		switch ev.Kind {
 		case targets.Start:
 			t0 := time.Now()
@@ -221,17 +222,6 @@ type closerFunc func() error
 
 func (f closerFunc) Close() error { return f() }
 
-func selector(at *config.Attachments) (targets.Selector, bool) {
-	if at == nil {
-		return targets.Selector{}, false
-	}
-	s := targets.Selector{Comm: at.BinaryName, Exe: at.Exe, Cmdline: at.Cmdline, Cgroup: at.Cgroup, PIDs: at.PID}
-	if s.Comm == "" && s.Exe == "" && s.Cmdline == "" && s.Cgroup == "" && len(s.PIDs) == 0 {
-		return s, false
-	}
-	return s, true
-}
-
 // errGone marks a process (or its file) that vanished before its probes
 // could be placed: a race counted, not logged.
 var errGone = errors.New("process gone")
@@ -246,7 +236,7 @@ func fileFor(p targets.Process, name string) (string, error) {
 		if p.Exe == "" {
 			return "", errGone
 		}
-		return filepath.Join(filepath.Dir(p.Root), "exe"), nil
+		return p.ExePath(), nil
 	}
 	if filepath.IsAbs(name) {
 		return p.HostPath(name), nil
@@ -257,12 +247,15 @@ func fileFor(p targets.Process, name string) (string, error) {
 	}
 	if err == nil {
 		for _, m := range maps {
-			if filepath.Base(m.Path) == name || strings.HasPrefix(filepath.Base(m.Path), name) {
-				return p.HostPath(m.Path), nil
+			if !m.Executable() || !m.IsFile() {
+				continue
+			}
+			if base := filepath.Base(m.Path); base == name || strings.HasPrefix(base, name) {
+				return p.MapFile(m), nil
 			}
 		}
 		if filepath.Base(p.Exe) == name {
-			return filepath.Join(filepath.Dir(p.Root), "exe"), nil
+			return p.ExePath(), nil
 		}
 	}
 	return loader.ResolveBinary(name, p.Root)
@@ -433,21 +426,7 @@ func (a *Attacher) place(st *progState, prog *ebpf.Program, path string, pid int
 		}
 		return multiCloser(links), nil
 	case config.AttachUprobe, config.AttachUretprobe:
-		ex, err := link.OpenExecutable(path)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", at.Kind, err)
-		}
-		opts := &link.UprobeOptions{Offset: at.Offset, PID: pid}
-		var l link.Link
-		if at.Kind == config.AttachUprobe {
-			l, err = ex.Uprobe(at.Target, prog, opts)
-		} else {
-			l, err = ex.Uretprobe(at.Target, prog, opts)
-		}
-		if err != nil {
-			return nil, caps.Explain(fmt.Errorf("%s %s:%s: %w", at.Kind, path, at.Target, err), caps.SysAdmin, "uprobes")
-		}
-		return l, nil
+		return attach.Uprobe{Path: path, Symbol: at.Target, Offset: at.Offset, Return: at.Kind == config.AttachUretprobe, PID: pid}.Attach(prog)
 	}
 	return nil, fmt.Errorf("attach type %q is not a userspace probe", at.Kind)
 }

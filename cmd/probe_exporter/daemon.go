@@ -239,6 +239,7 @@ func (d *daemon) load(c config.Config) (*collector.Config, []error) {
 	obj := loader.Load(d.ctx, c, loader.Options{
 		Logger:      d.logger,
 		Kaddr:       d.env.KernelAddr,
+		Kallsyms:    d.env.Kallsyms,
 		Compiler:    d.compiler,
 		Userspace:   d.extras.userspace,
 		KernelTypes: d.btf,

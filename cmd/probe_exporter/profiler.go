@@ -8,8 +8,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/probe-exporter/probe_exporter/config"
 	"github.com/probe-exporter/probe_exporter/profile"
-	"github.com/probe-exporter/probe_exporter/targets"
 )
 
 // profileConfig is the --profile.config file: the processes to profile.
@@ -20,13 +20,10 @@ import (
 //	    comm: app            # and/or exe, cmdline, cgroup, pid
 type profileConfig struct {
 	Targets []struct {
-		App     string            `yaml:"app"`
-		Tags    map[string]string `yaml:"tags"`
-		Comm    string            `yaml:"comm"`
-		Exe     string            `yaml:"exe"`
-		Cmdline string            `yaml:"cmdline"`
-		Cgroup  string            `yaml:"cgroup"`
-		PID     []int             `yaml:"pid"`
+		App  string            `yaml:"app"`
+		Tags map[string]string `yaml:"tags"`
+		// comm, exe, cmdline, cgroup, pid.
+		Selector config.Selector `yaml:",inline"`
 	} `yaml:"targets"`
 }
 
@@ -51,8 +48,7 @@ func (d *daemon) startProfiler(ctx context.Context) error {
 		if t.App == "" {
 			return fmt.Errorf("profile config %s: target %d has no app", d.f.profileConfig, i+1)
 		}
-		tgts = append(tgts, profile.Target{App: t.App, Tags: t.Tags, Selector: targets.Selector{
-			Comm: t.Comm, Exe: t.Exe, Cmdline: t.Cmdline, Cgroup: t.Cgroup, PIDs: t.PID}})
+		tgts = append(tgts, profile.Target{App: t.App, Tags: t.Tags, Selector: t.Selector})
 	}
 	if d.watcher == nil {
 		return fmt.Errorf("profiler: process targets are unavailable")

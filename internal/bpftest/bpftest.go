@@ -10,15 +10,16 @@
 package bpftest
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/probe-exporter/probe_exporter/internal/clang"
 )
 
 // Environment variables of the object cache.
@@ -44,12 +45,7 @@ func IncludeDir(t testing.TB) string {
 			vmlinuxErr = err
 			return
 		}
-		out, err := exec.Command("bpftool", "btf", "dump", "file", "/sys/kernel/btf/vmlinux", "format", "c").Output()
-		if err != nil {
-			vmlinuxErr = err
-			return
-		}
-		vmlinuxErr = os.WriteFile(filepath.Join(dir, "vmlinux.h"), out, 0o644)
+		vmlinuxErr = clang.VmlinuxH(context.Background(), "bpftool", "/sys/kernel/btf/vmlinux", filepath.Join(dir, "vmlinux.h"))
 		vmlinuxDir = dir
 	})
 	if vmlinuxErr != nil {
@@ -62,12 +58,9 @@ func IncludeDir(t testing.TB) string {
 // The test is skipped when clang is missing and the object is not cached.
 func Compile(t testing.TB, src, dir, name string) string {
 	t.Helper()
-	arch := "x86"
-	if runtime.GOARCH == "arm64" {
-		arch = "arm64"
-	}
 	out := filepath.Join(dir, name+".bpf.o")
-	flags := []string{"-g", "-O2", "-target", "bpf", "-D__TARGET_ARCH_" + arch}
+	// What clang.Compile runs, for the cache key.
+	flags := append([]string{"-g", "-O2"}, clang.TargetFlags()...)
 	cache := os.Getenv(CacheEnv)
 	var cached string
 	if cache != "" {
@@ -86,7 +79,8 @@ func Compile(t testing.TB, src, dir, name string) string {
 			t.Fatalf("object %s is not in %s=%s (%s is set): prepare the cache on the host first", cached, CacheEnv, cache, CachedOnlyEnv)
 		}
 	}
-	if _, err := exec.LookPath("clang"); err != nil {
+	cc, err := clang.Look("", "clang")
+	if err != nil {
 		t.Skip("clang is needed to compile BPF test programs")
 	}
 	inc := IncludeDir(t)
@@ -94,9 +88,8 @@ func Compile(t testing.TB, src, dir, name string) string {
 	if err := os.WriteFile(cfile, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("clang", append(flags, "-I", inc, "-c", cfile, "-o", out)...)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("clang: %v\n%s", err, b)
+	if stderr, err := clang.Compile(context.Background(), cc, cfile, out, []string{inc}, nil); err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
 	}
 	if cached != "" {
 		if err := copyFile(out, cached); err != nil {

@@ -1,6 +1,7 @@
-// Package symtab is a sorted address-to-name table: kernel symbols from
-// /proc/kallsyms for the ksym and kstack decoders and the profiler, and
-// ELF function symbols for the profiler's user frames.
+// Package symtab resolves addresses to symbol names: a sorted
+// address-to-name table (ELF function symbols for the profiler's user
+// frames) and the kernel's table from /proc/kallsyms, read once for the
+// ksym and kstack decoders, kaddrs, the profiler and the loader.
 package symtab
 
 import "sort"

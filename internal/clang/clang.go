@@ -1,0 +1,112 @@
+// Package clang runs the BPF toolchain: bpftool generates vmlinux.h from a
+// kernel's BTF, and clang compiles BPF C against it into CO-RE objects. The
+// loader compiles the inline code of v1-layout configs with it, and tests
+// their BPF programs (internal/bpftest).
+package clang
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+)
+
+// Look finds a tool: the configured path or name, else name, in PATH.
+func Look(configured, name string) (string, error) {
+	if configured != "" {
+		name = configured
+	}
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if u := errors.Unwrap(err); u != nil {
+			err = u
+		}
+		return "", fmt.Errorf("%s not found: %w", name, err)
+	}
+	return p, nil
+}
+
+// TargetFlags are the flags of clang for the bpf target: the host's
+// architecture (which register layout libbpf's bpf_tracing.h reads) and
+// the include directories, the given ones first, then the multiarch one
+// (asm/types.h of Debian's libc headers).
+func TargetFlags(includes ...string) []string {
+	flags := []string{"-target", "bpf", "-D__TARGET_ARCH_" + targetArch()}
+	for _, dir := range includes {
+		flags = append(flags, "-I", dir)
+	}
+	if m := multiarch(); m != "" {
+		flags = append(flags, "-I", "/usr/include/"+m)
+	}
+	return flags
+}
+
+// Compile compiles the BPF C at src into the object out with clang:
+// optimized (the verifier wants it) and with debug info (the BTF CO-RE
+// relocations need), with TargetFlags(includes...) and then cflags. On
+// failure the error holds clang's exit, and stderr what it said.
+func Compile(ctx context.Context, clang, src, out string, includes, cflags []string) (stderr string, err error) {
+	args := append([]string{"-g", "-O2"}, TargetFlags(includes...)...)
+	args = append(args, cflags...)
+	args = append(args, "-c", src, "-o", out)
+	cmd := exec.CommandContext(ctx, clang, args...)
+	var buf bytes.Buffer
+	cmd.Stderr = &buf
+	if err := cmd.Run(); err != nil {
+		return buf.String(), fmt.Errorf("clang: %w", err)
+	}
+	return buf.String(), nil
+}
+
+// VmlinuxH writes the C types of the BTF at btfPath (the kernel's is
+// /sys/kernel/btf/vmlinux) to hdr, whole or not at all.
+func VmlinuxH(ctx context.Context, bpftool, btfPath, hdr string) error {
+	cmd := exec.CommandContext(ctx, bpftool, "btf", "dump", "file", btfPath, "format", "c")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	data, err := cmd.Output()
+	if err != nil {
+		return fmt.Errorf("bpftool btf dump: %w: %s", err, Tail(stderr.String(), 5))
+	}
+	if err := os.MkdirAll(filepath.Dir(hdr), 0o700); err != nil {
+		return err
+	}
+	if err := os.WriteFile(hdr+".tmp", data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(hdr+".tmp", hdr)
+}
+
+// Tail is the last n lines of s.
+func Tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func targetArch() string {
+	switch runtime.GOARCH {
+	case "amd64":
+		return "x86"
+	case "arm64":
+		return "arm64"
+	}
+	return runtime.GOARCH
+}
+
+func multiarch() string {
+	switch runtime.GOARCH {
+	case "amd64":
+		return "x86_64-linux-gnu"
+	case "arm64":
+		return "aarch64-linux-gnu"
+	}
+	return ""
+}

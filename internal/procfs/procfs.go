@@ -1,0 +1,160 @@
+// Package procfs reads what /proc tells about a process: its identity
+// (command name, executable, command line, cgroup, start time), its memory
+// mappings (/proc/PID/maps) and where the files it sees are from the host
+// (through /proc/PID/root, so files of processes in containers are found).
+package procfs
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Process is what /proc tells about one process.
+type Process struct {
+	PID     int
+	Comm    string
+	Exe     string // as the process sees it, without " (deleted)"
+	Cmdline string // arguments joined by spaces
+	Cgroup  string // cgroup v2 path
+	// Root is /proc/PID/root: the process's view of the filesystem.
+	Root string
+	// StartTime (clock ticks after boot) tells a reused pid apart.
+	StartTime uint64
+}
+
+// Dir is /proc/PID under procRoot.
+func Dir(procRoot string, pid int) string {
+	return filepath.Join(procRoot, strconv.Itoa(pid))
+}
+
+// HostPath is where the file a process sees at path is, from the host:
+// through /proc/PID/root, which is the process's mount namespace and root.
+func HostPath(procRoot string, pid int, path string) string {
+	return filepath.Join(Dir(procRoot, pid), "root", path)
+}
+
+// Read reads /proc/PID under procRoot. Only a missing comm (the process
+// is gone) is an error; other files a process may hide leave their fields
+// empty.
+func Read(procRoot string, pid int) (Process, error) {
+	dir := Dir(procRoot, pid)
+	p := Process{PID: pid, Root: filepath.Join(dir, "root")}
+	comm, err := os.ReadFile(filepath.Join(dir, "comm"))
+	if err != nil {
+		return p, err
+	}
+	p.Comm = strings.TrimSuffix(string(comm), "\n")
+	p.Exe, _ = os.Readlink(filepath.Join(dir, "exe"))
+	p.Exe = strings.TrimSuffix(p.Exe, " (deleted)")
+	if cl, err := os.ReadFile(filepath.Join(dir, "cmdline")); err == nil {
+		p.Cmdline = strings.TrimSpace(string(bytes.ReplaceAll(cl, []byte{0}, []byte{' '})))
+	}
+	if cg, err := os.ReadFile(filepath.Join(dir, "cgroup")); err == nil {
+		for _, line := range strings.Split(string(cg), "\n") {
+			if rest, ok := strings.CutPrefix(line, "0::"); ok {
+				p.Cgroup = rest
+			}
+		}
+	}
+	if st, err := readStat(dir); err == nil {
+		p.StartTime = st.startTime
+	}
+	return p, nil
+}
+
+// Dir is the process's /proc/PID.
+func (p Process) Dir() string { return filepath.Dir(p.Root) }
+
+// HostPath is where a file the process sees at path is, from the host.
+func (p Process) HostPath(path string) string { return filepath.Join(p.Root, path) }
+
+// ExePath is /proc/PID/exe, which opens the very file the process runs
+// (in a container, or deleted, too).
+func (p Process) ExePath() string { return filepath.Join(p.Dir(), "exe") }
+
+// Mappings reads the process's /proc/PID/maps.
+func (p Process) Mappings() ([]Mapping, error) { return readMaps(p.Dir()) }
+
+// Alive reports whether the process still runs: not a zombie, and its pid
+// not reused by another process since it was read.
+func (p Process) Alive() bool { return alive(p.Dir(), p.StartTime) }
+
+// Alive reports whether process pid, started at startTime, still runs.
+func Alive(procRoot string, pid int, startTime uint64) bool {
+	return alive(Dir(procRoot, pid), startTime)
+}
+
+func alive(dir string, startTime uint64) bool {
+	st, err := readStat(dir)
+	return err == nil && st.state != 'Z' && st.state != 'X' && st.startTime == startTime
+}
+
+// NSPID is the process's pid in its own pid namespace (the last NSpid
+// field of /proc/PID/status), 0 if unknown.
+func NSPID(procRoot string, pid int) int {
+	data, err := os.ReadFile(filepath.Join(Dir(procRoot, pid), "status"))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "NSpid:"); ok {
+			f := strings.Fields(v)
+			if len(f) == 0 {
+				return 0
+			}
+			n, _ := strconv.Atoi(f[len(f)-1])
+			return n
+		}
+	}
+	return 0
+}
+
+// PIDs lists the processes under procRoot.
+func PIDs(procRoot string) ([]int, error) {
+	entries, err := os.ReadDir(procRoot)
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	for _, e := range entries {
+		if pid, err := strconv.Atoi(e.Name()); err == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids, nil
+}
+
+type stat struct {
+	state     byte
+	startTime uint64
+}
+
+// readStat reads the state (field 3) and start time (field 22) of
+// dir/stat, counted after the parenthesised command name, which may hold
+// spaces and parentheses itself.
+func readStat(dir string) (stat, error) {
+	data, err := os.ReadFile(filepath.Join(dir, "stat"))
+	if err != nil {
+		return stat{}, err
+	}
+	return parseStat(data)
+}
+
+func parseStat(data []byte) (stat, error) {
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return stat{}, errMalformed("stat", string(data))
+	}
+	f := strings.Fields(string(data[i+1:]))
+	if len(f) < 20 || len(f[0]) != 1 {
+		return stat{}, errMalformed("stat", string(data))
+	}
+	start, err := strconv.ParseUint(f[19], 10, 64)
+	if err != nil {
+		return stat{}, errMalformed("stat", string(data))
+	}
+	return stat{state: f[0][0], startTime: start}, nil
+}

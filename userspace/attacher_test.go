@@ -1,0 +1,458 @@
+package userspace
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/probe-exporter/probe_exporter/config"
+	"github.com/probe-exporter/probe_exporter/internal/bpftest"
+	"github.com/probe-exporter/probe_exporter/internal/procfs"
+	"github.com/probe-exporter/probe_exporter/loader"
+	"github.com/probe-exporter/probe_exporter/targets"
+)
+
+// countC counts the probe's hits per process.
+const countC = `#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, u32);
+	__type(value, u64);
+} counts SEC(".maps");
+
+SEC("%s")
+int count(void *ctx) {
+	u32 pid = bpf_get_current_pid_tgid() >> 32;
+	u64 one = 1, *n = bpf_map_lookup_elem(&counts, &pid);
+	if (n)
+		__sync_fetch_and_add(n, 1);
+	else
+		bpf_map_update_elem(&counts, &pid, &one, BPF_NOEXIST);
+	return 0;
+}
+char LICENSE[] SEC("license") = "GPL";
+`
+
+// workerC calls work() as many times as each line of stdin says.
+const workerC = `#include <stdio.h>
+#include <stdlib.h>
+__attribute__((noinline)) int work(int i) { asm volatile(""); return 2 * i; }
+int main(void) {
+	char line[64];
+	printf("ready\n"); fflush(stdout);
+	while (fgets(line, sizeof line, stdin)) {
+		int n = atoi(line);
+		for (int i = 0; i < n; i++) work(i);
+		printf("done\n"); fflush(stdout);
+	}
+	return 0;
+}
+`
+
+type worker struct {
+	cmd *exec.Cmd
+	in  io.WriteCloser
+	out *bufio.Reader
+}
+
+func (w *worker) pid() int { return w.cmd.Process.Pid }
+
+func startWorker(t *testing.T, bin string, args ...string) *worker {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w := &worker{cmd: cmd, in: in, out: bufio.NewReader(out)}
+	t.Cleanup(w.stop)
+	w.expect(t, "ready")
+	return w
+}
+
+func (w *worker) stop() {
+	w.in.Close()
+	_ = w.cmd.Wait()
+}
+
+func (w *worker) expect(t *testing.T, want string) {
+	t.Helper()
+	line, err := w.out.ReadString('\n')
+	if err != nil || strings.TrimSpace(line) != want {
+		t.Fatalf("worker %d said %q (%v), want %q", w.pid(), line, err, want)
+	}
+}
+
+// call has the worker call work() n times and waits until it did.
+func (w *worker) call(t *testing.T, n int) {
+	t.Helper()
+	fmt.Fprintf(w.in, "%d\n", n)
+	w.expect(t, "done")
+}
+
+// dropped records the pids the attacher tells to drop.
+type dropped struct {
+	mu   sync.Mutex
+	pids map[int]int
+}
+
+func (d *dropped) DropPID(_ string, pid int) {
+	d.mu.Lock()
+	d.pids[pid]++
+	d.mu.Unlock()
+}
+
+func (d *dropped) count(pid int) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.pids[pid]
+}
+
+// poll waits up to a minute (the machine may be loaded) for cond.
+func poll(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(60 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 60s", what)
+		}
+	}
+}
+
+// attached reports whether the attacher placed prog's probes for pid.
+func (a *Attacher) attached(prog *loader.Program, pid int) bool {
+	a.mu.Lock()
+	st := a.progs[prog]
+	a.mu.Unlock()
+	if st == nil {
+		return false
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	_, ok := st.pids[pid]
+	return ok
+}
+
+// TestAttach loads a uprobe counting calls of work() per process with the
+// attacher following real processes, and checks the counts exactly: for
+// selections the kernel makes at exec (comm, exe, pid) and one only
+// userspace makes (cmdline), for processes running before the config
+// loads and started after, and for a file probed in every process.
+func TestAttach(t *testing.T) {
+	if _, err := exec.LookPath("clang"); err != nil {
+		t.Skip("clang is needed to build the probed program")
+	}
+	dir := t.TempDir()
+	name := "uw" + strconv.Itoa(os.Getpid()%100000)
+	bin := filepath.Join(dir, name)
+	src := filepath.Join(dir, "worker.c")
+	if err := os.WriteFile(src, []byte(workerC), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("clang", "-O1", "-o", bin, src).CombinedOutput(); err != nil {
+		t.Fatalf("clang: %v\n%s", err, out)
+	}
+	// A copy under another name: the same code, another file and comm.
+	other := filepath.Join(dir, "ot"+strconv.Itoa(os.Getpid()%100000))
+	if data, err := os.ReadFile(bin); err != nil || os.WriteFile(other, data, 0o700) != nil {
+		t.Fatal("copying the worker")
+	}
+	// An object whose section names no file, attached through explicit
+	// attach points (as v1-layout configs are), and one per named file.
+	objects := map[string][]byte{}
+	for i, sec := range []string{"uprobe", "uprobe/" + bin + ":work", "uretprobe/" + other + ":work"} {
+		data, err := os.ReadFile(bpftest.Compile(t, fmt.Sprintf(countC, sec), dir, "count"+strconv.Itoa(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		objects[sec] = data
+	}
+
+	w, err := targets.NewWatcher(targets.WatcherOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = w.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	for _, tc := range []struct {
+		name string
+		sel  *config.Selector
+		// kind is that of the explicit attach point, or empty to
+		// attach by section.
+		kind    config.AttachKind
+		section string
+		// args of the workers of bin.
+		args []string
+		// want are the calls counted of the worker of bin running
+		// before the config loads, the one started after, and the
+		// worker of the other file.
+		before, after, others int
+	}{
+		{name: "comm", sel: &config.Selector{Comm: name}, kind: config.AttachUprobe, before: 5, after: 4},
+		{name: "exe glob", sel: &config.Selector{Exe: filepath.Join(dir, "uw*")}, kind: config.AttachUretprobe, before: 5, after: 4},
+		{name: "pid", sel: &config.Selector{PIDs: []int{0}}, kind: config.AttachUprobe, before: 5},
+		{name: "cmdline", sel: &config.Selector{Cmdline: "^" + bin + " selected$"}, args: []string{"selected"}, kind: config.AttachUprobe, before: 5, after: 4},
+		{name: "file for every process", section: "uprobe/" + bin + ":work", before: 5, after: 4},
+		{name: "named file, comm", sel: &config.Selector{Comm: filepath.Base(other)}, section: "uretprobe/" + other + ":work", others: 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := startWorker(t, bin, tc.args...)
+			unselected := startWorker(t, other)
+			sel := tc.sel
+			if sel != nil && len(sel.PIDs) > 0 {
+				sel = &config.Selector{PIDs: []int{before.pid()}}
+			}
+			drops := &dropped{pids: map[int]int{}}
+			a := New(w, drops, slog.New(slog.DiscardHandler))
+			cfg := config.Config{Name: "count", Attachments: sel}
+			if tc.kind != "" {
+				cfg.Object = objects["uprobe"]
+				cfg.Attach = []config.AttachPoint{{Kind: tc.kind, Target: "work", Program: "count"}}
+			} else {
+				cfg.Object = objects[tc.section]
+			}
+			obj := loader.Load(ctx, cfg, loader.Options{Userspace: a})
+			if err := obj.Err; err != nil {
+				t.Fatal(err)
+			}
+			defer obj.Close()
+			prog := obj.Programs[0]
+			if prog.Err != nil {
+				t.Fatal(prog.Err)
+			}
+			for _, wk := range []struct {
+				w    *worker
+				want int
+			}{{before, tc.before}, {unselected, tc.others}} {
+				if sel != nil && wk.want > 0 {
+					poll(t, "attaching to a running worker", func() bool { return a.attached(prog, wk.w.pid()) })
+				}
+			}
+			after := startWorker(t, bin, tc.args...)
+			if sel != nil && sel.Cmdline != "" {
+				// Only userspace selects by command line, once it
+				// reads the exec event.
+				poll(t, "attaching to the new worker", func() bool { return a.attached(prog, after.pid()) })
+			}
+			before.call(t, 5)
+			after.call(t, 4)
+			unselected.call(t, 3)
+			m := obj.Map("counts")
+			for _, c := range []struct {
+				w    *worker
+				want int
+			}{{before, tc.before}, {after, tc.after}, {unselected, tc.others}} {
+				var got uint64
+				_ = m.Lookup(uint32(c.w.pid()), &got)
+				if got != uint64(c.want) {
+					t.Errorf("worker %d counted %d calls, want %d", c.w.pid(), got, c.want)
+				}
+			}
+			if sel != nil && tc.before > 0 {
+				pid := before.pid()
+				before.stop()
+				poll(t, "dropping the exited worker's series", func() bool { return drops.count(pid) > 0 })
+				if a.attached(prog, pid) {
+					t.Errorf("exited worker %d still attached", pid)
+				}
+			}
+		})
+	}
+}
+
+// TestFileFor finds the file a probe goes into for a live process: its
+// executable, a file by path in its root, a library it maps by name or
+// prefix, and its executable after the file was deleted.
+func TestFileFor(t *testing.T) {
+	if _, err := exec.LookPath("clang"); err != nil {
+		t.Skip("clang is needed to build the probed program")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "gone worker")
+	src := filepath.Join(dir, "worker.c")
+	if err := os.WriteFile(src, []byte(workerC), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("clang", "-O1", "-o", bin, src).CombinedOutput(); err != nil {
+		t.Fatalf("clang: %v\n%s", err, out)
+	}
+	wk := startWorker(t, bin)
+	if err := os.Remove(bin); err != nil {
+		t.Fatal(err)
+	}
+	p, err := procfs.Read("/proc", wk.pid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	maps, err := p.Mappings()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var libc, text procfs.Mapping
+	for _, m := range maps {
+		switch {
+		case m.Executable() && strings.HasPrefix(filepath.Base(m.Path), "libc.so"):
+			libc = m
+		case m.Executable() && m.Path == bin:
+			text = m
+		}
+	}
+	if libc.Path == "" || !text.Deleted {
+		t.Fatalf("worker maps no libc or its deleted executable: %+v", maps)
+	}
+	dirOf := "/proc/" + strconv.Itoa(wk.pid())
+	for _, tc := range []struct {
+		name, section, want, wantErr string
+	}{
+		{name: "own executable", section: "", want: dirOf + "/exe"},
+		{name: "absolute path", section: "/usr/bin/true", want: dirOf + "/root/usr/bin/true"},
+		{name: "library by name", section: filepath.Base(libc.Path), want: dirOf + "/root" + libc.Path},
+		{name: "library by prefix", section: "libc", want: dirOf + "/root" + libc.Path},
+		{name: "deleted executable by name", section: filepath.Base(bin), want: fmt.Sprintf("%s/map_files/%x-%x", dirOf, text.Start, text.End)},
+		{name: "unknown library", section: "libnope-at-all.so", wantErr: "libnope-at-all.so"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := fileFor(p, tc.section)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("fileFor = %q, %v; want error %q", got, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("fileFor = %q, %v; want %q", got, err, tc.want)
+			}
+			if _, err := os.Stat(got); err != nil {
+				t.Errorf("the file found cannot be reached: %v", err)
+			}
+		})
+	}
+}
+
+// gcWorker collects garbage as many times as each line of stdin says;
+// automatic collections are off, so each gc.collect() fires python's
+// gc__start USDT probe once.
+const gcWorker = `import gc, sys
+gc.disable()
+print("ready", flush=True)
+for line in sys.stdin:
+    for _ in range(int(line)):
+        gc.collect()
+    print("done", flush=True)
+`
+
+// TestAttachUSDT counts python3.11's gc__start probe (which has a
+// semaphore) in one selected interpreter exactly.
+func TestAttachUSDT(t *testing.T) {
+	const python = "/usr/bin/python3.11"
+	if _, err := os.Stat(python); err != nil {
+		t.Skip("needs " + python + " (built with USDT probes)")
+	}
+	if _, err := exec.LookPath("clang"); err != nil {
+		t.Skip("clang is needed to compile the BPF program")
+	}
+	dir := t.TempDir()
+	object, err := os.ReadFile(bpftest.Compile(t, fmt.Sprintf(countC, "usdt"), dir, "count"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := targets.NewWatcher(targets.WatcherOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = w.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	selected := startWorker(t, python, "-c", gcWorker)
+	other := startWorker(t, python, "-c", gcWorker)
+	a := New(w, nil, slog.New(slog.DiscardHandler))
+	obj := loader.Load(ctx, config.Config{
+		Name:        "gc",
+		Object:      object,
+		Attachments: &config.Selector{PIDs: []int{selected.pid()}},
+		Attach:      []config.AttachPoint{{Kind: config.AttachUSDT, Target: "python:gc__start", Program: "count"}},
+	}, loader.Options{Userspace: a})
+	if obj.Err != nil {
+		t.Fatal(obj.Err)
+	}
+	defer obj.Close()
+	prog := obj.Programs[0]
+	if prog.Err != nil {
+		t.Fatal(prog.Err)
+	}
+	poll(t, "attaching to the interpreter", func() bool { return a.attached(prog, selected.pid()) })
+	selected.call(t, 7)
+	other.call(t, 2)
+	for _, c := range []struct {
+		w    *worker
+		want uint64
+	}{{selected, 7}, {other, 0}} {
+		var got uint64
+		_ = obj.Map("counts").Lookup(uint32(c.w.pid()), &got)
+		if got != c.want {
+			t.Errorf("interpreter %d: gc__start fired %d times, want %d", c.w.pid(), got, c.want)
+		}
+	}
+}
+
+// TestAttachErrors: what cannot be attached says why.
+func TestAttachErrors(t *testing.T) {
+	if _, err := exec.LookPath("clang"); err != nil {
+		t.Skip("clang is needed to compile the BPF program")
+	}
+	object, err := os.ReadFile(bpftest.Compile(t, fmt.Sprintf(countC, "uprobe"), t.TempDir(), "count"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := targets.NewWatcher(targets.WatcherOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		sel     *config.Selector
+		wantErr string
+	}{
+		{"no selection, no file", nil, "uprobe work names no binary: give attachments"},
+		{"empty selection, no file", &config.Selector{}, "uprobe work names no binary: give attachments"},
+		{"bad cmdline", &config.Selector{Cmdline: "("}, "attachments: cmdline: error parsing regexp"},
+		{"bad exe glob", &config.Selector{Exe: "/bin/["}, `attachments: exe "/bin/[": syntax error in pattern`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			obj := loader.Load(context.Background(), config.Config{
+				Name:        "bad",
+				Object:      object,
+				Attachments: tc.sel,
+				Attach:      []config.AttachPoint{{Kind: config.AttachUprobe, Target: "work", Program: "count"}},
+			}, loader.Options{Userspace: New(w, nil, slog.New(slog.DiscardHandler))})
+			defer obj.Close()
+			if len(obj.Programs) != 1 || obj.Programs[0].Err == nil || !strings.Contains(obj.Programs[0].Err.Error(), tc.wantErr) {
+				t.Fatalf("programs %+v, want error %q", obj.Programs, tc.wantErr)
+			}
+		})
+	}
+}
