@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/probe-exporter/probe_exporter/config"
+	"github.com/probe-exporter/probe_exporter/internal/procfs"
 )
 
 // The programs do a fixed amount of work (argv[1] rounds), so they are
@@ -22,12 +23,14 @@ import (
 // function leaf, 70 % of the work under hot_a. GCC gives leaf no frame
 // pointer even with -fno-omit-frame-pointer, so frame pointers alone lose
 // every leaf's caller.
-const hotProgram = `#include <stdlib.h>
+const hotProgram = `#include <stdio.h>
+#include <stdlib.h>
 __attribute__((noipa)) long leaf(long n) { long s = 0; for (long i = 0; i < n; i++) s += i * i ^ (s >> 3); return s; }
 __attribute__((noipa)) long hot_a(void) { return leaf(7000000) + 1; }
 __attribute__((noipa)) long hot_b(void) { return leaf(3000000) + 2; }
 int main(int argc, char **argv) {
 	long rounds = atol(argv[1]), s = 0;
+	getchar();
 	for (long r = 0; r < rounds; r++) { s += hot_a(); s += hot_b(); }
 	return (int)(s & 1);
 }
@@ -35,13 +38,15 @@ int main(int argc, char **argv) {
 
 // qsortProgram sorts with a comparator that burns CPU, so most samples are
 // in cmp, called by libc's qsort (built without frame pointers).
-const qsortProgram = `#include <stdlib.h>
+const qsortProgram = `#include <stdio.h>
+#include <stdlib.h>
 __attribute__((noipa)) int cmp(const void *a, const void *b) {
 	volatile long x = 0; for (int i = 0; i < 2000; i++) x += i;
 	long d = *(const long *)a - *(const long *)b; return (d > 0) - (d < 0);
 }
 int main(int argc, char **argv) {
 	long rounds = atol(argv[1]), v[512];
+	getchar();
 	for (long r = 0; r < rounds; r++) {
 		for (int i = 0; i < 512; i++) v[i] = rand();
 		qsort(v, 512, sizeof v[0], cmp);
@@ -122,8 +127,34 @@ func profileRun(t *testing.T, bin string, args ...string) map[string]uint64 {
 	t.Helper()
 	sink := &recordingSink{stacks: map[string]uint64{}}
 	p := newProfiler(t, sink, 999, Target{App: "uw", Selector: config.Selector{Comm: filepath.Base(bin)}})
-	if out, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
-		t.Fatalf("%s: %v\n%s", bin, err, out)
+	// The program waits on stdin until the profiler has loaded the unwind
+	// rows of every file it mapped (libc is mapped by the dynamic loader
+	// after exec, and until the profiler sees it its frames are walked by
+	// frame pointers only): the comparison is of unwinding, not of how
+	// soon a new process's libraries are picked up on a loaded machine.
+	cmd := exec.Command(bin, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	for deadline := time.Now().Add(2 * time.Minute); !p.unw.describedAll(pid); {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("the profiler never loaded the unwind rows of pid %d's files", pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	stdin.Write([]byte("\n"))
+	stdin.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("%s: %v\n%s", bin, err, out.Bytes())
 	}
 	// The exit event may still be on its way: samples are kept until
 	// drained either way.
@@ -196,4 +227,28 @@ func gccOptBuild(t *testing.T, src, name string, flags ...string) string {
 		t.Fatalf("gcc: %v\n%s", err, out)
 	}
 	return bin
+}
+
+// describedAll reports whether every executable file mapping of pid (as
+// /proc/PID/maps has it now) has its unwind rows in the kernel.
+func (u *unwinder) describedAll(pid int) bool {
+	maps, err := procfs.ReadMaps("/proc", pid)
+	if err != nil {
+		return false
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, m := range maps {
+		if m.Path == "" || m.Path[0] != '/' || !strings.Contains(m.Perms, "x") {
+			continue
+		}
+		found := false
+		for _, d := range u.described[pid] {
+			found = found || d.Start <= m.Start && m.Start < d.End
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
 }
