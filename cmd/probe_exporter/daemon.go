@@ -32,6 +32,7 @@ import (
 	"github.com/probe-exporter/probe_exporter/internal/caps"
 	"github.com/probe-exporter/probe_exporter/internal/engine"
 	"github.com/probe-exporter/probe_exporter/loader"
+	"github.com/probe-exporter/probe_exporter/rules"
 	"github.com/probe-exporter/probe_exporter/scripts"
 	"github.com/probe-exporter/probe_exporter/targets"
 	"github.com/probe-exporter/probe_exporter/tracing"
@@ -61,7 +62,7 @@ type daemon struct {
 	reloadTime prometheus.Gauge
 
 	extras      extras
-	profileSink *ruleHolder
+	profileSink *rules.Live
 	watcher     *targets.Watcher
 	scripts     *scripts.Supervisor
 	capPlan     caps.Plan

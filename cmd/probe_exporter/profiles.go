@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"net/http"
-	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -13,47 +12,9 @@ import (
 	"github.com/probe-exporter/probe_exporter/web"
 )
 
-// ruleHolder serves the current rule set; a reload swaps it, and the new
-// set inherits the counters of every rule whose definition did not change.
-type ruleHolder struct {
-	mu  sync.RWMutex
-	set *rules.Set
-}
-
-func (h *ruleHolder) get() *rules.Set {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	return h.set
-}
-
-func (h *ruleHolder) Describe(chan<- *prometheus.Desc) {}
-
-func (h *ruleHolder) Collect(ch chan<- prometheus.Metric) { h.get().Collect(ch) }
-
-// Observe and ObserveProfile hold the read lock while counting, so that a
-// reload's swap never loses a profile counted into the set it replaces.
-func (h *ruleHolder) Observe(app string, tags map[string]string, units string, rate uint32, s []rules.Sample) {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	h.set.Observe(app, tags, units, rate, s)
-}
-
-func (h *ruleHolder) ObserveProfile(p rules.Profile) {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	h.set.ObserveProfile(p)
-}
-
-// ruleStats serves the current set's health metrics on /metrics.
-type ruleStats struct{ h *ruleHolder }
-
-func (s ruleStats) Describe(chan<- *prometheus.Desc) {}
-
-func (s ruleStats) Collect(ch chan<- prometheus.Metric) { s.h.get().Stats().Collect(ch) }
-
 // startProfiles sets up export rules, /exported-metrics and /ingest.
 func (d *daemon) startProfiles() error {
-	h := &ruleHolder{set: &rules.Set{}}
+	h := rules.NewLive(nil)
 	load := func() error {
 		if d.f.rulesFile == "" {
 			return nil
@@ -63,10 +24,7 @@ func (d *daemon) startProfiles() error {
 			return fmt.Errorf("rules: %w", err)
 		}
 		set.SetMaxSeries(d.f.rulesMaxSeries)
-		h.mu.Lock()
-		set.Inherit(h.set)
-		h.set = set
-		h.mu.Unlock()
+		h.Replace(set)
 		d.logger.Info("profile export rules loaded", "file", d.f.rulesFile, "rules", len(set.Rules()))
 		return nil
 	}
@@ -80,7 +38,7 @@ func (d *daemon) startProfiles() error {
 		BodyTimeout:          d.f.ingestBodyTimeout,
 		Logger:               d.logger.With("component", "ingest"),
 	})
-	d.reg.MustRegister(h, ruleStats{h}, ingestHandler)
+	d.reg.MustRegister(h, h.Stats(), ingestHandler)
 	exported := prometheus.NewRegistry()
 	exported.MustRegister(h)
 	d.profileSink = h
@@ -92,7 +50,7 @@ func (d *daemon) startProfiles() error {
 		o.Links = append(o.Links, web.Link{Path: "/exported-metrics", Text: "Exported profile metrics"})
 	})
 	x.statusFns = append(x.statusFns, func(st *web.Status) {
-		for _, r := range h.get().Rules() {
+		for _, r := range h.Rules() {
 			if r.Recording {
 				st.Rules = append(st.Rules, fmt.Sprintf("%s: recording rule, matchers %q function %q group_by %v", r.Name, r.Matchers, r.FunctionName, r.GroupBy))
 				continue
