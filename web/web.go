@@ -84,7 +84,7 @@ type Route struct {
 	Link string
 }
 
-// Options configure the server.
+// Options configure the Handler.
 type Options struct {
 	Registry *prometheus.Registry
 	// Gatherer is what /metrics serves (the registry plus map metrics).

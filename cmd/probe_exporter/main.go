@@ -1,5 +1,7 @@
 // Command probe_exporter turns eBPF programs, userspace probes, scripts and
-// CPU profiles into Prometheus metrics.
+// CPU profiles into Prometheus metrics. This package holds its flags, its
+// signals, the wiring of its components (internal/component) and the
+// capabilities it keeps; the parts themselves live in their packages.
 package main
 
 import (
