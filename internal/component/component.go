@@ -162,11 +162,12 @@ func (g *Group) Run(ctx context.Context) error {
 		}()
 	}
 	var errs []error
+	first := -1
 	select {
 	case <-ctx.Done():
-	case i := <-failed:
-		errs = append(errs, fmt.Errorf("%s: %w", g.parts[i].name, rs[i].err))
-		g.opts.Logger.Error("component failed; stopping", "component", g.parts[i].name, "err", rs[i].err)
+	case first = <-failed:
+		errs = append(errs, fmt.Errorf("%s: %w", g.parts[first].name, rs[first].err))
+		g.opts.Logger.Error("component failed; stopping", "component", g.parts[first].name, "err", rs[first].err)
 	}
 	deadline := time.NewTimer(g.opts.StopTimeout)
 	defer deadline.Stop()
@@ -179,21 +180,24 @@ func (g *Group) Run(ctx context.Context) error {
 		select {
 		case <-rs[i].done:
 		case <-deadline.C:
-			late = true
+			late = true // the rest are told to stop, not waited for
 		}
 	}
-	if late {
-		var slow []string
-		for i, r := range rs {
-			select {
-			case <-r.done:
-			default:
-				slow = append(slow, g.parts[i].name)
+	// Errors of stopping (an HTTP server that could not shut down) count
+	// too; a component still running is named.
+	var slow []string
+	for i, r := range rs {
+		select {
+		case <-r.done:
+			if r.err != nil && i != first {
+				errs = append(errs, fmt.Errorf("%s: %w", g.parts[i].name, r.err))
 			}
+		default:
+			slow = append(slow, g.parts[i].name)
 		}
-		if len(slow) > 0 {
-			errs = append(errs, fmt.Errorf("%v did not stop within %s", slow, g.opts.StopTimeout))
-		}
+	}
+	if len(slow) > 0 {
+		errs = append(errs, fmt.Errorf("%v did not stop within %s", slow, g.opts.StopTimeout))
 	}
 	return errors.Join(errs...)
 }

@@ -42,6 +42,7 @@ type fake struct {
 	runErr    error         // returned by Run at once
 	stuck     chan struct{} // Run ignores ctx until closed
 	reloadErr error
+	stopErr   error // returned by Run once stopped
 	started   chan struct{}
 }
 
@@ -60,7 +61,7 @@ func (f *fake) Run(ctx context.Context) error {
 	}
 	<-ctx.Done()
 	f.j.add("stop %s", f.name)
-	return nil
+	return f.stopErr
 }
 
 func (f *fake) Reload() error {
@@ -164,6 +165,21 @@ func TestFailingComponent(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestStopError: an error a component meets while stopping is Run's.
+func TestStopError(t *testing.T) {
+	j := &journal{}
+	g, fs := group(j, "a", "http")
+	fs[1].stopErr = errors.New("shutting down HTTP server: context deadline exceeded")
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- g.Run(ctx) }()
+	waitStarted(t, fs...)
+	cancel()
+	if err := <-errc; err == nil || err.Error() != "http: shutting down HTTP server: context deadline exceeded" {
+		t.Errorf("Run: %v", err)
 	}
 }
 
