@@ -23,7 +23,9 @@ func TestLiveReplace(t *testing.T) {
 	const before = "metrics-export-rules:\n  keep_total:\n    expr: app.cpu\n  change_total:\n    expr: app.cpu\n  gone_total:\n    expr: app.cpu\n"
 	const after = "metrics-export-rules:\n  keep_total:\n    expr: app.cpu\n  change_total:\n    expr: other.cpu\n  new_total:\n    expr: app.cpu\n"
 	l := NewLive(mustParse(t, before))
-	cpu := func() { l.ObserveProfile(Sampled("app.cpu", nil, "samples", 100, []Sample{{Stack: "main", Value: 100}})) }
+	cpu := func() {
+		l.ObserveProfile(Sampled("app.cpu", nil, "samples", 100, []Sample{{Stack: "main", Value: 100}}))
+	}
 	cpu()
 	l.Replace(mustParse(t, after))
 	cpu()
