@@ -198,6 +198,8 @@ type privileges struct {
 	plan caps.Plan
 }
 
+var _ component.Statuser = (*privileges)(nil)
+
 func (p *privileges) set(plan caps.Plan) {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -3,12 +3,16 @@ package configs
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/probe-exporter/probe_exporter/decoder"
+	"github.com/probe-exporter/probe_exporter/internal/component"
 	"github.com/probe-exporter/probe_exporter/web"
 )
 
@@ -64,3 +68,15 @@ func TestNoConfigs(t *testing.T) {
 		c.Close()
 	}
 }
+
+// What the group asks the configs for: a method whose signature drifted
+// would silently stop being asked.
+var (
+	_ component.Component  = (*Configs)(nil)
+	_ component.Reloader   = (*Configs)(nil)
+	_ component.Router     = (*Configs)(nil)
+	_ component.Statuser   = (*Configs)(nil)
+	_ component.Readier    = (*Configs)(nil)
+	_ io.Closer            = (*Configs)(nil)
+	_ prometheus.Collector = (*Configs)(nil)
+)

@@ -1,6 +1,7 @@
 package services
 
 import (
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -8,8 +9,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/probe-exporter/probe_exporter/internal/component"
+	"github.com/probe-exporter/probe_exporter/profile"
 	"github.com/probe-exporter/probe_exporter/rules"
 	"github.com/probe-exporter/probe_exporter/scripts"
 	"github.com/probe-exporter/probe_exporter/web"
@@ -144,3 +148,21 @@ func TestScripts(t *testing.T) {
 		t.Errorf("kinds: %v", kinds)
 	}
 }
+
+// What the group asks each part for: a method whose signature drifted
+// would silently stop being asked.
+var (
+	_ component.Reloader   = (*Rules)(nil)
+	_ component.Router     = (*Rules)(nil)
+	_ component.Statuser   = (*Rules)(nil)
+	_ prometheus.Collector = (*Rules)(nil)
+	_ component.Reloader   = (*Scripts)(nil)
+	_ component.Router     = (*Scripts)(nil)
+	_ component.Statuser   = (*Scripts)(nil)
+	_ prometheus.Collector = (*Scripts)(nil)
+	_ component.Component  = (*profile.Profiler)(nil)
+	_ io.Closer            = (*profile.Profiler)(nil)
+	_ prometheus.Collector = (*profile.Profiler)(nil)
+	_ component.Component  = (*Tracing)(nil)
+	_ io.Closer            = (*Tracing)(nil)
+)
