@@ -36,11 +36,6 @@ import (
 	"github.com/probe-exporter/probe_exporter/rules"
 )
 
-// Sink receives profiles.
-type Sink interface {
-	ObserveProfile(p rules.Profile)
-}
-
 // Defaults of Options.
 const (
 	DefaultMaxBodyBytes         = 16 << 20
@@ -66,14 +61,14 @@ type Options struct {
 
 // Handler serves POST /ingest.
 type Handler struct {
-	sink     Sink
+	sink     rules.Sink
 	opts     Options
 	inflight atomic.Int64
 	answers  *prometheus.CounterVec
 }
 
 // NewHandler returns the /ingest handler.
-func NewHandler(sink Sink, opts Options) *Handler {
+func NewHandler(sink rules.Sink, opts Options) *Handler {
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = DefaultMaxBodyBytes
 	}

@@ -31,11 +31,6 @@ import (
 //go:embed profile.bpf.o
 var profileObject []byte
 
-// Sink receives profiles (rules.Set does).
-type Sink interface {
-	Observe(app string, tags map[string]string, units string, sampleRate uint32, samples []rules.Sample)
-}
-
 // Target is a set of processes profiled as one application.
 type Target struct {
 	// App is the application name; profiles are reported as App.cpu.
@@ -51,8 +46,9 @@ type Options struct {
 	// Interval is how often samples are drained (default 10s).
 	Interval time.Duration
 	Targets  []Target
-	Sink     Sink
-	Watcher  *targets.Watcher
+	// Sink takes every drained profile (the live export rules).
+	Sink    rules.Sink
+	Watcher *targets.Watcher
 	// Kernel resolves kernel addresses; nil leaves them as addresses.
 	Kernel   func(addr uint64) (string, bool)
 	ProcRoot string
@@ -371,7 +367,7 @@ func (p *Profiler) Drain() error {
 		for st, n := range g.stacks {
 			samples = append(samples, rules.Sample{Stack: st, Value: n})
 		}
-		p.opts.Sink.Observe(t.App+".cpu", tags, "samples", uint32(p.opts.Frequency), samples)
+		p.opts.Sink.ObserveProfile(rules.Sampled(t.App+".cpu", tags, "samples", uint32(p.opts.Frequency), samples))
 	}
 	p.mu.Lock()
 	for pid, pr := range p.procs {

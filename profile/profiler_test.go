@@ -60,7 +60,8 @@ type recordingSink struct {
 	byEnv, slow, fast map[string]uint64
 }
 
-func (r *recordingSink) Observe(app string, tags map[string]string, units string, rate uint32, samples []rules.Sample) {
+func (r *recordingSink) ObserveProfile(p rules.Profile) {
+	samples, tags := p.Samples, p.Tags
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.byEnv == nil {
@@ -78,11 +79,11 @@ func (r *recordingSink) Observe(app string, tags map[string]string, units string
 	}
 	r.tags = append(r.tags, tags)
 	if r.rules != nil {
-		r.rules.Observe(app, tags, units, rate, samples)
+		r.rules.ObserveProfile(p)
 	}
 }
 
-func newProfiler(t *testing.T, sink Sink, freq int, tgts ...Target) *Profiler {
+func newProfiler(t *testing.T, sink rules.Sink, freq int, tgts ...Target) *Profiler {
 	t.Helper()
 	w, err := targets.NewWatcher(targets.WatcherOptions{})
 	if err != nil {

@@ -119,6 +119,9 @@ type Set struct {
 	mu        sync.Mutex
 	rules     []*rule
 	maxSeries int
+	// next is the set that inherited this one's counters; profiles that
+	// reach a replaced set count there instead, so none is lost.
+	next *Set
 }
 
 var (
@@ -429,28 +432,37 @@ func (s *Set) Inherit(old *Set) {
 	if old == nil || old == s {
 		return
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// old stays locked while its counters move and until it forwards to
+	// s: a profile it takes is counted either before the move (and moves
+	// with it) or after (and goes to s).
 	old.mu.Lock()
+	defer old.mu.Unlock()
 	byName := make(map[string]*rule, len(old.rules))
 	for _, r := range old.rules {
 		byName[r.Name] = r
 	}
-	old.mu.Unlock()
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	for _, r := range s.rules {
 		if o, ok := byName[r.Name]; ok && o.fingerprint == r.fingerprint {
-			old.mu.Lock()
 			r.st = o.st
 			o.st = newState()
-			old.mu.Unlock()
 		}
 	}
+	old.next = s
 }
 
 // Observe adds one profile the way Pyroscope's export rules take it:
 // values in "samples" units (CPU) are divided by the sample rate, other
 // units count as they are.
 func (s *Set) Observe(app string, tags map[string]string, units string, sampleRate uint32, samples []Sample) {
+	s.ObserveProfile(Sampled(app, tags, units, sampleRate, samples))
+}
+
+// Sampled makes the Profile of samples taken sampleRate times a second:
+// in "samples" units (CPU, "" too) each value is divided by the rate (0:
+// 100 Hz); in other units values count as they are.
+func Sampled(app string, tags map[string]string, units string, sampleRate uint32, samples []Sample) Profile {
 	p := Profile{App: app, Tags: tags, Units: units, Divisor: 1, Samples: samples}
 	if units == "" || units == "samples" {
 		if sampleRate == 0 {
@@ -458,7 +470,7 @@ func (s *Set) Observe(app string, tags map[string]string, units string, sampleRa
 		}
 		p.CPU, p.Divisor = true, uint64(sampleRate)
 	}
-	s.ObserveProfile(p)
+	return p
 }
 
 // ObserveProfile adds one profile to every rule that selects it. Stacks
@@ -495,6 +507,12 @@ func (s *Set) ObserveProfile(p Profile) {
 		return
 	}
 	s.mu.Lock()
+	if next := s.next; next != nil {
+		// Replaced since the matching: count in the set that took over.
+		s.mu.Unlock()
+		next.ObserveProfile(p)
+		return
+	}
 	defer s.mu.Unlock()
 	max := s.maxSeries
 	if max <= 0 {

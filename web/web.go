@@ -1,4 +1,7 @@
-// Package web serves the exporter's HTTP endpoints.
+// Package web serves the exporter's HTTP endpoints: /metrics, the landing
+// page (rendered from a Status), /-/healthy, /-/ready, /-/reload, the
+// routes of the other parts, and with --debug /debug/pprof; TLS, basic
+// auth and socket activation come from exporter-toolkit's web config.
 package web
 
 import (
@@ -7,12 +10,15 @@ import (
 	"fmt"
 	"html/template"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web"
 )
 
@@ -68,7 +74,17 @@ type ReloadStatus struct {
 // Link is an extra endpoint listed on the landing page.
 type Link struct{ Path, Text string }
 
-// Options configure the server.
+// Route is an endpoint of one of the exporter's parts. The Path "/"
+// serves every path that no other route takes (scripts at /NAME); the
+// landing page keeps "/" itself.
+type Route struct {
+	Path    string
+	Handler http.Handler
+	// Link, if set, lists the route on the landing page with this text.
+	Link string
+}
+
+// Options configure the Handler.
 type Options struct {
 	Registry *prometheus.Registry
 	// Gatherer is what /metrics serves (the registry plus map metrics).
@@ -79,22 +95,17 @@ type Options struct {
 	Logger        *slog.Logger
 	// Status renders the landing page.
 	Status func() Status
-	// Debug enables /maps and /debug/pprof.
+	// Debug enables /debug/pprof.
 	Debug bool
-	Maps  http.Handler
-	// Fallback serves paths that no other route takes (scripts); nil
-	// answers 404.
-	Fallback http.Handler
 	// Reload is called by POST /-/reload.
 	Reload func() error
 	// Ready reports readiness for /-/ready: nil when ready, else why not.
 	Ready func() error
 	// MaxRequests caps concurrent requests to /metrics (0: unlimited).
 	MaxRequests int
-	// Extra routes (e.g. /ingest, /exported-metrics).
-	Extra map[string]http.Handler
-	// Links are listed on the landing page.
-	Links []Link
+	// Routes of the other parts (/ingest, /exported-metrics, /maps,
+	// scripts).
+	Routes []Route
 }
 
 // Handler builds the HTTP handler.
@@ -138,11 +149,20 @@ func Handler(opts Options) http.Handler {
 		}
 		fmt.Fprintln(w, "Reloaded")
 	})
-	if opts.Debug && opts.Maps != nil {
-		mux.Handle("/maps", opts.Maps)
+	if opts.Debug {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	}
-	for path, h := range opts.Extra {
-		mux.Handle(path, h)
+	var fallback http.Handler
+	for _, r := range opts.Routes {
+		if r.Path == "/" {
+			fallback = r.Handler
+			continue
+		}
+		mux.Handle(r.Path, r.Handler)
 	}
 	landing := landingHandler(opts)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -150,8 +170,8 @@ func Handler(opts Options) http.Handler {
 			landing.ServeHTTP(w, r)
 			return
 		}
-		if opts.Fallback != nil {
-			opts.Fallback.ServeHTTP(w, r)
+		if fallback != nil {
+			fallback.ServeHTTP(w, r)
 			return
 		}
 		http.NotFound(w, r)
@@ -159,9 +179,32 @@ func Handler(opts Options) http.Handler {
 	return mux
 }
 
-// Serve runs the server until ctx ends, then shuts it down gracefully.
-// TLS, basic auth and socket activation come from exporter-toolkit.
-func Serve(ctx context.Context, h http.Handler, flags *web.FlagConfig, logger *slog.Logger) error {
+// Server is the HTTP server as a component of the exporter: Run serves
+// until ctx ends, then shuts down gracefully.
+type Server struct {
+	Handler http.Handler
+	// Flags are exporter-toolkit's: listen addresses, systemd socket
+	// activation, and the web config file (TLS, basic auth).
+	Flags  *web.FlagConfig
+	Logger *slog.Logger
+}
+
+// Run serves until ctx ends.
+func (s *Server) Run(ctx context.Context) error {
+	return serve(ctx, s.Handler, func(srv *http.Server) error {
+		return web.ListenAndServe(srv, s.Flags, s.Logger)
+	})
+}
+
+// Serve serves on listeners (tests listen on port 0) until ctx ends,
+// with the TLS and basic auth of the web config flags name.
+func (s *Server) Serve(ctx context.Context, listeners []net.Listener) error {
+	return serve(ctx, s.Handler, func(srv *http.Server) error {
+		return web.ServeMultiple(listeners, srv, s.Flags, s.Logger)
+	})
+}
+
+func serve(ctx context.Context, h http.Handler, listen func(*http.Server) error) error {
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -169,7 +212,7 @@ func Serve(ctx context.Context, h http.Handler, flags *web.FlagConfig, logger *s
 		IdleTimeout:       2 * time.Minute,
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- web.ListenAndServe(srv, flags, logger) }()
+	go func() { errc <- listen(srv) }()
 	select {
 	case err := <-errc:
 		return err
@@ -228,7 +271,16 @@ func landingHandler(opts Options) http.Handler {
 		if opts.Status != nil {
 			st = opts.Status()
 		}
-		st.Links = append(append([]Link{{Path: opts.TelemetryPath, Text: "Metrics"}}, opts.Links...), st.Links...)
+		if st.Version == "" {
+			st.Version = version.Info()
+		}
+		links := []Link{{Path: opts.TelemetryPath, Text: "Metrics"}}
+		for _, r := range opts.Routes {
+			if r.Link != "" {
+				links = append(links, Link{Path: r.Path, Text: r.Link})
+			}
+		}
+		st.Links = append(links, st.Links...)
 		if err := landingTmpl.Execute(w, st); err != nil {
 			opts.Logger.Error("rendering landing page", "err", err)
 		}

@@ -44,61 +44,72 @@ func fetch(t *testing.T, method, url string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+func text(s string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, s+" "+r.URL.Path) })
+}
+
+// TestRoutes: what each path answers, by the options that serve it.
 func TestRoutes(t *testing.T) {
-	reloads := 0
-	ready := errors.New("no config is up (a failed)")
-	srv := testServer(t, Options{
-		Reload:   func() error { reloads++; return nil },
-		Ready:    func() error { return ready },
-		Maps:     http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "maps") }),
-		Fallback: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "script "+r.URL.Path) }),
-		Extra:    map[string]http.Handler{"/ingest": http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ingest") })},
-	})
+	ingest := Route{Path: "/ingest", Handler: text("ingest")}
+	maps := Route{Path: "/maps", Handler: text("maps")}
+	scripts := Route{Path: "/", Handler: text("script")}
+	notReady := func() error { return errors.New("no config is up (a failed)") }
 	for _, tc := range []struct {
+		name         string
+		opts         Options
 		method, path string
 		code         int
 		body         string
 	}{
-		{"GET", "/-/healthy", 200, "Healthy\n"},
-		{"GET", "/-/ready", 503, "Not ready: no config is up (a failed)\n"},
-		{"GET", "/-/reload", 405, "reload needs POST\n"},
-		{"POST", "/-/reload", 200, "Reloaded\n"},
-		{"GET", "/maps", 200, "script /maps"}, // not a route without Debug
-		{"GET", "/ingest", 200, "ingest"},
-		{"GET", "/x.sh", 200, "script /x.sh"},
+		{"healthy", Options{}, "GET", "/-/healthy", 200, "Healthy\n"},
+		{"healthy while not ready", Options{Ready: notReady}, "GET", "/-/healthy", 200, "Healthy\n"},
+		{"ready without a check", Options{}, "GET", "/-/ready", 200, "Ready\n"},
+		{"ready", Options{Ready: func() error { return nil }}, "GET", "/-/ready", 200, "Ready\n"},
+		{"not ready", Options{Ready: notReady}, "GET", "/-/ready", 503, "Not ready: no config is up (a failed)\n"},
+		{"reload needs POST", Options{Reload: func() error { return nil }}, "GET", "/-/reload", 405, "reload needs POST\n"},
+		{"reload", Options{Reload: func() error { return nil }}, "POST", "/-/reload", 200, "Reloaded\n"},
+		{"reload by PUT", Options{Reload: func() error { return nil }}, "PUT", "/-/reload", 200, "Reloaded\n"},
+		{"reload fails", Options{Reload: func() error { return errors.New("c.yaml:3: bad") }}, "POST", "/-/reload", 500, "reload failed: c.yaml:3: bad\n"},
+		{"no reload", Options{}, "POST", "/-/reload", 501, "reload is not available\n"},
+		{"a route", Options{Routes: []Route{ingest}}, "POST", "/ingest", 200, "ingest /ingest"},
+		{"a route beside the fallback", Options{Routes: []Route{scripts, ingest, maps}}, "GET", "/maps", 200, "maps /maps"},
+		{"the fallback", Options{Routes: []Route{ingest, scripts}}, "GET", "/x.sh", 200, "script /x.sh"},
+		{"no fallback", Options{Routes: []Route{ingest}}, "GET", "/x.sh", 404, "404 page not found\n"},
+		{"pprof needs debug", Options{}, "GET", "/debug/pprof/cmdline", 404, "404 page not found\n"},
+		{"metrics path", Options{TelemetryPath: "/m"}, "GET", "/metrics", 404, "404 page not found\n"},
 	} {
-		code, body := fetch(t, tc.method, srv.URL+tc.path)
-		if code != tc.code || body != tc.body {
-			t.Errorf("%s %s: %d %q, want %d %q", tc.method, tc.path, code, body, tc.code, tc.body)
-		}
-	}
-	if reloads != 1 {
-		t.Errorf("%d reloads, want 1", reloads)
-	}
-	ready = nil
-	if code, body := fetch(t, "GET", srv.URL+"/-/ready"); code != 200 || body != "Ready\n" {
-		t.Errorf("ready: %d %q", code, body)
+		t.Run(tc.name, func(t *testing.T) {
+			srv := testServer(t, tc.opts)
+			code, body := fetch(t, tc.method, srv.URL+tc.path)
+			if code != tc.code || body != tc.body {
+				t.Errorf("%s %s: %d %q, want %d %q", tc.method, tc.path, code, body, tc.code, tc.body)
+			}
+		})
 	}
 }
 
-func TestReloadFailureAndNoFallback(t *testing.T) {
-	srv := testServer(t, Options{Debug: true,
-		Reload: func() error { return errors.New("c.yaml:3: bad") },
-		Maps:   http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "maps") }),
-	})
-	if code, body := fetch(t, "POST", srv.URL+"/-/reload"); code != 500 || body != "reload failed: c.yaml:3: bad\n" {
-		t.Errorf("failed reload: %d %q", code, body)
+// TestDebugAndMetrics: /debug/pprof with Debug; /metrics serves the
+// gatherer, or Metrics when set.
+func TestDebugAndMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "test_gauge", Help: "A gauge."})
+	g.Set(3)
+	reg.MustRegister(g)
+	srv := testServer(t, Options{Registry: reg, Debug: true})
+	if code, body := fetch(t, "GET", srv.URL+"/debug/pprof/cmdline"); code != 200 || body == "" {
+		t.Errorf("/debug/pprof/cmdline with Debug: %d %q", code, body)
 	}
-	if code, _ := fetch(t, "GET", srv.URL+"/nothing"); code != 404 {
-		t.Errorf("no fallback: %d, want 404", code)
+	if code, body := fetch(t, "GET", srv.URL+"/metrics"); code != 200 || !strings.Contains(body, "\ntest_gauge 3\n") {
+		t.Errorf("/metrics: %d %q", code, body)
 	}
-	if code, body := fetch(t, "GET", srv.URL+"/maps"); code != 200 || body != "maps" {
-		t.Errorf("/maps with Debug: %d %q", code, body)
+	srv = testServer(t, Options{Registry: reg, Metrics: text("custom")})
+	if code, body := fetch(t, "GET", srv.URL+"/metrics"); code != 200 || body != "custom /metrics" {
+		t.Errorf("/metrics by Metrics: %d %q", code, body)
 	}
 }
 
 func TestLandingPage(t *testing.T) {
-	srv := testServer(t, Options{Status: func() Status {
+	srv := testServer(t, Options{Routes: []Route{{Path: "/exported-metrics", Handler: text("x"), Link: "Exported profile metrics"}, {Path: "/ingest", Handler: text("x")}}, Status: func() Status {
 		return Status{
 			Version: "probe_exporter, version test",
 			Configs: []ConfigStatus{
@@ -115,7 +126,7 @@ func TestLandingPage(t *testing.T) {
 		t.Fatalf("landing page: %d", code)
 	}
 	for _, want := range []string{
-		"probe_exporter, version test", `<a href="/metrics">Metrics</a>`,
+		"probe_exporter, version test", `<a href="/metrics">Metrics</a>`, `<a href="/exported-metrics">Exported profile metrics</a>`,
 		"Last reload failed: x.yaml:3: unknown field",
 		`<span class="ok">attached</span>`, "kernel has no function f", "bad&lt;x&gt;",
 		`<a href="/a.sh">a.sh</a> (autostart)`,
@@ -176,4 +187,22 @@ func (b blockingCollector) Collect(ch chan<- prometheus.Metric) {
 	b.entered <- struct{}{}
 	<-b.release
 	ch <- prometheus.MustNewConstMetric(prometheus.NewDesc("x", "x", nil, nil), prometheus.GaugeValue, 1)
+}
+
+// TestLandingPageDefaults: without a Status the page still renders, with
+// the version and no configs; unlisted routes get no link.
+func TestLandingPageDefaults(t *testing.T) {
+	srv := testServer(t, Options{Routes: []Route{{Path: "/ingest", Handler: text("x")}}})
+	code, page := fetch(t, "GET", srv.URL+"/")
+	if code != 200 {
+		t.Fatalf("landing page: %d", code)
+	}
+	for _, want := range []string{"version", `<td colspan="4">none</td>`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("landing page lacks %q:\n%s", want, page)
+		}
+	}
+	if strings.Contains(page, `href="/ingest"`) {
+		t.Errorf("landing page links /ingest, which has no Link:\n%s", page)
+	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -8,11 +9,12 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
-	"github.com/probe-exporter/probe_exporter/config"
 	"github.com/probe-exporter/probe_exporter/internal/caps"
-	"github.com/probe-exporter/probe_exporter/loader"
+	"github.com/probe-exporter/probe_exporter/internal/component"
 	"github.com/probe-exporter/probe_exporter/scripts"
+	"github.com/probe-exporter/probe_exporter/web"
 )
 
 // Features whose capability needs are planned at start.
@@ -28,13 +30,13 @@ const (
 
 // capabilityNeeds lists what the features configured at start need, each
 // with the reason measured on Linux 6.x: what fails without it.
-func (d *daemon) capabilityNeeds() []caps.Need {
+func (x *daemon) capabilityNeeds(f *flags) []caps.Need {
 	needs := []caps.Need{{
 		Feature: featurePrograms,
 		Caps:    caps.Mask(caps.BPF, caps.Perfmon, caps.SysResource),
 		Why:     "load maps and programs, attach tracepoints, raw tracepoints, kprobes and perf events, at start and at every reload (CAP_SYS_RESOURCE, when held, raises RLIMIT_MEMLOCK for kernels before 5.11)",
 	}}
-	if d.f.configDir != "" || d.f.profileConfig != "" {
+	if f.configDir != "" || f.profileConfig != "" {
 		needs = append(needs, caps.Need{
 			Feature: featureSymbols,
 			Caps:    caps.Mask(caps.Syslog),
@@ -45,21 +47,21 @@ func (d *daemon) capabilityNeeds() []caps.Need {
 			Why:     "read /proc/PID/exe, /proc/PID/root and /proc/PID/maps of other users' processes: userspace targets and the profiler's symbols",
 		})
 	}
-	if d.usesXDP() {
+	if x.configs.UsesXDP() {
 		needs = append(needs, caps.Need{
 			Feature: featureXDP,
 			Caps:    caps.Mask(caps.NetAdmin),
 			Why:     "the kernel loads XDP programs (xdp/IFNAME) only for CAP_NET_ADMIN (or CAP_SYS_ADMIN): EPERM at load without it, at start and at every reload",
 		})
 	}
-	if d.usesUprobes() {
+	if x.configs.UsesUprobes() {
 		needs = append(needs, caps.Need{
 			Feature: featureUprobes,
 			Caps:    caps.Mask(caps.SysAdmin, caps.SysPtrace, caps.DacReadSearch, caps.Kill),
 			Why:     "the kernel creates uprobes and USDT probes (perf_event_open on the uprobe PMU) only for CAP_SYS_ADMIN, CAP_PERFMON is not enough; files new since start are probed after start-up, and the first process of such a file is held at exec until then (continuing another user's process needs CAP_KILL)",
 		})
 	}
-	for _, kind := range d.scriptKinds() {
+	for _, kind := range x.scriptKinds() {
 		switch kind {
 		case scripts.KindBpftrace:
 			needs = append(needs, caps.Need{
@@ -76,35 +78,6 @@ func (d *daemon) capabilityNeeds() []caps.Need {
 		}
 	}
 	return needs
-}
-
-// usesXDP reports whether a config loaded at start has xdp/IFNAME programs.
-func (d *daemon) usesXDP() bool {
-	for _, c := range d.coll.Configs() {
-		for _, p := range c.Object.Programs {
-			if p.Attach.Kind == loader.AttachXDP {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// usesUprobes reports whether a config loaded at start has uprobes,
-// uretprobes or USDT probes, or selects processes.
-func (d *daemon) usesUprobes() bool {
-	for _, c := range d.coll.Configs() {
-		if c.Object.Config.Attachments != nil {
-			return true
-		}
-		for _, p := range c.Object.Programs {
-			switch p.Attach.Kind {
-			case config.AttachUprobe, config.AttachUretprobe, config.AttachUSDT:
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // applyCapabilities keeps only what the plan keeps once everything is
@@ -150,21 +123,21 @@ func applyCapabilities(plan caps.Plan, runAs string, logger *slog.Logger) error 
 
 // planCapabilities matches the configured features against what the
 // process holds and --capabilities.keep.
-func (d *daemon) planCapabilities() (caps.Plan, error) {
+func (x *daemon) planCapabilities(f *flags) (caps.Plan, error) {
 	held, err := caps.Held()
 	if err != nil {
 		return caps.Plan{}, err
 	}
-	plan, err := caps.NewPlan(d.f.capsKeep, held, d.capabilityNeeds())
+	plan, err := caps.NewPlan(f.capsKeep, held, x.capabilityNeeds(f))
 	if err != nil {
 		return plan, err
 	}
-	if d.f.runAs != "" {
+	if f.runAs != "" {
 		// Scripts run as that user, without capabilities.
 		for _, n := range plan.Needs {
 			if n.Feature == featureBpftrace || n.Feature == featureStap {
 				if _, ok := plan.UnmetFor(n.Feature); !ok {
-					plan.Unmet = append(plan.Unmet, caps.Unmet{Need: caps.Need{Feature: n.Feature, Caps: n.Caps, Why: fmt.Sprintf("scripts run as --runas.user %s, without capabilities", d.f.runAs)}, Missing: n.Caps})
+					plan.Unmet = append(plan.Unmet, caps.Unmet{Need: caps.Need{Feature: n.Feature, Caps: n.Caps, Why: fmt.Sprintf("scripts run as --runas.user %s, without capabilities", f.runAs)}, Missing: n.Caps})
 				}
 			}
 		}
@@ -193,36 +166,58 @@ func lookupUser(name string) (int, int, error) {
 
 // setCapabilityPlan records the plan for the landing page and refuses
 // the scripts that cannot run with it.
-func (d *daemon) setCapabilityPlan(p caps.Plan) {
-	d.mu.Lock()
-	d.capPlan = p
-	d.mu.Unlock()
-	if d.scripts == nil {
+func (x *daemon) setCapabilityPlan(p caps.Plan) {
+	x.privileges.set(p)
+	if x.scripts == nil {
 		return
 	}
 	for _, u := range p.Unmet {
 		switch u.Feature {
 		case featureBpftrace:
-			d.scripts.Refuse(scripts.KindBpftrace, u.Error())
+			x.scripts.Refuse(scripts.KindBpftrace, u.Error())
 		case featureStap:
-			d.scripts.Refuse(scripts.KindStap, u.Error())
+			x.scripts.Refuse(scripts.KindStap, u.Error())
 		}
 	}
 }
 
 // scriptKinds lists the kinds of scripts found at start.
-func (d *daemon) scriptKinds() []scripts.Kind {
-	if d.scripts == nil {
+func (x *daemon) scriptKinds() []scripts.Kind {
+	if x.scripts == nil {
 		return nil
 	}
-	seen := map[scripts.Kind]bool{}
-	var out []scripts.Kind
-	for _, s := range d.scripts.Status() {
-		if !seen[s.Kind] {
-			seen[s.Kind] = true
-			out = append(out, s.Kind)
-		}
-	}
+	out := x.scripts.Kinds()
 	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
 	return out
+}
+
+// privileges shows on the landing page what each configured feature
+// needs and whether it is kept.
+type privileges struct {
+	mu   sync.Mutex
+	plan caps.Plan
+}
+
+var _ component.Statuser = (*privileges)(nil)
+
+func (p *privileges) set(plan caps.Plan) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.plan = plan
+}
+
+func (p *privileges) Run(ctx context.Context) error { return component.Idle(ctx) }
+
+func (p *privileges) Status(st *web.Status) {
+	p.mu.Lock()
+	plan := p.plan
+	p.mu.Unlock()
+	for _, n := range plan.Needs {
+		cs := web.CapabilityStatus{Feature: n.Feature, Caps: strings.Join(caps.Names(n.Caps&plan.Keep), ", "), Why: n.Why}
+		if u, ok := plan.UnmetFor(n.Feature); ok {
+			cs.Missing = strings.Join(caps.Names(u.Missing), ", ")
+			cs.Why = u.Why
+		}
+		st.Capabilities = append(st.Capabilities, cs)
+	}
 }

@@ -1,10 +1,13 @@
 // Command probe_exporter turns eBPF programs, userspace probes, scripts and
-// CPU profiles into Prometheus metrics.
+// CPU profiles into Prometheus metrics. This package holds its flags, its
+// signals, the wiring of its components (internal/component) and the
+// capabilities it keeps; the parts themselves live in their packages.
 package main
 
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -14,6 +17,8 @@ import (
 	promslogflag "github.com/prometheus/common/promslog/flag"
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+
+	"github.com/probe-exporter/probe_exporter/internal/component"
 )
 
 func main() {
@@ -43,29 +48,65 @@ func runContext(ctx context.Context, args []string) int {
 	}
 	logger := promslog.New(logCfg)
 
-	d, err := newDaemon(ctx, f, logger)
+	x, err := newDaemon(ctx, f, logger)
+	defer func() {
+		if err := x.group.Close(); err != nil {
+			logger.Warn("closing", "err", err)
+		}
+	}()
 	if err != nil {
 		logger.Error("startup failed", "err", err)
 		return 1
 	}
-	defer d.close()
 	if f.check {
-		return d.checkResult()
+		if !x.configs.Check(os.Stdout) {
+			return 1
+		}
+		return 0
 	}
-	plan, err := d.planCapabilities()
+	plan, err := x.planCapabilities(f)
 	if err == nil {
-		d.setCapabilityPlan(plan)
+		x.setCapabilityPlan(plan)
 		err = applyCapabilities(plan, f.runAs, logger)
 	}
 	if err != nil {
 		logger.Error("dropping capabilities", "err", err)
 		return 1
 	}
-	d.privilegesChanged()
-	if err := d.run(ctx); err != nil {
+	if x.watcher != nil {
+		// It holds new processes at exec only when it can continue them.
+		x.watcher.RefreshPermissions()
+	}
+	stopHUP := reloadOnHUP(ctx, x.group, logger)
+	defer stopHUP()
+	if err := x.group.Run(ctx); err != nil {
 		logger.Error("exporter stopped", "err", err)
 		return 1
 	}
 	logger.Info("shut down cleanly")
 	return 0
+}
+
+// reloadOnHUP reloads every component on SIGHUP until ctx ends or the
+// returned stop is called.
+func reloadOnHUP(ctx context.Context, g *component.Group, logger *slog.Logger) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				logger.Info("reloading on SIGHUP")
+				if err := g.Reload(); err != nil {
+					logger.Error("reload failed", "err", err)
+				}
+			}
+		}
+	}()
+	return func() { signal.Stop(hup); cancel(); <-done }
 }

@@ -1,4 +1,4 @@
-package main
+package configs
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 // the cgroups matching its regexps and keeps it current until the object
 // closes. A map that cannot be filled fails the config, as in
 // ebpf_exporter: its programs would count the wrong cgroups.
-func (d *daemon) startCgroupIDMap(obj *loader.Object) {
+func (cs *Configs) startCgroupIDMap(obj *loader.Object) {
 	c := obj.Config.CgroupIDMap
 	if c.Name == "" || obj.Err != nil {
 		return
@@ -25,7 +25,7 @@ func (d *daemon) startCgroupIDMap(obj *loader.Object) {
 		fail(fmt.Errorf("the object has no map %q", c.Name))
 		return
 	}
-	im, err := cgroupfs.NewIDMap(m, c.Type, c.Regexps, d.logger.With("config", obj.Config.Name))
+	im, err := cgroupfs.NewIDMap(m, c.Type, c.Regexps, cs.opts.Logger.With("config", obj.Config.Name))
 	if err != nil {
 		fail(err)
 		return
@@ -35,12 +35,12 @@ func (d *daemon) startCgroupIDMap(obj *loader.Object) {
 		fail(err)
 		return
 	}
-	ctx, cancel := context.WithCancel(d.ctx)
+	ctx, cancel := context.WithCancel(cs.ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		if err := im.Run(ctx, mount); err != nil {
-			d.logger.Error("cgroup_id_map stopped following cgroups", "config", obj.Config.Name, "map", c.Name, "err", err)
+			cs.opts.Logger.Error("cgroup_id_map stopped following cgroups", "config", obj.Config.Name, "map", c.Name, "err", err)
 		}
 	}()
 	obj.OnClose(func() { cancel(); <-done })
