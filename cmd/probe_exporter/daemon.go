@@ -85,6 +85,7 @@ func newDaemon(ctx context.Context, f *flags, logger *slog.Logger) (*daemon, err
 		}),
 	}
 	d.compiler.Logger, d.compiler.ShowTranslated = logger, f.debug
+	d.startKubernetes(ctx)
 	for _, w := range d.env.Warnings() {
 		logger.Warn(w)
 	}
