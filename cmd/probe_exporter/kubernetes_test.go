@@ -159,18 +159,18 @@ func TestKubernetesLabels(t *testing.T) {
 	workloadIn(t, cgA, "kube_a", 111)
 	workloadIn(t, cgB, "kube_b", 222)
 	workloadIn(t, cgC, "kube_c", 333)
-	waitSeries(t, addr, getppid(`container="nginx",namespace="shop",pod="web-0"`)+" 111")
-	waitSeries(t, addr, getppid(`container="`+cidB+`",namespace="",pod="`+uidB+`"`)+" 222")
-	waitSeries(t, addr, getppid(`container="`+cidC+`",namespace="",pod="`+uidC+`"`)+" 333")
-	waitSeries(t, addr, `probe_exporter_kubernetes_api_errors_total{request="list"} 1`)
-	waitSeries(t, addr, `probe_exporter_kubernetes_pods 1`)
+	kubeWaitSeries(t, addr, getppid(`container="nginx",namespace="shop",pod="web-0"`)+" 111")
+	kubeWaitSeries(t, addr, getppid(`container="`+cidB+`",namespace="",pod="`+uidB+`"`)+" 222")
+	kubeWaitSeries(t, addr, getppid(`container="`+cidC+`",namespace="",pod="`+uidC+`"`)+" 333")
+	kubeWaitSeries(t, addr, `probe_exporter_kubernetes_api_errors_total{request="list"} 1`)
+	kubeWaitSeries(t, addr, `probe_exporter_kubernetes_pods 1`)
 
 	// Pod B becomes known: its series, counted before, take its names.
 	api.add(uidB, "batch", "job-x7", "worker", cidB)
-	waitSeries(t, addr, getppid(`container="worker",namespace="batch",pod="job-x7"`)+" 222")
-	waitSeries(t, addr, `probe_exporter_kubernetes_pods 2`)
+	kubeWaitSeries(t, addr, getppid(`container="worker",namespace="batch",pod="job-x7"`)+" 222")
+	kubeWaitSeries(t, addr, `probe_exporter_kubernetes_pods 2`)
 	workloadIn(t, cgB, "kube_b", 8)
-	waitSeries(t, addr, getppid(`container="worker",namespace="batch",pod="job-x7"`)+" 230")
+	kubeWaitSeries(t, addr, getppid(`container="worker",namespace="batch",pod="job-x7"`)+" 230")
 	for _, l := range series(t, addr, metric) {
 		if strings.Contains(l, uidB) {
 			t.Errorf("pod B still under its UID: %s", l)
@@ -180,7 +180,7 @@ func TestKubernetesLabels(t *testing.T) {
 	workload(t, "kube_host", 5)
 	host := getppid(`container="",namespace="",pod=""`)
 	var l []string
-	if !poll(func() bool {
+	if !kubePoll(func() bool {
 		l = series(t, addr, host)
 		if len(l) != 1 {
 			return false
@@ -195,12 +195,12 @@ func TestKubernetesLabels(t *testing.T) {
 	}
 }
 
-// waitSeries polls /metrics for an exact line.
-func waitSeries(t *testing.T, addr, want string) {
+// kubeWaitSeries polls /metrics for an exact line.
+func kubeWaitSeries(t *testing.T, addr, want string) {
 	t.Helper()
 	prefix, _, _ := strings.Cut(want, " ")
 	var lines []string
-	if !poll(func() bool {
+	if !kubePoll(func() bool {
 		lines = series(t, addr, prefix)
 		return hasLine(lines, want)
 	}) {
@@ -208,9 +208,9 @@ func waitSeries(t *testing.T, addr, want string) {
 	}
 }
 
-// poll reports whether cond came true within a deadline generous enough
+// kubePoll reports whether cond came true within a deadline generous enough
 // for a loaded machine.
-func poll(cond func() bool) bool {
+func kubePoll(cond func() bool) bool {
 	deadline := time.Now().Add(90 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
