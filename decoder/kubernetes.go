@@ -2,6 +2,8 @@ package decoder
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 
 	"github.com/probe-exporter/probe_exporter/config"
 )
@@ -32,9 +34,12 @@ var kubernetesLabels = []string{"namespace", "pod", "container"}
 // container id come from the cgroup's path; the names from the API server
 // when the exporter runs in a pod (PodResolver), else the pod label is the
 // UID, the container label the id and the namespace empty. Cgroups outside
-// pods, and ids of cgroups gone, give three empty values (no labels).
+// pods give three empty values (no labels). Ids of cgroups gone drop the
+// label set: their counts cannot be told apart from the host's, and a
+// deleted pod's series end (its names are kept a while, see kubepods).
 type kubernetesDecoder struct {
 	cgroups CgroupResolver
+	root    string // the hierarchy's mount point, when the resolver has one
 	pods    PodResolver
 }
 
@@ -46,7 +51,11 @@ func newKubernetes(_ config.Decoder, env *Env) (Decoder, error) {
 		return nil, errors.New("needs a Kubernetes pod resolver")
 	}
 	env.Pods.Start()
-	return kubernetesDecoder{cgroups: env.Cgroups, pods: env.Pods}, nil
+	d := kubernetesDecoder{cgroups: env.Cgroups, pods: env.Pods}
+	if r, ok := env.Cgroups.(interface{ Root() string }); ok {
+		d.root = r.Root()
+	}
+	return d, nil
 }
 
 // Decode is not used: the decoder gives several labels (multiDecoder).
@@ -61,10 +70,16 @@ func (d kubernetesDecoder) decodeLabels(in []byte, out []string) error {
 	if err != nil {
 		return err
 	}
-	out[0], out[1], out[2] = "", "", ""
-	if path, ok := d.cgroups.Path(id); ok {
-		out[0], out[1], out[2], _ = d.pods.Pod(path)
+	path, ok := d.cgroups.Path(id)
+	if ok && d.root != "" {
+		// The resolver's cache may hold cgroups removed since.
+		_, err := os.Stat(filepath.Join(d.root, path))
+		ok = err == nil
 	}
+	if !ok {
+		return ErrSkipLabelSet
+	}
+	out[0], out[1], out[2], _ = d.pods.Pod(path)
 	return nil
 }
 

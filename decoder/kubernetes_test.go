@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -99,7 +100,7 @@ func TestKubernetes(t *testing.T) {
 		{"pod cgroup", 12, 1, []string{"7", "shop", "web-0", ""}},
 		{"other pod", 14, 1, []string{"7", "", "66666666-7777-4888-9999-aaaaaaaaaaaa", strings.Repeat("ab", 32)}},
 		{"host cgroup", 13, 1, []string{"7", "", "", ""}},
-		{"gone cgroup", 99, 1, []string{"7", "", "", ""}},
+		{"gone cgroup", 99, 1, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			pods.gen = tc.gen
@@ -107,6 +108,12 @@ func TestKubernetes(t *testing.T) {
 				t.Errorf("generation %d, want %d", g, tc.gen)
 			}
 			got, err := labels.Decode(key(tc.id))
+			if tc.want == nil {
+				if !errors.Is(err, ErrSkipLabelSet) {
+					t.Fatalf("%q, %v; want the label set dropped", got, err)
+				}
+				return
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -220,6 +227,44 @@ func TestKubernetesCgroupHierarchy(t *testing.T) {
 				t.Errorf("cgroup %d (%s): %q, want %q", id, rel, got, want)
 			}
 		})
+	}
+}
+
+// TestKubernetesCgroupGone: a pod's cgroup removed after its id was
+// resolved drops the label set, though the resolver still caches its
+// path.
+func TestKubernetesCgroupGone(t *testing.T) {
+	mount, err := cgroupfs.Mount("/proc/self/mountinfo")
+	if err != nil {
+		t.Skipf("no cgroup2 hierarchy: %v", err)
+	}
+	base := filepath.Join(mount, "probe-kube-gone-"+strconv.Itoa(os.Getpid()))
+	dirs := []string{base, filepath.Join(base, "kubepods"), filepath.Join(base, "kubepods", "pod"+kubeUID), filepath.Join(base, "kubepods", "pod"+kubeUID, kubeCID)}
+	for _, d := range dirs {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Skipf("creating a cgroup: %v", err)
+		}
+	}
+	defer func() {
+		for i := len(dirs) - 1; i >= 0; i-- {
+			_ = os.Remove(dirs[i])
+		}
+	}()
+	env := &Env{Cgroups: NewCgroupPaths(mount), Pods: kubepods.New(context.Background(), kubepods.Options{})}
+	labels, err := NewLabels([]config.Label{kubeLabel("pod")}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := dirs[len(dirs)-1]
+	id := cgroupID(t, leaf)
+	if got, err := labels.Decode(u64(id)); err != nil || !slices.Equal(got, []string{"", kubeUID, kubeCID}) {
+		t.Fatalf("%q, %v", got, err)
+	}
+	if err := os.Remove(leaf); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := labels.Decode(u64(id)); !errors.Is(err, ErrSkipLabelSet) {
+		t.Fatalf("removed cgroup: %q, %v; want the label set dropped", got, err)
 	}
 }
 

@@ -117,6 +117,9 @@ func (l *Labels) Decode(key []byte) ([]string, error) {
 		if m := l.multi[i]; m != nil {
 			n := len(m.labelNames())
 			if err := m.decodeLabels(b, values[v:v+n]); err != nil {
+				if errors.Is(err, ErrSkipLabelSet) {
+					return nil, err
+				}
 				return nil, fmt.Errorf("labels %s: %w", strings.Join(l.names[v:v+n], ", "), err)
 			}
 			v += n

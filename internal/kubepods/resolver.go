@@ -47,6 +47,7 @@ const mirrorAnnotation = "kubernetes.io/config.mirror"
 type pod struct {
 	uid, namespace, name, mirror string
 	containers                   map[string]string // container id -> name
+	deleted                      time.Time         // when the API server said so
 }
 
 func (p *pod) equal(q *pod) bool {
@@ -63,8 +64,10 @@ type Resolver struct {
 	logger *slog.Logger
 	start  sync.Once
 
+	now func() time.Time
+
 	mu     sync.RWMutex
-	byUID  map[string]*pod
+	byUID  map[string]*pod // deleted pods too, for deletedTTL
 	byHash map[string]*pod // static pods, by config hash
 	full   bool            // a pod was left out for MaxPods
 	gen    atomic.Uint64
@@ -88,6 +91,7 @@ func New(ctx context.Context, opts Options) *Resolver {
 	return &Resolver{
 		opts:   opts,
 		ctx:    ctx,
+		now:    time.Now,
 		logger: opts.Logger.With("component", "kubernetes"),
 		byUID:  map[string]*pod{},
 		byHash: map[string]*pod{},
@@ -128,12 +132,21 @@ func (r *Resolver) Start() {
 }
 
 // Generation changes whenever a name Pod gives may have changed, so that
-// cached labels are decoded again.
-func (r *Resolver) Generation() uint64 { return r.gen.Load() }
+// cached labels are decoded again. It forgets the pods deleted over
+// deletedTTL ago (callers ask at every scrape).
+func (r *Resolver) Generation() uint64 {
+	r.mu.Lock()
+	if r.purge(r.now()) {
+		r.gen.Add(1)
+	}
+	r.mu.Unlock()
+	return r.gen.Load()
+}
 
 // Pod returns the namespace, pod and container names of the cgroup at
 // path; ok is false for cgroups outside pods. Unknown pods give an empty
-// namespace and the UID as pod; unknown containers their id.
+// namespace and the UID as pod; unknown containers their id. Deleted pods
+// keep their names for deletedTTL.
 func (r *Resolver) Pod(path string) (namespace, name, container string, ok bool) {
 	ref, ok := ParsePath(path)
 	if !ok {
@@ -165,7 +178,7 @@ func (r *Resolver) Describe(ch chan<- *prometheus.Desc) {
 func (r *Resolver) Collect(ch chan<- prometheus.Metric) {
 	r.errs.Collect(ch)
 	r.mu.RLock()
-	n := len(r.byUID)
+	n := r.live()
 	r.mu.RUnlock()
 	ch <- prometheus.MustNewConstMetric(r.podsDsc, prometheus.GaugeValue, float64(n))
 }
@@ -239,8 +252,10 @@ func toPod(o *podObject) *pod {
 	return p
 }
 
-// replace sets the pods to a fresh list.
+// replace sets the pods to a fresh list. Pods known before and missing
+// from it are kept as deleted (see apply).
 func (r *Resolver) replace(objs []podObject) {
+	now := r.now()
 	byUID := map[string]*pod{}
 	full := false
 	for i := range objs {
@@ -253,7 +268,22 @@ func (r *Resolver) replace(objs []podObject) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	changed := !maps.EqualFunc(byUID, r.byUID, (*pod).equal)
+	changed := false
+	for uid, p := range byUID {
+		if old := r.byUID[uid]; old == nil || !old.equal(p) {
+			changed = true
+		}
+	}
+	for uid, old := range r.byUID {
+		if _, ok := byUID[uid]; !ok {
+			if old.deleted.IsZero() {
+				gone := *old
+				gone.deleted = now
+				old = &gone
+			}
+			byUID[uid] = old
+		}
+	}
 	r.byUID = byUID
 	r.byHash = map[string]*pod{}
 	for _, p := range byUID {
@@ -262,35 +292,50 @@ func (r *Resolver) replace(objs []podObject) {
 		}
 	}
 	r.noteFull(full)
-	if changed {
+	if r.purge(now) || changed {
 		r.gen.Add(1)
 	}
 }
 
+// deletedTTL is how long a deleted pod keeps naming its cgroups: the
+// API server reports the deletion about when the kubelet removes the
+// pod's cgroups, and its last counts should not flip to its UID.
+const deletedTTL = 5 * time.Minute
+
 // apply takes one watch event in.
 func (r *Resolver) apply(typ string, o *podObject) {
+	now := r.now()
 	p := toPod(o)
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	changed := r.purge(now)
+	defer func() {
+		if changed {
+			r.gen.Add(1)
+		}
+	}()
 	old := r.byUID[p.uid]
 	if typ == "DELETED" {
-		if old == nil {
-			return
+		if old != nil && old.deleted.IsZero() {
+			gone := *old
+			gone.deleted = now
+			r.put(old, &gone)
 		}
-		delete(r.byUID, p.uid)
-		if old.mirror != "" && r.byHash[old.mirror] == old {
-			delete(r.byHash, old.mirror)
-		}
-		r.gen.Add(1)
 		return
 	}
-	if old != nil && old.equal(p) {
+	if old != nil && old.deleted.IsZero() && old.equal(p) {
 		return
 	}
-	if old == nil && len(r.byUID) >= r.opts.MaxPods {
+	if old == nil && r.live() >= r.opts.MaxPods {
 		r.noteFull(true)
 		return
 	}
+	r.put(old, p)
+	changed = true
+}
+
+// put replaces old (nil: none) by p. Callers hold mu.
+func (r *Resolver) put(old, p *pod) {
 	if old != nil && old.mirror != "" && r.byHash[old.mirror] == old {
 		delete(r.byHash, old.mirror)
 	}
@@ -298,7 +343,33 @@ func (r *Resolver) apply(typ string, o *podObject) {
 	if p.mirror != "" {
 		r.byHash[p.mirror] = p
 	}
-	r.gen.Add(1)
+}
+
+// purge forgets the pods deleted over deletedTTL ago, reporting whether
+// it did. Callers hold mu.
+func (r *Resolver) purge(now time.Time) bool {
+	purged := false
+	for uid, p := range r.byUID {
+		if !p.deleted.IsZero() && now.Sub(p.deleted) >= deletedTTL {
+			delete(r.byUID, uid)
+			if p.mirror != "" && r.byHash[p.mirror] == p {
+				delete(r.byHash, p.mirror)
+			}
+			purged = true
+		}
+	}
+	return purged
+}
+
+// live counts the pods not deleted. Callers hold mu.
+func (r *Resolver) live() int {
+	n := 0
+	for _, p := range r.byUID {
+		if p.deleted.IsZero() {
+			n++
+		}
+	}
+	return n
 }
 
 // noteFull logs when pods start being left out. Callers hold mu.

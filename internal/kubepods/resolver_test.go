@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,6 +22,13 @@ import (
 )
 
 const testToken = "test-token-of-the-service-account"
+
+// testClock is a clock the test moves on, read by the resolver's
+// goroutine.
+type testClock struct{ offset atomic.Int64 }
+
+func (c *testClock) now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *testClock) advance(d time.Duration) { c.offset.Add(int64(d)) }
 
 // fakeAPI serves /api/v1/pods as the API server does for one node: a list
 // with a resourceVersion, and watches streaming the changes after a
@@ -35,6 +43,7 @@ type fakeAPI struct {
 	log      []fakeEvent    // every change, for watches from a version
 	fail     []int          // status codes for the next requests
 	watchRVs []string       // resourceVersion of each watch request
+	lists    int            // list requests answered
 	changed  chan struct{}  // closed and replaced on every change
 	drop     chan struct{}  // closed to drop the open watches
 }
@@ -141,6 +150,7 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			items = append(items, p)
 		}
 		rv := f.rv
+		f.lists++
 		f.mu.Unlock()
 		_ = json.NewEncoder(w).Encode(map[string]any{"kind": "PodList", "metadata": map[string]any{"resourceVersion": strconv.Itoa(rv)}, "items": items})
 		return
@@ -268,6 +278,8 @@ func TestResolverAPI(t *testing.T) {
 		MetricsNamespace:  "probe_exporter",
 		Logger:            slog.New(slog.NewTextHandler(logs, nil)),
 	})
+	clock := &testClock{}
+	r.now = clock.now
 	pathA1, pathA2, pathB := systemdPath(uidA, cid1), systemdPath(uidA, cid2), "/kubepods/besteffort/pod"+uidB+"/"+cid3
 
 	// Before Start nothing is asked: UIDs and ids.
@@ -296,8 +308,24 @@ func TestResolverAPI(t *testing.T) {
 		if r.Generation() == gen {
 			t.Error("generation unchanged by a new pod")
 		}
+		// A deleted pod keeps naming its cgroups for a while (its last
+		// counts), then falls back to its UID.
+		gen = r.Generation()
 		api.del(uidB)
+		eventually(t, "the deletion", func() bool {
+			r.mu.RLock()
+			defer r.mu.RUnlock()
+			return r.byUID[uidB] != nil && !r.byUID[uidB].deleted.IsZero()
+		})
+		if got, want := lookup(r, pathB), (podLabels{"batch", "job-x7", "worker"}); got != want || r.Generation() != gen {
+			t.Errorf("just deleted: %+v (generation %d, was %d), want %+v", got, r.Generation(), gen, want)
+		}
+		clock.advance(deletedTTL)
+		api.put(uidA, "shop", "web-0", map[string]string{"nginx": cid1, "sidecar": cid2}) // any event
 		eventually(t, "the deleted pod to fall back to its UID", func() bool { return lookup(r, pathB) == podLabels{"", uidB, cid3} })
+		if r.Generation() == gen {
+			t.Error("generation unchanged by forgetting a pod")
+		}
 	})
 
 	t.Run("dropped watch reconnects", func(t *testing.T) {
@@ -355,10 +383,26 @@ func TestResolverAPI(t *testing.T) {
 	})
 
 	t.Run("410 lists again", func(t *testing.T) {
+		api.mu.Lock()
+		lists := api.lists
+		api.mu.Unlock()
 		api.failNext(http.StatusGone)
 		api.dropWatches()
 		api.del(uidC)
-		eventually(t, "the pod deleted while relisting", func() bool { return lookup(r, systemdPath(uidC, cid3)) == podLabels{"", uidC, cid3} })
+		eventually(t, "a new list", func() bool {
+			api.mu.Lock()
+			defer api.mu.Unlock()
+			return api.lists > lists
+		})
+		// Missing from the new list: deleted, named for a while.
+		eventually(t, "the pod deleted while relisting", func() bool {
+			r.mu.RLock()
+			defer r.mu.RUnlock()
+			return r.byUID[uidC] != nil && !r.byUID[uidC].deleted.IsZero()
+		})
+		clock.advance(deletedTTL)
+		api.put(uidA, "shop", "web-0", map[string]string{"nginx": cid1, "sidecar": cid2, "debug": cid3[:62] + "ff"})
+		eventually(t, "the pod forgotten", func() bool { return lookup(r, systemdPath(uidC, cid3)) == podLabels{"", uidC, cid3} })
 	})
 
 	if err := testutil.CollectAndCompare(r, strings.NewReader(`
@@ -449,14 +493,24 @@ func TestResolverGeneration(t *testing.T) {
 		{"MODIFIED", mk("2"), false},
 		{"MODIFIED", mk("3", cid1), true},
 		{"MODIFIED", mk("4", cid1), false},
-		{"DELETED", mk("5", cid1), true},
+		{"DELETED", mk("5", cid1), false}, // still named, for deletedTTL
 		{"DELETED", mk("6", cid1), false},
 	}
+	clock := &testClock{}
+	r.now = clock.now
 	for i, s := range steps {
 		gen := r.Generation()
 		r.apply(s.typ, s.obj)
 		if got := r.Generation() != gen; got != s.bump {
 			t.Errorf("step %d (%s): generation moved %v, want %v", i, s.typ, got, s.bump)
 		}
+	}
+	clock.advance(deletedTTL)
+	gen := r.Generation()
+	other := mk("7")
+	other.Metadata.UID = uidB
+	r.apply("ADDED", other)
+	if r.Generation() == gen || r.byUID[uidA] != nil {
+		t.Error("the deleted pod was not forgotten after deletedTTL")
 	}
 }
