@@ -291,3 +291,23 @@ func cgroupID(t *testing.T, dir string) uint64 {
 	}
 	return id
 }
+
+// BenchmarkKubernetes: decoding one key of a named pod's container (the
+// collector does it once per key, and again when names change).
+func BenchmarkKubernetes(b *testing.B) {
+	env := &Env{
+		Cgroups: mapCgroups{10: "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod" + strings.ReplaceAll(kubeUID, "-", "_") + ".slice/cri-containerd-" + kubeCID + ".scope"},
+		Pods:    &namedPods{gen: 1},
+	}
+	labels, err := NewLabels([]config.Label{kubeLabel("pod")}, env)
+	if err != nil {
+		b.Fatal(err)
+	}
+	key := u64(10)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := labels.Decode(key); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

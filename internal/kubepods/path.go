@@ -4,10 +4,7 @@
 // pods of this node, listed and watched).
 package kubepods
 
-import (
-	"regexp"
-	"strings"
-)
+import "strings"
 
 // QoS classes, as the kubelet names its cgroups.
 const (
@@ -28,19 +25,77 @@ type Ref struct {
 	QoS         string
 }
 
-var (
-	// systemd driver: kubepods-pod<uid>.slice (guaranteed),
-	// kubepods-burstable-pod<uid>.slice, kubepods-besteffort-pod<uid>.slice,
-	// the UID's dashes escaped to underscores; kind and other nested
-	// kubelets prefix them ("kubelet-kubepods-...").
-	systemdPod = regexp.MustCompile(`^(?:[a-z0-9_.]+-)?kubepods(?:-(burstable|besteffort))?-pod([0-9a-f_]+)\.slice$`)
-	// cgroupfs driver: .../kubepods[/burstable|/besteffort]/pod<uid>.
-	cgroupfsPod = regexp.MustCompile(`^pod([0-9a-f-]+)$`)
-	// A container under its pod: cri-containerd-<id>.scope,
-	// crio-<id>.scope, docker-<id>.scope (systemd driver), <id>,
-	// crio-<id>, docker-<id> (cgroupfs driver).
-	containerDir = regexp.MustCompile(`^(?:cri-containerd-|crio-|docker-)?([0-9a-f]{64})(?:\.scope)?$`)
-)
+// Container cgroups under their pod: cri-containerd-<id>.scope,
+// crio-<id>.scope, docker-<id>.scope (systemd driver), <id>, crio-<id>,
+// docker-<id> (cgroupfs driver).
+var runtimePrefixes = []string{"cri-containerd-", "crio-", "docker-"}
+
+// systemdPod reads a systemd driver's pod slice: kubepods-pod<uid>.slice
+// (guaranteed), kubepods-burstable-pod<uid>.slice,
+// kubepods-besteffort-pod<uid>.slice, the UID's dashes escaped to
+// underscores; kind and other nested kubelets prefix them
+// ("kubelet-kubepods-...").
+func systemdPod(c string) (Ref, bool) {
+	c, ok := strings.CutSuffix(c, ".slice")
+	if !ok {
+		return Ref{}, false
+	}
+	i := strings.LastIndex(c, "-pod")
+	if i < 0 {
+		return Ref{}, false
+	}
+	parent, uid := c[:i], c[i+len("-pod"):]
+	class := Guaranteed
+	for _, q := range []string{Burstable, BestEffort} {
+		if p, ok := strings.CutSuffix(parent, "-"+q); ok {
+			parent, class = p, q
+			break
+		}
+	}
+	if parent != "kubepods" && !strings.HasSuffix(parent, "-kubepods") {
+		return Ref{}, false
+	}
+	return Ref{PodUID: strings.ReplaceAll(uid, "_", "-"), QoS: class}, true
+}
+
+// cgroupfsPod reads a cgroupfs driver's pod directory:
+// .../kubepods[/burstable|/besteffort]/pod<uid>.
+func cgroupfsPod(comps []string, i int) (Ref, bool) {
+	uid, ok := strings.CutPrefix(comps[i], "pod")
+	switch {
+	case !ok || i == 0:
+		return Ref{}, false
+	case comps[i-1] == "kubepods":
+		return Ref{PodUID: uid, QoS: Guaranteed}, true
+	case i > 1 && comps[i-2] == "kubepods" && (comps[i-1] == Burstable || comps[i-1] == BestEffort):
+		return Ref{PodUID: uid, QoS: comps[i-1]}, true
+	}
+	return Ref{}, false
+}
+
+// containerID reads a container's cgroup name.
+func containerID(c string) string {
+	for _, p := range runtimePrefixes {
+		if rest, ok := strings.CutPrefix(c, p); ok {
+			c = rest
+			break
+		}
+	}
+	c = strings.TrimSuffix(c, ".scope")
+	if len(c) != 64 || !isHex(c) {
+		return ""
+	}
+	return c
+}
+
+func isHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
 
 // ParsePath reads the pod UID and container id from a cgroup path, with
 // or without the mount point: cgroup v2's "/kubepods.slice/...", or a v1
@@ -50,39 +105,26 @@ var (
 func ParsePath(path string) (Ref, bool) {
 	comps := strings.Split(strings.Trim(path, "/"), "/")
 	for i, c := range comps {
-		var ref Ref
-		if m := systemdPod.FindStringSubmatch(c); m != nil {
-			ref = Ref{PodUID: strings.ReplaceAll(m[2], "_", "-"), QoS: qos(m[1])}
-		} else if m := cgroupfsPod.FindStringSubmatch(c); m != nil && i > 0 {
-			switch {
-			case comps[i-1] == "kubepods":
-				ref = Ref{PodUID: m[1], QoS: Guaranteed}
-			case i > 1 && comps[i-2] == "kubepods" && (comps[i-1] == Burstable || comps[i-1] == BestEffort):
-				ref = Ref{PodUID: m[1], QoS: comps[i-1]}
-			default:
-				continue
-			}
-		} else {
+		// Cheap tests first: most components are no pod's.
+		if !strings.Contains(c, "-pod") && !strings.HasPrefix(c, "pod") {
+			continue
+		}
+		ref, ok := systemdPod(c)
+		if !ok {
+			ref, ok = cgroupfsPod(comps, i)
+		}
+		if !ok {
 			continue
 		}
 		if !validUID(ref.PodUID) {
 			continue
 		}
 		if i+1 < len(comps) {
-			if m := containerDir.FindStringSubmatch(comps[i+1]); m != nil {
-				ref.ContainerID = m[1]
-			}
+			ref.ContainerID = containerID(comps[i+1])
 		}
 		return ref, true
 	}
 	return Ref{}, false
-}
-
-func qos(class string) string {
-	if class == "" {
-		return Guaranteed
-	}
-	return class
 }
 
 // validUID accepts a UID as the API server gives it (8-4-4-4-12 hex
@@ -90,10 +132,11 @@ func qos(class string) string {
 func validUID(uid string) bool {
 	switch len(uid) {
 	case 32:
-		return !strings.Contains(uid, "-")
+		return isHex(uid)
 	case 36:
-		for i, c := range uid {
-			if (i == 8 || i == 13 || i == 18 || i == 23) != (c == '-') {
+		for i := 0; i < len(uid); i++ {
+			dash := i == 8 || i == 13 || i == 18 || i == 23
+			if c := uid[i]; dash != (c == '-') || !dash && !isHex(uid[i:i+1]) {
 				return false
 			}
 		}
