@@ -514,3 +514,25 @@ func TestResolverGeneration(t *testing.T) {
 		t.Error("the deleted pod was not forgotten after deletedTTL")
 	}
 }
+
+// BenchmarkResolverPod: naming a container's cgroup among the 110 pods a
+// kubelet runs at most by default.
+func BenchmarkResolverPod(b *testing.B) {
+	r := New(context.Background(), Options{})
+	var objs []podObject
+	for i := range 110 {
+		var o podObject
+		o.Metadata = objectMeta{UID: fmt.Sprintf("%08x-2222-4333-8444-555555555555", i), Namespace: "ns", Name: "p" + strconv.Itoa(i)}
+		o.Status.ContainerStatuses = []containerStatus{{Name: "app", ContainerID: "containerd://" + fmt.Sprintf("%064x", i)}}
+		objs = append(objs, o)
+	}
+	r.replace(objs)
+	path := systemdPath(fmt.Sprintf("%08x-2222-4333-8444-555555555555", 42), fmt.Sprintf("%064x", 42))
+	if got := lookup(r, path); got != (podLabels{"ns", "p42", "app"}) {
+		b.Fatalf("%+v", got)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		r.Pod(path)
+	}
+}
