@@ -180,8 +180,28 @@ func (c *client) request(ctx context.Context, q url.Values) (*http.Response, err
 	return resp, nil
 }
 
-// maxListBytes bounds one page of the list (500 pods).
-const maxListBytes = 64 << 20
+// maxListBytes bounds one page of the list (500 pods), maxEventBytes one
+// watch event (the API server stores objects of up to 1.5 MiB).
+const (
+	maxListBytes  = 64 << 20
+	maxEventBytes = 16 << 20
+)
+
+// eventLimit fails a watch stream whose event (n bytes read since the
+// last reset, the decoder's read-ahead included) is over maxEventBytes.
+type eventLimit struct {
+	r io.Reader
+	n int64
+}
+
+func (l *eventLimit) Read(p []byte) (int, error) {
+	if l.n > maxEventBytes {
+		return 0, fmt.Errorf("a watch event over %d bytes", maxEventBytes)
+	}
+	n, err := l.r.Read(p)
+	l.n += int64(n)
+	return n, err
+}
 
 // list returns the node's pods and the list's resourceVersion, page by
 // page.
@@ -227,9 +247,11 @@ func (c *client) watch(ctx context.Context, rv string, timeout time.Duration, fn
 		return rv, err
 	}
 	defer resp.Body.Close()
-	dec := json.NewDecoder(resp.Body)
+	body := &eventLimit{r: resp.Body}
+	dec := json.NewDecoder(body)
 	for {
 		var ev watchEvent
+		body.n = 0
 		if err := dec.Decode(&ev); err != nil {
 			if errors.Is(err, io.EOF) {
 				return rv, nil

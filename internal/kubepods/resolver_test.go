@@ -536,3 +536,32 @@ func BenchmarkResolverPod(b *testing.B) {
 		r.Pod(path)
 	}
 }
+
+// TestWatchEventLimit: a watch event over maxEventBytes ends the watch
+// with an error rather than growing the exporter's memory.
+func TestWatchEventLimit(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, `{"type":"ADDED","object":{"metadata":{"uid":"u","resourceVersion":"2"}}}`+"\n")
+		fmt.Fprint(w, `{"type":"ADDED","object":{"metadata":{"uid":"v","annotations":{"big":"`)
+		chunk := strings.Repeat("x", 1<<20)
+		for range maxEventBytes>>20 + 1 {
+			if _, err := fmt.Fprint(w, chunk); err != nil {
+				return
+			}
+		}
+		fmt.Fprint(w, `"}}}}`+"\n")
+	}))
+	defer srv.Close()
+	c, err := newClient(srv.URL, serviceAccountDir(t, srv), "node-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen []string
+	rv, err := c.watch(context.Background(), "1", time.Minute, func(_ string, p *podObject) { seen = append(seen, p.Metadata.UID) })
+	if err == nil || !strings.Contains(err.Error(), "a watch event over") {
+		t.Fatalf("error %v", err)
+	}
+	if rv != "2" || len(seen) != 1 || seen[0] != "u" {
+		t.Errorf("version %s, pods %q: want 2 and the first event's pod", rv, seen)
+	}
+}
