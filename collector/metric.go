@@ -57,6 +57,9 @@ type mapMetric struct {
 	// order sorts label values by label name.
 	order []int
 	names []string
+	// labelsGen is the labels' generation the cached keys were decoded
+	// at (see redecodeIfStale).
+	labelsGen uint64
 	// plain: the metric and label names are legacy Prometheus names, so
 	// they are written as they are in every format and escaping scheme
 	// (the streaming writers need it; other metrics go through dto).
@@ -198,8 +201,10 @@ func newMapMetric(kind metricKind, fqName, help string, labels []config.Label, m
 			return nil, err
 		}
 	}
-	for _, l := range keyLabels {
-		mm.names = append(mm.names, l.Name)
+	if mm.labels != nil {
+		// Names as decoded: a chain may give several labels (kubernetes).
+		mm.names = mm.labels.Names()
+		mm.labelsGen = mm.labels.Generation()
 	}
 	mm.order = make([]int, len(mm.names))
 	for i := range mm.order {
@@ -266,6 +271,7 @@ func (f *frame) release() {
 func (mm *mapMetric) collect(errs decodeErrors) (f *frame, grown bool, err error) {
 	mm.gen++
 	mm.nextKey = 0
+	mm.redecodeIfStale()
 	var firstErr error
 	err = mm.reader.read(func(key []byte, vals []uint64) {
 		if err := mm.add(key, vals); err != nil {
@@ -442,12 +448,16 @@ func (mm *mapMetric) decodeHistogramKey(key []byte, rawLen int) (int32, int16, e
 		labelKey = mm.labelBuf
 	}
 	lk := mm.labelKeys.find(labelKey)
-	if lk >= 0 {
+	if lk >= 0 && mm.labelKeySeries[lk] != keyRedecode {
 		return mm.labelKeySeries[lk], slot, nil
 	}
 	id, err := mm.decodeSeries(labelKey)
 	if err != nil {
 		return 0, 0, err
+	}
+	if lk >= 0 {
+		mm.labelKeySeries[lk] = id
+		return id, slot, nil
 	}
 	mm.labelKeys.add(labelKey)
 	mm.labelKeySeries = append(mm.labelKeySeries, id)

@@ -31,8 +31,10 @@ type Env struct {
 	Kallsyms *symtab.Kallsyms
 	// PCI is the pci.ids database (pci_* decoders).
 	PCI *PCIDB
-	// Cgroups resolves cgroup ids to paths (cgroup).
+	// Cgroups resolves cgroup ids to paths (cgroup, kubernetes).
 	Cgroups CgroupResolver
+	// Pods names the Kubernetes pods of cgroup paths (kubernetes).
+	Pods PodResolver
 	// Ifnames resolves interface indexes to names (ifname); nil uses the
 	// host's network interfaces.
 	Ifnames func(index int) (string, error)
@@ -51,6 +53,21 @@ type Env struct {
 // CgroupResolver resolves a cgroup id (inode number on cgroup v2) to its path.
 type CgroupResolver interface {
 	Path(id uint64) (string, bool)
+}
+
+// multiDecoder ends a chain and gives several labels in place of the one
+// it ends (kubernetes).
+type multiDecoder interface {
+	Decoder
+	labelNames() []string
+	// decodeLabels fills out, len(labelNames()) values.
+	decodeLabels(in []byte, out []string) error
+}
+
+// generationer is a decoder whose outputs may change for the same input:
+// its generation moves when they may have, and cached labels are stale.
+type generationer interface {
+	generation() uint64
 }
 
 // factory builds one decoder from its configuration.
@@ -77,8 +94,9 @@ var factories = map[string]factory{
 	"syscall":      newSyscall,
 	"uint":         newUint,
 	// Extensions of probe_exporter.
-	"pid":  newPid,
-	"comm": newComm,
+	"pid":        newPid,
+	"comm":       newComm,
+	"kubernetes": newKubernetes,
 }
 
 // Names lists the known decoder names, sorted.

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/client-go/openapi/openapitest"
 )
 
@@ -52,7 +53,7 @@ func TestManifestsSchema(t *testing.T) {
 			}
 		}
 	}
-	for _, k := range []string{"Namespace", "ConfigMap", "DaemonSet", "Service", "PodMonitor", "ServiceMonitor", "PrometheusRule"} {
+	for _, k := range []string{"Namespace", "ConfigMap", "DaemonSet", "Service", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "PodMonitor", "ServiceMonitor", "PrometheusRule"} {
 		if kinds[k] == 0 {
 			t.Errorf("no %s among the manifests (%v)", k, kinds)
 		}
@@ -66,11 +67,17 @@ func validate(v *Validator, obj []byte) error {
 	if err := json.Unmarshal(obj, &meta); err != nil {
 		return err
 	}
-	if !strings.HasPrefix(meta.APIVersion, "monitoring.coreos.com/") {
+	// The OpenAPI documents client-go ships have no RBAC group: those
+	// kinds are decoded strictly into the API's types instead.
+	if !strings.HasPrefix(meta.APIVersion, "monitoring.coreos.com/") && !strings.HasPrefix(meta.APIVersion, "rbac.authorization.k8s.io/") {
 		return v.Validate(obj)
 	}
 	var into any
 	switch meta.APIVersion + "/" + meta.Kind {
+	case "rbac.authorization.k8s.io/v1/ClusterRole":
+		into = &rbacv1.ClusterRole{}
+	case "rbac.authorization.k8s.io/v1/ClusterRoleBinding":
+		into = &rbacv1.ClusterRoleBinding{}
 	case "monitoring.coreos.com/v1/PodMonitor":
 		into = &monitoringv1.PodMonitor{}
 	case "monitoring.coreos.com/v1/ServiceMonitor":
@@ -94,6 +101,16 @@ func validate(v *Validator, obj []byte) error {
 		if len(m.Spec.Endpoints) == 0 || m.Spec.Selector.MatchLabels == nil {
 			return fmt.Errorf("ServiceMonitor without endpoints or selector")
 		}
+	case *rbacv1.ClusterRole:
+		for i, r := range m.Rules {
+			if len(r.Verbs) == 0 {
+				return fmt.Errorf("ClusterRole: rules[%d]: verbs: Required value", i)
+			}
+		}
+	case *rbacv1.ClusterRoleBinding:
+		if m.RoleRef.Kind == "" || m.RoleRef.Name == "" || m.RoleRef.APIGroup != rbacv1.GroupName {
+			return fmt.Errorf("ClusterRoleBinding: roleRef: needs kind, name and apiGroup %s", rbacv1.GroupName)
+		}
 	}
 	return nil
 }
@@ -112,6 +129,8 @@ func TestSchemaRejects(t *testing.T) {
 		{"wrong type", fmt.Sprintf(ds, "", `{"name":"c","image":"i","ports":[{"containerPort":"9900"}]}`), "containerPort"},
 		{"missing required", fmt.Sprintf(ds, "", `{"image":"i"}`), "name"},
 		{"unknown capability field", fmt.Sprintf(ds, "", `{"name":"c","image":"i","securityContext":{"capabilities":{"added":["BPF"]}}}`), "added"},
+		{"rbac typo", `{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRole","metadata":{"name":"x"},"rules":[{"apiGroups":[""],"resource":["pods"],"verbs":["get"]}]}`, `unknown field "resource"`},
+		{"rbac no verbs", `{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRole","metadata":{"name":"x"},"rules":[{"apiGroups":[""],"resources":["pods"]}]}`, "verbs: Required value"},
 		{"unknown kind", `{"apiVersion":"apps/v1","kind":"DaemonSets","metadata":{"name":"x"}}`, "no such kind"},
 		{"podmonitor typo", `{"apiVersion":"monitoring.coreos.com/v1","kind":"PodMonitor","metadata":{"name":"x"},"spec":{"selector":{"matchLabels":{"a":"b"}},"podMetricEndpoints":[{"port":"metrics"}]}}`, "podMetricEndpoints"},
 	} {

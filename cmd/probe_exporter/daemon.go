@@ -46,6 +46,9 @@ func newDaemon(ctx context.Context, f *flags, logger *slog.Logger) (*daemon, err
 	for _, w := range env.Warnings() {
 		logger.Warn(w)
 	}
+	kube := newKubeNames(ctx, f.kube, logger.With("component", "kubernetes"))
+	env.Pods = kube.Resolver
+	g.Add("kubernetes", kube)
 	// With ebpf_exporter's prefix, decoders give its values and
 	// build_info its name too.
 	buildInfo := "probe_exporter"

@@ -43,6 +43,8 @@ type flags struct {
 	ingestMaxInflight     int64
 	ingestBodyTimeout     time.Duration
 	rulesMaxSeries        int
+
+	kube kubeFlags
 }
 
 func registerFlags(app *kingpin.Application) *flags {
@@ -76,6 +78,7 @@ func registerFlags(app *kingpin.Application) *flags {
 	app.Flag("ingest.max-inflight-bytes", "Memory all /ingest pushes being read and decoded may hold together; over it a push is answered 503 with Retry-After.").Default("134217728").Int64Var(&f.ingestMaxInflight)
 	app.Flag("ingest.body-timeout", "How long an /ingest client has to send its body (408 after).").Default("30s").DurationVar(&f.ingestBodyTimeout)
 	app.Flag("rules.max-series", "Most label sets per profile rule; profiles making new ones over it are dropped and counted in probe_exporter_rule_series_dropped_total.").Default("10000").IntVar(&f.rulesMaxSeries)
+	registerKubernetesFlags(app, &f.kube)
 	return f
 }
 
