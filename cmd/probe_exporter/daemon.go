@@ -32,6 +32,7 @@ import (
 	"github.com/probe-exporter/probe_exporter/internal/caps"
 	"github.com/probe-exporter/probe_exporter/internal/engine"
 	"github.com/probe-exporter/probe_exporter/loader"
+	"github.com/probe-exporter/probe_exporter/procexit"
 	"github.com/probe-exporter/probe_exporter/scripts"
 	"github.com/probe-exporter/probe_exporter/targets"
 	"github.com/probe-exporter/probe_exporter/tracing"
@@ -63,6 +64,7 @@ type daemon struct {
 	extras      extras
 	profileSink *ruleHolder
 	watcher     *targets.Watcher
+	exits       *procexit.Watcher
 	scripts     *scripts.Supervisor
 	capPlan     caps.Plan
 }
@@ -102,10 +104,14 @@ func newDaemon(ctx context.Context, f *flags, logger *slog.Logger) (*daemon, err
 		Changed:     d.unitsChanged,
 		Logger:      logger,
 	})
+	// Loaded only once a config's keys carry a pid (see collector's
+	// expiry).
+	d.exits = procexit.New(logger.With("component", "procexit"), 0)
 	d.coll = collector.New(collector.Options{
 		MetricPrefix: f.metricPrefix,
 		Env:          d.env,
 		Logger:       logger,
+		Exits:        d.exits,
 	})
 	d.reg.MustRegister(
 		d.coll,
@@ -426,5 +432,6 @@ func (d *daemon) serveMaps(w http.ResponseWriter, _ *http.Request) {
 func (d *daemon) close() {
 	d.extras.close()
 	d.engine.Close()
+	d.exits.Close()
 	d.stopTracing()
 }
