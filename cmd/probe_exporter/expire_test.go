@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -198,5 +199,43 @@ func TestExpireChurn(t *testing.T) {
 	_, body := get(t, "http://"+addr+"/metrics")
 	if !strings.Contains(body, `decoder_errors_total{config="expire"} 0`) {
 		t.Errorf("decoder errors:\n%s", series(t, addr, "probe_exporter_decoder_errors_total"))
+	}
+}
+
+// TestExampleProcessReads serves examples/process-reads: three counters
+// from one per-CPU struct value per process, exact for a helper making 123
+// reads of 4096 bytes, served once after it exited, then deleted.
+func TestExampleProcessReads(t *testing.T) {
+	if _, err := exec.LookPath("clang"); err != nil {
+		t.Skip("building the examples needs clang")
+	}
+	dir, err := filepath.Abs("../../examples")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("make", "-C", dir, "process-reads.bpf.o").CombinedOutput(); err != nil {
+		t.Fatalf("make: %v\n%s", err, out)
+	}
+	addr := exporter(t, "--config.dir="+dir, "--config.names=process-reads", "--config.strict")
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "PROBE_E2E_COMM=e2e_reads", "PROBE_E2E_CALLS=123", "PROBE_E2E_SYSCALL=read")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("workload: %v\n%s", err, out)
+	}
+	labels := `{comm="e2e_reads",pid="` + strconv.Itoa(cmd.Process.Pid) + `"} `
+	lines := series(t, addr, "probe_exporter_process_read_")
+	for _, want := range []string{
+		"probe_exporter_process_read_calls_total" + labels + "123",
+		"probe_exporter_process_read_bytes_total" + labels + "503808",
+		"probe_exporter_process_read_errors_total" + labels + "0",
+	} {
+		if !hasLine(lines, want) {
+			t.Errorf("missing %q", want)
+		}
+	}
+	for _, l := range series(t, addr, "probe_exporter_process_read_") {
+		if strings.Contains(l, labels) {
+			t.Errorf("served again after its exit: %s", l)
+		}
 	}
 }
