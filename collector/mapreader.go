@@ -132,6 +132,15 @@ func (r *mapReader) read(fn func(key []byte, vals []uint64)) error {
 	return r.readIter(fn)
 }
 
+// each calls fn for every entry with its key and either its u64 values
+// (vals) or, for raw readers, its value bytes (raw).
+func (r *mapReader) each(fn func(key []byte, vals []uint64, raw []byte)) error {
+	if r.raw {
+		return r.readRaw(func(key, val []byte) { fn(key, nil, val) })
+	}
+	return r.read(func(key []byte, vals []uint64) { fn(key, vals, nil) })
+}
+
 // readRaw calls fn for every entry of a raw reader's map with the key
 // bytes and the value bytes: ncpu values of stride bytes each. Neither
 // slice may be kept after fn returns.
