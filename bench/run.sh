@@ -9,7 +9,7 @@ mkdir -p "$out"
 count=${COUNT:-5}
 
 echo "== scrape cost: raw BatchLookup vs collect vs HTTP scrape vs bpftool map dump" | tee "$out/scrape.txt"
-go test -run '^$' -bench 'BenchmarkSideBySide|BenchmarkRawBatchLookup|BenchmarkCollect|BenchmarkScrape|BenchmarkBpftoolDump|BenchmarkHistogramCollect' \
+go test -run '^$' -bench 'BenchmarkSideBySide|BenchmarkRawBatchLookup|BenchmarkCollect|BenchmarkScrape|BenchmarkBpftoolDump|BenchmarkHistogramCollect|BenchmarkMultiValue|BenchmarkExpiry' \
 	-benchtime "${BENCHTIME:-3x}" -count "$count" ./collector/ | tee -a "$out/scrape.txt"
 
 echo "== scrape of the real binary beside bpftool and the raw read (100k, 1M keys)" | tee "$out/scrape-binary.txt"

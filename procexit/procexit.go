@@ -147,6 +147,13 @@ func (w *Watcher) Sync() {
 	w.mu.Lock()
 	ch := w.flushed
 	w.mu.Unlock()
+	// Nothing unread in the ring: the reader has every exit so far (but
+	// for one it may be appending right now, which the next Sync has),
+	// without the round trip of waking it.
+	if w.rd.AvailableBytes() == 0 {
+		w.readLost()
+		return
+	}
 	if err := w.rd.Flush(); err == nil {
 		t := time.NewTimer(syncTimeout)
 		select {
@@ -155,6 +162,11 @@ func (w *Watcher) Sync() {
 		}
 		t.Stop()
 	}
+	w.readLost()
+}
+
+// readLost notes exits the kernel could not queue since the last look.
+func (w *Watcher) readLost() {
 	var lost uint64
 	if err := w.coll.Maps["lost"].Lookup(uint32(0), &lost); err == nil {
 		w.mu.Lock()
