@@ -102,7 +102,8 @@ func (c *Config) validateValues(kind string, x Counter, seen map[string]int) err
 		case v.Type != "" && v.Type != ValueCounter && v.Type != ValueGauge:
 			return fail(v.Line, "value %q: unknown type %q (want counter or gauge)", v.Name, v.Type)
 		}
-		if prev, ok := seen[v.Name]; ok {
+		// The entry's own name is its map's: a value may take it.
+		if prev, ok := seen[v.Name]; ok && !(v.Name == x.Name && prev == x.Line) {
 			return fail(v.Line, "value %q: defined twice (first at line %d)", v.Name, prev)
 		}
 		seen[v.Name] = v.Line

@@ -50,6 +50,14 @@ func TestParseValues(t *testing.T) {
 	}
 }
 
+// A value may be named as its map (the entry), not as another metric.
+func TestValueNamedAsMap(t *testing.T) {
+	const y = "metrics:\n  counters:\n    - name: calls_total\n      values:\n        - {name: calls_total, help: h, offset: 0, size: 8}\n"
+	if _, err := Parse("m.yaml", []byte(y)); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestExpiringLabel(t *testing.T) {
 	pid := func(name string, size uint, expire string) Label {
 		return Label{Name: name, Size: size, Expire: expire, Decoders: []Decoder{{Name: "pid"}}}
