@@ -53,6 +53,7 @@ type expiry struct {
 
 	pidOff, pidSize int // the pid label in the raw key; pidSize 0 without one
 	seq             uint64
+	begun           uint64              // seq when the scrape began
 	window          map[uint32]struct{} // exited before this scrape's read
 	pending         map[uint32]struct{} // found gone after the previous scrape
 	suspect         map[uint32]struct{} // read while exits were incomplete
@@ -130,10 +131,13 @@ func (c *Collector) newExpiry(cfg config.Config, mm *mapMetric, name string, lab
 	return e, nil
 }
 
-// begin starts a scrape: the exits so far make its window.
+// begin starts a scrape: the exits so far make its window. What a failed
+// scrape (no end) doomed is forgotten: it was not served.
 func (e *expiry) begin() {
 	e.gen++
 	e.now = time.Now()
+	clear(e.doomed)
+	e.doomed, e.doomedReasons = e.doomed[:0], e.doomedReasons[:0]
 	if e.pidSize == 0 {
 		return
 	}
@@ -142,7 +146,16 @@ func (e *expiry) begin() {
 	e.complete = false
 	if e.exits != nil {
 		e.exits.Sync()
+		e.begun = e.seq
 		e.seq, e.complete = e.exits.Since(e.seq, func(pid uint32) { e.window[pid] = struct{}{} })
+	}
+}
+
+// abort ends a scrape that failed: its window of exits comes again in the
+// next one.
+func (e *expiry) abort() {
+	if e.pidSize > 0 && e.exits != nil {
+		e.seq = e.begun
 	}
 }
 

@@ -304,6 +304,9 @@ func (mm *mapMetric) collect(errs decodeErrors) (f *frame, grown bool, err error
 		})
 	}
 	if err != nil {
+		if mm.expiry != nil {
+			mm.expiry.abort()
+		}
 		return nil, false, fmt.Errorf("reading map: %w", err)
 	}
 	if mm.nsorted < mm.series.len() {
