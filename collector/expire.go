@@ -78,8 +78,8 @@ type keyAge struct {
 }
 
 // newExpiry sets up the expiry of a metric's keys, or returns nil when it
-// has none: no pid label (or a config whose processes are followed by the
-// userspace watcher, which drops them itself) and no max_age.
+// has none: no pid label (or the "pid" label of a config whose processes
+// the userspace watcher follows, which drops them itself) and no max_age.
 func (c *Collector) newExpiry(cfg config.Config, mm *mapMetric, name string, labels []config.Label, maxAge config.Duration) (*expiry, error) {
 	// The labels of the kernel's key: not the bucket of a histogram, not
 	// the cpu of a per-CPU map split by CPU.
@@ -87,9 +87,9 @@ func (c *Collector) newExpiry(cfg config.Config, mm *mapMetric, name string, lab
 	if mm.hist != nil || mm.splitCPU {
 		keyLabels = keyLabels[:len(keyLabels)-1]
 	}
-	pidIdx := -1
-	if cfg.Attachments == nil {
-		pidIdx = config.ExpiringLabel(keyLabels)
+	pidIdx := config.ExpiringLabel(keyLabels)
+	if pidIdx >= 0 && cfg.Attachments != nil && keyLabels[pidIdx].Name == "pid" {
+		pidIdx = -1 // DropPID deletes them when the watcher sees the exit
 	}
 	if pidIdx < 0 && maxAge == 0 {
 		return nil, nil

@@ -109,7 +109,7 @@ func TestExpireFallback(t *testing.T) {
 	}
 }
 
-func TestExpireNeverAndUserspace(t *testing.T) {
+func TestExpireNever(t *testing.T) {
 	exits := &fakeExits{complete: true}
 	never := pidLabel("pid")
 	never.Expire = config.ExpireNever
@@ -120,6 +120,29 @@ func TestExpireNeverAndUserspace(t *testing.T) {
 	scrape(t, c)
 	if got := scrape(t, c, "probe_exporter_calls_total"); got != "probe_exporter_calls_total op=1 pid=100 5\n" {
 		t.Fatalf("expire: never deleted the key:\n%s", got)
+	}
+}
+
+// Configs selecting processes leave their "pid" label to DropPID; another
+// label marked expire: process_exit expires here.
+func TestExpireUserspaceConfig(t *testing.T) {
+	tgid := uintLabel("tgid", 4)
+	tgid.Expire = config.ExpireProcessExit
+	for _, tc := range []struct {
+		label  config.Label
+		expire bool
+	}{{pidLabel("pid"), false}, {tgid, true}} {
+		m := newMap(t, ebpf.Hash, 4, 8)
+		cfg := config.Config{Name: "u", Attachments: &config.Attachments{BinaryName: "x"}, Metrics: config.Metrics{Counters: []config.Counter{{
+			Name: "c", Help: "h", Labels: []config.Label{tc.label},
+		}}}}
+		cc := New(Options{Exits: &fakeExits{complete: true}}).NewConfig(objectWith(cfg, map[string]*ebpf.Map{"c": m}))
+		if cc.Err != nil {
+			t.Fatal(cc.Err)
+		}
+		if got := cc.metrics[0].expiry != nil; got != tc.expire {
+			t.Errorf("label %q: expiry %v, want %v", tc.label.Name, got, tc.expire)
+		}
 	}
 }
 
