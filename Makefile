@@ -18,10 +18,10 @@ all: build examples
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BINARY) ./cmd/probe_exporter
 
-# Regenerate the committed objects (defaults, profiler, targets).
+# Regenerate the committed objects (defaults, profiler, targets, process exits).
 bpf:
 	$(MAKE) -C defaults
-	@for d in profile targets; do if [ -f $$d/Makefile ]; then $(MAKE) -C $$d || exit 1; fi; done
+	@for d in profile targets procexit; do if [ -f $$d/Makefile ]; then $(MAKE) -C $$d || exit 1; fi; done
 
 examples:
 	@if command -v clang >/dev/null; then $(MAKE) -C examples; else echo "clang missing: skipping examples (make deps)"; fi

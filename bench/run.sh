@@ -9,7 +9,7 @@ mkdir -p "$out"
 count=${COUNT:-5}
 
 echo "== scrape cost: raw BatchLookup vs collect vs HTTP scrape vs bpftool map dump" | tee "$out/scrape.txt"
-go test -run '^$' -bench 'BenchmarkSideBySide|BenchmarkRawBatchLookup|BenchmarkCollect|BenchmarkScrape|BenchmarkBpftoolDump|BenchmarkHistogramCollect' \
+go test -run '^$' -bench 'BenchmarkSideBySide|BenchmarkRawBatchLookup|BenchmarkCollect|BenchmarkScrape|BenchmarkBpftoolDump|BenchmarkHistogramCollect|BenchmarkMultiValue|BenchmarkExpiry' \
 	-benchtime "${BENCHTIME:-3x}" -count "$count" ./collector/ | tee -a "$out/scrape.txt"
 
 echo "== native histograms: scrape and writer cost with and without the native form" | tee "$out/native.txt"

@@ -34,6 +34,11 @@ type Options struct {
 	// StatsPath is the sysctl telling whether the kernel counts program
 	// run time (kernel.bpf_stats_enabled).
 	StatsPath string
+	// Exits reports process exits to metrics whose keys carry a pid
+	// (expire.go); nil: exits are found in ProcRoot after each scrape.
+	Exits ProcessExits
+	// ProcRoot is the proc file system ("/proc").
+	ProcRoot string
 }
 
 // Collector is a prometheus.Collector over every loaded config.
@@ -44,6 +49,7 @@ type Collector struct {
 	configs []*Config
 
 	decoderErrors *prometheus.CounterVec
+	expired       *prometheus.CounterVec
 	enabled       *prometheus.Desc
 	configUp      *prometheus.Desc
 	progInfo      *prometheus.Desc
@@ -86,6 +92,9 @@ func New(opts Options) *Collector {
 	if opts.Env == nil {
 		opts.Env = &decoder.Env{}
 	}
+	if opts.ProcRoot == "" {
+		opts.ProcRoot = "/proc"
+	}
 	d := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc(prometheus.BuildFQName(Namespace, "", name), help, labels, nil)
 	}
@@ -95,6 +104,10 @@ func New(opts Options) *Collector {
 			Namespace: Namespace, Name: "decoder_errors_total",
 			Help: "Map keys whose labels could not be decoded, by config.",
 		}, []string{"config"}),
+		expired: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "map_entries_expired_total",
+			Help: "Map entries the exporter deleted from kernel maps after serving them: of exited processes (process_exit) or unchanged for max_age (max_age).",
+		}, []string{"config", "map", "reason"}),
 		enabled:      d("enabled_configs", "The set of enabled configs (loaded, metrics set up).", "name"),
 		configUp:     d("config_up", "Whether a config loaded, attached every program and set up its metrics (1) or failed in part or whole (0).", "config"),
 		progInfo:     d("ebpf_program_info", "Info about loaded eBPF programs.", "config", "program", "tag", "id"),
@@ -118,7 +131,7 @@ func (c *Collector) NewConfig(obj *loader.Object) *Config {
 		return cfg
 	}
 	var errs []error
-	add := func(kind metricKind, name, mapName, help string, line int, labels []config.Label, h *config.Histogram) {
+	add := func(kind metricKind, name, mapName, help string, line int, labels []config.Label, h *config.Histogram, maxAge config.Duration) {
 		m := obj.Map(mapName)
 		where := fmt.Sprintf("%s:%d", path(obj.Config), line)
 		if m == nil {
@@ -133,19 +146,39 @@ func (c *Collector) NewConfig(obj *loader.Object) *Config {
 		case err != nil:
 			errs = append(errs, fmt.Errorf("%s: metric %q: %w", where, name, err))
 		default:
+			if mm.expiry, err = c.newExpiry(obj.Config, mm, mapName, labels, maxAge); err != nil {
+				errs = append(errs, fmt.Errorf("%s: metric %q: %w", where, name, err))
+				return
+			}
 			cfg.metrics = append(cfg.metrics, mm)
 		}
 	}
 	ms := obj.Config.Metrics
+	values := func(kind metricKind, m config.Counter) {
+		mm, err := c.newValuesMetric(obj, kind, m)
+		if err != nil {
+			errs = append(errs, err)
+			return
+		}
+		cfg.metrics = append(cfg.metrics, mm)
+	}
 	for _, m := range ms.Counters {
-		add(kindCounter, m.Name, m.MapName(), m.Help, m.Line, m.Labels, nil)
+		if m.Values != nil {
+			values(kindCounter, m)
+			continue
+		}
+		add(kindCounter, m.Name, m.MapName(), m.Help, m.Line, m.Labels, nil, m.MaxAge)
 	}
 	for _, m := range ms.Gauges {
-		add(kindGauge, m.Name, m.MapName(), m.Help, m.Line, m.Labels, nil)
+		if m.Values != nil {
+			values(kindGauge, m)
+			continue
+		}
+		add(kindGauge, m.Name, m.MapName(), m.Help, m.Line, m.Labels, nil, m.MaxAge)
 	}
 	for i := range ms.Histograms {
 		h := &ms.Histograms[i]
-		add(kindHistogram, h.Name, h.MapName(), h.Help, h.Line, h.Labels, h)
+		add(kindHistogram, h.Name, h.MapName(), h.Help, h.Line, h.Labels, h, h.MaxAge)
 	}
 	cfg.Err = errors.Join(errs...)
 	c.decoderErrors.WithLabelValues(obj.Config.Name)
@@ -206,6 +239,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		cfg.mu.Unlock()
 	}
 	c.decoderErrors.Collect(ch)
+	c.expired.Collect(ch)
 }
 
 // Gather reads every config's maps into metric families. It implements
@@ -258,6 +292,7 @@ func (c *Collector) collectConfig(cfg *Config, frames []*frame) []*frame {
 		}
 		if f != nil {
 			frames = append(frames, f)
+			frames = mm.valueFrames(f, frames)
 		}
 	}
 	cfg.lastDuration = time.Since(start)

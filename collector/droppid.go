@@ -32,7 +32,7 @@ func (mm *mapMetric) dropLabel(name, value string) {
 		return
 	}
 	var doomed [][]byte
-	_ = mm.reader.read(func(key []byte, _ []uint64) {
+	_ = mm.reader.each(func(key []byte, _ []uint64, _ []byte) {
 		k := key
 		if mm.kind == kindHistogram {
 			k = key[:len(key)-mm.bucketSize]

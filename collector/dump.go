@@ -17,7 +17,7 @@ func (cfg *Config) DumpMaps(w io.Writer) error {
 	fmt.Fprintf(bw, "## config %s\n", cfg.Name())
 	for _, mm := range cfg.metrics {
 		fmt.Fprintf(bw, "### %s\n", mm.name)
-		err := mm.reader.read(func(key []byte, vals []uint64) {
+		err := mm.reader.each(func(key []byte, vals []uint64, raw []byte) {
 			labels := "(no labels)"
 			if mm.labels != nil {
 				k := key
@@ -35,6 +35,10 @@ func (cfg *Config) DumpMaps(w io.Writer) error {
 						labels = strings.Join(vs, ", ")
 					}
 				}
+			}
+			if raw != nil {
+				fmt.Fprintf(bw, "%s (%s) -> %s\n", hex.EncodeToString(key), labels, hex.EncodeToString(raw))
+				return
 			}
 			fmt.Fprintf(bw, "%s (%s) -> %v\n", hex.EncodeToString(key), labels, vals)
 		})

@@ -81,6 +81,14 @@ type mapMetric struct {
 	bucket     *decoder.Labels // decodes the bucket field
 	bucketSize int
 
+	// fields are the value fields of a struct-valued map (multivalue.go),
+	// the first exported by this metric, the others by their own; vals
+	// then holds len(fields) values per series. Nil for u64 values.
+	fields []valueField
+	// expiry deletes the keys of exited processes and of idle keys from
+	// the kernel map (expire.go); nil when the metric has neither.
+	expiry *expiry
+
 	// keys are the raw keys seen (with the CPU appended when split by
 	// CPU); keySeries, keySlot (histograms) and keyGen are indexed by key id.
 	keys      *byteSet
@@ -135,6 +143,13 @@ func newMapMetric(kind metricKind, fqName, help string, labels []config.Label, m
 	if err != nil {
 		return nil, err
 	}
+	return newMapMetricOn(reader, kind, fqName, help, labels, h, env)
+}
+
+// newMapMetricOn is newMapMetric reading through reader.
+func newMapMetricOn(reader *mapReader, kind metricKind, fqName, help string, labels []config.Label, h *config.Histogram, env *decoder.Env) (*mapMetric, error) {
+	m := reader.m
+	var err error
 	mm := &mapMetric{
 		name:   fqName,
 		help:   help,
@@ -273,15 +288,38 @@ func (mm *mapMetric) collect(errs decodeErrors) (f *frame, grown bool, err error
 	mm.nextKey = 0
 	mm.redecodeIfStale()
 	var firstErr error
-	err = mm.reader.read(func(key []byte, vals []uint64) {
-		if err := mm.add(key, vals); err != nil {
-			errs.Inc()
-			if firstErr == nil {
-				firstErr = err
-			}
+	fail := func(err error) {
+		errs.Inc()
+		if firstErr == nil {
+			firstErr = err
 		}
-	})
+	}
+	if mm.expiry != nil {
+		mm.expiry.begin()
+	}
+	if mm.fields != nil {
+		err = mm.reader.readRaw(func(key, val []byte) {
+			if mm.expiry != nil {
+				mm.expiry.see(key, val)
+			}
+			if err := mm.addValues(key, val); err != nil {
+				fail(err)
+			}
+		})
+	} else {
+		err = mm.reader.read(func(key []byte, vals []uint64) {
+			if mm.expiry != nil {
+				mm.expiry.seeU64(key, vals)
+			}
+			if err := mm.add(key, vals); err != nil {
+				fail(err)
+			}
+		})
+	}
 	if err != nil {
+		if mm.expiry != nil {
+			mm.expiry.abort()
+		}
 		return nil, false, fmt.Errorf("reading map: %w", err)
 	}
 	if mm.nsorted < mm.series.len() {
@@ -307,7 +345,7 @@ func (mm *mapMetric) collect(errs decodeErrors) (f *frame, grown bool, err error
 		id := int32(i)
 		f.ids = append(f.ids, id)
 		if mm.hist == nil {
-			f.vals = append(f.vals, mm.vals[id])
+			f.vals = append(f.vals, mm.vals[int(id)*mm.nvals()])
 			continue
 		}
 		nb := len(mm.hist.bounds)
@@ -317,6 +355,9 @@ func (mm *mapMetric) collect(errs decodeErrors) (f *frame, grown bool, err error
 			f.counts = append(f.counts, c)
 		}
 		f.sums = append(f.sums, float64(mm.sums[id])*mm.hist.multiplier)
+	}
+	if mm.expiry != nil {
+		mm.expiry.end()
 	}
 	if mm.gen%64 == 0 {
 		mm.evict()
@@ -498,7 +539,8 @@ func (mm *mapMetric) touch(id int32) {
 	}
 	mm.sgen[id] = mm.gen
 	if mm.hist == nil {
-		mm.vals[id] = 0
+		nv := mm.nvals()
+		clear(mm.vals[int(id)*nv : (int(id)+1)*nv])
 		return
 	}
 	nb := len(mm.hist.bounds)
@@ -523,7 +565,9 @@ func (mm *mapMetric) decodeSeries(key []byte) (int32, error) {
 	id := mm.series.add(mm.blockBuf)
 	mm.sgen = append(mm.sgen, 0)
 	if mm.hist == nil {
-		mm.vals = append(mm.vals, 0)
+		for range mm.nvals() {
+			mm.vals = append(mm.vals, 0)
+		}
 	} else {
 		mm.counts = append(mm.counts, make([]uint64, len(mm.hist.bounds))...)
 		mm.sums = append(mm.sums, 0)
@@ -692,8 +736,9 @@ func (mm *mapMetric) relayout(order []int32) []int32 {
 	sgen := make([]uint32, n)
 	var vals []float64
 	var counts, sums []uint64
+	nv := mm.nvals()
 	if mm.hist == nil {
-		vals = make([]float64, n)
+		vals = make([]float64, n*nv)
 	} else {
 		counts = make([]uint64, n*len(mm.hist.bounds))
 		sums = make([]uint64, n)
@@ -701,7 +746,7 @@ func (mm *mapMetric) relayout(order []int32) []int32 {
 	for id, old := range order {
 		sgen[id] = mm.sgen[old]
 		if mm.hist == nil {
-			vals[id] = mm.vals[old]
+			copy(vals[id*nv:(id+1)*nv], mm.vals[int(old)*nv:(int(old)+1)*nv])
 		} else {
 			nb := len(mm.hist.bounds)
 			copy(counts[id*nb:], mm.counts[int(old)*nb:(int(old)+1)*nb])

@@ -57,6 +57,12 @@ type Counter struct {
 	Labels         []Label `yaml:"labels"`
 	// Table is the v1-layout name of the map; v2 uses Name.
 	Table string `yaml:"table"`
+	// Values are the fields of a struct value, each exported as its own
+	// metric; without them the value is one u64 and the metric is Name.
+	Values []Value `yaml:"values"`
+	// MaxAge, when set, deletes keys whose value has not changed for that
+	// long from the kernel map (see Expiry).
+	MaxAge Duration `yaml:"max_age"`
 
 	Line int `yaml:"-"`
 }
@@ -81,6 +87,7 @@ type Histogram struct {
 	BucketKeys       []float64  `yaml:"bucket_keys"`
 	Labels           []Label    `yaml:"labels"`
 	Table            string     `yaml:"table"`
+	MaxAge           Duration   `yaml:"max_age"`
 
 	Line int `yaml:"-"`
 }
@@ -118,6 +125,10 @@ type Label struct {
 	Size     uint      `yaml:"size"`
 	Padding  uint      `yaml:"padding"`
 	Decoders []Decoder `yaml:"decoders"`
+	// Expire says whether the label is a process id whose exit deletes
+	// the keys carrying it: process_exit, never, or unset (the default:
+	// process_exit for a label whose first decoder is pid).
+	Expire string `yaml:"expire"`
 }
 
 // Decoder is one step of a label's decoder chain.

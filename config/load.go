@@ -152,6 +152,8 @@ func setMetricLines(c *Config, metrics *yaml.Node) {
 	for i := range c.Metrics.Histograms {
 		c.Metrics.Histograms[i].Line = item("histograms", i)
 	}
+	setValueLines(c.Metrics.Counters, child(metrics, "counters"))
+	setValueLines(c.Metrics.Gauges, child(metrics, "gauges"))
 }
 
 var (
@@ -203,6 +205,8 @@ func typeName(t string) string {
 		return "label"
 	case "Decoder":
 		return "decoder"
+	case "Value":
+		return "value"
 	case "seedProgram":
 		return "program"
 	case "Selector", "attachments":

@@ -59,14 +59,27 @@ func (c *Config) validate() error {
 			}
 			names[l.Name] = true
 		}
+		if err := validateExpire(labels); err != nil {
+			return fail("%v", err)
+		}
 		return nil
 	}
 	var errs []error
+	entry := func(kind string, x Counter) error {
+		help := x.Help
+		if x.Values != nil && help == "" {
+			help = "-" // each value has its own help, checked below
+		}
+		if err := check(kind, x.Name, x.MapName(), help, x.Line, x.Labels); err != nil {
+			return err
+		}
+		return c.validateValues(kind, x, seen)
+	}
 	for _, x := range m.Counters {
-		errs = append(errs, check("counter", x.Name, x.MapName(), x.Help, x.Line, x.Labels))
+		errs = append(errs, entry("counter", x))
 	}
 	for _, x := range m.Gauges {
-		errs = append(errs, check("gauge", x.Name, x.MapName(), x.Help, x.Line, x.Labels))
+		errs = append(errs, entry("gauge", x))
 	}
 	for _, h := range m.Histograms {
 		if err := check("histogram", h.Name, h.MapName(), h.Help, h.Line, h.Labels); err != nil {

@@ -25,7 +25,7 @@ func TestExamples(t *testing.T) {
 	}
 	// biolatency (an embedded default, checked by TestDefaults) would
 	// duplicate bio-tracepoints' series.
-	names := []string{"syscalls", "runqlat", "timers", "cpu-clock", "pagecache", "bio-tracepoints", "v1-inline"}
+	names := []string{"syscalls", "runqlat", "timers", "cpu-clock", "pagecache", "bio-tracepoints", "v1-inline", "process-reads"}
 	addr := exporter(t, "--config.dir="+dir, "--config.names="+strings.Join(names, ","), "--config.strict")
 
 	// Work for every example: getpid calls by a named process, a file

@@ -29,6 +29,7 @@ import (
 	"github.com/probe-exporter/probe_exporter/defaults"
 	"github.com/probe-exporter/probe_exporter/internal/engine"
 	"github.com/probe-exporter/probe_exporter/loader"
+	"github.com/probe-exporter/probe_exporter/procexit"
 	"github.com/probe-exporter/probe_exporter/targets"
 	"github.com/probe-exporter/probe_exporter/tracing"
 	"github.com/probe-exporter/probe_exporter/userspace"
@@ -65,6 +66,7 @@ type Configs struct {
 	ctx       context.Context
 	coll      *collector.Collector
 	userspace *userspace.Attacher // nil without a watcher
+	exits     *procexit.Watcher   // loaded once a config's keys carry a pid
 	engine    *engine.Engine[*collector.Config]
 
 	traceCtx     context.Context // parent of the spans of loading configs
@@ -78,10 +80,13 @@ func New(ctx context.Context, opts Options) *Configs {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	c := &Configs{opts: opts, ctx: ctx, traceCtx: ctx}
+	// Exits of processes whose pids keys carry (the collector's expiry).
+	c.exits = procexit.New(opts.Logger.With("component", "procexit"), 0)
 	c.coll = collector.New(collector.Options{
 		MetricPrefix: opts.MetricPrefix,
 		Env:          opts.Env,
 		Logger:       opts.Logger,
+		Exits:        c.exits,
 	})
 	if opts.Watcher != nil {
 		c.userspace = userspace.New(opts.Watcher, c.coll, opts.Logger.With("component", "userspace"))
@@ -134,6 +139,7 @@ func (c *Configs) Run(ctx context.Context) error {
 // Close detaches every config.
 func (c *Configs) Close() error {
 	c.engine.Close()
+	c.exits.Close()
 	return nil
 }
 
