@@ -37,7 +37,7 @@ int sys_enter_write(struct trace_event_raw_sys_enter *ctx)
 	bpf_get_current_comm(k.comm, sizeof(k.comm));
 	/* The bucket whose bound 2^k is the least power of two >= size (le is
 	 * exact: a write of 4096 bytes counts in le="4096"); 0 and 1 in key 0. */
-	k.bucket = exp2_bucket(size ? size - 1 : 0, MAX_BUCKET);
+	k.bucket = exp2_bucket(size, MAX_BUCKET);
 	add(&k, 1);
 	/* The sum of sizes, in key MAX_BUCKET + 1 (bucket_max + 1). */
 	k.bucket = MAX_BUCKET + 1;

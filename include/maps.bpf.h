@@ -12,23 +12,27 @@ static __always_inline void increment_map(void *map, void *key, u64 delta)
 		__sync_fetch_and_add(count, delta);
 		return;
 	}
-	bpf_map_update_elem(map, key, &delta, BPF_NOEXIST);
-	/* Another CPU may have created it first: add to theirs. */
+	if (bpf_map_update_elem(map, key, &delta, BPF_NOEXIST) == 0)
+		return;
+	/* Another CPU created it first (or the map is full): add to theirs. */
 	count = bpf_map_lookup_elem(map, key);
-	if (count && *count != delta)
+	if (count)
 		__sync_fetch_and_add(count, delta);
 }
 
 /*
- * Bucket of an exp2 histogram: 0 for 0, else floor(log2(v)) + 1, so that
- * bucket k holds values below 2^k (le = 2^k), capped at max.
+ * Bucket of an exp2 histogram: the smallest k with v <= 2^k (0 for 0 and
+ * 1), capped at max, so that bucket k holds exactly the values Prometheus's
+ * le="2^k" bucket adds to the one below it (ebpf_exporter puts exact powers
+ * of two in their own bucket the same way since its issue #488).
  */
 static __always_inline u64 exp2_bucket(u64 v, u64 max)
 {
 	u64 b = 0, shift;
-	if (v == 0)
+	if (v <= 1)
 		return 0;
-	/* floor(log2(v)) without loops, then + 1. */
+	/* floor(log2(v - 1)) + 1 without loops. */
+	v -= 1;
 	shift = (v > 0xFFFFFFFFULL) << 5; v >>= shift; b |= shift;
 	shift = (v > 0xFFFF) << 4; v >>= shift; b |= shift;
 	shift = (v > 0xFF) << 3; v >>= shift; b |= shift;
