@@ -1,4 +1,4 @@
-// Seed 003's block IO example on tracepoints: latency and size histograms
+// ebpf_exporter v1's block IO example (bio.yaml) on tracepoints: latency and size histograms
 // by device and operation (1 read, 2 write), with the seed's key layout
 // {device, operation, bucket}.
 #include "vmlinux.h"

@@ -1,4 +1,4 @@
-// Seed 003's page cache example (cachestat) on tracepoints instead of
+// ebpf_exporter v1's page cache example (cachestat) on tracepoints instead of
 // kprobes: pages added to and deleted from the page cache and folios
 // dirtied, by operation and command.
 #include "vmlinux.h"
