@@ -1,5 +1,5 @@
 // ebpf_exporter v1's block IO example (bio.yaml) on tracepoints: latency and size histograms
-// by device and operation (1 read, 2 write), with the seed's key layout
+// by device and operation (1 read, 2 write), with its key layout
 // {device, operation, bucket}.
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
