@@ -28,7 +28,7 @@ const bccVersion = "bcc-2"
 // left out because the running kernel lacks what they use. The translated
 // C is kept in the cache directory and logged, so users can read and keep
 // it.
-func (c *Compiler) translateBCC(ctx context.Context, clang, hdr string, cfg config.Config) (string, map[string]error, []string, error) {
+func (c *Compiler) translateBCC(ctx context.Context, hdr string, cfg config.Config) (string, map[string]error, []string, error) {
 	if !bcc.IsBCC(cfg.Code) {
 		return cfg.Code, nil, nil, nil
 	}
@@ -37,10 +37,14 @@ func (c *Compiler) translateBCC(ctx context.Context, clang, hdr string, cfg conf
 		src.Probes = append(src.Probes, bcc.Probe{Kind: string(ap.Kind), Target: ap.Target, Func: ap.Program})
 	}
 	probes, _ := json.Marshal(src.Probes)
-	sum := sha256.Sum256([]byte(bccVersion + "\x00" + cfg.Name + "\x00" + cfg.Code + "\x00" + strings.Join(cfg.Cflags, "\x00") + "\x00" + string(probes) + "\x00" + hdr + "\x00" + fmt.Sprint(src.PIDKeys)))
+	sum := sha256.Sum256([]byte(bccVersion + "\x00" + cfg.Name + "\x00" + cfg.Code + "\x00" + strings.Join(cfg.Cflags, "\x00") + "\x00" + string(probes) + "\x00" + btfID(hdr) + "\x00" + fmt.Sprint(src.PIDKeys)))
 	base := filepath.Join(c.CacheDir, cfg.Name+"-"+hex.EncodeToString(sum[:8])+".bcc")
 	code, meta, err := c.cachedTranslation(base)
 	if err != nil {
+		clang, err := c.clang()
+		if err != nil {
+			return "", nil, nil, err
+		}
 		args := []string{"-target", "bpf", "-D__TARGET_ARCH_" + targetArch(), "-I", filepath.Dir(hdr), "-I", "/usr/include/" + multiarch()}
 		for _, f := range cfg.Cflags {
 			if strings.HasPrefix(f, "-I") {

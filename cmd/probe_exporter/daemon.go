@@ -74,7 +74,7 @@ func newDaemon(ctx context.Context, f *flags, logger *slog.Logger) (*daemon, err
 		ctx:      ctx,
 		reg:      prometheus.NewRegistry(),
 		env:      decoder.HostEnv(),
-		compiler: loader.NewCompiler(""),
+		compiler: loader.NewCompiler(f.cacheDir),
 		reloadOK: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: collector.Namespace, Name: "config_last_reload_successful",
 			Help: "Whether the last configuration reload succeeded.",
