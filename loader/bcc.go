@@ -193,11 +193,12 @@ func withPIDLabels(m config.Metrics, pidMaps []string, spec *ebpf.CollectionSpec
 	return out
 }
 
-// markDropped gives the programs the translation left out their reason.
+// markDropped gives the programs the translation left out their reason:
+// the running kernel lacks what their code uses.
 func markDropped(progs []*Program, dropped map[string]error) {
 	for _, p := range progs {
 		if err, ok := dropped[p.Name]; ok {
-			p.Err = err
+			p.Err = &kernelLacks{err}
 		}
 	}
 }

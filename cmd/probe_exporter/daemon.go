@@ -275,6 +275,11 @@ func (d *daemon) checkResult() int {
 	for _, u := range d.engine.Units() {
 		if u.Err == nil && u.Serving() {
 			fmt.Printf("ok      %s\n", u.Name)
+			// Attach points the kernel lacks, of a config that serves
+			// with the others.
+			for _, err := range u.Running.Object.Errors() {
+				fmt.Printf("        absent in this kernel: %s\n", err)
+			}
 			continue
 		}
 		code = 1
