@@ -193,8 +193,8 @@ next:
 	return 0
 }
 
-// startBCCExample serves the config (named name) and waits for its
-// programs' series.
+// startBCCExample serves the config (named name) and waits for it to be
+// up.
 func startBCCExample(t *testing.T, name, cfg string) (*proc, string) {
 	t.Helper()
 	dir := t.TempDir()
@@ -210,9 +210,10 @@ func startBCCExample(t *testing.T, name, cfg string) (*proc, string) {
 	args := append([]string{"--web.listen-address=" + addr, "--config.dir=" + dir, "--config.names=" + name}, compilerCacheArgs()...)
 	p := startExporter(t, func() bool { return serves(addr) }, args...)
 	deadline := time.Now().Add(60 * time.Second)
-	for len(series(t, addr, `probe_exporter_enabled_programs{config="`+name+`"`)) == 0 {
+	up := `probe_exporter_config_up{config="` + name + `"} 1`
+	for !hasLine(series(t, addr, "probe_exporter_config_up{"), up) {
 		if time.Now().After(deadline) {
-			t.Fatalf("%s has no enabled programs:\n%s", name, tail(p.Log(), 40))
+			t.Fatalf("%s is not up:\n%s", name, tail(p.Log(), 40))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
