@@ -29,7 +29,7 @@ const bccVersion = "bcc-2"
 // left out because the running kernel lacks what they use. The translated
 // C is kept in the cache directory and logged, so users can read and keep
 // it.
-func (c *Compiler) translateBCC(ctx context.Context, clang, hdr string, cfg config.Config) (string, map[string]error, []string, error) {
+func (c *Compiler) translateBCC(ctx context.Context, hdr string, cfg config.Config) (string, map[string]error, []string, error) {
 	if !bcc.IsBCC(cfg.Code) {
 		return cfg.Code, nil, nil, nil
 	}
@@ -38,10 +38,14 @@ func (c *Compiler) translateBCC(ctx context.Context, clang, hdr string, cfg conf
 		src.Probes = append(src.Probes, bcc.Probe{Kind: string(ap.Kind), Target: ap.Target, Func: ap.Program})
 	}
 	probes, _ := json.Marshal(src.Probes)
-	sum := sha256.Sum256([]byte(bccVersion + "\x00" + cfg.Name + "\x00" + cfg.Code + "\x00" + strings.Join(cfg.Cflags, "\x00") + "\x00" + string(probes) + "\x00" + hdr + "\x00" + fmt.Sprint(src.PIDKeys)))
+	sum := sha256.Sum256([]byte(bccVersion + "\x00" + cfg.Name + "\x00" + cfg.Code + "\x00" + strings.Join(cfg.Cflags, "\x00") + "\x00" + string(probes) + "\x00" + btfID(hdr) + "\x00" + fmt.Sprint(src.PIDKeys)))
 	base := filepath.Join(c.CacheDir, cfg.Name+"-"+hex.EncodeToString(sum[:8])+".bcc")
 	code, meta, err := c.cachedTranslation(base)
 	if err != nil {
+		clang, err := c.clang()
+		if err != nil {
+			return "", nil, nil, err
+		}
 		args := toolchain.TargetFlags(filepath.Dir(hdr))
 		for _, f := range cfg.Cflags {
 			if strings.HasPrefix(f, "-I") {
@@ -190,11 +194,12 @@ func withPIDLabels(m config.Metrics, pidMaps []string, spec *ebpf.CollectionSpec
 	return out
 }
 
-// markDropped gives the programs the translation left out their reason.
+// markDropped gives the programs the translation left out their reason:
+// the running kernel lacks what their code uses.
 func markDropped(progs []*Program, dropped map[string]error) {
 	for _, p := range progs {
 		if err, ok := dropped[p.Name]; ok {
-			p.Err = err
+			p.Err = &kernelLacks{err}
 		}
 	}
 }

@@ -33,7 +33,8 @@ type Compiler struct {
 }
 
 // NewCompiler returns a compiler caching under dir (a temporary directory
-// when empty).
+// when empty). The cache may be read only: what it has is used without
+// clang or bpftool.
 func NewCompiler(dir string) *Compiler {
 	if dir == "" {
 		dir = filepath.Join(os.TempDir(), "probe_exporter-cc")
@@ -70,10 +71,6 @@ func (c *Compiler) CompileAll(ctx context.Context, cfg config.Config) (*Compiled
 }
 
 func (c *Compiler) compile(ctx context.Context, cfg config.Config) ([]byte, map[string]error, []string, error) {
-	clang, err := toolchain.Look(c.Clang, "clang")
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("inline code needs clang to compile it: %w (install clang, llvm and libbpf-dev, or ship a prebuilt NAME.bpf.o)", err)
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err := os.MkdirAll(c.CacheDir, 0o700); err != nil {
@@ -83,15 +80,22 @@ func (c *Compiler) compile(ctx context.Context, cfg config.Config) ([]byte, map[
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	code, dropped, pidMaps, err := c.translateBCC(ctx, clang, hdr, cfg)
+	code, dropped, pidMaps, err := c.translateBCC(ctx, hdr, cfg)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	sum := sha256.Sum256([]byte(code + "\x00" + strings.Join(cfg.Cflags, "\x00") + "\x00" + hdr))
+	// Keyed by the kernel's BTF (the name of vmlinux.h's directory), not by
+	// where the cache is: a cache filled elsewhere for this kernel serves,
+	// one filled for another kernel never does.
+	sum := sha256.Sum256([]byte(code + "\x00" + strings.Join(cfg.Cflags, "\x00") + "\x00" + btfID(hdr)))
 	key := hex.EncodeToString(sum[:8])
 	out := filepath.Join(c.CacheDir, key+".bpf.o")
 	if data, err := os.ReadFile(out); err == nil {
 		return data, dropped, pidMaps, nil
+	}
+	clang, err := c.clang()
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	src := filepath.Join(c.CacheDir, key+".bpf.c")
 	if err := os.WriteFile(src, []byte(code), 0o600); err != nil {
@@ -105,6 +109,20 @@ func (c *Compiler) compile(ctx context.Context, cfg config.Config) ([]byte, map[
 	}
 	data, err := os.ReadFile(out)
 	return data, dropped, pidMaps, err
+}
+
+// clang finds clang, needed only for what the cache lacks.
+func (c *Compiler) clang() (string, error) {
+	clang, err := toolchain.Look(c.Clang, "clang")
+	if err != nil {
+		return "", fmt.Errorf("inline code needs clang to compile it: %w (install clang, llvm and libbpf-dev, ship a prebuilt NAME.bpf.o, or fill a --compiler.cache-dir for this kernel where clang is)", err)
+	}
+	return clang, nil
+}
+
+// btfID is the identity of the kernel BTF vmlinux.h at hdr came from.
+func btfID(hdr string) string {
+	return filepath.Base(filepath.Dir(hdr))
 }
 
 // vmlinuxH generates vmlinux.h once per kernel BTF and returns its path.

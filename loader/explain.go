@@ -84,12 +84,19 @@ func missingTracingTarget(a Attachment) string {
 	return ""
 }
 
+// kernelLacks is a failure because the running kernel does not have what
+// a program needs (a function to attach to, a field its code reads).
+type kernelLacks struct{ err error }
+
+func (e *kernelLacks) Error() string { return e.err.Error() }
+func (e *kernelLacks) Unwrap() error { return e.err }
+
 // explainKprobe rewrites kprobe attach failures: a function the kernel does
 // not have says so, EPERM names lockdown.
 func explainKprobe(kind config.AttachKind, fn string, err error, ks *symtab.Kallsyms) error {
 	if errors.Is(err, os.ErrNotExist) && !strings.Contains(err.Error(), "tracefs") {
 		if ok, kerr := ks.HasFunction(fn); kerr == nil && !ok {
-			return fmt.Errorf("%s %s: kernel has no function %s", kind, fn, fn)
+			return &kernelLacks{fmt.Errorf("%s %s: kernel has no function %s", kind, fn, fn)}
 		}
 	}
 	if errors.Is(err, unix.EPERM) {

@@ -68,6 +68,13 @@ type Program struct {
 	// Skipped is set for programs that have no attach point (helpers,
 	// tail calls); they neither count as attached nor as failed.
 	Skipped bool
+	// Absent is set, with Err, for an attach point of an ebpf_exporter
+	// v1-layout config (kprobes: and the like) that the running kernel
+	// cannot have: its function does not exist, or its bcc code reads a
+	// field the kernel lacks. Those lists name alternatives for different
+	// kernels (blk_start_request and blk_mq_start_request), so an absent
+	// one does not fail the config while another attaches.
+	Absent bool
 
 	attachments attachments
 }
@@ -101,13 +108,14 @@ func (o *Object) Map(name string) *ebpf.Map {
 	return o.Collection.Maps[name]
 }
 
-// Failed reports whether the config or any of its programs failed.
+// Failed reports whether the config or any of its programs failed (an
+// absent attach point is not a failure).
 func (o *Object) Failed() bool {
 	if o.Err != nil {
 		return true
 	}
 	for _, p := range o.Programs {
-		if p.Err != nil {
+		if p.Err != nil && !p.Absent {
 			return true
 		}
 	}
@@ -176,6 +184,12 @@ func Load(ctx context.Context, cfg config.Config, opts Options) *Object {
 		p.Err = obj.attach(ctx, p, opts)
 		if p.Err != nil {
 			opts.Logger.Error("attach failed", "config", cfg.Name, "program", p.Name, "section", p.Section, "err", p.Err)
+		}
+	}
+	if len(cfg.Attach) > 0 {
+		for _, p := range obj.Programs {
+			var lacks *kernelLacks
+			p.Absent = p.Err != nil && errors.As(p.Err, &lacks)
 		}
 	}
 	if len(obj.Programs) > 0 && allFailed(obj.Programs) {

@@ -56,7 +56,7 @@ func newDaemon(ctx context.Context, f *flags, logger *slog.Logger) (*daemon, err
 		env.EbpfExporter = true
 		buildInfo = collector.EbpfExporterPrefix
 	}
-	compiler := loader.NewCompiler("")
+	compiler := loader.NewCompiler(f.cacheDir)
 	compiler.Logger, compiler.ShowTranslated = logger, f.debug
 	var kernelTypes *btf.Spec
 	if f.btfPath != "" {

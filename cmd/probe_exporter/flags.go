@@ -17,6 +17,7 @@ type flags struct {
 	strict       bool
 	metricPrefix string
 	btfPath      string
+	cacheDir     string
 
 	web           *web.FlagConfig
 	port          int
@@ -55,6 +56,7 @@ func registerFlags(app *kingpin.Application) *flags {
 	app.Flag("config.strict", "Any config, load or attach failure is fatal.").BoolVar(&f.strict)
 	app.Flag("metrics.prefix", "Prefix of metrics read from maps (\"ebpf_exporter\" gives ebpf_exporter's names).").Default("probe_exporter").StringVar(&f.metricPrefix)
 	app.Flag("btf.path", "Kernel BTF file for CO-RE relocations and inline code on kernels without /sys/kernel/btf/vmlinux (as ebpf_exporter's).").StringVar(&f.btfPath)
+	app.Flag("compiler.cache-dir", "Where inline code's translation from bcc's dialect, vmlinux.h and compiled objects are kept, keyed by the code and the kernel's BTF (default $TMPDIR/probe_exporter-cc). A persistent directory spares compiling again at each start; one filled ahead for a kernel (--config.check --btf.path=ITS-BTF) serves that kernel read only, without clang or bpftool.").StringVar(&f.cacheDir)
 	app.Flag("port", "Listen on this TCP port on all addresses (stap-exporter's -p); overrides --web.listen-address.").Short('p').IntVar(&f.port)
 	app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&f.telemetryPath)
 	app.Flag("web.max-requests", "Maximum number of parallel scrape requests (0: no limit).").Default("40").IntVar(&f.maxRequests)

@@ -249,6 +249,11 @@ func (c *Configs) Check(w io.Writer) bool {
 	for _, u := range c.engine.Units() {
 		if u.Err == nil && u.Serving() {
 			fmt.Fprintf(w, "ok      %s\n", u.Name)
+			// Attach points the kernel lacks, of a config that serves
+			// with the others.
+			for _, err := range u.Running.Object.Errors() {
+				fmt.Fprintf(w, "        absent in this kernel: %s\n", err)
+			}
 			continue
 		}
 		ok = false

@@ -86,6 +86,28 @@ initramfs() {
 	(cd "$d" && find . | cpio -o -H newc --quiet | gzip -1) >"$OUT/$v/initrd.img"
 }
 
+# btf V: kernel V's BTF (the .BTF section of the image, as the kernel
+# gives it at /sys/kernel/btf/vmlinux), so that inline code is compiled on
+# this machine for each guest into the compiler cache the guests read.
+btf() {
+	local img=$CACHE/$1/boot/vmlinuz-$1 out=$OUT/$1/btf m off
+	[ -s "$out" ] && return 0
+	mkdir -p "$OUT/$1"
+	for m in 'xz -dcq:\xfd\x37\x7a\x58\x5a\x00' 'zstd -dcq:\x28\xb5\x2f\xfd' 'gzip -dcq:\x1f\x8b\x08'; do
+		for off in $(LC_ALL=C grep -obUaP "${m#*:}" "$img" | cut -d: -f1); do
+			tail -c +$((off + 1)) "$img" | ${m%%:*} >"$out.elf" 2>/dev/null || true
+			if [ "$(head -c 4 "$out.elf" | od -An -tx1 | tr -d ' ')" = 7f454c46 ] &&
+				objcopy -O binary --only-section=.BTF "$out.elf" "$out.tmp" 2>/dev/null && [ -s "$out.tmp" ]; then
+				mv "$out.tmp" "$out" && rm -f "$out.elf"
+				return 0
+			fi
+		done
+	done
+	rm -f "$out.elf" "$out.tmp"
+	echo "test-kernels: no BTF in $img" >&2
+	return 1
+}
+
 start=$(date +%s)
 mkdir -p "$OUT/bin" "$OUT/bpf"
 versions=""
@@ -104,7 +126,14 @@ done
 go build -o "$OUT/bin/summarize" ./test/kernels/summarize
 tests=$OUT/tests.list
 sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "${TESTS_LIST:-test/kernels/tests.list}" >"$tests"
-# Fill the object cache: run each test list entry in prepare mode.
+# Fill the object cache and, for each kernel's BTF, the compiler cache of
+# inline code: run each test list entry in prepare mode.
+btfs=""
+for v in $versions; do
+	btf "$v" || exit 1
+	btfs="$btfs $OUT/$v/btf"
+done
+export PROBE_EXPORTER_TEST_KERNEL_BTF="${btfs# }"
 while read -r label bin dir run envs; do
 	(cd "$dir" && BPFTEST_CACHE=$OUT/bpf BPFTEST_PREPARE=1 "$OUT/bin/$bin.test" -test.count=1 -test.run "$run" >/dev/null) ||
 		{ log "preparing $label failed"; exit 1; }
