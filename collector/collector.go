@@ -7,11 +7,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -61,22 +59,6 @@ type Collector struct {
 	// byID labels programs by id alone, as ebpf_exporter does.
 	byID bool
 }
-
-// Config is the metrics of one loaded config.
-type Config struct {
-	Object  *loader.Object
-	metrics []*mapMetric
-	// Err is set when the config's metrics could not be set up (a map
-	// missing, labels not matching keys).
-	Err error
-
-	mu           sync.Mutex // serializes scrapes of this config
-	lastDuration time.Duration
-	scrapeErrors float64
-}
-
-// Name is the config name.
-func (c *Config) Name() string { return c.Object.Config.Name }
 
 // New returns a collector with no configs.
 func New(opts Options) *Collector {
@@ -181,7 +163,7 @@ func (c *Collector) NewConfig(obj *loader.Object) *Config {
 		add(kindHistogram, h.Name, h.MapName(), h.Help, h.Line, h.Labels, h, h.MaxAge)
 	}
 	cfg.Err = errors.Join(errs...)
-	c.decoderErrors.WithLabelValues(obj.Config.Name)
+	cfg.decodeErrs = c.decoderErrors.WithLabelValues(obj.Config.Name)
 	return cfg
 }
 
@@ -216,11 +198,6 @@ func (c *Collector) Configs() []*Config {
 	return append([]*Config(nil), c.configs...)
 }
 
-// Up reports whether the config fully works.
-func (cfg *Config) Up() bool {
-	return cfg.Err == nil && !cfg.Object.Failed()
-}
-
 // Describe sends nothing: the metric set depends on the configs loaded,
 // so the collector is unchecked.
 func (c *Collector) Describe(chan<- *prometheus.Desc) {}
@@ -231,12 +208,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	statsOn := c.statsEnabled()
 	for _, cfg := range c.Configs() {
 		c.collectState(ch, cfg, statsOn)
-		cfg.mu.Lock()
-		if cfg.lastDuration > 0 {
-			ch <- prometheus.MustNewConstMetric(c.scrapeTime, prometheus.GaugeValue, cfg.lastDuration.Seconds(), cfg.Name())
-			ch <- prometheus.MustNewConstMetric(c.scrapeErrors, prometheus.CounterValue, cfg.scrapeErrors, cfg.Name())
+		if d, errs := cfg.scrapeStats(); d > 0 {
+			ch <- prometheus.MustNewConstMetric(c.scrapeTime, prometheus.GaugeValue, d.Seconds(), cfg.Name())
+			ch <- prometheus.MustNewConstMetric(c.scrapeErrors, prometheus.CounterValue, errs, cfg.Name())
 		}
-		cfg.mu.Unlock()
 	}
 	c.decoderErrors.Collect(ch)
 	c.expired.Collect(ch)
@@ -259,43 +234,11 @@ func (c *Collector) Gather() ([]*dto.MetricFamily, error) {
 func (c *Collector) collectFrames() []*frame {
 	var frames []*frame
 	for _, cfg := range c.Configs() {
-		if cfg.Err != nil || cfg.Object.Err != nil {
+		if !cfg.serving() {
 			continue
 		}
-		frames = c.collectConfig(cfg, frames)
+		frames = cfg.scrape(frames, c.opts.Logger)
 	}
-	return frames
-}
-
-// collectConfig appends the frames of the config's maps. When a map's
-// caches grew a lot (its first scrape, or a map filling up), the garbage
-// of their growth is returned to the system at once rather than kept as
-// headroom by the Go runtime: it is a few times the caches' size, and
-// would otherwise stay in the process's RSS.
-func (c *Collector) collectConfig(cfg *Config, frames []*frame) []*frame {
-	grew := false
-	defer func() {
-		if grew {
-			debug.FreeOSMemory()
-		}
-	}()
-	cfg.mu.Lock()
-	defer cfg.mu.Unlock()
-	start := time.Now()
-	errs := c.decoderErrors.WithLabelValues(cfg.Name())
-	for _, mm := range cfg.metrics {
-		f, grown, err := mm.collect(errs)
-		grew = grew || grown
-		if err != nil {
-			cfg.scrapeErrors++
-			c.opts.Logger.Warn("scrape failed", "config", cfg.Name(), "metric", mm.name, "err", err)
-		}
-		if f != nil {
-			frames = append(frames, f)
-			frames = mm.valueFrames(f, frames)
-		}
-	}
-	cfg.lastDuration = time.Since(start)
 	return frames
 }
 
@@ -357,10 +300,15 @@ func (c *Collector) statsEnabled() bool {
 // FailedConfig stands for a config that did not parse: it reports the
 // config as down and has no maps.
 func (c *Collector) FailedConfig(cfg config.Config, err error) *Config {
-	return &Config{Object: &loader.Object{Config: cfg, Err: err}, Err: err}
+	return failedConfig(cfg, err)
 }
 
-// Close detaches the config's programs and releases its maps.
-func (cfg *Config) Close() error {
-	return cfg.Object.Close()
+// DropPID deletes the map entries of an exited process from the maps of
+// the configs named config (Config.DropPID).
+func (c *Collector) DropPID(config string, pid int) {
+	for _, cfg := range c.Configs() {
+		if cfg.Name() == config {
+			cfg.DropPID(pid)
+		}
+	}
 }
