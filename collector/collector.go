@@ -1,5 +1,6 @@
-// Package collector serves the maps of loaded eBPF configs as Prometheus
-// metrics at scrape time, and reports the state of configs and programs.
+// Package collector serves loaded eBPF configs to Prometheus at scrape
+// time: the counters, gauges and histograms their maps hold, and whether
+// they and their programs are up.
 //
 // Collector wires its parts over one set of configs; each does one job:
 //
