@@ -108,7 +108,7 @@ func BenchmarkCollect(b *testing.B) {
 }
 
 func collectOnce(b *testing.B, c *Collector, series int) {
-	frames := c.collectFrames()
+	frames := c.gather.frames()
 	if len(frames) != 1 || len(frames[0].ids) != series {
 		b.Fatalf("collected %d frames, want 1 of %d series", len(frames), series)
 	}

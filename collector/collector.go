@@ -1,17 +1,28 @@
-// Package collector turns the maps of loaded configs into Prometheus
-// metrics at scrape time, and reports the state of configs and programs.
+// Package collector serves loaded eBPF configs to Prometheus at scrape
+// time: the counters, gauges and histograms their maps hold, and whether
+// they and their programs are up.
+//
+// Collector wires its parts over one set of configs; each does one job:
+//
+//   - Config (config.go): one loaded config and its map metrics, which it
+//     scrapes into frames, deletes the keys of exited processes from
+//     (droppid.go) and dumps raw for /maps (DumpMaps, dump.go);
+//   - configBuilder (newconfig.go): the metrics of a loaded object, with
+//     multi-value maps (multivalue.go) and expiring keys (expire.go);
+//   - registry (registry.go): the configs being served;
+//   - stateCollector (state.go, names.go): config_up, the programs'
+//     metrics, scrape durations, decoder errors, expired entries;
+//   - gatherer (gather.go): every config's frames once per scrape, and
+//     Gather over them;
+//   - Handler (handler.go, expose.go): /metrics, the frames written out
+//     without building metric families.
+//
+// Below them, mapMetric (metric.go) caches a map's keys decoded to label
+// blocks, over a mapReader (mapreader.go) that reads the map in batches.
 package collector
 
 import (
-	"errors"
-	"fmt"
 	"log/slog"
-	"os"
-	"runtime/debug"
-	"strconv"
-	"strings"
-	"sync"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -41,42 +52,15 @@ type Options struct {
 	ProcRoot string
 }
 
-// Collector is a prometheus.Collector over every loaded config.
+// Collector is the collector package's parts wired over the configs being
+// served. It is the prometheus.Collector of their state and the
+// prometheus.Gatherer of their maps.
 type Collector struct {
-	opts Options
-
-	mu      sync.RWMutex
-	configs []*Config
-
-	decoderErrors *prometheus.CounterVec
-	expired       *prometheus.CounterVec
-	enabled       *prometheus.Desc
-	configUp      *prometheus.Desc
-	progInfo      *prometheus.Desc
-	progAttached  *prometheus.Desc
-	progRunTime   *prometheus.Desc
-	progRunCount  *prometheus.Desc
-	scrapeTime    *prometheus.Desc
-	scrapeErrors  *prometheus.Desc
-	// byID labels programs by id alone, as ebpf_exporter does.
-	byID bool
+	configs *registry
+	builder *configBuilder
+	state   *stateCollector
+	gather  *gatherer
 }
-
-// Config is the metrics of one loaded config.
-type Config struct {
-	Object  *loader.Object
-	metrics []*mapMetric
-	// Err is set when the config's metrics could not be set up (a map
-	// missing, labels not matching keys).
-	Err error
-
-	mu           sync.Mutex // serializes scrapes of this config
-	lastDuration time.Duration
-	scrapeErrors float64
-}
-
-// Name is the config name.
-func (c *Config) Name() string { return c.Object.Config.Name }
 
 // New returns a collector with no configs.
 func New(opts Options) *Collector {
@@ -95,130 +79,53 @@ func New(opts Options) *Collector {
 	if opts.ProcRoot == "" {
 		opts.ProcRoot = "/proc"
 	}
-	d := func(name, help string, labels ...string) *prometheus.Desc {
-		return prometheus.NewDesc(prometheus.BuildFQName(Namespace, "", name), help, labels, nil)
+	configs := &registry{}
+	state := newStateCollector(configs, opts.StatsPath, opts.MetricPrefix)
+	return &Collector{
+		configs: configs,
+		builder: &configBuilder{
+			prefix:        opts.MetricPrefix,
+			env:           opts.Env,
+			exits:         opts.Exits,
+			procRoot:      opts.ProcRoot,
+			decoderErrors: state.decoderErrors,
+			expired:       state.expired,
+		},
+		state:  state,
+		gather: &gatherer{configs: configs, logger: opts.Logger},
 	}
-	c := &Collector{
-		opts: opts,
-		decoderErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: Namespace, Name: "decoder_errors_total",
-			Help: "Map keys whose labels could not be decoded, by config.",
-		}, []string{"config"}),
-		expired: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: Namespace, Name: "map_entries_expired_total",
-			Help: "Map entries the exporter deleted from kernel maps after serving them: of exited processes (process_exit) or unchanged for max_age (max_age).",
-		}, []string{"config", "map", "reason"}),
-		enabled:      d("enabled_configs", "The set of enabled configs (loaded, metrics set up).", "name"),
-		configUp:     d("config_up", "Whether a config loaded, attached every program and set up its metrics (1) or failed in part or whole (0).", "config"),
-		progInfo:     d("ebpf_program_info", "Info about loaded eBPF programs.", "config", "program", "tag", "id"),
-		progAttached: d("program_attached", "Whether a program is attached (1) or failed to load or attach (0).", "config", "program"),
-		progRunTime:  d("ebpf_program_run_time_seconds", "Time the program has run (kernel.bpf_stats_enabled=1).", "config", "program", "id"),
-		progRunCount: d("ebpf_program_run_count_total", "Times the program has run (kernel.bpf_stats_enabled=1).", "config", "program", "id"),
-		scrapeTime:   d("config_scrape_duration_seconds", "Time the last scrape of a config's maps took.", "config"),
-		scrapeErrors: d("config_scrape_errors_total", "Scrapes of a config's maps that failed.", "config"),
-	}
-	if opts.MetricPrefix == EbpfExporterPrefix {
-		c.useEbpfExporterNames()
-	}
-	return c
 }
 
 // NewConfig sets up the metrics of a loaded object: every metric's map must
 // exist and its labels must match the map's key size.
-func (c *Collector) NewConfig(obj *loader.Object) *Config {
-	cfg := &Config{Object: obj}
-	if obj.Err != nil || obj.Collection == nil {
-		return cfg
-	}
-	var errs []error
-	add := func(kind metricKind, name, mapName, help string, line int, labels []config.Label, h *config.Histogram, maxAge config.Duration) {
-		m := obj.Map(mapName)
-		where := fmt.Sprintf("%s:%d", path(obj.Config), line)
-		if m == nil {
-			errs = append(errs, fmt.Errorf("%s: metric %q: the object has no map %q (it has: %s)", where, name, mapName, strings.Join(mapNames(obj), ", ")))
-			return
-		}
-		mm, err := newMapMetric(kind, prometheus.BuildFQName(c.opts.MetricPrefix, "", name), help, labels, m, h, c.opts.Env)
-		var ks errKeySize
-		switch {
-		case errors.As(err, &ks):
-			errs = append(errs, fmt.Errorf("%s: metric %q: labels take %d bytes (sizes + padding) but map %q has %d-byte keys", where, name, ks.labels, mapName, ks.key))
-		case err != nil:
-			errs = append(errs, fmt.Errorf("%s: metric %q: %w", where, name, err))
-		default:
-			if mm.expiry, err = c.newExpiry(obj.Config, mm, mapName, labels, maxAge); err != nil {
-				errs = append(errs, fmt.Errorf("%s: metric %q: %w", where, name, err))
-				return
-			}
-			cfg.metrics = append(cfg.metrics, mm)
-		}
-	}
-	ms := obj.Config.Metrics
-	values := func(kind metricKind, m config.Counter) {
-		mm, err := c.newValuesMetric(obj, kind, m)
-		if err != nil {
-			errs = append(errs, err)
-			return
-		}
-		cfg.metrics = append(cfg.metrics, mm)
-	}
-	for _, m := range ms.Counters {
-		if m.Values != nil {
-			values(kindCounter, m)
-			continue
-		}
-		add(kindCounter, m.Name, m.MapName(), m.Help, m.Line, m.Labels, nil, m.MaxAge)
-	}
-	for _, m := range ms.Gauges {
-		if m.Values != nil {
-			values(kindGauge, m)
-			continue
-		}
-		add(kindGauge, m.Name, m.MapName(), m.Help, m.Line, m.Labels, nil, m.MaxAge)
-	}
-	for i := range ms.Histograms {
-		h := &ms.Histograms[i]
-		add(kindHistogram, h.Name, h.MapName(), h.Help, h.Line, h.Labels, h, h.MaxAge)
-	}
-	cfg.Err = errors.Join(errs...)
-	c.decoderErrors.WithLabelValues(obj.Config.Name)
-	return cfg
-}
+func (c *Collector) NewConfig(obj *loader.Object) *Config { return c.builder.build(obj) }
 
-func path(cfg config.Config) string {
-	if cfg.Path == "" {
-		return "embedded:" + cfg.Name
-	}
-	return cfg.Path
-}
-
-func mapNames(obj *loader.Object) []string {
-	var names []string
-	for name := range obj.Collection.Maps {
-		if !strings.HasPrefix(name, ".") {
-			names = append(names, name)
-		}
-	}
-	return names
+// FailedConfig stands for a config that did not parse: it reports the
+// config as down and has no maps.
+func (c *Collector) FailedConfig(cfg config.Config, err error) *Config {
+	return failedConfig(cfg, err)
 }
 
 // SetConfigs replaces the configs being served.
-func (c *Collector) SetConfigs(cfgs []*Config) {
-	c.mu.Lock()
-	c.configs = cfgs
-	c.mu.Unlock()
-}
+func (c *Collector) SetConfigs(cfgs []*Config) { c.configs.set(cfgs) }
 
 // Configs returns the configs being served.
-func (c *Collector) Configs() []*Config {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return append([]*Config(nil), c.configs...)
+func (c *Collector) Configs() []*Config { return c.configs.list() }
+
+// DropPID deletes the map entries of an exited process from the maps of
+// the configs named config (Config.DropPID).
+func (c *Collector) DropPID(config string, pid int) {
+	for _, cfg := range c.configs.list() {
+		if cfg.Name() == config {
+			cfg.DropPID(pid)
+		}
+	}
 }
 
-// Up reports whether the config fully works.
-func (cfg *Config) Up() bool {
-	return cfg.Err == nil && !cfg.Object.Failed()
+// DecoderErrors is the decoder_errors_total counter of a config, for
+// other readers of its maps (tracing spans).
+func (c *Collector) DecoderErrors(config string) prometheus.Counter {
+	return c.state.decoderErrors.WithLabelValues(config)
 }
 
 // Describe sends nothing: the metric set depends on the configs loaded,
@@ -227,140 +134,10 @@ func (c *Collector) Describe(chan<- *prometheus.Desc) {}
 
 // Collect reports the state of configs and programs. Map metrics are not
 // collected here but by Gather.
-func (c *Collector) Collect(ch chan<- prometheus.Metric) {
-	statsOn := c.statsEnabled()
-	for _, cfg := range c.Configs() {
-		c.collectState(ch, cfg, statsOn)
-		cfg.mu.Lock()
-		if cfg.lastDuration > 0 {
-			ch <- prometheus.MustNewConstMetric(c.scrapeTime, prometheus.GaugeValue, cfg.lastDuration.Seconds(), cfg.Name())
-			ch <- prometheus.MustNewConstMetric(c.scrapeErrors, prometheus.CounterValue, cfg.scrapeErrors, cfg.Name())
-		}
-		cfg.mu.Unlock()
-	}
-	c.decoderErrors.Collect(ch)
-	c.expired.Collect(ch)
-}
+func (c *Collector) Collect(ch chan<- prometheus.Metric) { c.state.Collect(ch) }
 
 // Gather reads every config's maps into metric families. It implements
 // prometheus.Gatherer (serve it with prometheus.Gatherers{registry,
 // collector}); Handler serves the same families without building them.
 // Families come out with their series sorted as the registry sorts them.
-func (c *Collector) Gather() ([]*dto.MetricFamily, error) {
-	var mfs []*dto.MetricFamily
-	for _, f := range c.collectFrames() {
-		mfs = append(mfs, f.toDTO())
-		f.release()
-	}
-	return mfs, nil
-}
-
-// collectFrames scrapes the maps of every config.
-func (c *Collector) collectFrames() []*frame {
-	var frames []*frame
-	for _, cfg := range c.Configs() {
-		if cfg.Err != nil || cfg.Object.Err != nil {
-			continue
-		}
-		frames = c.collectConfig(cfg, frames)
-	}
-	return frames
-}
-
-// collectConfig appends the frames of the config's maps. When a map's
-// caches grew a lot (its first scrape, or a map filling up), the garbage
-// of their growth is returned to the system at once rather than kept as
-// headroom by the Go runtime: it is a few times the caches' size, and
-// would otherwise stay in the process's RSS.
-func (c *Collector) collectConfig(cfg *Config, frames []*frame) []*frame {
-	grew := false
-	defer func() {
-		if grew {
-			debug.FreeOSMemory()
-		}
-	}()
-	cfg.mu.Lock()
-	defer cfg.mu.Unlock()
-	start := time.Now()
-	errs := c.decoderErrors.WithLabelValues(cfg.Name())
-	for _, mm := range cfg.metrics {
-		f, grown, err := mm.collect(errs)
-		grew = grew || grown
-		if err != nil {
-			cfg.scrapeErrors++
-			c.opts.Logger.Warn("scrape failed", "config", cfg.Name(), "metric", mm.name, "err", err)
-		}
-		if f != nil {
-			frames = append(frames, f)
-			frames = mm.valueFrames(f, frames)
-		}
-	}
-	cfg.lastDuration = time.Since(start)
-	return frames
-}
-
-func (c *Collector) collectState(ch chan<- prometheus.Metric, cfg *Config, statsOn bool) {
-	name := cfg.Name()
-	up := 0.0
-	if cfg.Up() {
-		up = 1
-	}
-	ch <- prometheus.MustNewConstMetric(c.configUp, prometheus.GaugeValue, up, name)
-	if cfg.Err == nil && cfg.Object.Err == nil {
-		ch <- prometheus.MustNewConstMetric(c.enabled, prometheus.GaugeValue, 1, name)
-	}
-	seen := map[string]bool{}
-	for _, p := range cfg.Object.Programs {
-		if p.Skipped || seen[p.Name] {
-			continue
-		}
-		seen[p.Name] = true
-		attached := 0.0
-		if p.Attached() {
-			attached = 1
-		}
-		if !c.byID {
-			ch <- prometheus.MustNewConstMetric(c.progAttached, prometheus.GaugeValue, attached, name, p.Name)
-		}
-		if p.Program == nil {
-			continue
-		}
-		info, err := p.Program.Info()
-		if err != nil {
-			continue
-		}
-		id := ""
-		if pid, ok := info.ID(); ok {
-			id = strconv.FormatUint(uint64(pid), 10)
-		}
-		if c.byID {
-			ch <- prometheus.MustNewConstMetric(c.progAttached, prometheus.GaugeValue, attached, id)
-		}
-		ch <- prometheus.MustNewConstMetric(c.progInfo, prometheus.GaugeValue, 1, name, p.Name, info.Tag, id)
-		if !statsOn {
-			continue
-		}
-		stats, err := p.Program.Stats()
-		if err != nil {
-			continue
-		}
-		ch <- prometheus.MustNewConstMetric(c.progRunTime, prometheus.CounterValue, stats.Runtime.Seconds(), c.programLabels(name, p.Name, id)...)
-		ch <- prometheus.MustNewConstMetric(c.progRunCount, prometheus.CounterValue, float64(stats.RunCount), c.programLabels(name, p.Name, id)...)
-	}
-}
-
-func (c *Collector) statsEnabled() bool {
-	data, err := os.ReadFile(c.opts.StatsPath)
-	return err == nil && strings.TrimSpace(string(data)) == "1"
-}
-
-// FailedConfig stands for a config that did not parse: it reports the
-// config as down and has no maps.
-func (c *Collector) FailedConfig(cfg config.Config, err error) *Config {
-	return &Config{Object: &loader.Object{Config: cfg, Err: err}, Err: err}
-}
-
-// Close detaches the config's programs and releases its maps.
-func (cfg *Config) Close() error {
-	return cfg.Object.Close()
-}
+func (c *Collector) Gather() ([]*dto.MetricFamily, error) { return c.gather.Gather() }

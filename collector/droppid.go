@@ -4,19 +4,14 @@ import (
 	"strconv"
 )
 
-// DropPID deletes the map entries of an exited process from the config's
+// DropPID deletes the entries of an exited process from the config's
 // maps (every key whose "pid" label is pid), so no stale series remain.
-func (c *Collector) DropPID(config string, pid int) {
+func (cfg *Config) DropPID(pid int) {
 	want := strconv.Itoa(pid)
-	for _, cfg := range c.Configs() {
-		if cfg.Name() != config {
-			continue
-		}
-		cfg.mu.Lock()
-		for _, mm := range cfg.metrics {
-			mm.dropLabel("pid", want)
-		}
-		cfg.mu.Unlock()
+	cfg.mu.Lock()
+	defer cfg.mu.Unlock()
+	for _, mm := range cfg.metrics {
+		mm.dropLabel("pid", want)
 	}
 }
 

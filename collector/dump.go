@@ -8,12 +8,21 @@ import (
 	"strings"
 )
 
-// DumpMaps writes the raw contents of the config's metric maps with the
-// labels each key decodes to (the /maps debug page).
-func (cfg *Config) DumpMaps(w io.Writer) error {
+// DumpMaps writes the raw contents of the configs' metric maps with the
+// labels each key decodes to (the /maps debug page). A map that cannot be
+// read is reported in the text; the error is the writer's.
+func DumpMaps(w io.Writer, cfgs []*Config) error {
+	bw := bufio.NewWriter(w)
+	for _, cfg := range cfgs {
+		cfg.dumpMaps(bw)
+	}
+	return bw.Flush()
+}
+
+// dumpMaps writes one config's maps.
+func (cfg *Config) dumpMaps(bw *bufio.Writer) {
 	cfg.mu.Lock()
 	defer cfg.mu.Unlock()
-	bw := bufio.NewWriter(w)
 	fmt.Fprintf(bw, "## config %s\n", cfg.Name())
 	for _, mm := range cfg.metrics {
 		fmt.Fprintf(bw, "### %s\n", mm.name)
@@ -46,5 +55,4 @@ func (cfg *Config) DumpMaps(w io.Writer) error {
 			fmt.Fprintf(bw, "error: %v\n", err)
 		}
 	}
-	return bw.Flush()
 }

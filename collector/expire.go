@@ -80,7 +80,7 @@ type keyAge struct {
 // newExpiry sets up the expiry of a metric's keys, or returns nil when it
 // has none: no pid label (or the "pid" label of a config whose processes
 // the userspace watcher follows, which drops them itself) and no max_age.
-func (c *Collector) newExpiry(cfg config.Config, mm *mapMetric, name string, labels []config.Label, maxAge config.Duration) (*expiry, error) {
+func (b *configBuilder) newExpiry(cfg config.Config, mm *mapMetric, name string, labels []config.Label, maxAge config.Duration) (*expiry, error) {
 	// The labels of the kernel's key: not the bucket of a histogram, not
 	// the cpu of a per-CPU map split by CPU.
 	keyLabels := labels
@@ -104,9 +104,9 @@ func (c *Collector) newExpiry(cfg config.Config, mm *mapMetric, name string, lab
 	}
 	e := &expiry{
 		m:        m,
-		exits:    c.opts.Exits,
+		exits:    b.exits,
 		maxAge:   time.Duration(maxAge),
-		procRoot: c.opts.ProcRoot,
+		procRoot: b.procRoot,
 		window:   map[uint32]struct{}{},
 		pending:  map[uint32]struct{}{},
 		suspect:  map[uint32]struct{}{},
@@ -122,11 +122,11 @@ func (c *Collector) newExpiry(cfg config.Config, mm *mapMetric, name string, lab
 			e.exits.Sync()
 			e.seq, _ = e.exits.Since(e.seq, func(uint32) {})
 		}
-		e.expired[expiredExit] = c.expired.WithLabelValues(cfg.Name, name, expiredExit)
+		e.expired[expiredExit] = b.expired.WithLabelValues(cfg.Name, name, expiredExit)
 	}
 	if e.maxAge > 0 {
 		e.ages = map[string]keyAge{}
-		e.expired[expiredMaxAge] = c.expired.WithLabelValues(cfg.Name, name, expiredMaxAge)
+		e.expired[expiredMaxAge] = b.expired.WithLabelValues(cfg.Name, name, expiredMaxAge)
 	}
 	return e, nil
 }

@@ -53,7 +53,7 @@ func (c *Collector) Handler(g prometheus.Gatherer, opts HandlerOpts) http.Handle
 			errCnt = are.ExistingCollector.(*prometheus.CounterVec)
 		}
 	}
-	h := &handler{c: c, g: g, opts: opts, errCnt: errCnt}
+	h := &handler{gather: c.gather, g: g, opts: opts, errCnt: errCnt}
 	if opts.MaxRequestsInFlight > 0 {
 		h.inFlight = make(chan struct{}, opts.MaxRequestsInFlight)
 	}
@@ -65,7 +65,7 @@ func (c *Collector) Handler(g prometheus.Gatherer, opts HandlerOpts) http.Handle
 }
 
 type handler struct {
-	c        *Collector
+	gather   *gatherer
 	g        prometheus.Gatherer
 	opts     HandlerOpts
 	errCnt   *prometheus.CounterVec
@@ -127,7 +127,7 @@ func (h *handler) ServeHTTP(rsp http.ResponseWriter, req *http.Request) {
 		h.logf("error gathering metrics: %v", err)
 		h.errCnt.WithLabelValues("gathering").Inc()
 	}
-	frames := h.c.collectFrames()
+	frames := h.gather.frames()
 	defer func() {
 		for _, f := range frames {
 			f.release()

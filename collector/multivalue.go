@@ -51,7 +51,7 @@ func (mm *mapMetric) nvals() int {
 
 // newValuesMetric sets up the families of a counter or gauge entry with
 // values: its map must exist and every field lie within its values.
-func (c *Collector) newValuesMetric(obj *loader.Object, kind metricKind, m config.Counter) (*mapMetric, error) {
+func (b *configBuilder) newValuesMetric(obj *loader.Object, kind metricKind, m config.Counter) (*mapMetric, error) {
 	where := func(line int) string {
 		if line == 0 {
 			line = m.Line
@@ -81,9 +81,9 @@ func (c *Collector) newValuesMetric(obj *loader.Object, kind metricKind, m confi
 		}
 		return kind
 	}
-	fq := func(name string) string { return prometheus.BuildFQName(c.opts.MetricPrefix, "", name) }
+	fq := func(name string) string { return prometheus.BuildFQName(b.prefix, "", name) }
 	first := m.Values[0]
-	mm, err := newMapMetricOn(reader, fieldKind(first), fq(first.Name), first.Help, m.Labels, nil, c.opts.Env)
+	mm, err := newMapMetricOn(reader, fieldKind(first), fq(first.Name), first.Help, m.Labels, nil, b.env)
 	var ks errKeySize
 	switch {
 	case errors.As(err, &ks):
@@ -106,7 +106,7 @@ func (c *Collector) newValuesMetric(obj *loader.Object, kind metricKind, m confi
 		}
 		mm.fields = append(mm.fields, valueField{offset: int(v.Offset), size: int(v.Size), mm: fam})
 	}
-	if mm.expiry, err = c.newExpiry(obj.Config, mm, m.MapName(), m.Labels, m.MaxAge); err != nil {
+	if mm.expiry, err = b.newExpiry(obj.Config, mm, m.MapName(), m.Labels, m.MaxAge); err != nil {
 		return nil, fmt.Errorf("%s: metric %q: %w", where(m.Line), m.Name, err)
 	}
 	return mm, nil

@@ -74,7 +74,7 @@ func BenchmarkMultiValue(b *testing.B) {
 			}}}, map[string]*ebpf.Map{"calls_total": counts, "bytes_total": bytes})
 			defer tclose()
 			collect := func(c *Collector) {
-				frames := c.collectFrames()
+				frames := c.gather.frames()
 				if len(frames) != 2 || len(frames[0].ids) != n || len(frames[1].ids) != n {
 					b.Fatalf("collected %d frames, want 2 of %d series", len(frames), n)
 				}

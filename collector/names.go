@@ -13,33 +13,27 @@ const EbpfExporterPrefix = "ebpf_exporter"
 // Programs are then identified by id alone in ebpf_program_attached and
 // the run time and count. Metrics ebpf_exporter lacks (config_up, the
 // scrape duration and errors) keep their probe_exporter names.
-func (c *Collector) useEbpfExporterNames() {
+func (s *stateCollector) useEbpfExporterNames() {
 	d := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc(prometheus.BuildFQName(EbpfExporterPrefix, "", name), help, labels, nil)
 	}
-	c.byID = true
-	c.decoderErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+	s.byID = true
+	s.decoderErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: EbpfExporterPrefix, Name: "decoder_errors_total",
 		Help: "How many times has decoders encountered errors",
 	}, []string{"config"})
-	c.enabled = d("enabled_configs", "The set of enabled configs", "name")
-	c.progInfo = d("ebpf_program_info", "Info about ebpf programs", "config", "program", "tag", "id")
-	c.progAttached = d("ebpf_program_attached", "Whether a program is attached", "id")
-	c.progRunTime = d("ebpf_program_run_time_seconds", "How long has the program been executing", "id")
-	c.progRunCount = d("ebpf_program_run_count_total", "How many times has the program been executed", "id")
+	s.enabled = d("enabled_configs", "The set of enabled configs", "name")
+	s.progInfo = d("ebpf_program_info", "Info about ebpf programs", "config", "program", "tag", "id")
+	s.progAttached = d("ebpf_program_attached", "Whether a program is attached", "id")
+	s.progRunTime = d("ebpf_program_run_time_seconds", "How long has the program been executing", "id")
+	s.progRunCount = d("ebpf_program_run_count_total", "How many times has the program been executed", "id")
 }
 
 // programLabels are the label values of a program's attach state, run
 // time and count.
-func (c *Collector) programLabels(config, program, id string) []string {
-	if c.byID {
+func (s *stateCollector) programLabels(config, program, id string) []string {
+	if s.byID {
 		return []string{id}
 	}
 	return []string{config, program, id}
-}
-
-// DecoderErrors is the decoder_errors_total counter of a config, for
-// other readers of its maps (tracing spans).
-func (c *Collector) DecoderErrors(config string) prometheus.Counter {
-	return c.decoderErrors.WithLabelValues(config)
 }

@@ -118,7 +118,7 @@ func BenchmarkNativeHistogramWrite(b *testing.B) {
 			b.Fatal(cc.Err)
 		}
 		c.SetConfigs([]*Config{cc})
-		return c.collectFrames()[0]
+		return c.gather.frames()[0]
 	}
 	native, classic := frameOf(math.Ldexp(1, -20)), frameOf(1e-6)
 	sides := []struct {

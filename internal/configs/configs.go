@@ -323,10 +323,8 @@ func (c *Configs) Routes() []web.Route {
 
 func (c *Configs) serveMaps(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	for _, cc := range c.coll.Configs() {
-		if err := cc.DumpMaps(w); err != nil {
-			fmt.Fprintf(w, "error: %v\n", err)
-		}
+	if err := collector.DumpMaps(w, c.coll.Configs()); err != nil {
+		c.opts.Logger.Debug("writing /maps", "err", err)
 	}
 }
 
