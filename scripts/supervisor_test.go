@@ -425,3 +425,60 @@ func TestFixEscapes(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// TestStapBuiltModule: the MODULE.ko stap -m left in the directory is
+// loaded with staprun only when it is newer than the script and built for
+// the running kernel; otherwise stap builds it again.
+func TestStapBuiltModule(t *testing.T) {
+	objcopy, err := exec.LookPath("objcopy")
+	if err != nil {
+		t.Skip("making a test module needs objcopy")
+	}
+	staprun, err := exec.LookPath("staprun")
+	if err != nil {
+		t.Skip("systemtap's staprun is not installed")
+	}
+	dir, proc := t.TempDir(), t.TempDir()
+	os.MkdirAll(filepath.Join(proc, "sys/kernel"), 0o755)
+	os.WriteFile(filepath.Join(proc, "sys/kernel/osrelease"), []byte("6.1.0-test-amd64\n"), 0o644)
+	fakeStap := writeScript(t, t.TempDir(), "stap", "#!/bin/sh\nsleep 60\n", true)
+	script := writeScript(t, dir, "example.stp", "probe begin {}\n", false)
+	ko := filepath.Join(dir, "probe_exporter_t1_example.ko")
+	module := func(release string) {
+		info := filepath.Join(t.TempDir(), "modinfo")
+		os.WriteFile(info, []byte("license=GPL\x00vermagic="+release+" SMP preempt mod_unload modversions \x00"), 0o644)
+		if out, err := exec.Command(objcopy, "-I", "binary", "-O", "elf64-x86-64", "--rename-section", ".data=.modinfo", info, ko).CombinedOutput(); err != nil {
+			t.Fatalf("objcopy: %v\n%s", err, out)
+		}
+	}
+	s, err := New(Options{Dir: dir, Stap: fakeStap, ProcRoot: proc, ExporterID: "t1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := s.scripts["example.stp"]
+	for _, tc := range []struct {
+		name, release string
+		older         bool
+		want          []string
+	}{
+		{name: "built for this kernel", release: "6.1.0-test-amd64", want: []string{staprun, ko}},
+		{name: "another kernel", release: "6.1.0-other-amd64", want: []string{fakeStap, "-m", "probe_exporter_t1_example", script}},
+		{name: "older than the script", release: "6.1.0-test-amd64", older: true, want: []string{fakeStap, "-m", "probe_exporter_t1_example", script}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			module(tc.release)
+			when := time.Now()
+			if tc.older {
+				when = when.Add(-time.Hour)
+			}
+			os.Chtimes(ko, when, when)
+			cmd, err := sc.stapCommand()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(cmd.Args[1:]) != fmt.Sprint(tc.want[1:]) || cmd.Path != tc.want[0] {
+				t.Fatalf("runs %s %v, want %v", cmd.Path, cmd.Args[1:], tc.want)
+			}
+		})
+	}
+}
