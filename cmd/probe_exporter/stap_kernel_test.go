@@ -23,14 +23,14 @@ import (
 
 // stapPort is the port TestKernelStap's exporter listens on: systemtap
 // module names are probe_exporter_PORT_NAME, and test/kernels/run.sh
-// compiles the same modules (STAP_PORT there) into the cache the guest's
-// stap reads.
+// compiles the modules under the same names (STAP_PORT there).
 const stapPort = "19922"
 
 // stapPrebuiltEnv names a directory test/kernels/run.sh filled for this
-// kernel: systemtap/ (a SYSTEMTAP_DIR whose cache holds the modules) and
-// runtime/ (the systemtap runtime they were built with). stapSkipEnv is
-// why it built none for this kernel.
+// kernel: build/ (the MODULE.ko files stap -m left), systemtap/ (a
+// SYSTEMTAP_DIR with stap's caches for the kernel) and runtime/ (the
+// systemtap runtime they were built with). stapSkipEnv is why it built
+// none for this kernel.
 const (
 	stapPrebuiltEnv = "PROBE_EXPORTER_STAP_PREBUILT"
 	stapSkipEnv     = "PROBE_EXPORTER_STAP_SKIP"
@@ -175,7 +175,8 @@ func stapioOf(module string) int {
 // outside is started again, and module names are probe_exporter_PORT_NAME.
 // Kernels systemtap cannot build for (this machine's has no modules) skip
 // with the reason; the kernel matrix runs it on Debian's 6.1 under qemu
-// with modules test/kernels/run.sh compiled on the host.
+// with the modules test/kernels/run.sh compiled on the host, which the
+// exporter loads with staprun as it does any MODULE.ko stap -m left.
 func TestKernelStap(t *testing.T) {
 	if os.Getenv(bpftest.PrepareEnv) != "" {
 		t.Skip("no BPF objects to prepare: test/kernels/run.sh compiles the systemtap modules itself")

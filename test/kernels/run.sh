@@ -99,10 +99,13 @@ done
 log "kernels:$versions"
 
 # systemtap modules for TestKernelStap, compiled here (stap compiling under
-# TCG takes many minutes) into a SYSTEMTAP_DIR cache that the guest's stap
-# hits: its cache key covers the script, the options (-m: the module name
-# the exporter gives, probe_exporter_PORT_NAME), the kernel build tree,
-# the runtime, gcc and stap itself, all the same there (this machine's root).
+# TCG takes many minutes) with the exporter's module names
+# (probe_exporter_PORT_NAME): stap -m leaves MODULE.ko in $OUT/stap/V/build,
+# which the test puts in its scripts directory, and the exporter loads it
+# with staprun (stap 4.8 caches no module under -m). stap's caches of
+# tracepoint queries and autoconf results for the kernel, in SYSTEMTAP_DIR,
+# are keyed on the kernel build tree, the runtime, gcc and stap: the same
+# in the guest (this machine's root), so its stap hits them too.
 STAP_KERNELS=${STAP_KERNELS-linux-image-amd64}
 STAP_PORT=19922 # stapPort of TestKernelStap
 STAP_SCRIPTS="examples/scripts/example.stp cmd/probe_exporter/testdata/stap/arrays-autostart.stp"
@@ -162,7 +165,7 @@ fi
 for v in $versions; do
 	case " $stap_versions " in *" $v "*) ;; *)
 		mkdir -p "$OUT/stap" && rm -rf "$OUT/stap/$v"
-		echo "systemtap scripts are run on STAP_KERNELS only ($STAP_KERNELS): Debian 12's systemtap 4.8 does not build modules for $v" >"$OUT/stap/$v.skip"
+		echo "systemtap scripts run on STAP_KERNELS only ($STAP_KERNELS): Debian 12's systemtap 4.8 does not build modules for $v (the README's Scripts section says why)" >"$OUT/stap/$v.skip"
 		;;
 	esac
 done
