@@ -1,6 +1,8 @@
 package scripts
 
 import (
+	"bytes"
+	"debug/elf"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -9,6 +11,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // maxModuleName is the longest kernel module name (MODULE_NAME_LEN - 1).
@@ -43,11 +46,62 @@ func (s *script) stapCommand() (*exec.Cmd, error) {
 	if st.Mode()&0o111 != 0 {
 		return exec.Command(s.path, "-m", s.module), nil
 	}
+	if ko := s.builtModule(st.ModTime()); ko != "" {
+		if staprun, err := exec.LookPath("staprun"); err == nil {
+			return exec.Command(staprun, ko), nil
+		}
+	}
 	stap, err := exec.LookPath(s.opts.stap())
 	if err != nil {
 		return nil, fmt.Errorf("%s needs systemtap (stap): %w", s.name, err)
 	}
 	return exec.Command(stap, "-m", s.module, s.path), nil
+}
+
+// builtModule is MODULE.ko in the scripts directory, which stap -m leaves
+// there, when it is newer than the script and built for the running
+// kernel: the script then starts again in seconds with staprun instead
+// of compiling for minutes (with -m, stap caches no module). "" otherwise.
+func (s *script) builtModule(scriptTime time.Time) string {
+	ko := filepath.Join(s.opts.Dir, s.module+".ko")
+	st, err := os.Stat(ko)
+	if err != nil || !st.Mode().IsRegular() || st.ModTime().Before(scriptTime) {
+		return ""
+	}
+	rel, err := os.ReadFile(filepath.Join(s.opts.procRoot(), "sys/kernel/osrelease"))
+	if err != nil {
+		return ""
+	}
+	if vermagic(ko) != strings.TrimSpace(string(rel)) {
+		return ""
+	}
+	return ko
+}
+
+// vermagic is the kernel release a module was built for: the first word
+// of its .modinfo vermagic= string.
+func vermagic(ko string) string {
+	f, err := elf.Open(ko)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	sec := f.Section(".modinfo")
+	if sec == nil {
+		return ""
+	}
+	data, err := sec.Data()
+	if err != nil {
+		return ""
+	}
+	for _, kv := range bytes.Split(data, []byte{0}) {
+		if v, ok := bytes.CutPrefix(kv, []byte("vermagic=")); ok {
+			if f := strings.Fields(string(v)); len(f) > 0 {
+				return f[0]
+			}
+		}
+	}
+	return ""
 }
 
 // stapOutputPaths are where a running module's prometheus probe output

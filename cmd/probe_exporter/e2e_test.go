@@ -35,8 +35,11 @@ func TestMain(m *testing.M) {
 			os.Exit(3)
 		}
 		n, _ := strconv.Atoi(os.Getenv("PROBE_E2E_CALLS"))
-		if os.Getenv("PROBE_E2E_SYSCALL") == "read" {
+		switch os.Getenv("PROBE_E2E_SYSCALL") {
+		case "read":
 			os.Exit(readZero(n))
+		case "read-on-signal":
+			os.Exit(readOnSignal(n))
 		}
 		if os.Getenv("PROBE_E2E_SYSCALL") == "write" {
 			os.Exit(writeSizes())

@@ -35,6 +35,15 @@ has CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS && has CONFIG_BPF_JIT && features="$
 has CONFIG_FPROBE && features="$features kprobe.multi"
 has CONFIG_UPROBES && grep -q ' bpf_uprobe_multi_link_attach$' /proc/kallsyms && features="$features uprobe.multi"
 has CONFIG_BPF_LSM && grep -qw bpf /sys/kernel/security/lsm && features="$features lsm"
+# systemtap: run.sh compiled TestKernelStap's modules for this kernel, or
+# says why it did not.
+st=$(dirname "$PE_BIN")/stap/$(uname -r)
+if [ -d "$st/systemtap" ]; then
+	features="$features stap"
+	export PROBE_EXPORTER_STAP_PREBUILT=$st
+elif [ -f "$st.skip" ]; then
+	export PROBE_EXPORTER_STAP_SKIP="$(cat "$st.skip")"
+fi
 features=${features# }
 echo "$features" >"$R/features"
 echo "kernel-matrix: $(uname -r) has: $features" >/dev/console

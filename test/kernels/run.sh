@@ -11,6 +11,10 @@
 #   KERNELS_OUT    results, initramfs and test binaries (not under /tmp,
 #                  /run, /var/tmp or /root: the guest mounts tmpfs there)
 #   TESTS_LIST     the guest's test list (default test/kernels/tests.list)
+#   STAP_KERNELS   of KERNELS, those systemtap's scripts test runs on: none by
+#                  default (its 6.1 guest hit a kernel soft lockup in 1 of 3
+#                  runs, not yet understood); linux-image-amd64 runs it on
+#                  6.1 (Debian 12's systemtap 4.8 builds no modules for 6.12)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$PWD
@@ -117,6 +121,78 @@ for k in $KERNELS; do
 done
 log "kernels:$versions"
 
+# systemtap modules for TestKernelStap, compiled here (stap compiling under
+# TCG takes many minutes) with the exporter's module names
+# (probe_exporter_PORT_NAME): stap -m leaves MODULE.ko in $OUT/stap/V/build,
+# which the test puts in its scripts directory, and the exporter loads it
+# with staprun (stap 4.8 caches no module under -m). stap's caches of
+# tracepoint queries and autoconf results for the kernel, in SYSTEMTAP_DIR,
+# are keyed on the kernel build tree, the runtime, gcc and stap: the same
+# in the guest (this machine's root), so its stap hits them too.
+STAP_KERNELS=${STAP_KERNELS-}
+STAP_PORT=19922 # stapPort of TestKernelStap
+STAP_SCRIPTS="examples/scripts/example.stp cmd/probe_exporter/testdata/stap/arrays-autostart.stp"
+stap_versions=""
+for k in $STAP_KERNELS; do
+	v=$(kernel "$k") || exit 1
+	case " $versions " in *" $v "*) stap_versions="$stap_versions $v" ;; esac
+done
+
+# stap_prebuild V: the modules of STAP_SCRIPTS for kernel V.
+stap_prebuild() {
+	local v=$1 d=$OUT/stap/$1 s m pids="" p
+	rm -f "$OUT/stap/$v.skip"
+	mkdir -p "$d/systemtap" "$d/build" || return 1
+	if [ ! -e "$d/runtime.ok" ]; then
+		rm -rf "$d/runtime" && cp -a /usr/share/systemtap/runtime "$d/runtime" || return 1
+		# Linux 6.11 renamed task_work_cancel() to task_work_cancel_func()
+		# and 6.1.y took that (Debian's 6.1.0-57 has it): systemtap 5.2
+		# handles it, 4.8's runtime does not compile. Its copy here is
+		# fixed for the kernel; stap reads it from SYSTEMTAP_RUNTIME.
+		if grep -qw task_work_cancel_func "/lib/modules/$v/source/include/linux/task_work.h" &&
+			! grep -q TASK_WORK_CANCEL_FUNC "$d/runtime/stp_task_work.c"; then
+			sed -i -e 's/typeof(&task_work_cancel)/typeof(\&task_work_cancel_func)/' \
+				-e 's/kallsyms_lookup_name("task_work_cancel")/kallsyms_lookup_name("task_work_cancel_func")/' \
+				"$d/runtime/stp_task_work.c" || return 1
+		fi
+		touch "$d/runtime.ok"
+	fi
+	for s in $STAP_SCRIPTS; do
+		m=probe_exporter_${STAP_PORT}_$(basename "$s" .stp | sed 's/[^A-Za-z0-9_]/_/g')
+		(cd "$d/build" && SYSTEMTAP_DIR=$d/systemtap SYSTEMTAP_RUNTIME=$d/runtime \
+			stap -r "$v" -p4 -m "$m" "$REPO/$s") >"$d/$m.log" 2>&1 &
+		pids="$pids $!:$m"
+	done
+	for p in $pids; do
+		wait "${p%%:*}" || { echo "stap -r $v -p4 -m ${p#*:} failed:"; tail -n 20 "$d/${p#*:}.log"; return 1; }
+	done
+}
+stap_pid=""
+if [ -n "${stap_versions// /}" ]; then
+	need=""
+	for p in systemtap systemtap-runtime $(for v in $stap_versions; do echo "linux-headers-$v"; done); do
+		dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
+	done
+	if [ -n "$need" ]; then
+		log "installing$need"
+		apt-get install -y -qq --no-install-recommends $need >/dev/null
+	fi
+	mkdir -p "$OUT/stap"
+	(
+		t0=$(date +%s)
+		for v in $stap_versions; do stap_prebuild "$v" || exit 1; done
+		log "systemtap modules for$stap_versions built in $(($(date +%s) - t0))s"
+	) >"$OUT/stap/build.log" 2>&1 &
+	stap_pid=$!
+fi
+for v in $versions; do
+	case " $stap_versions " in *" $v "*) ;; *)
+		mkdir -p "$OUT/stap" && rm -rf "$OUT/stap/$v"
+		echo "systemtap scripts run only on the kernels STAP_KERNELS names (\"$STAP_KERNELS\"; STAP_KERNELS=linux-image-amd64 runs them on 6.1: see the README's Kernels section); Debian 12's systemtap 4.8 builds no modules for 6.12" >"$OUT/stap/$v.skip"
+		;;
+	esac
+done
+
 # Test binaries and objects, built here: the guest has no time for clang.
 make -s build examples
 cp probe_exporter "$OUT/bin/probe_exporter"
@@ -139,6 +215,11 @@ while read -r label bin dir run envs; do
 		{ log "preparing $label failed"; exit 1; }
 done < <(awk -v repo="$REPO" '{ $3 = repo "/" $3; print }' "$tests")
 awk -v repo="$REPO" '{ $3 = repo "/" $3; print }' "$tests" >"$tests.abs"
+if [ -n "$stap_pid" ] && ! wait "$stap_pid"; then
+	cat "$OUT/stap/build.log"
+	exit 1
+fi
+[ -n "$stap_pid" ] && cat "$OUT/stap/build.log"
 log "built in $(($(date +%s) - start))s"
 
 dirs=""

@@ -15,6 +15,8 @@ func TestAttachType(t *testing.T) {
 		"TestAttachTypes/tp_btf_sched_process_exec":        "tp",
 		"TestAttachErrors/fexit":                           "fexit",
 		"TestKernelExamples/fentry_vfs-fentry":             "fentry",
+		"TestKernelStap":                                   "stap",
+		"TestKernelStap/stap_keepalive":                    "stap",
 		"TestOther/kprobe":                                 "",
 		"TestAttachTypes":                                  "",
 	} {
