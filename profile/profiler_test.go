@@ -171,6 +171,17 @@ func TestSeedRulesOnProfiles(t *testing.T) {
 	if err := p.Drain(); err != nil {
 		t.Fatal(err)
 	}
+	sink.mu.Lock()
+	for _, env := range []string{"prod", "staging"} {
+		if sink.slow[env] == 0 {
+			t.Errorf("no %s samples in slowFunction: samples by env %v, slow %v, fast %v, %d profiles with tags %v",
+				env, sink.byEnv, sink.slow, sink.fast, len(sink.tags), sink.tags)
+		}
+	}
+	sink.mu.Unlock()
+	if t.Failed() {
+		t.FailNow()
+	}
 	total := testutil.ToFloat64(ruleMetric(set, "a_simple_app_total", nil))
 	slowProd := testutil.ToFloat64(ruleMetric(set, "a_simple_app_slow_env_prod", nil))
 	slowByEnv := map[string]float64{}
