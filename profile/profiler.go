@@ -283,8 +283,14 @@ func (p *Profiler) Drain() error {
 	if err := it.Err(); err != nil {
 		return fmt.Errorf("reading samples: %w", err)
 	}
-	for _, k := range keys {
-		_ = counts.Delete(k)
+	// One BPF_MAP_DELETE_BATCH for the drained keys; kernels without
+	// batch operations (before 5.6) delete them one by one.
+	if len(keys) > 0 {
+		if _, err := counts.BatchDelete(keys, nil); err != nil {
+			for _, k := range keys {
+				_ = counts.Delete(k)
+			}
+		}
 	}
 	type group struct {
 		target int

@@ -175,6 +175,16 @@ func TestSeedRulesOnProfiles(t *testing.T) {
 	if err := p.Drain(); err != nil {
 		t.Fatal(err)
 	}
+	// The drain cleared what it read (one batch delete).
+	var key sampleKey
+	var val uint64
+	left := 0
+	for it := p.coll.Maps["counts"].Iterate(); it.Next(&key, &val); {
+		left++
+	}
+	if left != 0 {
+		t.Errorf("%d sample keys left in the kernel after the drain", left)
+	}
 	sink.mu.Lock()
 	for _, env := range []string{"prod", "staging"} {
 		if sink.slow[env] == 0 {
