@@ -177,7 +177,9 @@ func stapioOf(module string) int {
 // the first request answers 503 "refresh" with Retry-After, then the
 // example counts exactly the reads of a helper thread pinned to CPU 0,
 // the keepalive unloads the module, an autostart script killed from
-// outside is started again, and module names are probe_exporter_PORT_NAME.
+// outside is started again (after SIGKILL too, which leaves its module
+// loaded for the exporter to unload), and module names are
+// probe_exporter_PORT_NAME.
 // Kernels systemtap cannot build for (this machine's has no modules) skip
 // with the reason; the kernel matrix runs it on Debian's 6.1 under qemu
 // with the modules test/kernels/run.sh compiled on the host, which the
@@ -343,6 +345,27 @@ func TestKernelStap(t *testing.T) {
 		stapWait(t, arrays+" to be started again", compile, func() bool {
 			now := stapioOf(arrays)
 			return now != 0 && now != pid && scriptRestarts(t, addr, "arrays-autostart.stp") >= 1
+		})
+		stapWait(t, arrays+" to be loaded again", compile, func() bool {
+			lsmod, procfs := stapModuleLoaded(t, arrays)
+			return lsmod && procfs
+		})
+		stapCheckArrays(t, stapWaitOK(t, base+"/arrays-autostart.stp", compile))
+	})
+
+	t.Run("stap_autostart-after-sigkill", func(t *testing.T) {
+		pid := stapioOf(arrays)
+		if pid == 0 {
+			t.Fatalf("no stapio process for %s", arrays)
+		}
+		restarts := scriptRestarts(t, addr, "arrays-autostart.stp")
+		// SIGKILLed, stapio cannot unload its module: it stays
+		// loaded, and staprun would fail on it. The exporter
+		// unloads it and starts the script again.
+		syscall.Kill(pid, syscall.SIGKILL)
+		stapWait(t, arrays+" to be started again after its stapio was killed", compile, func() bool {
+			now := stapioOf(arrays)
+			return now != 0 && now != pid && scriptRestarts(t, addr, "arrays-autostart.stp") > restarts
 		})
 		stapWait(t, arrays+" to be loaded again", compile, func() bool {
 			lsmod, procfs := stapModuleLoaded(t, arrays)
