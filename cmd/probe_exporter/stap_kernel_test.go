@@ -240,7 +240,7 @@ func TestKernelStap(t *testing.T) {
 	addr := "127.0.0.1:" + stapPort
 	// A start wait shorter than any module load: the first request
 	// answers 503 however fast the module is there.
-	exporterOn(t, addr, "-p", stapPort, "-k", "20", "-s", dir, "--scripts.start-wait=10ms")
+	exporter := startExporter(t, func() bool { return serves(addr) }, "-p", stapPort, "-k", "20", "-s", dir, "--scripts.start-wait=10ms")
 	base := "http://" + addr
 	example := "probe_exporter_" + stapPort + "_example"
 	arrays := "probe_exporter_" + stapPort + "_arrays_autostart"
@@ -372,6 +372,9 @@ func TestKernelStap(t *testing.T) {
 			return lsmod && procfs
 		})
 		stapCheckArrays(t, stapWaitOK(t, base+"/arrays-autostart.stp", compile))
+		if !strings.Contains(exporter.log.String(), `msg="unloaded the systemtap module its script left loaded" component=scripts script=arrays-autostart.stp module=`+arrays) {
+			t.Errorf("the exporter did not say it unloaded %s after its stapio was SIGKILLed", arrays)
+		}
 	})
 }
 
