@@ -137,6 +137,12 @@ func (s *script) launch() error {
 	if err != nil {
 		return err
 	}
+	// A module an earlier exporter left loaded (killed before its
+	// scripts stopped) would make staprun fail; one in use is not ours
+	// to remove (callers hold s.mu: no waiting here).
+	if err := s.unloadStapModule(0); err != nil {
+		return fmt.Errorf("starting %s: %w", s.name, err)
+	}
 	marker := fmt.Sprintf("%d.%d", s.sup.pid, s.sup.seq.Add(1))
 	j := newJail(s.sup.cgroupRoot, s.name, marker, hostProc)
 	cmd.Dir = s.opts.Dir
@@ -209,6 +215,9 @@ func (s *script) launch() error {
 		// Whatever the script left behind goes with it.
 		if kerr := j.terminate(s.stopGrace(), s.killWait()); kerr != nil {
 			s.logger.Error("script descendants survive", "script", s.name, "err", kerr)
+		}
+		if uerr := s.unloadStapModule(s.killWait()); uerr != nil {
+			s.logger.Error("systemtap module left loaded", "script", s.name, "err", uerr)
 		}
 		// With every writer gone the readers see EOF; a writer that
 		// escaped the jail must not hold them.

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // maxModuleName is the longest kernel module name (MODULE_NAME_LEN - 1).
@@ -135,4 +137,54 @@ func (s *script) scrapeStap() ([]byte, error) {
 		return fixEscapes(data), nil
 	}
 	return nil, errStarting
+}
+
+// stapModuleLoaded reports whether the script's module is in
+// /proc/modules.
+func (s *script) stapModuleLoaded() bool {
+	data, err := os.ReadFile(filepath.Join(s.opts.procRoot(), "modules"))
+	if err != nil {
+		return false
+	}
+	for _, l := range bytes.Split(data, []byte{'\n'}) {
+		if name, _, ok := bytes.Cut(l, []byte{' '}); ok && string(name) == s.module {
+			return true
+		}
+	}
+	return false
+}
+
+// unloadStapModule removes the script's module when no process of the run
+// is left to do it. stapio unloads the module as it stops, but a stapio
+// killed first (SIGKILL after the stop grace on a loaded machine, or from
+// outside) leaves it loaded: its probes would go on firing with nobody to
+// read them, and the next start would fail with "module already loaded".
+// A module still in use (a live stapio of it) is not removed: the kernel
+// refuses with EWOULDBLOCK. Retries for at most wait.
+func (s *script) unloadStapModule(wait time.Duration) error {
+	if s.kind != KindStap || !s.stapModuleLoaded() {
+		return nil
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		err := unix.DeleteModule(s.module, unix.O_NONBLOCK)
+		switch {
+		case err == nil:
+			s.logger.Info("unloaded the systemtap module its script left loaded", "script", s.name, "module", s.module)
+			return nil
+		case errors.Is(err, unix.ENOENT):
+			return nil
+		case !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EBUSY):
+			return fmt.Errorf("unloading systemtap module %s: %w", s.module, err)
+		}
+		// In use for a moment (a scrape reading its procfs file) or
+		// already going (stapio's own staprun -d).
+		if !s.stapModuleLoaded() {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("unloading systemtap module %s: still in use after %v: %w", s.module, wait, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

@@ -11,10 +11,10 @@
 #   KERNELS_OUT    results, initramfs and test binaries (not under /tmp,
 #                  /run, /var/tmp or /root: the guest mounts tmpfs there)
 #   TESTS_LIST     the guest's test list (default test/kernels/tests.list)
-#   STAP_KERNELS   of KERNELS, those systemtap's scripts test runs on: none by
-#                  default (its 6.1 guest hit a kernel soft lockup in 1 of 3
-#                  runs, not yet understood); linux-image-amd64 runs it on
-#                  6.1 (Debian 12's systemtap 4.8 builds no modules for 6.12)
+#   STAP_KERNELS   of KERNELS, those systemtap's scripts test runs on (default
+#                  linux-image-amd64, Debian 12's 6.1; its systemtap 4.8
+#                  builds no modules for 6.12, where the test skips saying
+#                  so); "" runs it nowhere
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$PWD
@@ -112,6 +112,33 @@ btf() {
 	return 1
 }
 
+# kallsyms V: kernel V's symbol table, read from /proc/kallsyms in a short
+# boot without KASLR (so the addresses are the link-time ones a System.map
+# has): systemtap resolves kprobe.function() probes, and so syscall.read,
+# with it when it compiles for a kernel it does not run on. Debian ships
+# only a placeholder System.map; without the table, stap falls back to the
+# sys_enter tracepoint and compiles ~170 tracepoint-query modules first.
+kallsyms() {
+	local v=$1 out=$CACHE/$1/kallsyms res=$OUT/$1/kallsyms.share t0
+	[ -s "$out" ] && return 0
+	t0=$(date +%s)
+	rm -rf "$res" && mkdir -p "$res" || return 1
+	initramfs "$v" || return 1
+	timeout --foreground -k 10 300 qemu-system-x86_64 -accel tcg -cpu max -m 1024 -smp 1 \
+		-kernel "$CACHE/$v/boot/vmlinuz-$v" -initrd "$OUT/$v/initrd.img" \
+		-append "console=ttyS0 panic=-1 quiet loglevel=3 nokaslr PE_KALLSYMS=1" \
+		-virtfs local,path="$res",mount_tag=results,security_model=none \
+		-display none -no-reboot -serial file:"$OUT/$v/kallsyms.console.log" -monitor none -nic none || true
+	# System.map's form: the kernel's own symbols, no module ones; the
+	# addresses must be there (not zeroed by kptr_restrict).
+	if ! grep -Eq '^0*[1-9a-f][0-9a-f]* [Tt] _stext$' "$res/kallsyms" 2>/dev/null; then
+		echo "test-kernels: no symbol table from $v's /proc/kallsyms (console: $OUT/$v/kallsyms.console.log)" >&2
+		return 1
+	fi
+	awk 'NF == 3' "$res/kallsyms" >"$out.tmp" && mv "$out.tmp" "$out" && rm -rf "$res" || return 1
+	log "symbol table of $v read in a $(($(date +%s) - t0))s boot"
+}
+
 start=$(date +%s)
 mkdir -p "$OUT/bin" "$OUT/bpf"
 versions=""
@@ -128,8 +155,9 @@ log "kernels:$versions"
 # with staprun (stap 4.8 caches no module under -m). stap's caches of
 # tracepoint queries and autoconf results for the kernel, in SYSTEMTAP_DIR,
 # are keyed on the kernel build tree, the runtime, gcc and stap: the same
-# in the guest (this machine's root), so its stap hits them too.
-STAP_KERNELS=${STAP_KERNELS-}
+# in the guest (this machine's root), so its stap hits them too. The
+# kernel's symbol table comes from a short boot (kallsyms above).
+STAP_KERNELS=${STAP_KERNELS-linux-image-amd64}
 STAP_PORT=19922 # stapPort of TestKernelStap
 STAP_SCRIPTS="examples/scripts/example.stp cmd/probe_exporter/testdata/stap/arrays-autostart.stp"
 stap_versions=""
@@ -159,8 +187,11 @@ stap_prebuild() {
 	fi
 	for s in $STAP_SCRIPTS; do
 		m=probe_exporter_${STAP_PORT}_$(basename "$s" .stp | sed 's/[^A-Za-z0-9_]/_/g')
+		# stap reads the symbol table from /boot/System.map-V: a
+		# tmpfs /boot in a mount namespace of its own holds it.
 		(cd "$d/build" && SYSTEMTAP_DIR=$d/systemtap SYSTEMTAP_RUNTIME=$d/runtime \
-			stap -r "$v" -p4 -m "$m" "$REPO/$s") >"$d/$m.log" 2>&1 &
+			unshare -m sh -c 'mount -t tmpfs tmpfs /boot && cp "$1" "/boot/System.map-$2" && shift 2 && exec "$@"' sh \
+			"$CACHE/$v/kallsyms" "$v" stap -r "$v" -p4 -m "$m" "$REPO/$s") >"$d/$m.log" 2>&1 &
 		pids="$pids $!:$m"
 	done
 	for p in $pids; do
@@ -180,7 +211,7 @@ if [ -n "${stap_versions// /}" ]; then
 	mkdir -p "$OUT/stap"
 	(
 		t0=$(date +%s)
-		for v in $stap_versions; do stap_prebuild "$v" || exit 1; done
+		for v in $stap_versions; do kallsyms "$v" && stap_prebuild "$v" || exit 1; done
 		log "systemtap modules for$stap_versions built in $(($(date +%s) - t0))s"
 	) >"$OUT/stap/build.log" 2>&1 &
 	stap_pid=$!
@@ -188,7 +219,7 @@ fi
 for v in $versions; do
 	case " $stap_versions " in *" $v "*) ;; *)
 		mkdir -p "$OUT/stap" && rm -rf "$OUT/stap/$v"
-		echo "systemtap scripts run only on the kernels STAP_KERNELS names (\"$STAP_KERNELS\"; STAP_KERNELS=linux-image-amd64 runs them on 6.1: see the README's Kernels section); Debian 12's systemtap 4.8 builds no modules for 6.12" >"$OUT/stap/$v.skip"
+		echo "systemtap scripts run only on the kernels STAP_KERNELS names (STAP_KERNELS=\"$STAP_KERNELS\":${stap_versions:- none}): Debian 12's systemtap 4.8 builds no modules for Linux 6.12 (see the README's Kernels section)" >"$OUT/stap/$v.skip"
 		;;
 	esac
 done
