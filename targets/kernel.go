@@ -71,8 +71,13 @@ type pidKey struct{ PID, Slot uint32 }
 type fileKey struct {
 	Dev, Ino uint64
 	Slot     uint32
-	_        uint32
+	Gen      uint32 // the inode's generation, or genAny
 }
+
+// genAny in a verdict's key: made without knowing the inode's generation
+// (the filesystem does not tell it to userspace); the kernel falls back to
+// it when it has no verdict for the exact generation.
+const genAny = 0xffffffff
 
 type cgroupKey struct {
 	ID   uint64
@@ -92,6 +97,7 @@ type kernelEvent struct {
 	dev, ino               uint64
 	time                   uint64 // CLOCK_BOOTTIME ns
 	left                   uint64 // slots the process leaves
+	gen                    uint32 // exec: the executable's inode generation
 }
 
 // slot is one distinct selector the kernel evaluates; subscriptions with
@@ -248,7 +254,7 @@ func (k *kernel) read(w *Watcher) {
 			return
 		}
 		raw := rec.RawSample
-		if len(raw) < 72 {
+		if len(raw) < 80 {
 			continue
 		}
 		ne := binary.NativeEndian
@@ -256,6 +262,7 @@ func (k *kernel) read(w *Watcher) {
 			kind: ne.Uint32(raw), pid: ne.Uint32(raw[4:]), ppid: ne.Uint32(raw[8:]), flags: ne.Uint32(raw[12:]),
 			matched: ne.Uint64(raw[16:]), userspace: ne.Uint64(raw[24:]), stop: ne.Uint64(raw[32:]),
 			dev: ne.Uint64(raw[40:]), ino: ne.Uint64(raw[48:]), time: ne.Uint64(raw[56:]), left: ne.Uint64(raw[64:]),
+			gen: ne.Uint32(raw[72:]),
 		}
 		w.handle(k, ev)
 	}
@@ -299,8 +306,8 @@ func (k *kernel) stillSelected(pid int, mask uint64) uint64 {
 	return mask
 }
 
-func (k *kernel) markProbed(f FileKey, slot int) {
-	key := fileKey{Dev: f.Dev, Ino: f.Ino, Slot: uint32(slot)}
+func (k *kernel) markProbed(f FileKey, gen uint32, slot int) {
+	key := fileKey{Dev: f.Dev, Ino: f.Ino, Slot: uint32(slot), Gen: gen}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.probedSeen[key] {
@@ -310,11 +317,13 @@ func (k *kernel) markProbed(f FileKey, slot int) {
 	_ = k.coll.Maps["probed"].Update(key, uint8(1), ebpf.UpdateNoExist)
 }
 
-func (k *kernel) exeVerdict(f FileKey, slot int, match bool) {
+// exeVerdict records whether the file f, of inode generation gen (genAny:
+// unknown), is selected for slot.
+func (k *kernel) exeVerdict(f FileKey, gen uint32, slot int, match bool) {
 	if f == (FileKey{}) {
 		return
 	}
-	_ = k.coll.Maps["slot_exes"].Put(fileKey{Dev: f.Dev, Ino: f.Ino, Slot: uint32(slot)}, verdict(match))
+	_ = k.coll.Maps["slot_exes"].Put(fileKey{Dev: f.Dev, Ino: f.Ino, Slot: uint32(slot), Gen: gen}, verdict(match))
 }
 
 func (k *kernel) cgroupVerdict(id uint64, slot int, match bool) {
@@ -392,7 +401,7 @@ func (w *Watcher) program(k *kernel, i int, sel config.Selector, opts SubscribeO
 		}
 		for _, p := range paths {
 			if f, err := StatKey(p); err == nil {
-				k.exeVerdict(f, i, true)
+				k.exeVerdict(f, fileGen(p), i, true)
 			}
 		}
 		// An executable the kernel has no verdict on (created or

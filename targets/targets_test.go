@@ -282,3 +282,87 @@ func TestLoadInPIDNamespace(t *testing.T) {
 	}
 	coll.Close()
 }
+
+// hasExeVerdict reports whether the kernel holds a verdict on the file f
+// for any slot.
+func hasExeVerdict(w *Watcher, f FileKey) bool {
+	w.mu.Lock()
+	k := w.k
+	w.mu.Unlock()
+	if k == nil {
+		return false
+	}
+	var key fileKey
+	var v uint8
+	it := k.coll.Maps["slot_exes"].Iterate()
+	for it.Next(&key, &v) {
+		if key.Dev == f.Dev && key.Ino == f.Ino {
+			return true
+		}
+	}
+	return false
+}
+
+// TestExeInodeReused: the verdict on a deleted executable does not pass to
+// a new file that gets its inode number (ext4 reuses them at once; the
+// inode's generation tells the two apart). Other packages' tests run and
+// delete executables beside ours: before, one of them could make a file
+// at the selected path go unselected for good.
+func TestExeInodeReused(t *testing.T) {
+	w := watcher(t, WatcherOptions{})
+	if w.Polling() {
+		t.Skip("no tracepoints")
+	}
+	data, err := os.ReadFile("/bin/sleep")
+	if err != nil {
+		t.Skip("no /bin/sleep")
+	}
+	dir := t.TempDir()
+	target := filepath.Join(dir, "pe-reused")
+	rec := newRecorder()
+	unsub, err := w.Subscribe(config.Selector{Exe: target}, rec.event)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unsub()
+	reused := false
+	for i := 0; i < 50 && !reused; i++ {
+		other := filepath.Join(dir, "other"+strconv.Itoa(i))
+		if err := os.WriteFile(other, data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if fileGen(other) == genAny {
+			t.Skip("the test directory's filesystem gives no inode generation")
+		}
+		f, err := StatKey(other)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command(other, "0").CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v %s", other, err, out)
+		}
+		// Not the target: userspace says no, and the kernel keeps that.
+		eventually(t, "a verdict on "+other, func() bool { return hasExeVerdict(w, f) })
+		os.Remove(other)
+		if err := os.WriteFile(target, data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if g, err := StatKey(target); err == nil && g == f {
+			reused = true
+			break
+		}
+		os.Remove(target)
+	}
+	if !reused {
+		t.Skip("the filesystem gave the target no deleted executable's inode number in 50 tries")
+	}
+	cmd := exec.Command(target, "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	eventually(t, "the new file at the selected path to be selected", func() bool {
+		starts, _ := rec.counts()
+		return starts == 1
+	})
+}

@@ -5,6 +5,8 @@ import (
 	_ "embed"
 	"errors"
 	"log/slog"
+	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -258,7 +260,7 @@ func (w *Watcher) handle(k *kernel, ev kernelEvent) {
 		}
 		// Still selected: not yet an exec of something else (whose event
 		// follows and ends the selection).
-		w.deliverStart(k, p, k.stillSelected(p.PID, ev.matched), FileKey{}, false, 0, 0)
+		w.deliverStart(k, p, k.stillSelected(p.PID, ev.matched), FileKey{}, 0, false, 0, 0)
 	case evExec:
 		defer func() {
 			if ev.flags&evfStopped != 0 {
@@ -289,8 +291,8 @@ func (w *Watcher) handle(k *kernel, ev kernelEvent) {
 				}
 			}
 		}
-		w.verdicts(k, p, ev.userspace, key)
-		w.deliverStart(k, p, mask, key, ev.flags&evfStopped != 0, mask&^ev.matched, sinceBoot(ev.time))
+		w.verdicts(k, p, ev.userspace, key, ev.gen)
+		w.deliverStart(k, p, mask, key, ev.gen, ev.flags&evfStopped != 0, mask&^ev.matched, sinceBoot(ev.time))
 		if mask != ev.matched && !p.Alive() {
 			// Exited while userspace selected it: the kernel's exit
 			// came first and found nothing to report.
@@ -300,9 +302,9 @@ func (w *Watcher) handle(k *kernel, ev kernelEvent) {
 }
 
 // deliverStart delivers Start to the subscriptions of the slots in mask and
-// then records the executable as probed for them. late are the slots
-// userspace selected delay after the exec.
-func (w *Watcher) deliverStart(k *kernel, p Process, mask uint64, exe FileKey, held bool, late uint64, delay time.Duration) {
+// then records the executable (of inode generation gen) as probed for
+// them. late are the slots userspace selected delay after the exec.
+func (w *Watcher) deliverStart(k *kernel, p Process, mask uint64, exe FileKey, gen uint32, held bool, late uint64, delay time.Duration) {
 	for _, s := range w.subscriptions() {
 		bit := uint64(1) << s.slot
 		if mask&bit == 0 {
@@ -324,7 +326,7 @@ func (w *Watcher) deliverStart(k *kernel, p Process, mask uint64, exe FileKey, h
 	}
 	for i := 0; i < maxSlots; i++ {
 		if mask&(1<<i) != 0 {
-			k.markProbed(exe, i)
+			k.markProbed(exe, gen, i)
 		}
 	}
 
@@ -333,8 +335,9 @@ func (w *Watcher) deliverStart(k *kernel, p Process, mask uint64, exe FileKey, h
 // verdicts records, for the slots in mask userspace evaluated p for, what
 // the kernel needs to decide alone next time: whether p's executable and
 // its cgroup match. Only what was read: a process gone while it was read
-// has no cgroup.
-func (w *Watcher) verdicts(k *kernel, p Process, mask uint64, exe FileKey) {
+// has no cgroup. gen is the executable's inode generation (genAny:
+// unknown).
+func (w *Watcher) verdicts(k *kernel, p Process, mask uint64, exe FileKey, gen uint32) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for i, sl := range w.slots {
@@ -342,7 +345,7 @@ func (w *Watcher) verdicts(k *kernel, p Process, mask uint64, exe FileKey) {
 			continue
 		}
 		if sl.sel.Exe != "" && p.Exe != "" {
-			k.exeVerdict(exe, i, sl.sel.MatchExe(p.Exe))
+			k.exeVerdict(exe, gen, i, sl.sel.MatchExe(p.Exe))
 		}
 		if sl.sel.Cgroup != "" && p.Cgroup != "" {
 			if id, err := cgroupID(w.opts.CgroupRoot, p.Cgroup); err == nil {
@@ -485,10 +488,14 @@ func (w *Watcher) reconcile(k *kernel, s *subscription, procs map[int]Process) {
 			}
 		}
 		exe := exeKey(p)
-		if k != nil {
-			w.verdicts(k, p, 1<<s.slot, exe)
+		gen := uint32(genAny)
+		if exe != (FileKey{}) {
+			gen = fileGen(filepath.Join(w.opts.ProcRoot, strconv.Itoa(p.PID), "exe"))
 		}
-		w.deliverStart(k, p, 1<<s.slot, exe, false, 0, 0)
+		if k != nil {
+			w.verdicts(k, p, 1<<s.slot, exe, gen)
+		}
+		w.deliverStart(k, p, 1<<s.slot, exe, gen, false, 0, 0)
 		if k != nil && !p.Alive() {
 			w.exit(p.PID)
 		}
@@ -508,6 +515,25 @@ func exeKey(p Process) FileKey {
 		}
 	}
 	return FileKey{}
+}
+
+// fsIocGetVersion is FS_IOC_GETVERSION, _IOR('v', 1, long) on 64-bit
+// architectures (the kernel writes an int).
+const fsIocGetVersion = 0x80087601
+
+// fileGen is the inode generation of the file at path (FS_IOC_GETVERSION:
+// ext2/3/4, btrfs, ...), or genAny where the filesystem does not tell it.
+func fileGen(path string) uint32 {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return genAny
+	}
+	defer unix.Close(fd)
+	gen, err := unix.IoctlGetUint32(fd, fsIocGetVersion)
+	if err != nil {
+		return genAny
+	}
+	return gen
 }
 
 // StatKey identifies the file at path as the kernel does.

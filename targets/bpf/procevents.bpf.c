@@ -57,12 +57,19 @@ struct pid_key {
 	u32 slot;
 };
 
+/* A file by device, inode and the inode's generation: filesystems that
+ * reuse inode numbers (ext4) give a new file a new generation, so that a
+ * verdict on a deleted executable does not pass to a new one. GEN_ANY is
+ * a verdict userspace made without knowing the generation (a file that
+ * existed at start, on a filesystem that does not tell it). */
 struct file_key {
 	u64 dev; /* kernel encoding: major << 20 | minor */
 	u64 ino;
 	u32 slot;
-	u32 pad;
+	u32 gen;
 };
+
+#define GEN_ANY 0xffffffff
 
 struct cgroup_key {
 	u64 id;
@@ -82,6 +89,8 @@ struct event {
 	u64 ino;
 	u64 time; /* CLOCK_BOOTTIME ns */
 	u64 left; /* exit, exec: slots the process leaves */
+	u32 gen; /* exec: the executable's inode generation */
+	u32 pad;
 };
 
 /* Level and inode of the exporter's pid namespace, set at load. */
@@ -196,6 +205,7 @@ struct exec_ctx {
 	u32 uid;
 	u64 cgroup;
 	u64 dev, ino;
+	u32 gen;
 	u64 comm[2];
 	u64 matched, userspace, stop, hold;
 };
@@ -233,8 +243,12 @@ static long match_slot(u64 i, void *data)
 	}
 	u64 bit = 1ULL << (idx & 63);
 	if (s->flags & SLOT_EXE) {
-		struct file_key k = { .dev = c->dev, .ino = c->ino, .slot = idx };
+		struct file_key k = { .dev = c->dev, .ino = c->ino, .slot = idx, .gen = c->gen };
 		u8 *v = bpf_map_lookup_elem(&slot_exes, &k);
+		if (!v) {
+			k.gen = GEN_ANY;
+			v = bpf_map_lookup_elem(&slot_exes, &k);
+		}
 		if (!v) {
 			c->userspace |= bit;
 			u64 *hint = (u64 *)s->exe_comm;
@@ -270,7 +284,7 @@ static long match_slot(u64 i, void *data)
 	}
 	c->matched |= bit;
 	if (s->flags & SLOT_PROBES_EXE) {
-		struct file_key f = { .dev = c->dev, .ino = c->ino, .slot = idx };
+		struct file_key f = { .dev = c->dev, .ino = c->ino, .slot = idx, .gen = c->gen };
 		if (!bpf_map_lookup_elem(&probed, &f))
 			c->stop |= bit;
 	}
@@ -279,6 +293,7 @@ static long match_slot(u64 i, void *data)
 
 struct vma_ctx {
 	u64 dev, ino;
+	u32 gen;
 };
 
 static long vma_file(struct task_struct *task, struct vm_area_struct *vma, void *data)
@@ -289,6 +304,7 @@ static long vma_file(struct task_struct *task, struct vm_area_struct *vma, void 
 		return 0;
 	c->ino = BPF_CORE_READ(f, f_inode, i_ino);
 	c->dev = BPF_CORE_READ(f, f_inode, i_sb, s_dev);
+	c->gen = BPF_CORE_READ(f, f_inode, i_generation);
 	return 0;
 }
 
@@ -329,6 +345,7 @@ int on_exec(void *ctx)
 	bpf_find_vma(task, BPF_CORE_READ(task, mm, start_code), vma_file, &v, 0);
 	c.dev = v.dev;
 	c.ino = v.ino;
+	c.gen = v.gen;
 	bpf_loop(MAX_SLOTS, match_slot, &c, 0);
 	if (!c.matched && !c.userspace && !flags)
 		return 0;
@@ -346,6 +363,7 @@ int on_exec(void *ctx)
 	e->stop = c.stop;
 	e->dev = c.dev;
 	e->ino = c.ino;
+	e->gen = c.gen;
 	e->left = cl.left;
 	u64 wake = 0;
 	if (c.stop || c.hold) {
