@@ -1,6 +1,7 @@
 package profile
 
 import (
+	"bufio"
 	"context"
 	"math"
 	"os"
@@ -262,6 +263,7 @@ func keys(m map[string]uint64) []string {
 const goProgram = `package main
 
 import (
+	"fmt"
 	"os"
 	"strconv"
 	"time"
@@ -281,6 +283,10 @@ func spin(until time.Time) int {
 func main() {
 	s, _ := strconv.ParseFloat(os.Args[1], 64)
 	spin(time.Now().Add(time.Duration(s * float64(time.Second))))
+	// Alive until stdin closes: its samples are symbolized from a
+	// running process.
+	fmt.Println("spun")
+	os.Stdin.Read(make([]byte, 1))
 }
 `
 
@@ -305,8 +311,25 @@ func TestGoSymbols(t *testing.T) {
 			}
 			sink := &recordingSink{stacks: map[string]uint64{}}
 			p := newProfiler(t, sink, 199, Target{App: "gospin", Selector: config.Selector{Comm: name}})
-			if err := exec.Command(filepath.Join(dir, name), "1").Run(); err != nil {
+			// The program spins for a second and stays alive until
+			// drained: the test is of symbols, not of how soon a
+			// process that exits is described on a loaded machine.
+			run := exec.Command(filepath.Join(dir, name), "1")
+			stdin, err := run.StdinPipe()
+			if err != nil {
 				t.Fatal(err)
+			}
+			stdout, err := run.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := run.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer run.Wait()
+			defer stdin.Close()
+			if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "spun\n" {
+				t.Fatalf("program printed %q: %v", line, err)
 			}
 			if err := p.Drain(); err != nil {
 				t.Fatal(err)
