@@ -338,11 +338,15 @@ func TestExeInodeReused(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if out, err := exec.Command(other, "0").CombinedOutput(); err != nil {
-			t.Fatalf("%s: %v %s", other, err, out)
+		// Not the target: userspace says no (from the running
+		// process's /proc/PID/exe), and the kernel keeps that.
+		run := exec.Command(other, "30")
+		if err := run.Start(); err != nil {
+			t.Fatal(err)
 		}
-		// Not the target: userspace says no, and the kernel keeps that.
 		eventually(t, "a verdict on "+other, func() bool { return hasExeVerdict(w, f) })
+		run.Process.Kill()
+		run.Wait()
 		os.Remove(other)
 		if err := os.WriteFile(target, data, 0o755); err != nil {
 			t.Fatal(err)
