@@ -3,6 +3,7 @@ package profile
 import (
 	"bufio"
 	"context"
+	"io"
 	"math"
 	"os"
 	"os/exec"
@@ -33,6 +34,8 @@ int main(int argc, char **argv) {
 	long rounds = atol(argv[1]);
 	getchar(); /* the test says go once the profiler follows this process */
 	for (long r = 0; r < rounds; r++) { slowFunction(); fastFunction(); }
+	printf("done\n"); fflush(stdout);
+	getchar(); /* alive until drained: symbolized from a running process */
 	return 0;
 }
 `
@@ -143,14 +146,27 @@ func TestSeedRulesOnProfiles(t *testing.T) {
 		Target{App: "simple.app", Tags: map[string]string{"env": "staging"}, Selector: config.Selector{Comm: name, Cmdline: " staging$"}},
 	)
 	cpu := map[string]float64{}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
+	type run struct {
+		env   string
+		cmd   *exec.Cmd
+		stdin io.WriteCloser
+		out   *bufio.Reader
+	}
+	var runs []run
+	defer func() {
+		for _, r := range runs {
+			r.stdin.Close()
+			r.cmd.Wait()
+		}
+	}()
 	for _, env := range []string{"prod", "staging"} {
 		cmd := exec.Command(bin, "400", env)
 		stdin, _ := cmd.StdinPipe()
+		stdout, _ := cmd.StdoutPipe()
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
+		runs = append(runs, run{env, cmd, stdin, bufio.NewReader(stdout)})
 		// Wait until the profiler follows it, then let it work.
 		deadline := time.Now().Add(30 * time.Second)
 		for !p.follows(cmd.Process.Pid) {
@@ -160,19 +176,15 @@ func TestSeedRulesOnProfiles(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 		stdin.Write([]byte("\n"))
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := cmd.Wait(); err != nil {
-				t.Error(err)
-				return
-			}
-			mu.Lock()
-			cpu[env] = (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
-			mu.Unlock()
-		}()
 	}
-	wg.Wait()
+	// Both did their work; they stay alive until drained, asleep on
+	// stdin, so that no sample of theirs comes after the drain.
+	for _, r := range runs {
+		if line, err := r.out.ReadString('\n'); err != nil || line != "done\n" {
+			t.Fatalf("%s run printed %q: %v", r.env, line, err)
+		}
+		waitAsleep(t, r.cmd.Process.Pid)
+	}
 	if err := p.Drain(); err != nil {
 		t.Fatal(err)
 	}
@@ -186,6 +198,14 @@ func TestSeedRulesOnProfiles(t *testing.T) {
 	if left != 0 {
 		t.Errorf("%d sample keys left in the kernel after the drain", left)
 	}
+	for _, r := range runs {
+		r.stdin.Close()
+		if err := r.cmd.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		cpu[r.env] = (r.cmd.ProcessState.UserTime() + r.cmd.ProcessState.SystemTime()).Seconds()
+	}
+	runs = nil
 	sink.mu.Lock()
 	for _, env := range []string{"prod", "staging"} {
 		if sink.slow[env] == 0 {
@@ -432,5 +452,24 @@ func TestParsePerfMap(t *testing.T) {
 		if got[i] != want[i] {
 			t.Errorf("line %d: %v, want %v", i, got[i], want[i])
 		}
+	}
+}
+
+// waitAsleep waits until pid sleeps (state S in /proc/PID/stat).
+func waitAsleep(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i := strings.LastIndexByte(string(data), ')'); i > 0 && strings.HasPrefix(string(data[i:]), ") S ") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d never went to sleep: %s", pid, data)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
