@@ -153,20 +153,10 @@ func TestSeedRulesOnProfiles(t *testing.T) {
 		out   *bufio.Reader
 	}
 	var runs []run
-	defer func() {
-		for _, r := range runs {
-			r.stdin.Close()
-			r.cmd.Wait()
-		}
-	}()
 	for _, env := range []string{"prod", "staging"} {
 		cmd := exec.Command(bin, "400", env)
-		stdin, _ := cmd.StdinPipe()
-		stdout, _ := cmd.StdoutPipe()
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		runs = append(runs, run{env, cmd, stdin, bufio.NewReader(stdout)})
+		stdin, out := startPiped(t, cmd)
+		runs = append(runs, run{env, cmd, stdin, out})
 		// Wait until the profiler follows it, then let it work.
 		deadline := time.Now().Add(30 * time.Second)
 		for !p.follows(cmd.Process.Pid) {
@@ -205,7 +195,6 @@ func TestSeedRulesOnProfiles(t *testing.T) {
 		}
 		cpu[r.env] = (r.cmd.ProcessState.UserTime() + r.cmd.ProcessState.SystemTime()).Seconds()
 	}
-	runs = nil
 	sink.mu.Lock()
 	for _, env := range []string{"prod", "staging"} {
 		if sink.slow[env] == 0 {
@@ -334,21 +323,8 @@ func TestGoSymbols(t *testing.T) {
 			// The program spins for a second and stays alive until
 			// drained: the test is of symbols, not of how soon a
 			// process that exits is described on a loaded machine.
-			run := exec.Command(filepath.Join(dir, name), "1")
-			stdin, err := run.StdinPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			stdout, err := run.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := run.Start(); err != nil {
-				t.Fatal(err)
-			}
-			defer run.Wait()
-			defer stdin.Close()
-			if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "spun\n" {
+			_, out := startPiped(t, exec.Command(filepath.Join(dir, name), "1"))
+			if line, err := out.ReadString('\n'); err != nil || line != "spun\n" {
 				t.Fatalf("program printed %q: %v", line, err)
 			}
 			if err := p.Drain(); err != nil {
@@ -472,4 +448,23 @@ func waitAsleep(t *testing.T, pid int) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// startPiped starts cmd with pipes for its stdin and stdout; at the test's
+// end its stdin is closed and it is waited for.
+func startPiped(t *testing.T, cmd *exec.Cmd) (io.WriteCloser, *bufio.Reader) {
+	t.Helper()
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stdin.Close(); cmd.Wait() })
+	return stdin, bufio.NewReader(stdout)
 }
