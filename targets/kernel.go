@@ -74,7 +74,7 @@ type fileKey struct {
 	Gen      uint32 // the inode's generation, or genAny
 }
 
-// genAny in a verdict's key: made without knowing the inode's generation
+// genAny in a verdict or probed key: made without knowing the inode's generation
 // (the filesystem does not tell it to userspace); the kernel falls back to
 // it when it has no verdict for the exact generation.
 const genAny = 0xffffffff

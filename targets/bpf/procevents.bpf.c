@@ -60,8 +60,9 @@ struct pid_key {
 /* A file by device, inode and the inode's generation: filesystems that
  * reuse inode numbers (ext4) give a new file a new generation, so that a
  * verdict on a deleted executable does not pass to a new one. GEN_ANY is
- * a verdict userspace made without knowing the generation (a file that
- * existed at start, on a filesystem that does not tell it). */
+ * a verdict or probed mark userspace made without knowing the generation
+ * (a file that existed at start, on a filesystem that does not tell it);
+ * lookups fall back to it. */
 struct file_key {
 	u64 dev; /* kernel encoding: major << 20 | minor */
 	u64 ino;
@@ -285,8 +286,12 @@ static long match_slot(u64 i, void *data)
 	c->matched |= bit;
 	if (s->flags & SLOT_PROBES_EXE) {
 		struct file_key f = { .dev = c->dev, .ino = c->ino, .slot = idx, .gen = c->gen };
-		if (!bpf_map_lookup_elem(&probed, &f))
-			c->stop |= bit;
+		if (!bpf_map_lookup_elem(&probed, &f)) {
+			/* Probed as found running at start, generation unknown. */
+			f.gen = GEN_ANY;
+			if (!bpf_map_lookup_elem(&probed, &f))
+				c->stop |= bit;
+		}
 	}
 	return 0;
 }
