@@ -11,8 +11,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/probe-exporter/probe_exporter/cmd/probe_exporter/internal/component"
 	"github.com/probe-exporter/probe_exporter/internal/caps"
-	"github.com/probe-exporter/probe_exporter/internal/component"
 	"github.com/probe-exporter/probe_exporter/scripts"
 	"github.com/probe-exporter/probe_exporter/web"
 )

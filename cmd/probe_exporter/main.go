@@ -1,6 +1,6 @@
 // Command probe_exporter turns eBPF programs, userspace probes, scripts and
 // CPU profiles into Prometheus metrics. This package holds its flags, its
-// signals, the wiring of its components (internal/component) and the
+// signals, the wiring of its components (cmd/probe_exporter/internal/component) and the
 // capabilities it keeps; the parts themselves live in their packages.
 package main
 
@@ -18,7 +18,7 @@ import (
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
-	"github.com/probe-exporter/probe_exporter/internal/component"
+	"github.com/probe-exporter/probe_exporter/cmd/probe_exporter/internal/component"
 )
 
 func main() {

@@ -1,7 +1,7 @@
 // Package configs runs the eBPF configs: it reads them from a directory
 // (ebpf_exporter's layout) or the embedded defaults, loads and attaches
 // each one with loader, serves their metrics through collector and lets
-// internal/engine decide what runs across reloads. It shows them on the
+// internal/reconcile decide what runs across reloads. It shows them on the
 // landing page, on /maps with --debug and for --config.check.
 package configs
 
@@ -23,11 +23,11 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 
+	"github.com/probe-exporter/probe_exporter/cmd/probe_exporter/internal/reconcile"
 	"github.com/probe-exporter/probe_exporter/collector"
 	"github.com/probe-exporter/probe_exporter/config"
 	"github.com/probe-exporter/probe_exporter/decoder"
 	"github.com/probe-exporter/probe_exporter/defaults"
-	"github.com/probe-exporter/probe_exporter/internal/engine"
 	"github.com/probe-exporter/probe_exporter/loader"
 	"github.com/probe-exporter/probe_exporter/procexit"
 	"github.com/probe-exporter/probe_exporter/targets"
@@ -67,7 +67,7 @@ type Configs struct {
 	coll      *collector.Collector
 	userspace *userspace.Attacher // nil without a watcher
 	exits     *procexit.Watcher   // loaded once a config's keys carry a pid
-	engine    *engine.Engine[*collector.Config]
+	engine    *reconcile.Engine[*collector.Config]
 
 	traceCtx     context.Context // parent of the spans of loading configs
 	kallsymsRead bool
@@ -91,7 +91,7 @@ func New(ctx context.Context, opts Options) *Configs {
 	if opts.Watcher != nil {
 		c.userspace = userspace.New(opts.Watcher, c.coll, opts.Logger.With("component", "userspace"))
 	}
-	c.engine = engine.New(engine.Options[*collector.Config]{
+	c.engine = reconcile.New(reconcile.Options[*collector.Config]{
 		Sources:     c.sources,
 		Fingerprint: fingerprint,
 		Load:        c.load,
@@ -186,7 +186,7 @@ func fingerprint(c config.Config) string {
 
 // unitsChanged gives the collector the configs the engine runs; a config
 // that does not parse is reported (config_up 0) from its unit.
-func (c *Configs) unitsChanged(units []engine.Unit[*collector.Config]) {
+func (c *Configs) unitsChanged(units []reconcile.Unit[*collector.Config]) {
 	list := make([]*collector.Config, 0, len(units))
 	for _, u := range units {
 		if u.Running != nil {

@@ -12,7 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/probe-exporter/probe_exporter/internal/component"
+	"github.com/probe-exporter/probe_exporter/cmd/probe_exporter/internal/component"
 	"github.com/probe-exporter/probe_exporter/profile"
 	"github.com/probe-exporter/probe_exporter/rules"
 	"github.com/probe-exporter/probe_exporter/scripts"

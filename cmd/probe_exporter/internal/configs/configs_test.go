@@ -11,8 +11,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/probe-exporter/probe_exporter/cmd/probe_exporter/internal/component"
 	"github.com/probe-exporter/probe_exporter/decoder"
-	"github.com/probe-exporter/probe_exporter/internal/component"
 	"github.com/probe-exporter/probe_exporter/web"
 )
 

@@ -1,9 +1,9 @@
-// Package engine owns which configs run: it reads their sources, loads
+// Package reconcile owns which configs run: it reads their sources, loads
 // each one, keeps unchanged ones running across reloads, keeps the old
 // version of a config whose new version fails, retries failed ones, and
 // closes removed ones. It hands out one Unit per config, the single source
 // of truth for the collector, the landing page, --config.check and /maps.
-package engine
+package reconcile
 
 import (
 	"errors"
