@@ -12,7 +12,6 @@ import (
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 
 	"github.com/probe-exporter/probe_exporter/cmd/probe_exporter/internal/component"
-	"github.com/probe-exporter/probe_exporter/cmd/probe_exporter/internal/configs"
 	"github.com/probe-exporter/probe_exporter/cmd/probe_exporter/internal/services"
 	"github.com/probe-exporter/probe_exporter/collector"
 	"github.com/probe-exporter/probe_exporter/decoder"
@@ -28,7 +27,7 @@ import (
 // they start (each may use those before it; they stop in reverse).
 type daemon struct {
 	group      *component.Group
-	configs    *configs.Configs
+	configs    *services.Configs
 	watcher    *targets.Watcher  // nil when process targets are unavailable
 	scripts    *services.Scripts // nil without --scripts.dir
 	privileges *privileges
@@ -86,7 +85,7 @@ func newDaemon(ctx context.Context, f *flags, logger *slog.Logger) (*daemon, err
 		g.Add("tracing", tr)
 	}
 
-	x.configs = configs.New(ctx, configs.Options{
+	x.configs = services.NewConfigs(ctx, services.ConfigsOptions{
 		Dir:          f.configDir,
 		Names:        f.names(),
 		MetricPrefix: f.metricPrefix,

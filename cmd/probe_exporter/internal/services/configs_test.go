@@ -1,4 +1,4 @@
-package configs
+package services
 
 import (
 	"bytes"
@@ -22,7 +22,7 @@ import (
 func TestBrokenConfigs(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "typo.yaml"), []byte("metrics:\n  counters:\n    - name: x\n      hlep: y\n"), 0o644)
-	c := New(context.Background(), Options{Dir: dir, Env: &decoder.Env{}})
+	c := NewConfigs(context.Background(), ConfigsOptions{Dir: dir, Env: &decoder.Env{}})
 	defer c.Close()
 	err := c.Load()
 	if err == nil || !strings.Contains(err.Error(), "typo.yaml:4") {
@@ -51,7 +51,7 @@ func TestBrokenConfigs(t *testing.T) {
 func TestNoConfigs(t *testing.T) {
 	dir := t.TempDir()
 	for _, debug := range []bool{false, true} {
-		c := New(context.Background(), Options{Dir: dir, Env: &decoder.Env{}, Debug: debug})
+		c := NewConfigs(context.Background(), ConfigsOptions{Dir: dir, Env: &decoder.Env{}, Debug: debug})
 		if err := c.Load(); err == nil || !strings.Contains(err.Error(), dir+" has no *.yaml") {
 			t.Errorf("Load: %v", err)
 		}

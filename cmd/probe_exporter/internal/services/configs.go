@@ -1,9 +1,10 @@
-// Package configs runs the eBPF configs: it reads them from a directory
+package services
+
+// Configs runs the eBPF configs: it reads them from a directory
 // (ebpf_exporter's layout) or the embedded defaults, loads and attaches
 // each one with loader, serves their metrics through collector and lets
-// internal/reconcile decide what runs across reloads. It shows them on the
-// landing page, on /maps with --debug and for --config.check.
-package configs
+// reconcile decide what runs across reloads. It shows them on the landing
+// page, on /maps with --debug and for --config.check.
 
 import (
 	"context"
@@ -36,8 +37,8 @@ import (
 	"github.com/probe-exporter/probe_exporter/web"
 )
 
-// Options configure the configs.
-type Options struct {
+// ConfigsOptions configure the configs.
+type ConfigsOptions struct {
 	// Dir holds NAME.yaml next to NAME.bpf.o; "" runs the embedded
 	// defaults.
 	Dir string
@@ -62,7 +63,7 @@ type Options struct {
 
 // Configs is the configs part of the exporter, a component.Component.
 type Configs struct {
-	opts      Options
+	opts      ConfigsOptions
 	ctx       context.Context
 	coll      *collector.Collector
 	userspace *userspace.Attacher // nil without a watcher
@@ -75,7 +76,7 @@ type Configs struct {
 
 // New prepares the configs; nothing is loaded until Load. ctx bounds what
 // loaded configs run (cgroup and span readers).
-func New(ctx context.Context, opts Options) *Configs {
+func NewConfigs(ctx context.Context, opts ConfigsOptions) *Configs {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
