@@ -11,7 +11,7 @@ LDFLAGS   := -s -w \
 TEST_FLAGS ?= -count=1 -timeout 20m
 DEPS := clang llvm libbpf-dev bpftool bpftrace systemtap-sdt-dev gcc pci.ids prometheus util-linux linux-perf libcap2-bin
 
-.PHONY: all build bpf examples run test test-kernels deps vet fmt bench clean image image-full image-rootfs
+.PHONY: all build bpf examples run test test-kernels fuzz deps vet fmt bench clean image image-full image-rootfs
 
 all: build examples
 
@@ -49,6 +49,10 @@ test: deps examples
 # kprobe.multi or BPF LSM (test/kernels/run.sh; KERNELS=... picks kernels).
 test-kernels: deps
 	./test/kernels/run.sh
+
+# Run every Go fuzz target briefly (FUZZTIME=2000x inputs each by default).
+fuzz:
+	./test/fuzz.sh
 
 vet:
 	$(GO) vet ./...
