@@ -219,7 +219,7 @@ fi
 for v in $versions; do
 	case " $stap_versions " in *" $v "*) ;; *)
 		mkdir -p "$OUT/stap" && rm -rf "$OUT/stap/$v"
-		echo "systemtap scripts run only on the kernels STAP_KERNELS names (STAP_KERNELS=\"$STAP_KERNELS\":${stap_versions:- none}): Debian 12's systemtap 4.8 builds no modules for Linux 6.12 (see the README's Kernels section)" >"$OUT/stap/$v.skip"
+		echo "systemtap scripts run only on the kernels STAP_KERNELS names (STAP_KERNELS=\"$STAP_KERNELS\":${stap_versions:- none}): Debian 12's systemtap 4.8 builds no modules for Linux 6.12 (see docs/kernels.md)" >"$OUT/stap/$v.skip"
 		;;
 	esac
 done
