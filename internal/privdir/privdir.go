@@ -59,7 +59,7 @@ func trusted(uid uint32) bool {
 // symlinks resolved, the path to use from then on (a symlink on the way
 // may be anyone's; what it resolved to is checked).
 func Check(dir string) (string, error) {
-	real, open, err := walk(dir)
+	real, open, err := walk(dir, false)
 	if err != nil {
 		return "", err
 	}
@@ -71,8 +71,9 @@ func Check(dir string) (string, error) {
 
 // walk resolves dir and checks it and each directory above it, from the
 // root down. open reports that dir alone fails, by being writable by
-// group or others.
-func walk(dir string) (real string, open bool, err error) {
+// group or others; with above, dir is checked as a directory above one
+// (a sticky one of root's may be writable by all).
+func walk(dir string, above bool) (real string, open bool, err error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return "", false, err
@@ -92,6 +93,7 @@ func walk(dir string) (real string, open bool, err error) {
 			return "", false, &os.PathError{Op: "lstat", Path: path, Err: err}
 		}
 		last := i == len(parts)
+		sticky := st.Mode&unix.S_ISVTX != 0 && st.Uid == 0
 		switch {
 		case st.Mode&unix.S_IFMT != unix.S_IFDIR:
 			// A symlink here was put there after EvalSymlinks.
@@ -99,9 +101,9 @@ func walk(dir string) (real string, open bool, err error) {
 		case !trusted(st.Uid):
 			return "", false, refuse(path, "owned by uid %d", st.Uid)
 		case st.Mode&0o022 == 0:
-		case last:
+		case last && !above:
 			open = true
-		case st.Mode&unix.S_ISVTX != 0 && st.Uid == 0:
+		case sticky:
 			// Sticky and root's: the next directory, checked to be
 			// trusted, cannot be renamed or removed by others.
 		default:
@@ -120,10 +122,28 @@ func walk(dir string) (real string, open bool, err error) {
 // is made 0700 first: nothing in it can come from others, and once it is
 // 0700 nothing can be added. One that already holds entries is refused.
 func Make(dir string) (string, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	// What is missing is made only under a directory that passes: root
+	// makes nothing in a place others control.
+	abs, err := filepath.Abs(dir)
+	if err != nil {
 		return "", err
 	}
-	real, open, err := walk(dir)
+	existing := abs
+	for {
+		if _, err := os.Lstat(existing); err == nil || existing == "/" {
+			break
+		}
+		existing = filepath.Dir(existing)
+	}
+	if existing != abs {
+		if _, _, err := walk(existing, true); err != nil {
+			return "", err
+		}
+	}
+	if err := os.MkdirAll(abs, 0o700); err != nil {
+		return "", err
+	}
+	real, open, err := walk(abs, false)
 	if err != nil || !open {
 		return real, err
 	}

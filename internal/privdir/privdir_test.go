@@ -156,7 +156,7 @@ func TestMake(t *testing.T) {
 		{"empty and writable by all: closed", []step{mkdir("c", 0o777, 0)}, "c", "", 0o700},
 		{"writable by all, with an entry", []step{mkdir("c", 0o777, 0), file("c/x.bpf.o", 0o644, other)}, "c", "holds 1 entries", 0o700},
 		{"owned by another user: untouched", []step{mkdir("c", 0o777, other)}, "c", "owned by uid 65534", 0o777},
-		{"under a directory writable by all", []step{mkdir("p", 0o777, 0)}, "p/c", "not sticky", 0o700},
+		{"under a sticky root directory", []step{mkdir("p", os.ModeSticky|0o777, 0)}, "p/c", "", 0o700},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			base := build(t, c.steps)
@@ -169,6 +169,30 @@ func TestMake(t *testing.T) {
 			}
 			if fi.Mode().Perm() != c.wantMode {
 				t.Errorf("mode %v, want %v", fi.Mode().Perm(), c.wantMode)
+			}
+		})
+	}
+}
+
+// TestMakeCreatesNothingUnderOthers: a missing directory below one that is
+// not private is refused before anything is made.
+func TestMakeCreatesNothingUnderOthers(t *testing.T) {
+	testkit.RequireRoot(t)
+	for _, c := range []struct {
+		name  string
+		steps []step
+		want  string
+	}{
+		{"writable by all", []step{mkdir("p", 0o777, 0)}, "not sticky"},
+		{"another user's", []step{mkdir("p", 0o755, other)}, "owned by uid 65534"},
+		{"sticky, another user's", []step{mkdir("p", os.ModeSticky|0o777, other)}, "owned by uid 65534"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			base := build(t, c.steps)
+			_, err := Make(filepath.Join(base, "p", "a", "c"))
+			check(t, err, c.want)
+			if entries, _ := os.ReadDir(filepath.Join(base, "p")); len(entries) != 0 {
+				t.Errorf("made %v", entries)
 			}
 		})
 	}
