@@ -3,6 +3,8 @@ package bcc
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +15,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/probe-exporter/probe_exporter/internal/privdir"
 )
 
 // Translator runs the translation. Clang is used for the AST pass.
@@ -23,7 +27,9 @@ type Translator struct {
 	// (-target bpf, -D__TARGET_ARCH_x86, -I with vmlinux.h's directory).
 	Args []string
 	// PCH is the path of the precompiled prelude (vmlinux.h and libbpf's
-	// headers), built on first use; it must sit next to vmlinux.h's BTF.
+	// headers), built on first use; it must sit next to vmlinux.h's BTF,
+	// in a private directory (internal/privdir), where the AST pass keeps
+	// its files too.
 	PCH string
 	// TraceFS is where tracepoint formats are read (/sys/kernel/tracing).
 	TraceFS string
@@ -65,7 +71,7 @@ func (t *Translator) Translate(ctx context.Context, src Source) (*Result, error)
 		root, diags, err := t.dump(ctx, full)
 		if err == nil && round == 0 && stalePCH(diags) {
 			// Built by another clang: build it again.
-			os.Remove(t.PCH)
+			os.Remove(t.PCH + ".sum")
 			if err := t.ensurePCH(ctx); err != nil {
 				return nil, err
 			}
@@ -200,7 +206,7 @@ var diagRE = regexp.MustCompile(`^([^:\n]+):(\d+):(\d+): (error|warning|fatal er
 
 // dump runs clang's AST dump of code with the precompiled prelude.
 func (t *Translator) dump(ctx context.Context, code string) (*node, []diag, error) {
-	dir, err := os.MkdirTemp("", "bcc-ast")
+	dir, err := os.MkdirTemp(filepath.Dir(t.PCH), ".ast-")
 	if err != nil {
 		return nil, nil, err
 	}
@@ -249,21 +255,42 @@ func (t *Translator) dump(ctx context.Context, code string) (*node, []diag, erro
 	return &root, diags, nil
 }
 
-// ensurePCH precompiles the prelude headers once.
+// ensurePCH precompiles the prelude headers once. The header is written
+// beside the PCH (clang checks it when loading the PCH) only when missing
+// or different, and the PCH is built in a fresh directory and moved in
+// with a record of what it was made from (privdir.PublishEntry); one that
+// does not match its record is built again.
 func (t *Translator) ensurePCH(ctx context.Context) error {
-	if _, err := os.Stat(t.PCH); err == nil {
+	key := t.pchKey()
+	hdr := strings.TrimSuffix(t.PCH, ".pch")
+	if have, err := privdir.ReadFile(hdr, int64(len(pchHeaders))+1); err != nil || string(have) != pchHeaders {
+		if err := privdir.WriteFile(hdr, []byte(pchHeaders)); err != nil {
+			return fmt.Errorf("bcc prelude: %w", err)
+		}
+	} else if privdir.VerifyEntry(t.PCH, key) == nil {
 		return nil
 	}
-	hdr := strings.TrimSuffix(t.PCH, ".pch")
-	if err := os.WriteFile(hdr, []byte(pchHeaders), 0o600); err != nil {
+	build, err := os.MkdirTemp(filepath.Dir(t.PCH), ".pch-")
+	if err != nil {
 		return fmt.Errorf("bcc prelude: %w", err)
 	}
-	args := append(append([]string{}, t.Args...), "-x", "c-header", hdr, "-o", t.PCH+".tmp")
-	out, err := exec.CommandContext(ctx, t.Clang, args...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("precompiling the bcc prelude: %w: %s", err, tailLines(string(out), 10))
+	defer os.RemoveAll(build)
+	out := filepath.Join(build, filepath.Base(t.PCH))
+	args := append(append([]string{}, t.Args...), "-x", "c-header", hdr, "-o", out)
+	if b, err := exec.CommandContext(ctx, t.Clang, args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("precompiling the bcc prelude: %w: %s", err, tailLines(string(b), 10))
 	}
-	return os.Rename(t.PCH+".tmp", t.PCH)
+	if err := privdir.PublishEntry(out, t.PCH, key); err != nil {
+		return fmt.Errorf("bcc prelude: %w", err)
+	}
+	return nil
+}
+
+// pchKey is what the PCH is made from: the prelude, the clang and its
+// arguments.
+func (t *Translator) pchKey() string {
+	sum := sha256.Sum256([]byte(pchHeaders + "\x00" + t.Clang + "\x00" + strings.Join(t.Args, "\x00")))
+	return hex.EncodeToString(sum[:])
 }
 
 func tailLines(s string, n int) string {

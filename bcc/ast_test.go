@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/probe-exporter/probe_exporter/internal/privdir"
 )
 
 // testTranslator is a Translator against the running kernel's BTF, with
@@ -78,20 +80,51 @@ func compileAndLoad(t *testing.T, tr *Translator, code string) {
 	coll.Close()
 }
 
-// TestTranslateRebuildsStalePCH: a precompiled prelude clang refuses (from
-// another clang, or damaged) is built again.
+// TestTranslateRebuildsStalePCH: a precompiled prelude clang refuses
+// (from another clang, or damaged, its record intact), one that does not
+// match its record, and names planted where it is kept (a symlink to a
+// root-only file) are built again, never followed.
 func TestTranslateRebuildsStalePCH(t *testing.T) {
-	tr := testTranslator(t)
-	tr.PCH = filepath.Join(t.TempDir(), "bcc-prelude.h.pch")
-	if err := os.WriteFile(tr.PCH, []byte("not a precompiled header"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	res, err := tr.Translate(context.Background(), Source{Config: "t", Code: "BPF_HASH(h);\nint kprobe__f(struct pt_regs *ctx) { u64 k = 1; h.increment(k); return 0; }\n"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(res.Code, `SEC("kprobe/f") int kprobe__f`) {
-		t.Errorf("translation:\n%s", res.Code)
+	for _, c := range []struct {
+		name  string
+		plant func(t *testing.T, tr *Translator, secret string)
+	}{
+		{"refused by clang", func(t *testing.T, tr *Translator, secret string) {
+			privdir.WriteFile(strings.TrimSuffix(tr.PCH, ".pch"), []byte(pchHeaders))
+			privdir.WriteEntry(tr.PCH, tr.pchKey(), []byte("not a precompiled header"))
+		}},
+		{"no record", func(t *testing.T, tr *Translator, secret string) {
+			os.WriteFile(tr.PCH, []byte("not a precompiled header"), 0o600)
+		}},
+		{"symlinks to a secret", func(t *testing.T, tr *Translator, secret string) {
+			os.Symlink(secret, tr.PCH)
+			os.Symlink(secret, tr.PCH+".tmp")
+			os.Symlink(secret, strings.TrimSuffix(tr.PCH, ".pch"))
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tr := testTranslator(t)
+			dir := t.TempDir()
+			tr.PCH = filepath.Join(dir, "bcc-prelude.h.pch")
+			secret := filepath.Join(dir, "secret")
+			if err := os.WriteFile(secret, []byte("secret\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			c.plant(t, tr, secret)
+			res, err := tr.Translate(context.Background(), Source{Config: "t", Code: "BPF_HASH(h);\nint kprobe__f(struct pt_regs *ctx) { u64 k = 1; h.increment(k); return 0; }\n"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(res.Code, `SEC("kprobe/f") int kprobe__f`) {
+				t.Errorf("translation:\n%s", res.Code)
+			}
+			if b, err := os.ReadFile(secret); err != nil || string(b) != "secret\n" {
+				t.Errorf("the secret became %.40q (%v)", b, err)
+			}
+			if err := privdir.VerifyEntry(tr.PCH, tr.pchKey()); err != nil {
+				t.Errorf("the PCH was not made again: %v", err)
+			}
+		})
 	}
 }
 

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	"github.com/probe-exporter/probe_exporter/bcc"
 	"github.com/probe-exporter/probe_exporter/config"
 	toolchain "github.com/probe-exporter/probe_exporter/internal/clang"
+	"github.com/probe-exporter/probe_exporter/internal/privdir"
 )
 
 // bccVersion changes the translation cache key when the translator's
@@ -29,7 +29,7 @@ const bccVersion = "bcc-2"
 // left out because the running kernel lacks what they use. The translated
 // C is kept in the cache directory and logged, so users can read and keep
 // it.
-func (c *Compiler) translateBCC(ctx context.Context, hdr string, cfg config.Config) (string, map[string]error, []string, error) {
+func (c *Compiler) translateBCC(ctx context.Context, dir, hdr string, cfg config.Config) (string, map[string]error, []string, error) {
 	if !bcc.IsBCC(cfg.Code) {
 		return cfg.Code, nil, nil, nil
 	}
@@ -39,9 +39,11 @@ func (c *Compiler) translateBCC(ctx context.Context, hdr string, cfg config.Conf
 	}
 	probes, _ := json.Marshal(src.Probes)
 	sum := sha256.Sum256([]byte(bccVersion + "\x00" + cfg.Name + "\x00" + cfg.Code + "\x00" + strings.Join(cfg.Cflags, "\x00") + "\x00" + string(probes) + "\x00" + btfID(hdr) + "\x00" + fmt.Sprint(src.PIDKeys)))
-	base := filepath.Join(c.CacheDir, cfg.Name+"-"+hex.EncodeToString(sum[:8])+".bcc")
-	code, meta, err := c.cachedTranslation(base)
+	key := hex.EncodeToString(sum[:])
+	base := filepath.Join(dir, cfg.Name+"-"+key[:16]+".bcc")
+	code, meta, err := c.cachedTranslation(base, key)
 	if err != nil {
+		c.rejected(base+".json", err)
 		clang, err := c.clang()
 		if err != nil {
 			return "", nil, nil, err
@@ -62,13 +64,13 @@ func (c *Compiler) translateBCC(ctx context.Context, hdr string, cfg config.Conf
 			meta.Dropped[f] = e.Error()
 		}
 		data, _ := json.Marshal(meta)
-		// The C first, then what marks it complete; both whole, as other
-		// exporters may share the cache.
-		if err := writeAtomic(base+".c", []byte(code)); err != nil {
-			return "", nil, nil, err
+		// The C first, then what marks it complete; both whole and
+		// recorded, as other exporters may share the cache.
+		if err := privdir.WriteEntry(base+".c", key, []byte(code)); err != nil {
+			return "", nil, nil, fmt.Errorf("compiler cache: %w", err)
 		}
-		if err := writeAtomic(base+".json", data); err != nil {
-			return "", nil, nil, err
+		if err := privdir.WriteEntry(base+".json", key, data); err != nil {
+			return "", nil, nil, fmt.Errorf("compiler cache: %w", err)
 		}
 	}
 	level := slog.LevelDebug
@@ -95,27 +97,24 @@ type translationMeta struct {
 	PIDMaps []string          `json:"pid_maps"`
 }
 
-func writeAtomic(path string, data []byte) error {
-	if err := os.WriteFile(path+".tmp", data, 0o600); err != nil {
-		return fmt.Errorf("compiler cache: %w", err)
-	}
-	if err := os.Rename(path+".tmp", path); err != nil {
-		return fmt.Errorf("compiler cache: %w", err)
-	}
-	return nil
-}
+// maxTranslation bounds what is read back from the cache as a
+// translation or its record.
+const maxTranslation = 16 << 20
 
-func (c *Compiler) cachedTranslation(base string) (string, translationMeta, error) {
+func (c *Compiler) cachedTranslation(base, key string) (string, translationMeta, error) {
 	var meta translationMeta
-	data, err := os.ReadFile(base + ".json")
+	data, err := privdir.ReadEntry(base+".json", key, maxTranslation)
 	if err != nil {
 		return "", meta, err
 	}
-	code, err := os.ReadFile(base + ".c")
+	code, err := privdir.ReadEntry(base+".c", key, maxTranslation)
 	if err != nil {
 		return "", meta, err
 	}
-	return string(code), meta, json.Unmarshal(data, &meta)
+	if err := json.Unmarshal(data, &meta); err != nil {
+		return "", meta, fmt.Errorf("%s: %w: %w", base+".json", privdir.ErrBadEntry, err)
+	}
+	return string(code), meta, nil
 }
 
 // pidKeys reports whether a bcc config gets ebpf-userspace-exporter's

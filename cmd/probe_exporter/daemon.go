@@ -57,6 +57,7 @@ func newDaemon(ctx context.Context, f *flags, logger *slog.Logger) (*daemon, err
 	}
 	compiler := loader.NewCompiler(f.cacheDir)
 	compiler.Logger, compiler.ShowTranslated = logger, f.debug
+	g.Add("compiler", compiler)
 	var kernelTypes *btf.Spec
 	if f.btfPath != "" {
 		spec, err := btf.LoadSpec(f.btfPath)

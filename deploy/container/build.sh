@@ -48,9 +48,12 @@ rootfs() {
 	printf 'root:x:0:\nnogroup:x:65534:\n' >"$r/etc/group"
 	chmod 0644 "$r/etc/passwd" "$r/etc/group"
 	# Mount points: the runtime's /proc, /sys and /dev, the DaemonSet's
-	# emptyDir /tmp, and ConfigMaps for configs and scripts.
+	# emptyDir /tmp and compiler cache, and ConfigMaps for configs and
+	# scripts. Without a volume the cache is the image's: root's, 0700.
 	mkdir -p "$r/proc" "$r/sys" "$r/dev" "$r/etc/probe_exporter/configs" "$r/etc/probe_exporter/scripts"
 	install -d -m 1777 "$r/tmp"
+	install -d -m 0755 "$r/var" "$r/var/cache"
+	install -d -m 0700 "$r/var/cache/probe_exporter"
 	echo "$r"
 }
 

@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+
+	"github.com/probe-exporter/probe_exporter/internal/privdir"
 )
 
 // Look finds a tool: the configured path or name, else name, in PATH.
@@ -63,23 +65,32 @@ func Compile(ctx context.Context, clang, src, out string, includes, cflags []str
 	return buf.String(), nil
 }
 
-// VmlinuxH writes the C types of the BTF at btfPath (the kernel's is
-// /sys/kernel/btf/vmlinux) to hdr, whole or not at all.
-func VmlinuxH(ctx context.Context, bpftool, btfPath, hdr string) error {
+// VmlinuxHeader is the C of the types of the BTF at btfPath (the
+// kernel's is /sys/kernel/btf/vmlinux), as bpftool dumps it.
+func VmlinuxHeader(ctx context.Context, bpftool, btfPath string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, bpftool, "btf", "dump", "file", btfPath, "format", "c")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	data, err := cmd.Output()
 	if err != nil {
-		return fmt.Errorf("bpftool btf dump: %w: %s", err, Tail(stderr.String(), 5))
+		return nil, fmt.Errorf("bpftool btf dump: %w: %s", err, Tail(stderr.String(), 5))
+	}
+	return data, nil
+}
+
+// VmlinuxH writes VmlinuxHeader to hdr, whole or not at all: under a
+// fresh name in hdr's directory, made with O_EXCL|O_NOFOLLOW, renamed over
+// hdr, so no name found there (a symlink at hdr or at an older temporary
+// name) is ever written through. hdr's directory is made 0700 if missing.
+func VmlinuxH(ctx context.Context, bpftool, btfPath, hdr string) error {
+	data, err := VmlinuxHeader(ctx, bpftool, btfPath)
+	if err != nil {
+		return err
 	}
 	if err := os.MkdirAll(filepath.Dir(hdr), 0o700); err != nil {
 		return err
 	}
-	if err := os.WriteFile(hdr+".tmp", data, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(hdr+".tmp", hdr)
+	return privdir.WriteFile(hdr, data)
 }
 
 // Tail is the last n lines of s.
