@@ -5,14 +5,17 @@ import (
 	"debug/elf"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
+	"github.com/probe-exporter/probe_exporter/internal/privdir"
 	"golang.org/x/sys/unix"
 )
 
@@ -123,20 +126,59 @@ func (s *script) stapOutputPaths() []string {
 // scrapeStap transcribes the module's __prometheus file (reading it runs
 // the script's probe prometheus), fixing escapes the text format lacks.
 func (s *script) scrapeStap() ([]byte, error) {
-	for _, p := range s.stapOutputPaths() {
-		data, err := os.ReadFile(p)
+	paths := s.stapOutputPaths()
+	for i, p := range paths {
+		var data []byte
+		var err error
+		if i == 0 {
+			// procfs: the kernel's, as the module made it.
+			data, err = readCapped(p, s.opts.MaxOutput)
+		} else {
+			data, err = readPrivate(p, s.opts.MaxOutput)
+		}
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {
 			return nil, fmt.Errorf("reading %s: %w", p, err)
 		}
-		if len(data) > s.opts.MaxOutput {
-			return nil, fmt.Errorf("%s: output of %d bytes is over the %d-byte limit", p, len(data), s.opts.MaxOutput)
-		}
 		return fixEscapes(data), nil
 	}
 	return nil, errStarting
+}
+
+// readCapped reads at most max bytes of path, without blocking on a FIFO.
+func readCapped(path string, max int) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, int64(max)+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > max {
+		return nil, fmt.Errorf("output over the %d-byte limit", max)
+	}
+	return data, nil
+}
+
+// readPrivate reads the BPF runtime's output under /var/tmp, a directory
+// every user can write: the directories holding it must be root's and
+// writable by no one else (another user may have made
+// /var/tmp/systemtap-root first), and the file a regular one of root's,
+// not a link, read within max bytes.
+func readPrivate(path string, max int) ([]byte, error) {
+	dir := filepath.Dir(path)
+	if _, err := os.Lstat(dir); err != nil {
+		return nil, err
+	}
+	real, err := privdir.Check(dir)
+	if err != nil {
+		return nil, err
+	}
+	return privdir.ReadFile(filepath.Join(real, filepath.Base(path)), int64(max))
 }
 
 // stapModuleLoaded reports whether the script's module is in
