@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/probe-exporter/probe_exporter/config"
-	"github.com/probe-exporter/probe_exporter/internal/bpftest"
 	"github.com/probe-exporter/probe_exporter/internal/procfs"
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 	"github.com/probe-exporter/probe_exporter/loader"
 	"github.com/probe-exporter/probe_exporter/targets"
 )
@@ -180,7 +180,7 @@ func TestAttach(t *testing.T) {
 	// attach points (as v1-layout configs are), and one per named file.
 	objects := map[string][]byte{}
 	for i, sec := range []string{"uprobe", "uprobe/" + bin + ":work", "uretprobe/" + other + ":work"} {
-		data, err := os.ReadFile(bpftest.Compile(t, fmt.Sprintf(countC, sec), dir, "count"+strconv.Itoa(i)))
+		data, err := os.ReadFile(testkit.CompileBPF(t, fmt.Sprintf(countC, sec), dir, "count"+strconv.Itoa(i)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -374,7 +374,7 @@ func TestAttachUSDT(t *testing.T) {
 		t.Skip("clang is needed to compile the BPF program")
 	}
 	dir := t.TempDir()
-	object, err := os.ReadFile(bpftest.Compile(t, fmt.Sprintf(countC, "usdt"), dir, "count"))
+	object, err := os.ReadFile(testkit.CompileBPF(t, fmt.Sprintf(countC, "usdt"), dir, "count"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -424,7 +424,7 @@ func TestAttachErrors(t *testing.T) {
 	if _, err := exec.LookPath("clang"); err != nil {
 		t.Skip("clang is needed to compile the BPF program")
 	}
-	object, err := os.ReadFile(bpftest.Compile(t, fmt.Sprintf(countC, "uprobe"), t.TempDir(), "count"))
+	object, err := os.ReadFile(testkit.CompileBPF(t, fmt.Sprintf(countC, "uprobe"), t.TempDir(), "count"))
 	if err != nil {
 		t.Fatal(err)
 	}

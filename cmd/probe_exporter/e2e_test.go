@@ -18,7 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/probe-exporter/probe_exporter/internal/bpftest"
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
 
 // The test binary doubles as a workload: with PROBE_E2E_COMM set it names
@@ -270,7 +270,7 @@ const kprobeYAML = `metrics:
 
 func writeConfig(t *testing.T, dir, name, src, yaml string) {
 	t.Helper()
-	bpftest.Compile(t, src, dir, name)
+	testkit.CompileBPF(t, src, dir, name)
 	if err := os.WriteFile(filepath.Join(dir, name+".yaml"), []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/probe-exporter/probe_exporter/internal/bpftest"
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
 
 // stapPort is the port TestKernelStap's exporter listens on: systemtap
@@ -185,7 +185,7 @@ func stapioOf(module string) int {
 // with the modules test/kernels/run.sh compiled on the host, which the
 // exporter loads with staprun as it does any MODULE.ko stap -m left.
 func TestKernelStap(t *testing.T) {
-	if os.Getenv(bpftest.PrepareEnv) != "" {
+	if os.Getenv(testkit.PrepareEnv) != "" {
 		t.Skip("no BPF objects to prepare: test/kernels/run.sh compiles the systemtap modules itself")
 	}
 	if why := stapSkip(); why != "" {

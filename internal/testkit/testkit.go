@@ -1,12 +1,11 @@
 // Package testkit holds the helpers the tests of every package share:
-// waiting for a condition, HTTP fetches, requirements (root, tools) and an
-// unprivileged local user to attack the exporter with. It is imported by
-// tests only.
+// waiting for a condition, HTTP fetches, requirements (root, tools),
+// building C programs and the worker program, compiling BPF C against the
+// running kernel, network namespaces, and an unprivileged local user to
+// attack the exporter with. It is imported by tests only.
 package testkit
 
 import (
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"testing"
@@ -28,24 +27,8 @@ func Eventually(t testing.TB, what string, cond func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-// Get fetches url and returns the status, headers and body; a transport
-// error fails the test.
-func Get(t testing.TB, url string) (int, http.Header, string) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("reading %s: %v", url, err)
-	}
-	return resp.StatusCode, resp.Header, string(b)
 }
 
 // RequireRoot skips the test unless it runs as root.
