@@ -13,7 +13,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/probe-exporter/probe_exporter/config"
 	"github.com/probe-exporter/probe_exporter/internal/procfs"
@@ -128,16 +127,6 @@ func (d *dropped) count(pid int) int {
 	return d.pids[pid]
 }
 
-// poll waits up to a minute (the machine may be loaded) for cond.
-func poll(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(60 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 60s", what)
-		}
-	}
-}
-
 // attached reports whether the attacher placed prog's probes for pid.
 func (a *Attacher) attached(prog *loader.Program, pid int) bool {
 	a.mu.Lock()
@@ -247,14 +236,14 @@ func TestAttach(t *testing.T) {
 				want int
 			}{{before, tc.before}, {unselected, tc.others}} {
 				if sel != nil && wk.want > 0 {
-					poll(t, "attaching to a running worker", func() bool { return a.attached(prog, wk.w.pid()) })
+					testkit.Eventually(t, "attaching to a running worker", func() bool { return a.attached(prog, wk.w.pid()) })
 				}
 			}
 			after := startWorker(t, bin, tc.args...)
 			if sel != nil && sel.Cmdline != "" {
 				// Only userspace selects by command line, once it
 				// reads the exec event.
-				poll(t, "attaching to the new worker", func() bool { return a.attached(prog, after.pid()) })
+				testkit.Eventually(t, "attaching to the new worker", func() bool { return a.attached(prog, after.pid()) })
 			}
 			before.call(t, 5)
 			after.call(t, 4)
@@ -273,7 +262,7 @@ func TestAttach(t *testing.T) {
 			if sel != nil && tc.before > 0 {
 				pid := before.pid()
 				before.stop()
-				poll(t, "dropping the exited worker's series", func() bool { return drops.count(pid) > 0 })
+				testkit.Eventually(t, "dropping the exited worker's series", func() bool { return drops.count(pid) > 0 })
 				if a.attached(prog, pid) {
 					t.Errorf("exited worker %d still attached", pid)
 				}
@@ -404,7 +393,7 @@ func TestAttachUSDT(t *testing.T) {
 	if prog.Err != nil {
 		t.Fatal(prog.Err)
 	}
-	poll(t, "attaching to the interpreter", func() bool { return a.attached(prog, selected.pid()) })
+	testkit.Eventually(t, "attaching to the interpreter", func() bool { return a.attached(prog, selected.pid()) })
 	selected.call(t, 7)
 	other.call(t, 2)
 	for _, c := range []struct {
