@@ -1,6 +1,7 @@
 package testkit
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -32,28 +33,37 @@ func Get(t testing.TB, url string) (int, http.Header, string) {
 // decompressed); a transport error fails the test.
 func Do(t testing.TB, req *http.Request) (int, http.Header, []byte) {
 	t.Helper()
-	resp, err := client.Do(req)
+	code, header, body, err := TryDo(req)
 	if err != nil {
-		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("reading %s: %v", req.URL, err)
-	}
-	return resp.StatusCode, resp.Header, b
+	return code, header, body
 }
 
 // TryGet fetches url for a test that polls a server which may not answer
 // yet: a transport error is returned, not a failure.
 func TryGet(url string) (int, string, error) {
-	resp, err := client.Get(url)
+	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
 		return 0, "", err
 	}
+	code, _, body, err := TryDo(req)
+	return code, string(body), err
+}
+
+// TryDo is Do returning the error, for a poll or a goroutine of the test
+// (which must not end the test itself).
+func TryDo(req *http.Request) (int, http.Header, []byte, error) {
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, nil, nil, fmt.Errorf("%s %s: %w", req.Method, req.URL, err)
+	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b), err
+	if err != nil {
+		return resp.StatusCode, resp.Header, b, fmt.Errorf("reading %s: %w", req.URL, err)
+	}
+	return resp.StatusCode, resp.Header, b, nil
 }
 
 // FreePort returns a loopback address (host:port) free at the time of the

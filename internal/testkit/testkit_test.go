@@ -40,7 +40,7 @@ func TestBuildC(t *testing.T) {
 // what gcc said.
 func TestBuildCError(t *testing.T) {
 	RequireTools(t, "gcc")
-	if _, err := compileC("int main(void) { return x; }\n", nil); err == nil || !strings.Contains(err.Error(), "undeclared") {
+	if _, err := compileC([]string{"int main(void) { return x; }\n"}, nil); err == nil || !strings.Contains(err.Error(), "undeclared") {
 		t.Fatalf("compiling a wrong program: %v", err)
 	}
 }
