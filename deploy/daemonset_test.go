@@ -340,9 +340,7 @@ func (p *pod) metric(t *testing.T, re string, want func(float64) bool) float64 {
 // the scripts of the ConfigMap run, and the exporter keeps only what the
 // features it was started with need.
 func TestDaemonSetSecurityContext(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
+	testkit.RequireRoot(t)
 	ds, err := DaemonSet("kubernetes/daemonset.yaml")
 	if err != nil {
 		t.Fatal(err)

@@ -21,9 +21,7 @@ import (
 // mode) and ulimits no higher than root's own (root lacks
 // CAP_SYS_RESOURCE); the host network stands in for the pod's.
 func TestPodmanImage(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
+	testkit.RequireRoot(t)
 	for _, tool := range []string{"podman", "buildah", "runc"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("%s is not installed (make image installs podman and buildah; runc is Debian's runc)", tool)

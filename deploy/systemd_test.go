@@ -37,9 +37,7 @@ func unit(t *testing.T, path string) map[string]string {
 // host process exactly, a bpftrace script runs. (ProtectSystem and the
 // other sandboxing settings are systemd's and not reproduced.)
 func TestSystemdUnit(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
+	testkit.RequireRoot(t)
 	u := unit(t, "systemd/probe_exporter.service")
 	if u["User"] != "" {
 		t.Fatalf("the unit runs as %s: the exporter starts as root", u["User"])

@@ -84,9 +84,7 @@ func share(stacks map[string]uint64, want string, within ...string) (float64, ui
 // and returns its root-first stacks, ";"-joined.
 func perfStacks(t *testing.T, bin string, args ...string) map[string]uint64 {
 	t.Helper()
-	if _, err := exec.LookPath("perf"); err != nil {
-		t.Skip("Linux perf (Debian's linux-perf) is needed for the reference stacks")
-	}
+	testkit.RequireTools(t, "perf")
 	data := filepath.Join(t.TempDir(), "perf.data")
 	rec := exec.Command("perf", append([]string{"record", "-q", "-e", "cpu-clock", "-F", "999", "--call-graph", "dwarf", "-o", data, bin}, args...)...)
 	if out, err := rec.CombinedOutput(); err != nil {

@@ -23,12 +23,8 @@ func workload(t *testing.T, name string) string {
 }
 
 func needBpftrace(t *testing.T) {
-	if _, err := exec.LookPath("bpftrace"); err != nil {
-		t.Skip("bpftrace is not installed")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("bpftrace needs root")
-	}
+	testkit.RequireTools(t, "bpftrace")
+	testkit.RequireRoot(t)
 }
 
 func TestBpftraceSyscalls(t *testing.T) {

@@ -343,9 +343,7 @@ func TestStap(t *testing.T) {
 // build or load modules (this machine's kernel has no module support) the
 // request answers 500 with stap's reason, and the test skips with it.
 func TestRealStap(t *testing.T) {
-	if _, err := exec.LookPath("stap"); err != nil {
-		t.Skip("systemtap is not installed")
-	}
+	testkit.RequireTools(t, "stap")
 	dir := t.TempDir()
 	writeScript(t, dir, "example.stp", "global arr%\nprobe syscall.read { arr[tid(), cpu()]++ }\nprobe prometheus { @prometheus_dump_array2(arr, \"count\", \"tid\", \"cpu\") }\n", false)
 	_, srv := serve(t, Options{Dir: dir, StartWait: 20 * time.Second})

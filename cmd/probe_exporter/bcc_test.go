@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
 
 // bccGCConfig is ebpf-userspace-exporter's gc_total example as its README
@@ -262,9 +264,7 @@ const bccBioConfig = `programs:
 
 func needClang(t *testing.T) {
 	t.Helper()
-	if _, err := exec.LookPath("clang"); err != nil {
-		t.Skip("inline code needs clang")
-	}
+	testkit.RequireTools(t, "clang")
 }
 
 // TestBCCPythonGC runs ebpf-userspace-exporter's gc_total example, its bcc

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
 
 // The test program: work(i) is called n times and returns 2i; a USDT
@@ -167,24 +169,6 @@ func startDemo(t *testing.T, argv ...string) *demoProc {
 	return d
 }
 
-func buildDemo(t *testing.T, dir, name string) string {
-	t.Helper()
-	if _, err := exec.LookPath("gcc"); err != nil {
-		t.Skip("gcc is needed to build the test program")
-	}
-	os.WriteFile(filepath.Join(dir, "main.c"), []byte(demoMain), 0o644)
-	os.WriteFile(filepath.Join(dir, "plain.c"), []byte(demoPlain), 0o644)
-	bin := filepath.Join(dir, name)
-	out, err := exec.Command("gcc", "-O1", "-o", bin, filepath.Join(dir, "main.c"), filepath.Join(dir, "plain.c")).CombinedOutput()
-	if err != nil {
-		if strings.Contains(string(out), "sdt.h") {
-			t.Skipf("sys/sdt.h is missing (Debian's systemtap-sdt-dev): %s", out)
-		}
-		t.Fatalf("gcc: %v\n%s", err, out)
-	}
-	return bin
-}
-
 func demoValue(t *testing.T, addr, line string) float64 {
 	i := strings.LastIndex(line, " ")
 	for _, l := range series(t, addr, line[:i+1]) {
@@ -199,12 +183,12 @@ func demoValue(t *testing.T, addr, line string) float64 {
 // started after the exporter, then on a copy of it in a mount namespace of
 // its own, at a path that exists only there.
 func TestUserspaceProbes(t *testing.T) {
-	if _, err := exec.LookPath("clang"); err != nil {
-		t.Skip("inline code needs clang")
-	}
+	testkit.RequireTools(t, "clang")
 	dir := t.TempDir()
 	name := "demo" + strconv.Itoa(os.Getpid()%100000)
-	bin := buildDemo(t, dir, name)
+	testkit.RequireCHeader(t, "sys/sdt.h", "systemtap-sdt-dev")
+	bin := filepath.Join(t.TempDir(), name)
+	testkit.BuildCAt(t, bin, []string{demoMain, demoPlain}, "-O1")
 	os.WriteFile(filepath.Join(dir, "demo.yaml"), []byte(fmt.Sprintf(demoConfig, name)), 0o644)
 	addr := exporter(t, "--config.dir="+dir, "--config.names=demo", "--config.strict")
 
@@ -254,9 +238,7 @@ func TestUserspaceProbes(t *testing.T) {
 	}
 
 	// A mount namespace where the binary lives at a path the host lacks.
-	if _, err := exec.LookPath("unshare"); err != nil {
-		t.Skip("unshare (util-linux) is needed for the namespace case")
-	}
+	testkit.RequireTools(t, "unshare")
 	nsdir := "/run/probe-exporter-ns-" + strconv.Itoa(os.Getpid())
 	os.MkdirAll(nsdir, 0o755)
 	defer os.RemoveAll(nsdir)

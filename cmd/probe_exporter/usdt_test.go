@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
 
 // gcConfig is ebpf-userspace-exporter's gunicorn GC example, for python3.11, in libbpf
@@ -126,9 +128,7 @@ func TestPythonGC(t *testing.T) {
 	if _, err := os.Stat(python); err != nil {
 		t.Skip("Debian's python3.11 is not installed")
 	}
-	if _, err := exec.LookPath("clang"); err != nil {
-		t.Skip("inline code needs clang")
-	}
+	testkit.RequireTools(t, "clang")
 	dir := t.TempDir()
 	// A copy with a name of its own, so that only the test's Pythons match.
 	bin := filepath.Join(dir, "pygc"+strconv.Itoa(os.Getpid()%10000))

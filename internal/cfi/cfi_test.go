@@ -20,9 +20,7 @@ const leafMidC = "#include <stdio.h>\n__attribute__((noinline)) long leaf(long n
 // (readelf -wF) with the row Find gives for its address, for libc and for
 // a program built with -O2 and with frame pointers.
 func TestAgainstReadelf(t *testing.T) {
-	if _, err := exec.LookPath("readelf"); err != nil {
-		t.Skip("readelf (binutils) is needed")
-	}
+	testkit.RequireTools(t, "readelf")
 	files := []string{"/lib/x86_64-linux-gnu/libc.so.6"}
 	if _, err := exec.LookPath("gcc"); err == nil {
 		for _, flags := range [][]string{{"-O2"}, {"-O0", "-fno-omit-frame-pointer"}} {

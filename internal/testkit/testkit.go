@@ -22,13 +22,31 @@ const WaitLimit = 60 * time.Second
 // awaited if it does not within WaitLimit.
 func Eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(WaitLimit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
+	EventuallyWithin(t, what, WaitLimit, cond)
+}
+
+// EventuallyWithin is Eventually for a wait known to take longer than
+// WaitLimit on a slow machine (compiling a kernel module under emulation).
+func EventuallyWithin(t testing.TB, what string, limit time.Duration, cond func() bool) {
+	t.Helper()
+	if !Poll(limit, cond) {
+		t.Fatalf("timed out after %v waiting for %s", limit, what)
 	}
+}
+
+// Poll polls cond until it holds or limit has passed, and reports whether
+// it held, for a test that says more than Eventually when it did not. It
+// polls often at first and then every 100 ms, so that a condition that is
+// costly to check does not load the machine during a long wait.
+func Poll(limit time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(limit)
+	for pause := 10 * time.Millisecond; !cond(); pause = min(2*pause, 100*time.Millisecond) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(pause)
+	}
+	return true
 }
 
 // RequireRoot skips the test unless it runs as root.

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestBuildC: one compile serves every call of the same source and flags,
@@ -80,5 +81,16 @@ func TestGet(t *testing.T) {
 	srv.Close()
 	if _, _, err := TryGet(srv.URL); err == nil {
 		t.Fatal("TryGet of a closed server: no error")
+	}
+}
+
+// TestPoll: Poll reports whether the condition came true in time.
+func TestPoll(t *testing.T) {
+	n := 0
+	if !Poll(WaitLimit, func() bool { n++; return n == 5 }) || n != 5 {
+		t.Fatalf("a condition true at its fifth check: %d checks", n)
+	}
+	if Poll(50*time.Millisecond, func() bool { return false }) {
+		t.Fatal("a condition never true held")
 	}
 }
