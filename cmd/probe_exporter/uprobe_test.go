@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -134,39 +131,17 @@ const demoConfig = `programs:
       char LICENSE[] SEC("license") = "GPL";
 `
 
-type demoProc struct {
-	cmd *exec.Cmd
-	in  io.WriteCloser
-	out *bufio.Reader
-}
-
-func (d *demoProc) round(t *testing.T) int {
+// demoRound has the demo make its n calls and returns how many times its
+// semaphore-guarded probe fired so far.
+func demoRound(t *testing.T, d *testkit.Worker) int {
 	t.Helper()
-	fmt.Fprintln(d.in, "go")
-	line, err := d.out.ReadString('\n')
-	if err != nil || !strings.HasPrefix(line, "done ") {
-		t.Fatalf("demo said %q %v", line, err)
+	reply := d.Send(t, "go")
+	fired, ok := strings.CutPrefix(reply, "done ")
+	n, err := strconv.Atoi(fired)
+	if !ok || err != nil {
+		t.Fatalf("demo said %q", reply)
 	}
-	n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, "done ")))
 	return n
-}
-
-func startDemo(t *testing.T, argv ...string) *demoProc {
-	t.Helper()
-	cmd := exec.Command(argv[0], argv[1:]...)
-	in, _ := cmd.StdinPipe()
-	out, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	d := &demoProc{cmd: cmd, in: in, out: bufio.NewReader(out)}
-	t.Cleanup(func() { in.Close(); cmd.Process.Kill(); cmd.Wait() })
-	line, err := d.out.ReadString('\n')
-	if err != nil || strings.TrimSpace(line) != "ready" {
-		t.Fatalf("demo said %q %v", line, err)
-	}
-	return d
 }
 
 func demoValue(t *testing.T, addr, line string) float64 {
@@ -193,9 +168,9 @@ func TestUserspaceProbes(t *testing.T) {
 	addr := exporter(t, "--config.dir="+dir, "--config.names=demo", "--config.strict")
 
 	const n = 10
-	check := func(d *demoProc, label string) {
+	check := func(d *testkit.Worker, label string) {
 		t.Helper()
-		pid := strconv.Itoa(d.cmd.Process.Pid)
+		pid := strconv.Itoa(d.Pid())
 		waitFor(t, addr, "probe_exporter_enabled_programs", `probe_exporter_enabled_programs{config="demo",pid="`+pid+`",program="on_tick"} 1`)
 		before := map[string]float64{}
 		keys := []string{"tick_count", "tick_arg_sum", "plain_count", "plain_neg_sum"}
@@ -203,7 +178,7 @@ func TestUserspaceProbes(t *testing.T) {
 			before[k] = max(0, demoValue(t, addr, `probe_exporter_demo_usdt_total{what="`+k+`"} 0`))
 		}
 		retCount := max(0, demoValue(t, addr, `probe_exporter_demo_work_return_count 0`))
-		fired := d.round(t)
+		fired := demoRound(t, d)
 		if fired != n {
 			t.Errorf("%s: the semaphore probe ran %d times, want %d (semaphore not set?)", label, fired, n)
 		}
@@ -221,7 +196,7 @@ func TestUserspaceProbes(t *testing.T) {
 		}
 	}
 
-	d := startDemo(t, bin, strconv.Itoa(n))
+	d := testkit.StartWorker(t, bin, strconv.Itoa(n))
 	check(d, "host")
 	// Returns 0,2,...,18; key = ret/4, and as in ebpf_exporter a linear
 	// key k is exported as le = k * multiplier: le=0:2, le=4:4, ... le=16:10.
@@ -243,7 +218,7 @@ func TestUserspaceProbes(t *testing.T) {
 	os.MkdirAll(nsdir, 0o755)
 	defer os.RemoveAll(nsdir)
 	script := fmt.Sprintf("mount -t tmpfs none %s && cp %s %s/%s && exec %s/%s %d", nsdir, bin, nsdir, name, nsdir, name, n)
-	dns := startDemo(t, "unshare", "-m", "--propagation", "private", "sh", "-c", script)
+	dns := testkit.StartWorker(t, "unshare", "-m", "--propagation", "private", "sh", "-c", script)
 	if _, err := os.Stat(filepath.Join(nsdir, name)); err == nil {
 		t.Fatal("the namespace's binary is visible from the host")
 	}

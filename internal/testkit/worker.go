@@ -5,7 +5,9 @@ import (
 	_ "embed"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -33,8 +35,9 @@ type Worker struct {
 	out *bufio.Reader
 }
 
-// StartWorker starts bin with args and waits until it says "ready". When
-// the test ends its input is closed and it is waited for.
+// StartWorker starts bin with args and waits until it says "ready". Its
+// standard error is the test binary's. When the test ends its input is
+// closed and it is waited for.
 func StartWorker(t testing.TB, bin string, args ...string) *Worker {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
@@ -46,6 +49,7 @@ func StartWorker(t testing.TB, bin string, args ...string) *Worker {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting worker %s: %v", bin, err)
 	}
@@ -61,10 +65,23 @@ func (w *Worker) Pid() int { return w.Cmd.Process.Pid }
 // Call has the worker call work() n times and waits until it did.
 func (w *Worker) Call(t testing.TB, n int) {
 	t.Helper()
-	if _, err := fmt.Fprintf(w.in, "%d\n", n); err != nil {
+	if reply := w.Send(t, strconv.Itoa(n)); reply != "done" {
+		t.Fatalf("worker %d said %q, want %q", w.Pid(), reply, "done")
+	}
+}
+
+// Send writes line to the worker and returns its answer, the next line it
+// writes (without spaces around it).
+func (w *Worker) Send(t testing.TB, line string) string {
+	t.Helper()
+	if _, err := fmt.Fprintln(w.in, line); err != nil {
 		t.Fatalf("worker %d: %v", w.Pid(), err)
 	}
-	w.expect(t, "done")
+	reply, err := w.out.ReadString('\n')
+	if err != nil {
+		t.Fatalf("worker %d said %q (%v) to %q", w.Pid(), reply, err, line)
+	}
+	return strings.TrimSpace(reply)
 }
 
 // Stop closes the worker's input, which ends it, and waits for it; one
