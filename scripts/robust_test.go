@@ -494,7 +494,7 @@ func TestNonUTF8ScriptName(t *testing.T) {
 	dir := t.TempDir()
 	writeScript(t, dir, "bad\xff\xfe.sh", blocks, true)
 	writeScript(t, dir, "good.sh", blocks, true)
-	var logs lockedBuffer
+	var logs testkit.LogBuffer
 	s, url, _ := runSupervisor(t, Options{Dir: dir, StartWait: 20 * time.Second, Logger: newTestLogger(&logs)})
 	if code, _, err := getWithin(url+"/good.sh", hangLimit); err != nil || code != http.StatusOK {
 		t.Fatalf("good.sh: %d %v", code, err)
@@ -532,24 +532,6 @@ func serveNoCleanup(t *testing.T, opts Options) (*Supervisor, *httptest.Server) 
 		s.ServeScript(w, r, strings.TrimPrefix(r.URL.Path, "/"))
 	}))
 	return s, srv
-}
-
-// lockedBuffer is a bytes.Buffer safe for a logger's concurrent writes.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func newTestLogger(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }

@@ -1,7 +1,6 @@
 package kubepods
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"encoding/pem"
@@ -199,24 +198,6 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// syncBuffer is a log sink safe for the resolver's goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // serviceAccountDir lays out the in-cluster files (token, ca.crt,
 // namespace) for the server's certificate.
 func serviceAccountDir(t *testing.T, srv *httptest.Server) string {
@@ -259,7 +240,7 @@ func TestResolverAPI(t *testing.T) {
 	api.put(uidA, "shop", "web-0", map[string]string{"nginx": cid1, "sidecar": cid2})
 	srv := httptest.NewTLSServer(api)
 	defer srv.Close()
-	logs := &syncBuffer{}
+	logs := &testkit.LogBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	r := New(ctx, Options{
@@ -344,7 +325,7 @@ func TestResolverAPI(t *testing.T) {
 		// A new resolver whose token the server refuses, then a server
 		// error: labels carry UIDs and ids, the errors are logged and
 		// counted; once the server answers, names come.
-		logs := &syncBuffer{}
+		logs := &testkit.LogBuffer{}
 		dir := serviceAccountDir(t, srv)
 		if err := os.WriteFile(filepath.Join(dir, "token"), []byte("revoked"), 0o600); err != nil {
 			t.Fatal(err)
@@ -416,7 +397,7 @@ func TestResolverWithoutAPI(t *testing.T) {
 		{"no service account", Options{APIServer: "https://127.0.0.1:1", NodeName: "n", ServiceAccountDir: "/nonexistent"}, "service account CA"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			logs := &syncBuffer{}
+			logs := &testkit.LogBuffer{}
 			tc.opts.Logger = slog.New(slog.NewTextHandler(logs, nil))
 			r := New(context.Background(), tc.opts)
 			r.Start()
