@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/probe-exporter/probe_exporter/config"
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
 
 // exposeFixture is a collector over maps holding the cases the streaming
@@ -285,6 +286,9 @@ func TestHandlerSlowAndParallelClients(t *testing.T) {
 	}
 }
 
+// fetch scrapes url asking for the format accept and the encoding (none
+// when empty) and returns the headers and the body, decompressed; a status
+// other than 200 is an error.
 func fetch(t *testing.T, url, accept, encoding string) (http.Header, []byte) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, url, nil)
@@ -299,30 +303,27 @@ func fetch(t *testing.T, url, accept, encoding string) (http.Header, []byte) {
 	if encoding == "" {
 		req.Header.Del("Accept-Encoding")
 	}
-	// A transport that leaves Content-Encoding to us.
-	resp, err := (&http.Transport{DisableCompression: true}).RoundTrip(req)
+	// testkit leaves Content-Encoding to us.
+	code, hdr, raw, err := testkit.TryDo(req)
 	if err != nil {
 		t.Error(err)
 		return nil, nil
 	}
-	defer resp.Body.Close()
-	var r io.Reader = resp.Body
-	if resp.Header.Get("Content-Encoding") == "gzip" {
-		gz, err := gzip.NewReader(resp.Body)
+	body := raw
+	if hdr.Get("Content-Encoding") == "gzip" {
+		gz, err := gzip.NewReader(bytes.NewReader(raw))
 		if err != nil {
 			t.Error(err)
 			return nil, nil
 		}
-		r = gz
+		if body, err = io.ReadAll(gz); err != nil {
+			t.Error(err)
+		}
 	}
-	body, err := io.ReadAll(r)
-	if err != nil {
-		t.Error(err)
+	if code != http.StatusOK {
+		t.Errorf("status %d: %s", code, body)
 	}
-	if resp.StatusCode != http.StatusOK {
-		t.Errorf("status %s: %s", resp.Status, body)
-	}
-	return resp.Header, body
+	return hdr, body
 }
 
 func parse(t *testing.T, body []byte, format expfmt.Format) []*dto.MetricFamily {

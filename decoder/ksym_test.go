@@ -1,10 +1,10 @@
 package decoder
 
 import (
-	"os"
 	"testing"
 
 	"github.com/probe-exporter/probe_exporter/config"
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
 
 func TestKsym(t *testing.T) {
@@ -23,9 +23,7 @@ func TestKsym(t *testing.T) {
 // TestHostKallsyms checks the host's table serves kaddrs and the ksym
 // decoder alike.
 func TestHostKallsyms(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("addresses in /proc/kallsyms are zero for non-root")
-	}
+	testkit.RequireRoot(t) // addresses in /proc/kallsyms are zero for non-root
 	env := HostEnv()
 	addr, err := env.KernelAddr("do_nanosleep")
 	if err != nil {

@@ -1,23 +1,18 @@
 package deploy
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
 
 // capNames are Linux's capabilities by number (linux/capability.h).
@@ -136,7 +131,7 @@ func configMap(t *testing.T, mode os.FileMode, files map[string][]byte) string {
 type pod struct {
 	cmd  *exec.Cmd
 	addr string
-	log  *syncBuffer
+	log  *testkit.LogBuffer
 	done chan struct{}
 }
 
@@ -166,7 +161,7 @@ func runPod(t *testing.T, c Container, rootfs string, configMaps map[string]stri
 	if !c.HostPID {
 		t.Fatal("the manifest lacks hostPID: host processes would not be seen")
 	}
-	addr := freePort(t)
+	addr := testkit.FreePort(t)
 	var full []string
 	for _, a := range c.Args {
 		if strings.HasPrefix(a, "--web.listen-address=") {
@@ -199,7 +194,7 @@ func runPod(t *testing.T, c Container, rootfs string, configMaps map[string]stri
 	}
 	sh.WriteString("\n")
 
-	p := &pod{addr: addr, log: &syncBuffer{}, done: make(chan struct{})}
+	p := &pod{addr: addr, log: &testkit.LogBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command("unshare", "--mount", "--propagation=private", "sh", "-c", sh.String())
 	p.cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOSTNAME=probe-exporter"}
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
@@ -217,22 +212,22 @@ func runPod(t *testing.T, c Container, rootfs string, configMaps map[string]stri
 			t.Errorf("exporter did not stop within 30 s of SIGTERM")
 		}
 		if t.Failed() {
-			t.Logf("launch script:\n%s\nexporter log:\n%s", sh.String(), tail(p.log.String(), 60))
+			t.Logf("launch script:\n%s\nexporter log:\n%s", sh.String(), testkit.Tail(p.log.String(), 60))
 		}
 	})
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		// Healthy: serving (ready needs a config that is up).
-		if code, _ := get("http://" + addr + "/-/healthy"); code == 200 {
+		if code, _, _ := testkit.TryGet("http://" + addr + "/-/healthy"); code == 200 {
 			return p
 		}
 		select {
 		case <-p.done:
-			t.Fatalf("the container exited before serving:\n%s\n%s", sh.String(), tail(p.log.String(), 40))
+			t.Fatalf("the container exited before serving:\n%s\n%s", sh.String(), testkit.Tail(p.log.String(), 40))
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the container did not get ready:\n%s", tail(p.log.String(), 40))
+			t.Fatalf("the container did not get ready:\n%s", testkit.Tail(p.log.String(), 40))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -298,7 +293,7 @@ func (p *pod) waitDropped(t *testing.T) uint64 {
 	deadline := time.Now().Add(60 * time.Second)
 	for !strings.Contains(p.log.String(), "capabilities dropped") && !strings.Contains(p.log.String(), "capabilities kept: all") {
 		if time.Now().After(deadline) {
-			t.Fatalf("no capability drop logged:\n%s", tail(p.log.String(), 30))
+			t.Fatalf("no capability drop logged:\n%s", testkit.Tail(p.log.String(), 30))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -324,7 +319,7 @@ func (p *pod) metric(t *testing.T, re string, want func(float64) bool) float64 {
 	deadline := time.Now().Add(60 * time.Second)
 	var last string
 	for {
-		_, body := get("http://" + p.addr + "/metrics")
+		_, body, _ := testkit.TryGet("http://" + p.addr + "/metrics")
 		if m := rx.FindStringSubmatch(body); m != nil {
 			v, _ := strconv.ParseFloat(m[1], 64)
 			if want(v) {
@@ -345,9 +340,7 @@ func (p *pod) metric(t *testing.T, re string, want func(float64) bool) float64 {
 // the scripts of the ConfigMap run, and the exporter keeps only what the
 // features it was started with need.
 func TestDaemonSetSecurityContext(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
+	testkit.RequireRoot(t)
 	ds, err := DaemonSet("kubernetes/daemonset.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -365,7 +358,7 @@ func TestDaemonSetSecurityContext(t *testing.T) {
 	granted &= held
 
 	minimal := rootfsMinimal(t)
-	target := buildTarget(t)
+	target := testkit.BuildWorker(t, "probe_target")
 	hello := buildHello(t)
 	images := []struct {
 		name, rootfs string
@@ -406,7 +399,7 @@ func TestDaemonSetSecurityContext(t *testing.T) {
 				}
 				p.metric(t, `probe_exporter_syscalls_total\{syscall="read"\}`, func(v float64) bool { return v > 0 })
 				p.metric(t, `probe_exporter_config_up\{config="syscalls"\}`, func(v float64) bool { return v == 1 })
-				if code, body := get("http://" + p.addr + "/-/ready"); code != 200 {
+				if code, _, body := testkit.Get(t, "http://"+p.addr+"/-/ready"); code != 200 {
 					t.Errorf("/-/ready: %d %s", code, body)
 				}
 			})
@@ -414,8 +407,8 @@ func TestDaemonSetSecurityContext(t *testing.T) {
 				// The host process runs first; the probe names its file as
 				// that process sees it, through /proc/PID/root (hostPID
 				// makes PID the host's).
-				h := startTarget(t, target)
-				object := buildProbe(t, fmt.Sprintf("/proc/%d/root%s", h.pid, target))
+				h := testkit.StartWorker(t, target)
+				object := buildProbe(t, fmt.Sprintf("/proc/%d/root%s", h.Pid(), target))
 				configs := configMap(t, 0o644, map[string][]byte{"demo.yaml": []byte(demoConfig), "demo.bpf.o": object})
 				p := runPod(t, c, img.rootfs, map[string]string{"probe-exporter-configs": configs},
 					"--config.dir=/etc/probe_exporter/configs")
@@ -424,15 +417,15 @@ func TestDaemonSetSecurityContext(t *testing.T) {
 				}
 				p.metric(t, `probe_exporter_config_up\{config="demo"\}`, func(v float64) bool { return v == 1 })
 				const calls = 1234
-				h.work(t, calls)
-				p.metric(t, fmt.Sprintf(`probe_exporter_demo_calls\{pid="%d"\}`, h.pid), func(v float64) bool { return v == calls })
-				h.work(t, calls)
-				p.metric(t, fmt.Sprintf(`probe_exporter_demo_calls\{pid="%d"\}`, h.pid), func(v float64) bool { return v == 2*calls })
+				h.Call(t, calls)
+				p.metric(t, fmt.Sprintf(`probe_exporter_demo_calls\{pid="%d"\}`, h.Pid()), func(v float64) bool { return v == calls })
+				h.Call(t, calls)
+				p.metric(t, fmt.Sprintf(`probe_exporter_demo_calls\{pid="%d"\}`, h.Pid()), func(v float64) bool { return v == 2*calls })
 			})
 			t.Run("without SYS_ADMIN the uprobe cannot work", func(t *testing.T) {
 				// The manifest's SYS_ADMIN is needed, not only enough.
-				h := startTarget(t, target)
-				object := buildProbe(t, fmt.Sprintf("/proc/%d/root%s", h.pid, target))
+				h := testkit.StartWorker(t, target)
+				object := buildProbe(t, fmt.Sprintf("/proc/%d/root%s", h.Pid(), target))
 				configs := configMap(t, 0o644, map[string][]byte{"demo.yaml": []byte(demoConfig), "demo.bpf.o": object})
 				less := c
 				less.Caps = nil
@@ -445,11 +438,11 @@ func TestDaemonSetSecurityContext(t *testing.T) {
 					"--config.dir=/etc/probe_exporter/configs")
 				p.waitDropped(t)
 				if log := p.log.String(); !strings.Contains(log, `feature cannot work: capability not kept" feature=uprobes missing=CAP_SYS_ADMIN`) {
-					t.Errorf("the exporter does not say uprobes need CAP_SYS_ADMIN:\n%s", tail(log, 20))
+					t.Errorf("the exporter does not say uprobes need CAP_SYS_ADMIN:\n%s", testkit.Tail(log, 20))
 				}
 				p.metric(t, `probe_exporter_config_up\{config="demo"\}`, func(v float64) bool { return v == 0 })
 				// Its only config is down: the pod is not ready.
-				if code, body := get("http://" + p.addr + "/-/ready"); code != 503 || !strings.Contains(body, "demo") {
+				if code, _, body := testkit.Get(t, "http://"+p.addr+"/-/ready"); code != 503 || !strings.Contains(body, "demo") {
 					t.Errorf("/-/ready: %d %s, want 503 naming demo", code, body)
 				}
 			})
@@ -492,32 +485,16 @@ func waitScript(t *testing.T, addr, name string, ok func(int, string) bool) {
 	t.Helper()
 	deadline := time.Now().Add(90 * time.Second)
 	for {
-		code, body := get("http://" + addr + "/" + name)
+		code, body, err := testkit.TryGet("http://" + addr + "/" + name)
 		if ok(code, body) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("/%s: %d %s", name, code, body)
+			t.Fatalf("/%s: %d %s %v", name, code, body, err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 }
-
-// The host process: work() is called n times for each line n it reads.
-const targetC = `#include <stdio.h>
-#include <stdlib.h>
-__attribute__((noinline)) int work(int i) { asm volatile(""); return 2 * i; }
-int main(void) {
-	char line[64];
-	printf("ready\n"); fflush(stdout);
-	while (fgets(line, sizeof line, stdin)) {
-		int n = atoi(line);
-		for (int i = 0; i < n; i++) work(i);
-		printf("done\n"); fflush(stdout);
-	}
-	return 0;
-}
-`
 
 // The probe: an ebpf_exporter v2 config whose uprobe names a host file.
 const probeC = `#include <linux/types.h>
@@ -565,29 +542,10 @@ int main(void) {
 }
 `
 
-func buildTarget(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	os.Chmod(dir, 0o755)
-	os.WriteFile(filepath.Join(dir, "target.c"), []byte(targetC), 0o644)
-	bin := filepath.Join(dir, "probe_target")
-	if out, err := exec.Command("gcc", "-O1", "-o", bin, filepath.Join(dir, "target.c")).CombinedOutput(); err != nil {
-		t.Skipf("gcc: %v\n%s", err, out)
-	}
-	return bin
-}
-
+// buildProbe compiles the probe of the host file target.
 func buildProbe(t *testing.T, target string) []byte {
 	t.Helper()
-	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "demo.bpf.c"), fmt.Appendf(nil, probeC, target), 0o644)
-	arch := map[string]string{"amd64": "x86_64", "arm64": "aarch64"}[runtime.GOARCH]
-	out, err := exec.Command("clang", "-g", "-O2", "-target", "bpf", "-I/usr/include/"+arch+"-linux-gnu",
-		"-c", filepath.Join(dir, "demo.bpf.c"), "-o", filepath.Join(dir, "demo.bpf.o")).CombinedOutput()
-	if err != nil {
-		t.Skipf("clang: %v\n%s", err, out)
-	}
-	data, err := os.ReadFile(filepath.Join(dir, "demo.bpf.o"))
+	data, err := os.ReadFile(testkit.CompileBPF(t, fmt.Sprintf(probeC, target), t.TempDir(), "demo"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -598,13 +556,7 @@ func buildProbe(t *testing.T, target string) []byte {
 // static binary, small enough for a ConfigMap's binaryData (1 MiB).
 func buildHello(t *testing.T) []byte {
 	t.Helper()
-	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "hello.c"), []byte(helloC), 0o644)
-	bin := filepath.Join(dir, "hello")
-	if out, err := exec.Command("gcc", "-static", "-Os", "-s", "-o", bin, filepath.Join(dir, "hello.c")).CombinedOutput(); err != nil {
-		t.Skipf("gcc -static: %v\n%s", err, out)
-	}
-	data, err := os.ReadFile(bin)
+	data, err := os.ReadFile(testkit.BuildC(t, "hello", helloC, "-static", "-Os", "-s"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -614,87 +566,5 @@ func buildHello(t *testing.T) []byte {
 	return data
 }
 
-// hostProcess is the target running on the host, outside the container.
-type hostProcess struct {
-	pid int
-	in  io.Writer
-	out *bufio.Reader
-}
-
-func startTarget(t *testing.T, bin string) *hostProcess {
-	t.Helper()
-	cmd := exec.Command(bin)
-	in, _ := cmd.StdinPipe()
-	out, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { in.Close(); cmd.Process.Kill(); cmd.Wait() })
-	h := &hostProcess{pid: cmd.Process.Pid, in: in, out: bufio.NewReader(out)}
-	h.expect(t, "ready")
-	return h
-}
-
-func (h *hostProcess) expect(t *testing.T, want string) {
-	t.Helper()
-	line, err := h.out.ReadString('\n')
-	if err != nil || strings.TrimSpace(line) != want {
-		t.Fatalf("host process: %q %v, want %q", line, err, want)
-	}
-}
-
-// work has the process call work() n times and waits until it has.
-func (h *hostProcess) work(t *testing.T, n int) {
-	t.Helper()
-	fmt.Fprintf(h.in, "%d\n", n)
-	h.expect(t, "done")
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func get(url string) (int, string) {
-	c := http.Client{Timeout: 30 * time.Second}
-	resp, err := c.Get(url)
-	if err != nil {
-		return 0, err.Error()
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	return resp.StatusCode, string(b)
-}
-
 // quote makes s one shell word.
 func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}

@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
 
 // TestPodmanImage builds the minimal image with `make image`'s script and
@@ -19,9 +21,7 @@ import (
 // mode) and ulimits no higher than root's own (root lacks
 // CAP_SYS_RESOURCE); the host network stands in for the pod's.
 func TestPodmanImage(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
+	testkit.RequireRoot(t)
 	for _, tool := range []string{"podman", "buildah", "runc"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("%s is not installed (make image installs podman and buildah; runc is Debian's runc)", tool)
@@ -90,7 +90,7 @@ func TestPodmanImage(t *testing.T) {
 			args = append(args, "-v", v)
 		}
 	}
-	addr := freePort(t)
+	addr := testkit.FreePort(t)
 	args = append(args, image+":test")
 	for _, a := range c.Args {
 		if strings.HasPrefix(a, "--web.listen-address=") {
@@ -99,7 +99,7 @@ func TestPodmanImage(t *testing.T) {
 		args = append(args, a)
 	}
 	cmd := exec.Command("podman", args...)
-	log := &syncBuffer{}
+	log := &testkit.LogBuffer{}
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -115,22 +115,22 @@ func TestPodmanImage(t *testing.T) {
 			<-done
 		}
 		if t.Failed() {
-			t.Logf("podman %s\n%s", strings.Join(args, " "), tail(log.String(), 40))
+			t.Logf("podman %s\n%s", strings.Join(args, " "), testkit.Tail(log.String(), 40))
 		}
 	})
 	p := &pod{cmd: cmd, addr: addr, log: log, done: done}
 	deadline := time.Now().Add(120 * time.Second)
 	for {
-		if code, _ := get("http://" + addr + "/-/ready"); code == 200 {
+		if code, _, _ := testkit.TryGet("http://" + addr + "/-/ready"); code == 200 {
 			break
 		}
 		select {
 		case <-done:
-			t.Fatalf("the container exited:\n%s", tail(log.String(), 40))
+			t.Fatalf("the container exited:\n%s", testkit.Tail(log.String(), 40))
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the container did not get ready:\n%s", tail(log.String(), 40))
+			t.Fatalf("the container did not get ready:\n%s", testkit.Tail(log.String(), 40))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
 
 // unit reads the [Service] settings of a systemd unit the test
@@ -35,9 +37,7 @@ func unit(t *testing.T, path string) map[string]string {
 // host process exactly, a bpftrace script runs. (ProtectSystem and the
 // other sandboxing settings are systemd's and not reproduced.)
 func TestSystemdUnit(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
+	testkit.RequireRoot(t)
 	u := unit(t, "systemd/probe_exporter.service")
 	if u["User"] != "" {
 		t.Fatalf("the unit runs as %s: the exporter starts as root", u["User"])
@@ -69,8 +69,8 @@ func TestSystemdUnit(t *testing.T) {
 		p.metric(t, `probe_exporter_syscalls_total\{syscall="read"\}`, func(v float64) bool { return v > 0 })
 	})
 	t.Run("uprobe and bpftrace script", func(t *testing.T) {
-		target := buildTarget(t)
-		h := startTarget(t, target)
+		target := testkit.BuildWorker(t, "probe_target")
+		h := testkit.StartWorker(t, target)
 		configs := t.TempDir()
 		os.WriteFile(filepath.Join(configs, "demo.yaml"), []byte(demoConfig), 0o644)
 		os.WriteFile(filepath.Join(configs, "demo.bpf.o"), buildProbe(t, target), 0o644)
@@ -81,8 +81,8 @@ func TestSystemdUnit(t *testing.T) {
 			t.Errorf("kept %v, want %v", capList(got), capList(all))
 		}
 		const calls = 777
-		h.work(t, calls)
-		p.metric(t, fmt.Sprintf(`probe_exporter_demo_calls\{pid="%d"\}`, h.pid), func(v float64) bool { return v == calls })
+		h.Call(t, calls)
+		p.metric(t, fmt.Sprintf(`probe_exporter_demo_calls\{pid="%d"\}`, h.Pid()), func(v float64) bool { return v == calls })
 		waitScript(t, p.addr, "wake.bt", func(code int, body string) bool {
 			return code == 200 && strings.Contains(body, `wakeups_total{key="1"} `)
 		})

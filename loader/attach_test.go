@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/probe-exporter/probe_exporter/config"
-	"github.com/probe-exporter/probe_exporter/internal/bpftest"
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
 
 // attachProg is a program that counts its runs in "runs", under a section
@@ -66,7 +66,7 @@ func TestAttachTypes(t *testing.T) {
 		t.Run(strings.ReplaceAll(tc.sec, "/", "_"), func(t *testing.T) {
 			dir := t.TempDir()
 			src := strings.Replace(attachProg, "%s", tc.sec, 1)
-			obj := bpftest.Compile(t, src, dir, "p")
+			obj := testkit.CompileBPF(t, src, dir, "p")
 			o := Load(context.Background(), config.Config{Name: "p", Path: dir + "/p.yaml", BPFPath: obj}, Options{})
 			defer o.Close()
 			if errs := o.Errors(); len(errs) > 0 {
@@ -143,7 +143,7 @@ func spin(t *testing.T) {
 func TestLoadErrors(t *testing.T) {
 	dir := t.TempDir()
 	// A verifier rejection: reading past the stack.
-	bad := bpftest.Compile(t, `
+	bad := testkit.CompileBPF(t, `
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 SEC("tracepoint/syscalls/sys_enter_getppid")
@@ -176,7 +176,7 @@ char LICENSE[] SEC("license") = "GPL";
 		t.Errorf("missing object: %v", missing.Err)
 	}
 
-	tp := bpftest.Compile(t, strings.Replace(attachProg, "%s", "tracepoint/nosuchcat/nosuchtp", 1), dir, "tp")
+	tp := testkit.CompileBPF(t, strings.Replace(attachProg, "%s", "tracepoint/nosuchcat/nosuchtp", 1), dir, "tp")
 	o2 := Load(context.Background(), config.Config{Name: "tp", BPFPath: tp}, Options{})
 	defer o2.Close()
 	if o2.Err == nil || o2.Programs[0].Err == nil || !strings.Contains(o2.Programs[0].Err.Error(), "tracepoint nosuchcat/nosuchtp") {

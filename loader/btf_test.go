@@ -11,7 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/probe-exporter/probe_exporter/config"
-	"github.com/probe-exporter/probe_exporter/internal/bpftest"
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
 
 // coreProg reads the current task's tgid with a CO-RE relocation and
@@ -45,7 +45,7 @@ char LICENSE[] SEC("license") = "GPL";
 // this kernel's BTF relocates correctly, BTF lacking task_struct fails.
 func TestKernelTypes(t *testing.T) {
 	dir := t.TempDir()
-	obj := bpftest.Compile(t, coreProg, dir, "core")
+	obj := testkit.CompileBPF(t, coreProg, dir, "core")
 	vmlinux, err := os.ReadFile("/sys/kernel/btf/vmlinux")
 	if err != nil {
 		t.Skipf("kernel BTF: %v", err)
@@ -55,7 +55,7 @@ func TestKernelTypes(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The program's own object has BTF, but no kernel types.
-	other := bpftest.Compile(t, strings.Replace(attachProg, "%s", "tracepoint/syscalls/sys_enter_getppid", 1), dir, "other")
+	other := testkit.CompileBPF(t, strings.Replace(attachProg, "%s", "tracepoint/syscalls/sys_enter_getppid", 1), dir, "other")
 
 	load := func(t *testing.T, path string) *Object {
 		spec, err := btf.LoadSpec(path)

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/probe-exporter/probe_exporter/config"
-	"github.com/probe-exporter/probe_exporter/internal/bpftest"
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
 
 // missingFunction is a kernel function no kernel has.
@@ -33,7 +33,7 @@ func TestAttachErrors(t *testing.T) {
 	for _, kind := range []string{"kprobe", "kretprobe", "fentry", "fexit", "kprobe.multi"} {
 		t.Run(kind, func(t *testing.T) {
 			dir := t.TempDir()
-			obj := bpftest.Compile(t, fmt.Sprintf(twoProgs, kind), dir, "p")
+			obj := testkit.CompileBPF(t, fmt.Sprintf(twoProgs, kind), dir, "p")
 			o := Load(context.Background(), config.Config{Name: "p", BPFPath: obj}, Options{})
 			defer o.Close()
 			progs := map[string]*Program{}
@@ -69,7 +69,7 @@ const RaiseLockdownEnv = "PROBE_EXPORTER_RAISE_LOCKDOWN"
 // that the refused kprobe names lockdown, not the memlock limit.
 func TestLockdownError(t *testing.T) {
 	dir := t.TempDir()
-	obj := bpftest.Compile(t, strings.Replace(attachProg, "%s", "kprobe/do_nanosleep", 1), dir, "p")
+	obj := testkit.CompileBPF(t, strings.Replace(attachProg, "%s", "kprobe/do_nanosleep", 1), dir, "p")
 	if os.Getenv(RaiseLockdownEnv) == "" {
 		t.Skipf("raising kernel lockdown cannot be undone: set %s=1 (the kernel matrix guest does)", RaiseLockdownEnv)
 	}

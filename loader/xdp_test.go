@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/probe-exporter/probe_exporter/config"
-	"github.com/probe-exporter/probe_exporter/internal/bpftest"
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
 
 // xdpProg counts IPv4 UDP packets to port 7777 arriving on its interface.
@@ -51,12 +51,12 @@ char LICENSE[] SEC("license") = "GPL";
 // the test made (the loader resolving the name there) and counts the UDP
 // packets the test sends into it.
 func TestXDP(t *testing.T) {
-	v := bpftest.VethNetns(t)
+	v := testkit.VethNetns(t)
 	nsPath, peer, peerAddr := v.NSPath, v.Peer, v.PeerAddr
 	dir := t.TempDir()
-	obj := bpftest.Compile(t, strings.Replace(xdpProg, "IFNAME", peer, 1), dir, "xdp")
+	obj := testkit.CompileBPF(t, strings.Replace(xdpProg, "IFNAME", peer, 1), dir, "xdp")
 	var o *Object
-	bpftest.InNetns(t, nsPath, func() {
+	testkit.InNetns(t, nsPath, func() {
 		o = Load(context.Background(), config.Config{Name: "xdp", BPFPath: obj}, Options{})
 	})
 	defer o.Close()
@@ -101,7 +101,7 @@ func TestXDPErrors(t *testing.T) {
 		{"xdp/nosuchif0", "xdp nosuchif0: no such network interface in the exporter's network namespace"},
 	} {
 		dir := t.TempDir()
-		obj := bpftest.Compile(t, strings.Replace(xdpProg, "xdp/IFNAME", tc.sec, 1), dir, "xdp")
+		obj := testkit.CompileBPF(t, strings.Replace(xdpProg, "xdp/IFNAME", tc.sec, 1), dir, "xdp")
 		o := Load(context.Background(), config.Config{Name: "xdp", BPFPath: obj}, Options{})
 		defer o.Close()
 		if p := o.Programs[0]; p.Err == nil || !strings.Contains(p.Err.Error(), tc.want) {

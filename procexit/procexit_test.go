@@ -4,10 +4,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
 
 func watcher(t *testing.T, logSize int) *Watcher {
@@ -90,14 +91,7 @@ int main(void) { pthread_t t; pthread_create(&t, 0, worker, 0); pthread_exit(0);
 // exits, not when its main thread does.
 func TestLastThread(t *testing.T) {
 	w := watcher(t, 0)
-	dir := t.TempDir()
-	src, bin := filepath.Join(dir, "lf.c"), filepath.Join(dir, "lf")
-	if err := os.WriteFile(src, []byte(leaderFirst), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("gcc", "-pthread", "-o", bin, src).CombinedOutput(); err != nil {
-		t.Skipf("gcc: %v\n%s", err, out)
-	}
+	bin := testkit.BuildC(t, "lf", leaderFirst, "-pthread")
 	w.Sync()
 	seq, _ := w.Since(^uint64(0), func(uint32) {})
 	cmd := exec.Command(bin)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/probe-exporter/probe_exporter/config"
 	"github.com/probe-exporter/probe_exporter/internal/symtab"
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 	"github.com/probe-exporter/probe_exporter/rules"
 	"github.com/probe-exporter/probe_exporter/targets"
 )
@@ -40,18 +41,9 @@ int main(int argc, char **argv) {
 }
 `
 
-const seedRules = `metrics-export-rules:
-  a_simple_app_total:
-    expr: ""
-  a_simple_app_slow_env_prod:
-    expr: '{env="prod"}'
-    node: slowFunction
-  a_simple_app_slow_env:
-    expr: ""
-    node: slowFunction
-    labels:
-      - "env"
-`
+// framePointers builds a test program for the frame-pointer unwinder:
+// every call a frame of its own.
+var framePointers = []string{"-O0", "-fno-omit-frame-pointer", "-fno-inline"}
 
 // recordingSink records profiles and passes them on to rules.
 type recordingSink struct {
@@ -111,21 +103,6 @@ func newProfiler(t *testing.T, sink rules.Sink, freq int, tgts ...Target) *Profi
 	return p
 }
 
-func gccBuild(t *testing.T, src, name string, flags ...string) string {
-	t.Helper()
-	if _, err := exec.LookPath("gcc"); err != nil {
-		t.Skip("gcc is needed")
-	}
-	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "p.c"), []byte(src), 0o644)
-	bin := filepath.Join(dir, name)
-	args := append([]string{"-O0", "-fno-omit-frame-pointer", "-fno-inline", "-o", bin, filepath.Join(dir, "p.c")}, flags...)
-	if out, err := exec.Command("gcc", args...).CombinedOutput(); err != nil {
-		t.Fatalf("gcc: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // TestSeedRulesOnProfiles runs the test program twice, with env=prod and
 // env=staging, profiles both at 400 Hz and applies the rules of Pyroscope's export-rules documentation.
 // At 400 Hz each process gives about 400 samples per CPU second, so the
@@ -134,8 +111,8 @@ func gccBuild(t *testing.T, src, name string, flags ...string) string {
 // and a loaded machine failed it now and then.
 func TestSeedRulesOnProfiles(t *testing.T) {
 	name := "split" + strconv.Itoa(os.Getpid()%100000)
-	bin := gccBuild(t, splitProgram, name)
-	set, err := rules.Parse("rules.yaml", []byte(seedRules))
+	bin := testkit.BuildC(t, name, splitProgram, framePointers...)
+	set, err := rules.Parse("rules.yaml", []byte(testkit.ExportRules))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -380,7 +357,7 @@ int main(int argc, char **argv) {
 // process's /tmp/perf-PID.map.
 func TestJITFrames(t *testing.T) {
 	name := "jitspin" + strconv.Itoa(os.Getpid()%10000)
-	bin := gccBuild(t, jitProgram, name)
+	bin := testkit.BuildC(t, name, jitProgram, framePointers...)
 	sink := &recordingSink{stacks: map[string]uint64{}}
 	p := newProfiler(t, sink, 199, Target{App: "jit", Selector: config.Selector{Comm: name}})
 	cmd := exec.Command(bin, "60")

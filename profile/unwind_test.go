@@ -14,6 +14,7 @@ import (
 
 	"github.com/probe-exporter/probe_exporter/config"
 	"github.com/probe-exporter/probe_exporter/internal/procfs"
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
 
 // The programs do a fixed amount of work (argv[1] rounds), so they are
@@ -83,9 +84,7 @@ func share(stacks map[string]uint64, want string, within ...string) (float64, ui
 // and returns its root-first stacks, ";"-joined.
 func perfStacks(t *testing.T, bin string, args ...string) map[string]uint64 {
 	t.Helper()
-	if _, err := exec.LookPath("perf"); err != nil {
-		t.Skip("Linux perf (Debian's linux-perf) is needed for the reference stacks")
-	}
+	testkit.RequireTools(t, "perf")
 	data := filepath.Join(t.TempDir(), "perf.data")
 	rec := exec.Command("perf", append([]string{"record", "-q", "-e", "cpu-clock", "-F", "999", "--call-graph", "dwarf", "-o", data, bin}, args...)...)
 	if out, err := rec.CombinedOutput(); err != nil {
@@ -188,7 +187,7 @@ func TestUnwindAgainstPerf(t *testing.T) {
 			if len(name) > 15 {
 				name = name[:15]
 			}
-			bin := gccOptBuild(t, tc.src, name, tc.flags...)
+			bin := testkit.BuildC(t, name, tc.src, tc.flags...)
 			ref := perfStacks(t, bin, tc.rounds)
 			refShare, refN := share(ref, tc.want, tc.in...)
 			ours := profileRun(t, bin, tc.rounds)
@@ -212,21 +211,6 @@ func TestUnwindAgainstPerf(t *testing.T) {
 			}
 		})
 	}
-}
-
-// gccOptBuild compiles src with exactly flags.
-func gccOptBuild(t *testing.T, src, name string, flags ...string) string {
-	t.Helper()
-	if _, err := exec.LookPath("gcc"); err != nil {
-		t.Skip("gcc is needed")
-	}
-	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "p.c"), []byte(src), 0o644)
-	bin := filepath.Join(dir, name)
-	if out, err := exec.Command("gcc", append(flags, "-o", bin, filepath.Join(dir, "p.c"))...).CombinedOutput(); err != nil {
-		t.Fatalf("gcc: %v\n%s", err, out)
-	}
-	return bin
 }
 
 // describedAll reports whether every executable file mapping of pid (as

@@ -8,6 +8,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
 
 func TestParseQuery(t *testing.T) {
@@ -55,22 +57,8 @@ func TestParseQuery(t *testing.T) {
 	}
 }
 
-// the rules of Pyroscope's export-rules documentation.
-const seedRules = `metrics-export-rules:
-  a_simple_app_total:
-    expr: ""
-  a_simple_app_slow_env_prod:
-    expr: '{env="prod"}'
-    node: slowFunction
-  a_simple_app_slow_env:
-    expr: ""
-    node: slowFunction
-    labels:
-      - "env"
-`
-
 func TestSeedRules(t *testing.T) {
-	s, err := Parse("rules.yaml", []byte(seedRules))
+	s, err := Parse("rules.yaml", []byte(testkit.ExportRules))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package scripts
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -12,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
 
 // BenchmarkBpftrace10kKeys: one scrape of a bpftrace script whose map holds
@@ -36,7 +37,7 @@ func BenchmarkBpftrace10kKeys(b *testing.B) {
 	defer srv.Close()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		body := fetch(b, srv.URL+"/big.bt")
+		_, _, body := testkit.Get(b, srv.URL+"/big.bt")
 		if strings.Count(body, "\nbig{") == 10000 {
 			break
 		}
@@ -46,7 +47,7 @@ func BenchmarkBpftrace10kKeys(b *testing.B) {
 	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		fetch(b, srv.URL+"/big.bt")
+		testkit.Get(b, srv.URL+"/big.bt")
 	}
 }
 
@@ -69,12 +70,12 @@ func BenchmarkFiftyScripts(b *testing.B) {
 	}))
 	defer srv.Close()
 	for i := 0; i < 50; i++ {
-		fetch(b, fmt.Sprintf("%s/s%02d.sh", srv.URL, i))
+		testkit.Get(b, fmt.Sprintf("%s/s%02d.sh", srv.URL, i))
 	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		for j := 0; j < 50; j++ {
-			fetch(b, fmt.Sprintf("%s/s%02d.sh", srv.URL, j))
+			testkit.Get(b, fmt.Sprintf("%s/s%02d.sh", srv.URL, j))
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/50, "ns/script-scrape")
@@ -88,14 +89,4 @@ func writeScriptB(b *testing.B, dir, name, body string) {
 	if err := os.WriteFile(filepath.Join(dir, name), []byte(body), mode); err != nil {
 		b.Fatal(err)
 	}
-}
-
-func fetch(b *testing.B, url string) string {
-	resp, err := http.Get(url)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	return string(data)
 }

@@ -5,36 +5,26 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
+
+// getppidC makes as many getppid calls as its argument says.
+const getppidC = "#include <stdlib.h>\n#include <unistd.h>\n#include <sys/syscall.h>\nint main(int c, char **v) { int n = atoi(v[1]); for (int i = 0; i < n; i++) syscall(SYS_getppid); return 0; }\n"
 
 // workload builds a program named name that makes n getppid calls.
 func workload(t *testing.T, name string) string {
 	t.Helper()
-	if _, err := exec.LookPath("gcc"); err != nil {
-		t.Skip("gcc is needed to build the workload")
-	}
-	dir := t.TempDir()
-	src := filepath.Join(dir, "w.c")
-	os.WriteFile(src, []byte("#include <stdlib.h>\n#include <unistd.h>\n#include <sys/syscall.h>\nint main(int c, char **v) { int n = atoi(v[1]); for (int i = 0; i < n; i++) syscall(SYS_getppid); return 0; }\n"), 0o644)
-	bin := filepath.Join(dir, name)
-	if out, err := exec.Command("gcc", "-O1", "-o", bin, src).CombinedOutput(); err != nil {
-		t.Fatalf("gcc: %v\n%s", err, out)
-	}
-	return bin
+	return testkit.BuildC(t, name, getppidC, "-O1")
 }
 
 func needBpftrace(t *testing.T) {
-	if _, err := exec.LookPath("bpftrace"); err != nil {
-		t.Skip("bpftrace is not installed")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("bpftrace needs root")
-	}
+	testkit.RequireTools(t, "bpftrace")
+	testkit.RequireRoot(t)
 }
 
 func TestBpftraceSyscalls(t *testing.T) {
@@ -49,8 +39,8 @@ tracepoint:syscalls:sys_enter_getppid /comm == "`+name+`"/ { @calls[comm] = coun
 	_, srv := serve(t, Options{Dir: dir, StartWait: 20 * time.Second})
 	// The first request starts bpftrace; until it has attached it
 	// answers 503, then 200 (with no metrics while its maps are empty).
-	eventually(t, "bpftrace to attach", func() bool {
-		code, _, _ := get(t, srv.URL+"/getppid.bt")
+	testkit.Eventually(t, "bpftrace to attach", func() bool {
+		code, _, _ := testkit.Get(t, srv.URL+"/getppid.bt")
 		return code == http.StatusServiceUnavailable || code == http.StatusOK
 	})
 	const n = 1234
@@ -61,8 +51,8 @@ tracepoint:syscalls:sys_enter_getppid /comm == "`+name+`"/ { @calls[comm] = coun
 	}
 	want := `calls{comm="` + name + `"} ` + strconv.Itoa(2*n)
 	var body string
-	eventually(t, want, func() bool {
-		code, _, b := get(t, srv.URL+"/getppid.bt")
+	testkit.Eventually(t, want, func() bool {
+		code, _, b := testkit.Get(t, srv.URL+"/getppid.bt")
 		body = b
 		return code == http.StatusOK && strings.Contains(b, want)
 	})
@@ -81,16 +71,16 @@ func TestBpftraceHistogram(t *testing.T) {
 	writeScript(t, dir, "hist.bt", `tracepoint:syscalls:sys_enter_getppid /comm == "`+name+`"/ { @h = hist(5); @l = lhist(3, 0, 10, 2); @s = stats(7); }
 `, false)
 	_, srv := serve(t, Options{Dir: dir, StartWait: 20 * time.Second})
-	eventually(t, "bpftrace to attach", func() bool {
-		code, _, _ := get(t, srv.URL+"/hist.bt")
+	testkit.Eventually(t, "bpftrace to attach", func() bool {
+		code, _, _ := testkit.Get(t, srv.URL+"/hist.bt")
 		return code == http.StatusServiceUnavailable || code == http.StatusOK
 	})
 	if out, err := exec.Command(bin, "100").CombinedOutput(); err != nil {
 		t.Fatalf("%v %s", err, out)
 	}
 	var body string
-	eventually(t, "histogram", func() bool {
-		code, _, b := get(t, srv.URL+"/hist.bt")
+	testkit.Eventually(t, "histogram", func() bool {
+		code, _, b := testkit.Get(t, srv.URL+"/hist.bt")
 		body = b
 		return code == http.StatusOK && strings.Contains(b, "h_count 100")
 	})

@@ -20,6 +20,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
+
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
 
 // hangLimit is how long a test lets one request or shutdown take before
@@ -157,7 +159,7 @@ func TestParallelFirstRequestsNoDeadlock(t *testing.T) {
 			}
 		})
 		// The idle scripts are all stopped by the keepalive.
-		eventually(t, "idle scripts to stop", func() bool {
+		testkit.Eventually(t, "idle scripts to stop", func() bool {
 			for _, st := range s.Status() {
 				if st.State != StateIdle {
 					return false
@@ -218,23 +220,23 @@ func TestEscapedChildren(t *testing.T) {
 				t.Fatalf("escape.sh: %d %q %v", code, body, err)
 			}
 			var child int
-			eventually(t, "the child's pid", func() bool {
+			testkit.Eventually(t, "the child's pid", func() bool {
 				b, _ := os.ReadFile(pidfile)
 				child, _ = strconv.Atoi(strings.TrimSpace(string(b)))
 				return child > 0
 			})
 			// After the keepalive the script and its escaped child are
 			// gone, and the other script is still served and stopped.
-			eventually(t, "the escaped child to be killed", func() bool { return gone(child) })
+			testkit.Eventually(t, "the escaped child to be killed", func() bool { return gone(child) })
 			if code, _, err := getWithin(url+"/other.sh", hangLimit); err != nil || code != http.StatusOK {
 				t.Fatalf("other.sh after the stop: %d %v", code, err)
 			}
-			eventually(t, "other.sh to stop", func() bool { return pidOf(s, "other.sh") == 0 })
+			testkit.Eventually(t, "other.sh to stop", func() bool { return pidOf(s, "other.sh") == 0 })
 			// Started again, then shut down while running.
 			if code, _, err := getWithin(url+"/escape.sh", hangLimit); err != nil || code != http.StatusOK {
 				t.Fatalf("escape.sh again: %d %v", code, err)
 			}
-			eventually(t, "a new child", func() bool {
+			testkit.Eventually(t, "a new child", func() bool {
 				b, _ := os.ReadFile(pidfile)
 				c, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 				if c > 0 && c != child {
@@ -266,9 +268,9 @@ func TestShutdownWithWedgedScript(t *testing.T) {
 	if code, _, err := getWithin(url+"/wedged.sh", hangLimit); err != nil || code != http.StatusOK {
 		t.Fatalf("wedged.sh: %d %v", code, err)
 	}
-	eventually(t, "autostart", func() bool { return pidOf(s, "wedged-autostart.sh") != 0 })
+	testkit.Eventually(t, "autostart", func() bool { return pidOf(s, "wedged-autostart.sh") != 0 })
 	var child int
-	eventually(t, "the child's pid", func() bool {
+	testkit.Eventually(t, "the child's pid", func() bool {
 		b, _ := os.ReadFile(pidfile)
 		child, _ = strconv.Atoi(strings.TrimSpace(string(b)))
 		return child > 0
@@ -367,7 +369,7 @@ func TestOutputLimits(t *testing.T) {
 				t.Fatalf("state does not say so: %+v", st)
 			}
 			os.WriteFile(trigger, nil, 0o644)
-			eventually(t, "the next good block", func() bool {
+			testkit.Eventually(t, "the next good block", func() bool {
 				code, body, err := getWithin(url+"/out.sh", hangLimit)
 				return err == nil && code == http.StatusOK && body == "# TYPE good gauge\ngood 1\n"
 			})
@@ -379,7 +381,7 @@ func TestOutputLimits(t *testing.T) {
 		// blocks on stdout: reading stderr must go on.
 		writeScript(t, dir, "noisy.sh", "#!/bin/sh\nhead -c 262144 /dev/zero | tr '\\0' 'x' >&2\necho >&2\ni=0\nwhile true; do i=$((i+1)); echo \"n $i\"; echo '# EOF'; echo \"line $i\" >&2; sleep 0.05; done\n", true)
 		_, url, _ := runSupervisor(t, Options{Dir: dir, StartWait: 20 * time.Second})
-		eventually(t, "blocks after a huge stderr line", func() bool {
+		testkit.Eventually(t, "blocks after a huge stderr line", func() bool {
 			code, body, err := getWithin(url+"/noisy.sh", hangLimit)
 			return err == nil && code == http.StatusOK && strings.Contains(body, "\nn ")
 		})
@@ -422,10 +424,10 @@ func TestOutputLimits(t *testing.T) {
 		s.mu.Lock()
 		sc := s.scripts["huge.sh"]
 		s.mu.Unlock()
-		eventually(t, "the 40 MB line to be read", func() bool { return sc.outputErrsNow() == 2 })
+		testkit.Eventually(t, "the 40 MB line to be read", func() bool { return sc.outputErrsNow() == 2 })
 		check()
 		os.WriteFile(trigger, nil, 0o644)
-		eventually(t, "the next good block", func() bool {
+		testkit.Eventually(t, "the next good block", func() bool {
 			code, body, err := getWithin(url+"/huge.sh", hangLimit)
 			return err == nil && code == http.StatusOK && strings.Contains(body, "good 1\n")
 		})
@@ -492,7 +494,7 @@ func TestNonUTF8ScriptName(t *testing.T) {
 	dir := t.TempDir()
 	writeScript(t, dir, "bad\xff\xfe.sh", blocks, true)
 	writeScript(t, dir, "good.sh", blocks, true)
-	var logs lockedBuffer
+	var logs testkit.LogBuffer
 	s, url, _ := runSupervisor(t, Options{Dir: dir, StartWait: 20 * time.Second, Logger: newTestLogger(&logs)})
 	if code, _, err := getWithin(url+"/good.sh", hangLimit); err != nil || code != http.StatusOK {
 		t.Fatalf("good.sh: %d %v", code, err)
@@ -530,24 +532,6 @@ func serveNoCleanup(t *testing.T, opts Options) (*Supervisor, *httptest.Server) 
 		s.ServeScript(w, r, strings.TrimPrefix(r.URL.Path, "/"))
 	}))
 	return s, srv
-}
-
-// lockedBuffer is a bytes.Buffer safe for a logger's concurrent writes.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func newTestLogger(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }

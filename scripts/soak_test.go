@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
 
 // The soak runs 15 s by default; longer with
@@ -186,7 +188,7 @@ func TestSoak(t *testing.T) {
 	for _, st := range s.Status() {
 		restarts += st.Restarts
 	}
-	eventually(t, "fds and goroutines to come back", func() bool {
+	testkit.Eventually(t, "fds and goroutines to come back", func() bool {
 		return countFDs() <= baseFDs+2 && runtime.NumGoroutine() <= baseG+3
 	})
 	slices.Sort(latencies)

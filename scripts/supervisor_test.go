@@ -3,7 +3,6 @@ package scripts
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
 
 // writeScript writes an executable (mode 0755) or plain file.
@@ -58,17 +59,6 @@ func serve(t *testing.T, opts Options) (*Supervisor, *httptest.Server) {
 	return s, srv
 }
 
-func get(t *testing.T, url string) (int, http.Header, string) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header, string(b)
-}
-
 // pidOf returns the pid of a running script.
 func pidOf(s *Supervisor, name string) int {
 	s.mu.Lock()
@@ -84,17 +74,6 @@ func pidOf(s *Supervisor, name string) int {
 
 func alive(pid int) bool {
 	return pid > 0 && syscall.Kill(pid, 0) == nil
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 const blocks = `#!/bin/sh
@@ -138,7 +117,7 @@ func TestUnknownAndTraversal(t *testing.T) {
 	os.Symlink(filepath.Join(outside, "evil.sh"), filepath.Join(dir, "evil.sh"))
 	_, srv := serve(t, Options{Dir: dir})
 	for _, p := range []string{"/nope.sh", "/../" + filepath.Base(outside) + "/evil.sh", "/%2e%2e/evil.sh", "/evil.sh", "/ok.sh/..", "/./ok.sh", "/ok.sh?x=1%20-c"} {
-		code, _, _ := get(t, srv.URL+p)
+		code, _, _ := testkit.Get(t, srv.URL+p)
 		if p == "/ok.sh?x=1%20-c" {
 			if code != http.StatusOK {
 				t.Errorf("%s: %d, want 200 (query ignored)", p, code)
@@ -158,7 +137,7 @@ func TestExecScript(t *testing.T) {
 	dir := t.TempDir()
 	writeScript(t, dir, "blocks.sh", blocks, true)
 	_, srv := serve(t, Options{Dir: dir, StartWait: 5 * time.Second})
-	code, hdr, body := get(t, srv.URL+"/blocks.sh")
+	code, hdr, body := testkit.Get(t, srv.URL+"/blocks.sh")
 	if code != http.StatusOK || !strings.Contains(body, "# TYPE ticks_total counter") && !strings.Contains(body, `ticks_total{script="blocks"}`) {
 		t.Fatalf("%d %v\n%s", code, hdr, body)
 	}
@@ -168,12 +147,12 @@ func TestStartingThenRunning(t *testing.T) {
 	dir := t.TempDir()
 	writeScript(t, dir, "slow.sh", "#!/bin/sh\nsleep 1\necho 'up 1'\necho '# EOF'\nsleep 60\n", true)
 	_, srv := serve(t, Options{Dir: dir, StartWait: 100 * time.Millisecond})
-	code, hdr, body := get(t, srv.URL+"/slow.sh")
+	code, hdr, body := testkit.Get(t, srv.URL+"/slow.sh")
 	if code != http.StatusServiceUnavailable || hdr.Get("Retry-After") == "" || !strings.Contains(body, "starting") {
 		t.Fatalf("first request: %d Retry-After=%q %q", code, hdr.Get("Retry-After"), body)
 	}
-	eventually(t, "output", func() bool {
-		code, _, body := get(t, srv.URL+"/slow.sh")
+	testkit.Eventually(t, "output", func() bool {
+		code, _, body := testkit.Get(t, srv.URL+"/slow.sh")
 		return code == http.StatusOK && strings.Contains(body, "up 1")
 	})
 }
@@ -182,18 +161,18 @@ func TestKeepalive(t *testing.T) {
 	dir := t.TempDir()
 	writeScript(t, dir, "blocks.sh", blocks, true)
 	s, srv := serve(t, Options{Dir: dir, StartWait: 5 * time.Second, Keepalive: 300 * time.Millisecond})
-	if code, _, _ := get(t, srv.URL+"/blocks.sh"); code != http.StatusOK {
+	if code, _, _ := testkit.Get(t, srv.URL+"/blocks.sh"); code != http.StatusOK {
 		t.Fatalf("first request: %d", code)
 	}
 	pid := pidOf(s, "blocks.sh")
 	if !alive(pid) {
 		t.Fatal("script not running after a request")
 	}
-	eventually(t, "the idle script to stop", func() bool { return !alive(pid) })
+	testkit.Eventually(t, "the idle script to stop", func() bool { return !alive(pid) })
 	if st := s.Status()[0]; st.State != StateIdle {
 		t.Fatalf("state after keepalive: %s", st.State)
 	}
-	if code, _, _ := get(t, srv.URL+"/blocks.sh"); code != http.StatusOK {
+	if code, _, _ := testkit.Get(t, srv.URL+"/blocks.sh"); code != http.StatusOK {
 		t.Fatalf("request after keepalive stop: %d", code)
 	}
 	if pid2 := pidOf(s, "blocks.sh"); pid2 == 0 || pid2 == pid {
@@ -206,18 +185,18 @@ func TestAutostartRestart(t *testing.T) {
 	writeScript(t, dir, "load-autostart.sh", blocks, true)
 	s, srv := serve(t, Options{Dir: dir, Keepalive: 100 * time.Millisecond, BackoffMax: 200 * time.Millisecond})
 	var pid int
-	eventually(t, "autostart", func() bool { pid = pidOf(s, "load-autostart.sh"); return pid != 0 })
+	testkit.Eventually(t, "autostart", func() bool { pid = pidOf(s, "load-autostart.sh"); return pid != 0 })
 	time.Sleep(300 * time.Millisecond) // past the keepalive: autostart is exempt
 	if !alive(pid) {
 		t.Fatal("autostart script stopped by keepalive")
 	}
 	syscall.Kill(pid, syscall.SIGKILL)
 	var pid2 int
-	eventually(t, "restart", func() bool { pid2 = pidOf(s, "load-autostart.sh"); return pid2 != 0 && pid2 != pid })
+	testkit.Eventually(t, "restart", func() bool { pid2 = pidOf(s, "load-autostart.sh"); return pid2 != 0 && pid2 != pid })
 	if st := s.Status()[0]; st.Restarts < 1 {
 		t.Fatalf("restarts %d", st.Restarts)
 	}
-	eventually(t, "output", func() bool { code, _, _ := get(t, srv.URL+"/load-autostart.sh"); return code == http.StatusOK })
+	testkit.Eventually(t, "output", func() bool { code, _, _ := testkit.Get(t, srv.URL+"/load-autostart.sh"); return code == http.StatusOK })
 }
 
 func TestConcurrentFirstRequests(t *testing.T) {
@@ -255,7 +234,7 @@ func TestBadOutput(t *testing.T) {
 	dir := t.TempDir()
 	writeScript(t, dir, "bad.sh", "#!/bin/sh\necho 'this is not { exposition'\necho '# EOF'\nsleep 60\n", true)
 	s, srv := serve(t, Options{Dir: dir, StartWait: 5 * time.Second})
-	code, _, body := get(t, srv.URL+"/bad.sh")
+	code, _, body := testkit.Get(t, srv.URL+"/bad.sh")
 	if code != http.StatusInternalServerError || !strings.Contains(body, "bad.sh: bad output") {
 		t.Fatalf("%d %q", code, body)
 	}
@@ -272,10 +251,10 @@ func TestMaxRunning(t *testing.T) {
 	writeScript(t, dir, "a.sh", blocks, true)
 	writeScript(t, dir, "b.sh", blocks, true)
 	_, srv := serve(t, Options{Dir: dir, StartWait: 5 * time.Second, MaxRunning: 1})
-	if code, _, _ := get(t, srv.URL+"/a.sh"); code != http.StatusOK {
+	if code, _, _ := testkit.Get(t, srv.URL+"/a.sh"); code != http.StatusOK {
 		t.Fatal(code)
 	}
-	code, hdr, body := get(t, srv.URL+"/b.sh")
+	code, hdr, body := testkit.Get(t, srv.URL+"/b.sh")
 	if code != http.StatusServiceUnavailable || hdr.Get("Retry-After") == "" || !strings.Contains(body, "too many scripts running") {
 		t.Fatalf("%d %q", code, body)
 	}
@@ -285,7 +264,7 @@ func TestReload(t *testing.T) {
 	dir := t.TempDir()
 	writeScript(t, dir, "a.sh", blocks, true)
 	s, srv := serve(t, Options{Dir: dir, StartWait: 5 * time.Second})
-	if code, _, _ := get(t, srv.URL+"/a.sh"); code != http.StatusOK {
+	if code, _, _ := testkit.Get(t, srv.URL+"/a.sh"); code != http.StatusOK {
 		t.Fatal(code)
 	}
 	pid := pidOf(s, "a.sh")
@@ -294,11 +273,11 @@ func TestReload(t *testing.T) {
 	if err := s.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	if code, _, _ := get(t, srv.URL+"/a.sh"); code != http.StatusNotFound {
+	if code, _, _ := testkit.Get(t, srv.URL+"/a.sh"); code != http.StatusNotFound {
 		t.Fatalf("removed script: %d", code)
 	}
-	eventually(t, "removed script to stop", func() bool { return !alive(pid) })
-	if code, _, _ := get(t, srv.URL+"/b.sh"); code != http.StatusOK {
+	testkit.Eventually(t, "removed script to stop", func() bool { return !alive(pid) })
+	if code, _, _ := testkit.Get(t, srv.URL+"/b.sh"); code != http.StatusOK {
 		t.Fatalf("new script: %d", code)
 	}
 }
@@ -326,11 +305,11 @@ func TestStap(t *testing.T) {
 		t.Fatalf("long module name has %d chars", len(got))
 	}
 	// Before the module writes its output: 503 with Retry-After.
-	code, hdr, _ := get(t, srv.URL+"/example.stp")
+	code, hdr, _ := testkit.Get(t, srv.URL+"/example.stp")
 	if code != http.StatusServiceUnavailable || hdr.Get("Retry-After") == "" {
 		t.Fatalf("before output: %d", code)
 	}
-	eventually(t, "stap to be run", func() bool { _, err := os.Stat(args); return err == nil })
+	testkit.Eventually(t, "stap to be run", func() bool { _, err := os.Stat(args); return err == nil })
 	got, _ := os.ReadFile(args)
 	if want := "-m " + module + " " + filepath.Join(dir, "example.stp") + "\n"; string(got) != want {
 		t.Fatalf("stap run as %q, want %q", got, want)
@@ -339,7 +318,7 @@ func TestStap(t *testing.T) {
 	pdir := filepath.Join(proc, "systemtap", module)
 	os.MkdirAll(pdir, 0o755)
 	os.WriteFile(filepath.Join(pdir, "__prometheus"), []byte("count{tid=\"12614\",cpu=\"0\"} 9\ncount{tid=\"1802\",cpu=\"0\"} 33687\nnames{comm=\"a\\tb\"} 1\n"), 0o644)
-	code, _, body := get(t, srv.URL+"/example.stp")
+	code, _, body := testkit.Get(t, srv.URL+"/example.stp")
 	if code != http.StatusOK {
 		t.Fatalf("after output: %d %s", code, body)
 	}
@@ -349,8 +328,8 @@ func TestStap(t *testing.T) {
 		}
 	}
 	// An executable .stp runs directly with -m MODULE.
-	get(t, srv.URL+"/wrapped.stp")
-	eventually(t, "wrapper to be run", func() bool { _, err := os.Stat(args + ".wrapped"); return err == nil })
+	testkit.Get(t, srv.URL+"/wrapped.stp")
+	testkit.Eventually(t, "wrapper to be run", func() bool { _, err := os.Stat(args + ".wrapped"); return err == nil })
 	got, _ = os.ReadFile(args + ".wrapped")
 	if want := "-m probe_exporter_t1_wrapped\n"; string(got) != want {
 		t.Fatalf("wrapper run with %q, want %q", got, want)
@@ -364,9 +343,7 @@ func TestStap(t *testing.T) {
 // build or load modules (this machine's kernel has no module support) the
 // request answers 500 with stap's reason, and the test skips with it.
 func TestRealStap(t *testing.T) {
-	if _, err := exec.LookPath("stap"); err != nil {
-		t.Skip("systemtap is not installed")
-	}
+	testkit.RequireTools(t, "stap")
 	dir := t.TempDir()
 	writeScript(t, dir, "example.stp", "global arr%\nprobe syscall.read { arr[tid(), cpu()]++ }\nprobe prometheus { @prometheus_dump_array2(arr, \"count\", \"tid\", \"cpu\") }\n", false)
 	_, srv := serve(t, Options{Dir: dir, StartWait: 20 * time.Second})
@@ -374,7 +351,7 @@ func TestRealStap(t *testing.T) {
 	// A cold compile takes minutes on a busy machine.
 	deadline := time.Now().Add(15 * time.Minute)
 	for {
-		code, hdr, body := get(t, srv.URL+"/example.stp")
+		code, hdr, body := testkit.Get(t, srv.URL+"/example.stp")
 		switch code {
 		case http.StatusInternalServerError:
 			if !strings.Contains(body, "example.stp failed") {

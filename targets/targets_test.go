@@ -15,6 +15,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/probe-exporter/probe_exporter/config"
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
 
 // recorder collects events.
@@ -44,17 +45,6 @@ func (r *recorder) counts() (int, int) {
 		n += c
 	}
 	return len(r.starts), n
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func watcher(t *testing.T, opts WatcherOptions) *Watcher {
@@ -102,7 +92,7 @@ func TestStartAndExit(t *testing.T) {
 				t.Fatal(err)
 			}
 			pid := cmd.Process.Pid
-			eventually(t, "start", func() bool { s, _ := rec.counts(); return s == 1 })
+			testkit.Eventually(t, "start", func() bool { s, _ := rec.counts(); return s == 1 })
 			rec.mu.Lock()
 			p := rec.starts[pid]
 			rec.mu.Unlock()
@@ -147,7 +137,7 @@ func TestManyShortLived(t *testing.T) {
 		}
 		pids = append(pids, cmd.Process.Pid)
 	}
-	eventually(t, "every exit", func() bool {
+	testkit.Eventually(t, "every exit", func() bool {
 		rec.mu.Lock()
 		defer rec.mu.Unlock()
 		for _, pid := range pids {
@@ -229,13 +219,13 @@ func TestKernelSelection(t *testing.T) {
 	}
 	defer cmd.Process.Kill()
 	pid := cmd.Process.Pid
-	eventually(t, "selection at exec", func() bool { return inMap(byComm, pid) && inMap(byCmdline, pid) })
+	testkit.Eventually(t, "selection at exec", func() bool { return inMap(byComm, pid) && inMap(byCmdline, pid) })
 	in.Write([]byte("go\n"))
 	in.Close()
 	cmd.Wait()
 	// The shell, its subshell and the subshell's child before it execs
 	// cat are selected; cat is not.
-	eventually(t, "exits", func() bool {
+	testkit.Eventually(t, "exits", func() bool {
 		for _, s := range []*sub{byComm, byCmdline} {
 			s.rec.mu.Lock()
 			done := len(s.rec.starts) >= 2
@@ -344,7 +334,7 @@ func TestExeInodeReused(t *testing.T) {
 		if err := run.Start(); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "a verdict on "+other, func() bool { return hasExeVerdict(w, f) })
+		testkit.Eventually(t, "a verdict on "+other, func() bool { return hasExeVerdict(w, f) })
 		run.Process.Kill()
 		run.Wait()
 		os.Remove(other)
@@ -365,7 +355,7 @@ func TestExeInodeReused(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	eventually(t, "the new file at the selected path to be selected", func() bool {
+	testkit.Eventually(t, "the new file at the selected path to be selected", func() bool {
 		starts, _ := rec.counts()
 		return starts == 1
 	})

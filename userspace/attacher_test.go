@@ -1,23 +1,19 @@
 package userspace
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/probe-exporter/probe_exporter/config"
-	"github.com/probe-exporter/probe_exporter/internal/bpftest"
 	"github.com/probe-exporter/probe_exporter/internal/procfs"
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 	"github.com/probe-exporter/probe_exporter/loader"
 	"github.com/probe-exporter/probe_exporter/targets"
 )
@@ -46,70 +42,6 @@ int count(void *ctx) {
 char LICENSE[] SEC("license") = "GPL";
 `
 
-// workerC calls work() as many times as each line of stdin says.
-const workerC = `#include <stdio.h>
-#include <stdlib.h>
-__attribute__((noinline)) int work(int i) { asm volatile(""); return 2 * i; }
-int main(void) {
-	char line[64];
-	printf("ready\n"); fflush(stdout);
-	while (fgets(line, sizeof line, stdin)) {
-		int n = atoi(line);
-		for (int i = 0; i < n; i++) work(i);
-		printf("done\n"); fflush(stdout);
-	}
-	return 0;
-}
-`
-
-type worker struct {
-	cmd *exec.Cmd
-	in  io.WriteCloser
-	out *bufio.Reader
-}
-
-func (w *worker) pid() int { return w.cmd.Process.Pid }
-
-func startWorker(t *testing.T, bin string, args ...string) *worker {
-	t.Helper()
-	cmd := exec.Command(bin, args...)
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	w := &worker{cmd: cmd, in: in, out: bufio.NewReader(out)}
-	t.Cleanup(w.stop)
-	w.expect(t, "ready")
-	return w
-}
-
-func (w *worker) stop() {
-	w.in.Close()
-	_ = w.cmd.Wait()
-}
-
-func (w *worker) expect(t *testing.T, want string) {
-	t.Helper()
-	line, err := w.out.ReadString('\n')
-	if err != nil || strings.TrimSpace(line) != want {
-		t.Fatalf("worker %d said %q (%v), want %q", w.pid(), line, err, want)
-	}
-}
-
-// call has the worker call work() n times and waits until it did.
-func (w *worker) call(t *testing.T, n int) {
-	t.Helper()
-	fmt.Fprintf(w.in, "%d\n", n)
-	w.expect(t, "done")
-}
-
 // dropped records the pids the attacher tells to drop.
 type dropped struct {
 	mu   sync.Mutex
@@ -126,16 +58,6 @@ func (d *dropped) count(pid int) int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.pids[pid]
-}
-
-// poll waits up to a minute (the machine may be loaded) for cond.
-func poll(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(60 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 60s", what)
-		}
-	}
 }
 
 // attached reports whether the attacher placed prog's probes for pid.
@@ -158,29 +80,16 @@ func (a *Attacher) attached(prog *loader.Program, pid int) bool {
 // userspace makes (cmdline), for processes running before the config
 // loads and started after, and for a file probed in every process.
 func TestAttach(t *testing.T) {
-	if _, err := exec.LookPath("clang"); err != nil {
-		t.Skip("clang is needed to build the probed program")
-	}
 	dir := t.TempDir()
 	name := "uw" + strconv.Itoa(os.Getpid()%100000)
-	bin := filepath.Join(dir, name)
-	src := filepath.Join(dir, "worker.c")
-	if err := os.WriteFile(src, []byte(workerC), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("clang", "-O1", "-o", bin, src).CombinedOutput(); err != nil {
-		t.Fatalf("clang: %v\n%s", err, out)
-	}
+	bin := testkit.BuildWorker(t, name)
 	// A copy under another name: the same code, another file and comm.
-	other := filepath.Join(dir, "ot"+strconv.Itoa(os.Getpid()%100000))
-	if data, err := os.ReadFile(bin); err != nil || os.WriteFile(other, data, 0o700) != nil {
-		t.Fatal("copying the worker")
-	}
+	other := testkit.BuildWorker(t, "ot"+strconv.Itoa(os.Getpid()%100000))
 	// An object whose section names no file, attached through explicit
 	// attach points (as v1-layout configs are), and one per named file.
 	objects := map[string][]byte{}
 	for i, sec := range []string{"uprobe", "uprobe/" + bin + ":work", "uretprobe/" + other + ":work"} {
-		data, err := os.ReadFile(bpftest.Compile(t, fmt.Sprintf(countC, sec), dir, "count"+strconv.Itoa(i)))
+		data, err := os.ReadFile(testkit.CompileBPF(t, fmt.Sprintf(countC, sec), dir, "count"+strconv.Itoa(i)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -211,18 +120,18 @@ func TestAttach(t *testing.T) {
 		before, after, others int
 	}{
 		{name: "comm", sel: &config.Selector{Comm: name}, kind: config.AttachUprobe, before: 5, after: 4},
-		{name: "exe glob", sel: &config.Selector{Exe: filepath.Join(dir, "uw*")}, kind: config.AttachUretprobe, before: 5, after: 4},
+		{name: "exe glob", sel: &config.Selector{Exe: filepath.Join(filepath.Dir(bin), "uw*")}, kind: config.AttachUretprobe, before: 5, after: 4},
 		{name: "pid", sel: &config.Selector{PIDs: []int{0}}, kind: config.AttachUprobe, before: 5},
 		{name: "cmdline", sel: &config.Selector{Cmdline: "^" + bin + " selected$"}, args: []string{"selected"}, kind: config.AttachUprobe, before: 5, after: 4},
 		{name: "file for every process", section: "uprobe/" + bin + ":work", before: 5, after: 4},
 		{name: "named file, comm", sel: &config.Selector{Comm: filepath.Base(other)}, section: "uretprobe/" + other + ":work", others: 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			before := startWorker(t, bin, tc.args...)
-			unselected := startWorker(t, other)
+			before := testkit.StartWorker(t, bin, tc.args...)
+			unselected := testkit.StartWorker(t, other)
 			sel := tc.sel
 			if sel != nil && len(sel.PIDs) > 0 {
-				sel = &config.Selector{PIDs: []int{before.pid()}}
+				sel = &config.Selector{PIDs: []int{before.Pid()}}
 			}
 			drops := &dropped{pids: map[int]int{}}
 			a := New(w, drops, slog.New(slog.DiscardHandler))
@@ -243,37 +152,37 @@ func TestAttach(t *testing.T) {
 				t.Fatal(prog.Err)
 			}
 			for _, wk := range []struct {
-				w    *worker
+				w    *testkit.Worker
 				want int
 			}{{before, tc.before}, {unselected, tc.others}} {
 				if sel != nil && wk.want > 0 {
-					poll(t, "attaching to a running worker", func() bool { return a.attached(prog, wk.w.pid()) })
+					testkit.Eventually(t, "attaching to a running worker", func() bool { return a.attached(prog, wk.w.Pid()) })
 				}
 			}
-			after := startWorker(t, bin, tc.args...)
+			after := testkit.StartWorker(t, bin, tc.args...)
 			if sel != nil && sel.Cmdline != "" {
 				// Only userspace selects by command line, once it
 				// reads the exec event.
-				poll(t, "attaching to the new worker", func() bool { return a.attached(prog, after.pid()) })
+				testkit.Eventually(t, "attaching to the new worker", func() bool { return a.attached(prog, after.Pid()) })
 			}
-			before.call(t, 5)
-			after.call(t, 4)
-			unselected.call(t, 3)
+			before.Call(t, 5)
+			after.Call(t, 4)
+			unselected.Call(t, 3)
 			m := obj.Map("counts")
 			for _, c := range []struct {
-				w    *worker
+				w    *testkit.Worker
 				want int
 			}{{before, tc.before}, {after, tc.after}, {unselected, tc.others}} {
 				var got uint64
-				_ = m.Lookup(uint32(c.w.pid()), &got)
+				_ = m.Lookup(uint32(c.w.Pid()), &got)
 				if got != uint64(c.want) {
-					t.Errorf("worker %d counted %d calls, want %d", c.w.pid(), got, c.want)
+					t.Errorf("worker %d counted %d calls, want %d", c.w.Pid(), got, c.want)
 				}
 			}
 			if sel != nil && tc.before > 0 {
-				pid := before.pid()
-				before.stop()
-				poll(t, "dropping the exited worker's series", func() bool { return drops.count(pid) > 0 })
+				pid := before.Pid()
+				before.Stop()
+				testkit.Eventually(t, "dropping the exited worker's series", func() bool { return drops.count(pid) > 0 })
 				if a.attached(prog, pid) {
 					t.Errorf("exited worker %d still attached", pid)
 				}
@@ -286,23 +195,12 @@ func TestAttach(t *testing.T) {
 // executable, a file by path in its root, a library it maps by name or
 // prefix, and its executable after the file was deleted.
 func TestFileFor(t *testing.T) {
-	if _, err := exec.LookPath("clang"); err != nil {
-		t.Skip("clang is needed to build the probed program")
-	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "gone worker")
-	src := filepath.Join(dir, "worker.c")
-	if err := os.WriteFile(src, []byte(workerC), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("clang", "-O1", "-o", bin, src).CombinedOutput(); err != nil {
-		t.Fatalf("clang: %v\n%s", err, out)
-	}
-	wk := startWorker(t, bin)
+	bin := testkit.BuildWorker(t, "gone worker")
+	wk := testkit.StartWorker(t, bin)
 	if err := os.Remove(bin); err != nil {
 		t.Fatal(err)
 	}
-	p, err := procfs.Read("/proc", wk.pid())
+	p, err := procfs.Read("/proc", wk.Pid())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,7 +220,7 @@ func TestFileFor(t *testing.T) {
 	if libc.Path == "" || !text.Deleted {
 		t.Fatalf("worker maps no libc or its deleted executable: %+v", maps)
 	}
-	dirOf := "/proc/" + strconv.Itoa(wk.pid())
+	dirOf := "/proc/" + strconv.Itoa(wk.Pid())
 	for _, tc := range []struct {
 		name, section, want, wantErr string
 	}{
@@ -370,11 +268,8 @@ func TestAttachUSDT(t *testing.T) {
 	if _, err := os.Stat(python); err != nil {
 		t.Skip("needs " + python + " (built with USDT probes)")
 	}
-	if _, err := exec.LookPath("clang"); err != nil {
-		t.Skip("clang is needed to compile the BPF program")
-	}
 	dir := t.TempDir()
-	object, err := os.ReadFile(bpftest.Compile(t, fmt.Sprintf(countC, "usdt"), dir, "count"))
+	object, err := os.ReadFile(testkit.CompileBPF(t, fmt.Sprintf(countC, "usdt"), dir, "count"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -387,13 +282,13 @@ func TestAttachUSDT(t *testing.T) {
 	go func() { _ = w.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
 
-	selected := startWorker(t, python, "-c", gcWorker)
-	other := startWorker(t, python, "-c", gcWorker)
+	selected := testkit.StartWorker(t, python, "-c", gcWorker)
+	other := testkit.StartWorker(t, python, "-c", gcWorker)
 	a := New(w, nil, slog.New(slog.DiscardHandler))
 	obj := loader.Load(ctx, config.Config{
 		Name:        "gc",
 		Object:      object,
-		Attachments: &config.Selector{PIDs: []int{selected.pid()}},
+		Attachments: &config.Selector{PIDs: []int{selected.Pid()}},
 		Attach:      []config.AttachPoint{{Kind: config.AttachUSDT, Target: "python:gc__start", Program: "count"}},
 	}, loader.Options{Userspace: a})
 	if obj.Err != nil {
@@ -404,27 +299,24 @@ func TestAttachUSDT(t *testing.T) {
 	if prog.Err != nil {
 		t.Fatal(prog.Err)
 	}
-	poll(t, "attaching to the interpreter", func() bool { return a.attached(prog, selected.pid()) })
-	selected.call(t, 7)
-	other.call(t, 2)
+	testkit.Eventually(t, "attaching to the interpreter", func() bool { return a.attached(prog, selected.Pid()) })
+	selected.Call(t, 7)
+	other.Call(t, 2)
 	for _, c := range []struct {
-		w    *worker
+		w    *testkit.Worker
 		want uint64
 	}{{selected, 7}, {other, 0}} {
 		var got uint64
-		_ = obj.Map("counts").Lookup(uint32(c.w.pid()), &got)
+		_ = obj.Map("counts").Lookup(uint32(c.w.Pid()), &got)
 		if got != c.want {
-			t.Errorf("interpreter %d: gc__start fired %d times, want %d", c.w.pid(), got, c.want)
+			t.Errorf("interpreter %d: gc__start fired %d times, want %d", c.w.Pid(), got, c.want)
 		}
 	}
 }
 
 // TestAttachErrors: what cannot be attached says why.
 func TestAttachErrors(t *testing.T) {
-	if _, err := exec.LookPath("clang"); err != nil {
-		t.Skip("clang is needed to compile the BPF program")
-	}
-	object, err := os.ReadFile(bpftest.Compile(t, fmt.Sprintf(countC, "uprobe"), t.TempDir(), "count"))
+	object, err := os.ReadFile(testkit.CompileBPF(t, fmt.Sprintf(countC, "uprobe"), t.TempDir(), "count"))
 	if err != nil {
 		t.Fatal(err)
 	}

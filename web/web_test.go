@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
 
 func testServer(t *testing.T, opts Options) *httptest.Server {
@@ -30,18 +32,6 @@ func testServer(t *testing.T, opts Options) *httptest.Server {
 	srv := httptest.NewServer(Handler(opts))
 	t.Cleanup(srv.Close)
 	return srv
-}
-
-func fetch(t *testing.T, method, url string) (int, string) {
-	t.Helper()
-	req, _ := http.NewRequest(method, url, nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
 }
 
 func text(s string) http.Handler {
@@ -80,7 +70,12 @@ func TestRoutes(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := testServer(t, tc.opts)
-			code, body := fetch(t, tc.method, srv.URL+tc.path)
+			req, err := http.NewRequest(tc.method, srv.URL+tc.path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			code, _, raw := testkit.Do(t, req)
+			body := string(raw)
 			if code != tc.code || body != tc.body {
 				t.Errorf("%s %s: %d %q, want %d %q", tc.method, tc.path, code, body, tc.code, tc.body)
 			}
@@ -96,14 +91,14 @@ func TestDebugAndMetrics(t *testing.T) {
 	g.Set(3)
 	reg.MustRegister(g)
 	srv := testServer(t, Options{Registry: reg, Debug: true})
-	if code, body := fetch(t, "GET", srv.URL+"/debug/pprof/cmdline"); code != 200 || body == "" {
+	if code, _, body := testkit.Get(t, srv.URL+"/debug/pprof/cmdline"); code != 200 || body == "" {
 		t.Errorf("/debug/pprof/cmdline with Debug: %d %q", code, body)
 	}
-	if code, body := fetch(t, "GET", srv.URL+"/metrics"); code != 200 || !strings.Contains(body, "\ntest_gauge 3\n") {
+	if code, _, body := testkit.Get(t, srv.URL+"/metrics"); code != 200 || !strings.Contains(body, "\ntest_gauge 3\n") {
 		t.Errorf("/metrics: %d %q", code, body)
 	}
 	srv = testServer(t, Options{Registry: reg, Metrics: text("custom")})
-	if code, body := fetch(t, "GET", srv.URL+"/metrics"); code != 200 || body != "custom /metrics" {
+	if code, _, body := testkit.Get(t, srv.URL+"/metrics"); code != 200 || body != "custom /metrics" {
 		t.Errorf("/metrics by Metrics: %d %q", code, body)
 	}
 }
@@ -121,7 +116,7 @@ func TestLandingPage(t *testing.T) {
 			Reload:       ReloadStatus{At: time.Now(), Error: "x.yaml:3: unknown field"},
 		}
 	}})
-	code, page := fetch(t, "GET", srv.URL+"/")
+	code, _, page := testkit.Get(t, srv.URL+"/")
 	if code != 200 {
 		t.Fatalf("landing page: %d", code)
 	}
@@ -163,7 +158,7 @@ func TestMaxRequests(t *testing.T) {
 	}
 	<-entered
 	<-entered
-	if code, _ := fetch(t, "GET", srv.URL+"/metrics"); code != 503 {
+	if code, _, _ := testkit.Get(t, srv.URL+"/metrics"); code != 503 {
 		t.Errorf("third concurrent scrape: %d, want 503", code)
 	}
 	close(release)
@@ -193,7 +188,7 @@ func (b blockingCollector) Collect(ch chan<- prometheus.Metric) {
 // the version and no configs; unlisted routes get no link.
 func TestLandingPageDefaults(t *testing.T) {
 	srv := testServer(t, Options{Routes: []Route{{Path: "/ingest", Handler: text("x")}}})
-	code, page := fetch(t, "GET", srv.URL+"/")
+	code, _, page := testkit.Get(t, srv.URL+"/")
 	if code != 200 {
 		t.Fatalf("landing page: %d", code)
 	}

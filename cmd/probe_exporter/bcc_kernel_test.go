@@ -15,20 +15,20 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/probe-exporter/probe_exporter/internal/bpftest"
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
 
 // kernelBTFEnv lists, in the kernel matrix's prepare mode on the host
-// (bpftest.PrepareEnv), the BTF of each guest kernel: inline code is
+// (testkit.PrepareEnv), the BTF of each guest kernel: inline code is
 // translated and compiled for each into the compiler cache the guests
 // read, as under qemu's TCG clang would take minutes.
 const kernelBTFEnv = "PROBE_EXPORTER_TEST_KERNEL_BTF"
 
 // compilerCacheArgs points the exporter at the kernel matrix's compiler
-// cache (a directory of the object cache, bpftest.CacheEnv) when there is
+// cache (a directory of the object cache, testkit.CacheEnv) when there is
 // one; elsewhere the exporter's default cache serves.
 func compilerCacheArgs() []string {
-	if dir := os.Getenv(bpftest.CacheEnv); dir != "" {
+	if dir := os.Getenv(testkit.CacheEnv); dir != "" {
 		return []string{"--compiler.cache-dir=" + filepath.Join(dir, "cc")}
 	}
 	return nil
@@ -38,7 +38,7 @@ func compilerCacheArgs() []string {
 // cache with the configs of dir for every guest kernel's BTF and skips.
 func prepareInline(t *testing.T, dir, names string) {
 	t.Helper()
-	if os.Getenv(bpftest.PrepareEnv) == "" {
+	if os.Getenv(testkit.PrepareEnv) == "" {
 		return
 	}
 	for _, btf := range strings.Fields(os.Getenv(kernelBTFEnv)) {
@@ -203,7 +203,7 @@ func startBCCExample(t *testing.T, name, cfg string) (*proc, string) {
 	}
 	prepareInline(t, dir, name)
 	needKprobes(t)
-	if os.Getenv(bpftest.CacheEnv) == "" {
+	if os.Getenv(testkit.CacheEnv) == "" {
 		needClang(t)
 	}
 	addr := freePort(t)
@@ -228,7 +228,7 @@ func startBCCExample(t *testing.T, name, cfg string) (*proc, string) {
 func TestBCCKprobeCounts(t *testing.T) {
 	t.Run("cachestat", func(t *testing.T) {
 		dev := ""
-		if os.Getenv(bpftest.PrepareEnv) == "" {
+		if os.Getenv(testkit.PrepareEnv) == "" {
 			needKprobes(t)
 			dev = nullBlock(t)
 		}
@@ -275,7 +275,7 @@ func TestBCCKprobeCounts(t *testing.T) {
 
 	t.Run("bio", func(t *testing.T) {
 		dev := ""
-		if os.Getenv(bpftest.PrepareEnv) == "" {
+		if os.Getenv(testkit.PrepareEnv) == "" {
 			needKprobes(t)
 			dev = nullBlock(t)
 			// The start probe's work shows in its run count.

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
 
 // bccGCConfig is ebpf-userspace-exporter's gc_total example as its README
@@ -262,9 +264,7 @@ const bccBioConfig = `programs:
 
 func needClang(t *testing.T) {
 	t.Helper()
-	if _, err := exec.LookPath("clang"); err != nil {
-		t.Skip("inline code needs clang")
-	}
+	testkit.RequireTools(t, "clang")
 }
 
 // TestBCCPythonGC runs ebpf-userspace-exporter's gc_total example, its bcc
@@ -295,8 +295,8 @@ func TestBCCPythonGC(t *testing.T) {
 
 	addr := exporter(t, "--config.dir="+dir, "--config.names=gc", "--config.strict", "--debug")
 
-	py := startPython(t, bin, script)
-	pid := strconv.Itoa(py.cmd.Process.Pid)
+	py := testkit.StartWorker(t, bin, "-S", script)
+	pid := strconv.Itoa(py.Pid())
 	waitFor(t, addr, "probe_exporter_enabled_programs",
 		`probe_exporter_enabled_programs{config="gc_total",pid="`+pid+`",program="trace_gc__start"} 1`)
 	value := func(gen int) float64 {
@@ -309,12 +309,12 @@ func TestBCCPythonGC(t *testing.T) {
 	}
 	for _, tc := range []struct{ gen, n int }{{2, 7}, {0, 5}, {1, 3}, {2, 11}} {
 		before := value(tc.gen)
-		py.collect(t, tc.gen, tc.n)
+		gcCollect(t, py, tc.gen, tc.n)
 		if got := value(tc.gen) - before; got != float64(tc.n) {
 			t.Errorf("gc.collect(%d) x%d counted %v", tc.gen, tc.n, got)
 		}
 	}
-	py.stop()
+	py.Stop()
 	deadline := time.Now().Add(30 * time.Second)
 	for len(series(t, addr, `probe_exporter_gc_total{gen="2",pid="`+pid+`"}`)) > 0 {
 		if time.Now().After(deadline) {

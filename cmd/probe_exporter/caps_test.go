@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/probe-exporter/probe_exporter/internal/caps"
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
 
 // TestCapabilities runs the shipped binary with the flags a user gives and
@@ -144,9 +145,7 @@ func TestUprobesWithoutSysAdmin(t *testing.T) {
 	if _, err := os.Stat(python); err != nil {
 		t.Skip("Debian's python3.11 is not installed")
 	}
-	if _, err := exec.LookPath("clang"); err != nil {
-		t.Skip("inline code needs clang")
-	}
+	testkit.RequireTools(t, "clang")
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "pynocap"+strconv.Itoa(os.Getpid()%1000))
 	data, _ := os.ReadFile(python)

@@ -7,10 +7,11 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
 
 // idmapHashProg counts getppid calls of threads named idmap_* by cgroup,
@@ -193,7 +194,7 @@ func TestCgroupIDMap(t *testing.T) {
 		name := "app-" + strconv.Itoa(round)
 		app := mk(name)
 		id := inode(t, app)
-		waitUntil(t, "the new cgroup in both maps", func() bool { return inHash(app) && inStorage(app) })
+		testkit.Eventually(t, "the new cgroup in both maps", func() bool { return inHash(app) && inStorage(app) })
 		if inHash(other) || inStorage(other) {
 			t.Fatal("a cgroup matching no regexp is in the map")
 		}
@@ -217,7 +218,7 @@ func TestCgroupIDMap(t *testing.T) {
 		if err := os.Remove(app); err != nil {
 			t.Fatal(err)
 		}
-		waitUntil(t, "the removed cgroup to leave the hash map", func() bool {
+		testkit.Eventually(t, "the removed cgroup to leave the hash map", func() bool {
 			var v uint64
 			return errors.Is(hashMap.Lookup(id, &v), ebpf.ErrKeyNotExist)
 		})
@@ -262,18 +263,6 @@ func inode(t *testing.T, path string) uint64 {
 		t.Fatal(err)
 	}
 	return st.Ino
-}
-
-// waitUntil polls cond with a generous deadline.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // TestCgroupIDMapErrors: a cgroup_id_map that cannot be filled fails its

@@ -3,8 +3,6 @@ package main
 import (
 	"bufio"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,7 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/probe-exporter/probe_exporter/internal/bpftest"
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
 
 // The test binary doubles as a workload: with PROBE_E2E_COMM set it names
@@ -67,16 +65,8 @@ func workload(t *testing.T, comm string, n int, env ...string) {
 	}
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
-}
+// freePort is a free loopback address for an exporter to listen on.
+func freePort(t *testing.T) string { return testkit.FreePort(t) }
 
 // exporter runs the daemon in-process with args and returns its address.
 func exporter(t *testing.T, args ...string) string {
@@ -101,25 +91,16 @@ func exporterOnCheck(t *testing.T, addr string, up func() bool, args ...string) 
 
 // serves reports whether an exporter answers on addr.
 func serves(addr string) bool {
-	resp, err := http.Get("http://" + addr + "/-/healthy")
-	if err == nil {
-		resp.Body.Close()
-	}
+	_, _, err := testkit.TryGet("http://" + addr + "/-/healthy")
 	return err == nil
 }
 
+// get fetches url and returns the status and body; a transport error
+// fails the test.
 func get(t *testing.T, url string) (int, string) {
 	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, string(b)
+	code, _, body := testkit.Get(t, url)
+	return code, body
 }
 
 // series returns the exposition lines of /metrics starting with prefix.
@@ -270,7 +251,7 @@ const kprobeYAML = `metrics:
 
 func writeConfig(t *testing.T, dir, name, src, yaml string) {
 	t.Helper()
-	bpftest.Compile(t, src, dir, name)
+	testkit.CompileBPF(t, src, dir, name)
 	if err := os.WriteFile(filepath.Join(dir, name+".yaml"), []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}

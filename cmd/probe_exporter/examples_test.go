@@ -8,14 +8,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
 
 // TestExamples runs every example in examples/ at once on this kernel,
 // makes the kernel do the work each one measures, and checks the metrics.
 func TestExamples(t *testing.T) {
-	if _, err := exec.LookPath("clang"); err != nil {
-		t.Skip("building the examples needs clang")
-	}
+	testkit.RequireTools(t, "clang")
 	dir, err := filepath.Abs("../../examples")
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
 
 // exProg counts getppid calls by process, for the commands starting
@@ -206,9 +208,7 @@ func TestExpireChurn(t *testing.T) {
 // from one per-CPU struct value per process, exact for a helper making 123
 // reads of 4096 bytes, served once after it exited, then deleted.
 func TestExampleProcessReads(t *testing.T) {
-	if _, err := exec.LookPath("clang"); err != nil {
-		t.Skip("building the examples needs clang")
-	}
+	testkit.RequireTools(t, "clang")
 	dir, err := filepath.Abs("../../examples")
 	if err != nil {
 		t.Fatal(err)

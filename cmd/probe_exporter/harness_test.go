@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -13,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
 
 // The end-to-end tests run the binary `make build` produces, as a user
@@ -47,7 +48,7 @@ func runTests(m interface{ Run() int }) int {
 // proc is one running exporter.
 type proc struct {
 	cmd  *exec.Cmd
-	log  *syncBuffer
+	log  *testkit.LogBuffer
 	done chan struct{}
 	err  error
 }
@@ -96,7 +97,7 @@ func (p *proc) stop(t *testing.T) int {
 // printed if the test failed.
 func startExporter(t *testing.T, up func() bool, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(binaryPath, args...), log: &syncBuffer{}, done: make(chan struct{})}
+	p := &proc{cmd: exec.Command(binaryPath, args...), log: &testkit.LogBuffer{}, done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	// A test binary killed by a timeout takes its exporter with it. The
 	// death signal follows the thread that forked, not the process, so
@@ -161,38 +162,7 @@ func runBinary(t *testing.T, args ...string) int {
 }
 
 // tail is the last n lines of s.
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// syncBuffer is a bytes.Buffer safe for the writers of a process's output
-// and the test reading it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	// Keep the last few MiB: enough to read, bounded for soak tests.
-	if b.buf.Len() > 4<<20 {
-		rest := append([]byte(nil), b.buf.Bytes()[b.buf.Len()-2<<20:]...)
-		b.buf.Reset()
-		b.buf.Write(rest)
-	}
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+func tail(s string, n int) string { return testkit.Tail(s, n) }
 
 // runMany runs n processes made by newCmd, 20 at a time, and waits for
 // all of them; a failure of any is a test error.

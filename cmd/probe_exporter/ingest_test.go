@@ -6,23 +6,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
 
 func TestIngestAndExportedMetrics(t *testing.T) {
 	dir := t.TempDir()
 	rulesFile := filepath.Join(dir, "rules.yaml")
-	os.WriteFile(rulesFile, []byte(`metrics-export-rules:
-  a_simple_app_total:
-    expr: ""
-  a_simple_app_slow_env_prod:
-    expr: '{env="prod"}'
-    node: slowFunction
-  a_simple_app_slow_env:
-    expr: ""
-    node: slowFunction
-    labels:
-      - "env"
-`), 0o644)
+	os.WriteFile(rulesFile, []byte(testkit.ExportRules), 0o644)
 	addr := exporter(t, "--rules.file="+rulesFile)
 	for env, body := range map[string]string{
 		"prod":    "main;slowFunction 126\nmain;fastFunction 42\n",

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/probe-exporter/probe_exporter/config"
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 	"github.com/probe-exporter/probe_exporter/loader"
 )
 
@@ -67,9 +68,7 @@ func TestKernelExamples(t *testing.T) {
 	} {
 		t.Run(tc.kind+"_"+tc.name, func(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(dir, tc.name+".bpf.o")); err != nil {
-				if _, err := exec.LookPath("clang"); err != nil {
-					t.Skip("building the examples needs clang")
-				}
+				testkit.RequireTools(t, "clang")
 				if out, err := exec.Command("make", "-C", dir, tc.name+".bpf.o").CombinedOutput(); err != nil {
 					t.Fatalf("make: %v\n%s", err, out)
 				}

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
 
 // kubeAPI is the part of a Kubernetes API server the exporter uses: the
@@ -104,9 +106,7 @@ func (a *kubeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // for a host process. A pod the watch adds later gets its names on the
 // series counted before.
 func TestKubernetesLabels(t *testing.T) {
-	if _, err := exec.LookPath("clang"); err != nil {
-		t.Skip("building the example needs clang")
-	}
+	testkit.RequireTools(t, "clang")
 	examples, err := filepath.Abs("../../examples")
 	if err != nil {
 		t.Fatal(err)
@@ -180,7 +180,7 @@ func TestKubernetesLabels(t *testing.T) {
 	workload(t, "kube_host", 5)
 	host := getppid(`container="",namespace="",pod=""`)
 	var l []string
-	if !kubePoll(func() bool {
+	if !testkit.Poll(90*time.Second, func() bool {
 		l = series(t, addr, host)
 		if len(l) != 1 {
 			return false
@@ -200,23 +200,10 @@ func kubeWaitSeries(t *testing.T, addr, want string) {
 	t.Helper()
 	prefix, _, _ := strings.Cut(want, " ")
 	var lines []string
-	if !kubePoll(func() bool {
+	if !testkit.Poll(90*time.Second, func() bool {
 		lines = series(t, addr, prefix)
 		return hasLine(lines, want)
 	}) {
 		t.Fatalf("waiting for %q; have:\n%s", want, strings.Join(lines, "\n"))
 	}
-}
-
-// kubePoll reports whether cond came true within a deadline generous enough
-// for a loaded machine.
-func kubePoll(cond func() bool) bool {
-	deadline := time.Now().Add(90 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return true
 }

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/probe-exporter/probe_exporter/internal/bpftest"
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
 
 // mvProg counts read() calls and the bytes asked for in one struct value
@@ -96,8 +96,8 @@ const mvYAML = `metrics:
 func TestMultiValue(t *testing.T) {
 	dir := t.TempDir()
 	writeConfig(t, dir, "mv", mvProg, mvYAML)
-	bpftest.Compile(t, mvProg, dir, "mvrange")
-	bpftest.Compile(t, mvProg, dir, "mvoverlap")
+	testkit.CompileBPF(t, mvProg, dir, "mvrange")
+	testkit.CompileBPF(t, mvProg, dir, "mvoverlap")
 	bad := map[string]string{
 		"mvrange":   strings.Replace(mvYAML, "offset: 8\n          size: 8", "offset: 12\n          size: 8", 1),
 		"mvoverlap": strings.Replace(mvYAML, "offset: 8\n          size: 8", "offset: 4\n          size: 8", 1),

@@ -18,6 +18,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"golang.org/x/sys/unix"
+
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
 
 // writeSizes is the workload of TestNativeHistograms: write() calls to
@@ -77,7 +79,7 @@ func startPrometheus(t *testing.T, target string, flags ...string) *promServer {
 	args := append([]string{"--config.file=" + filepath.Join(dir, "prometheus.yml"), "--storage.tsdb.path=" + filepath.Join(dir, "data"),
 		"--web.listen-address=" + addr, "--log.level=warn"}, flags...)
 	cmd := exec.Command(prom, args...)
-	var log syncBuffer
+	var log testkit.LogBuffer
 	cmd.Stdout, cmd.Stderr = &log, &log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

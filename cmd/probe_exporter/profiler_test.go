@@ -8,25 +8,19 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
 
 // TestProfilerRules: the built-in profiler feeds export rules; CPU seconds
 // of a busy program appear at /exported-metrics.
 func TestProfilerRules(t *testing.T) {
-	if _, err := exec.LookPath("gcc"); err != nil {
-		t.Skip("gcc is needed")
-	}
 	dir := t.TempDir()
 	name := "prof" + strconv.Itoa(os.Getpid()%100000)
-	src := filepath.Join(dir, "p.c")
-	os.WriteFile(src, []byte(`#include <time.h>
+	bin := testkit.BuildC(t, name, `#include <time.h>
 __attribute__((noinline)) void slowFunction(void) { volatile long x = 0; for (long i = 0; i < 3000000; i++) x += i; }
 int main(void) { time_t end = time(0) + 2; while (time(0) < end) slowFunction(); return 0; }
-`), 0o644)
-	bin := filepath.Join(dir, name)
-	if out, err := exec.Command("gcc", "-O0", "-fno-omit-frame-pointer", "-o", bin, src).CombinedOutput(); err != nil {
-		t.Fatalf("%v %s", err, out)
-	}
+`, "-O0", "-fno-omit-frame-pointer")
 	os.WriteFile(filepath.Join(dir, "targets.yaml"), []byte("targets:\n  - app: busy\n    tags: {env: prod}\n    comm: "+name+"\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "rules.yaml"), []byte("metrics-export-rules:\n  busy_slow_seconds:\n    expr: 'busy.cpu{env=\"prod\"}'\n    node: 'main;slowFunction'\n    group_by: [env]\n"), 0o644)
 	addr := exporter(t, "--profile.config="+filepath.Join(dir, "targets.yaml"), "--rules.file="+filepath.Join(dir, "rules.yaml"), "--profile.interval=500ms")

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 	"github.com/probe-exporter/probe_exporter/targets"
 )
 
@@ -89,11 +90,7 @@ func slCount(t *testing.T) int {
 // filtering on target_pids itself counts every call too. Per-pid series
 // and attachments are gone afterwards.
 func TestShortLivedExact(t *testing.T) {
-	for _, tool := range []string{"gcc", "clang"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skip(tool + " is needed")
-		}
-	}
+	testkit.RequireTools(t, "gcc", "clang")
 	dir := t.TempDir()
 	name := "sl" + strconv.Itoa(os.Getpid()%100000)
 	bin := filepath.Join(dir, name)
@@ -125,11 +122,7 @@ func TestShortLivedExact(t *testing.T) {
 	// The cgroup and the executable are created after the exporter
 	// started: the first process of each is held until userspace has
 	// given its verdict.
-	src := filepath.Join(dir, "sl.c")
-	os.WriteFile(src, []byte(slProgram), 0o644)
-	if out, err := exec.Command("gcc", "-O1", "-o", bin, src).CombinedOutput(); err != nil {
-		t.Fatalf("%v %s", err, out)
-	}
+	testkit.BuildCAt(t, bin, []string{slProgram}, "-O1")
 	cgDir := targets.Cgroup2Mount() + cg
 	if err := os.Mkdir(cgDir, 0o755); err != nil {
 		t.Skipf("cgroup v2 needed: %v", err)
@@ -167,18 +160,9 @@ func TestShortLivedExact(t *testing.T) {
 // TestShortLivedPID: processes selected by pid before they exec the probed
 // program are counted from its first instruction.
 func TestShortLivedPID(t *testing.T) {
-	for _, tool := range []string{"gcc", "clang"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skip(tool + " is needed")
-		}
-	}
+	testkit.RequireTools(t, "gcc", "clang")
 	dir := t.TempDir()
-	src := filepath.Join(dir, "sl.c")
-	os.WriteFile(src, []byte(slProgram), 0o644)
-	bin := filepath.Join(dir, "slpid"+strconv.Itoa(os.Getpid()%100000))
-	if out, err := exec.Command("gcc", "-O1", "-o", bin, src).CombinedOutput(); err != nil {
-		t.Fatalf("%v %s", err, out)
-	}
+	bin := testkit.BuildC(t, "slpid"+strconv.Itoa(os.Getpid()%100000), slProgram, "-O1")
 	// Each waits for a line on stdin, then execs the program under its
 	// pid, which the config selects.
 	const k = 20
@@ -329,24 +313,14 @@ const slUSDTConfig = `programs:
 // counted with its argument (the semaphore is the kernel's ref_ctr of the
 // file-wide probe, set in every new process before it runs).
 func TestShortLivedUSDT(t *testing.T) {
-	for _, tool := range []string{"gcc", "clang"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skip(tool + " is needed")
-		}
-	}
+	testkit.RequireTools(t, "gcc", "clang")
+	testkit.RequireCHeader(t, "sys/sdt.h", "systemtap-sdt-dev")
 	dir := t.TempDir()
 	name := "slu" + strconv.Itoa(os.Getpid()%100000)
 	bin := filepath.Join(dir, name)
 	os.WriteFile(filepath.Join(dir, "sl_usdt.yaml"), []byte(fmt.Sprintf(slUSDTConfig, name)), 0o644)
 	addr := exporter(t, "--config.dir="+dir, "--config.names=sl_usdt", "--config.strict")
-	src := filepath.Join(dir, "slu.c")
-	os.WriteFile(src, []byte(slUSDTProgram), 0o644)
-	if out, err := exec.Command("gcc", "-O1", "-o", bin, src).CombinedOutput(); err != nil {
-		if strings.Contains(string(out), "sdt.h") {
-			t.Skipf("sys/sdt.h is missing (Debian's systemtap-sdt-dev): %s", out)
-		}
-		t.Fatalf("%v %s", err, out)
-	}
+	testkit.BuildCAt(t, bin, []string{slUSDTProgram}, "-O1")
 	const n = 200
 	runMany(t, n, func() *exec.Cmd { return exec.Command(bin) })
 	if got := slValue(t, addr, `probe_exporter_sl_usdt_ticks_total{what="0"} `); got != 3*n {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
 
 const soakConfig = `programs:
@@ -59,22 +61,12 @@ func TestShortLivedTargets(t *testing.T) {
 	if testing.Short() {
 		t.Skip("soak test")
 	}
-	if _, err := exec.LookPath("gcc"); err != nil {
-		t.Skip("gcc is needed")
-	}
-	if _, err := exec.LookPath("clang"); err != nil {
-		t.Skip("clang is needed")
-	}
+	testkit.RequireTools(t, "clang")
 	dir := t.TempDir()
 	name := "soak" + strconv.Itoa(os.Getpid()%100000)
-	src := filepath.Join(dir, "w.c")
 	// Each process lives 50 ms, calling work() until it is attached and
 	// then once more, so every one can be attached before it exits.
-	os.WriteFile(src, []byte("#include <unistd.h>\n__attribute__((noinline)) int work(int i) { asm volatile(\"\"); return i; }\nint main(void) { work(0); usleep(50000); work(1); return 0; }\n"), 0o644)
-	bin := filepath.Join(dir, name)
-	if out, err := exec.Command("gcc", "-O1", "-o", bin, src).CombinedOutput(); err != nil {
-		t.Fatalf("%v %s", err, out)
-	}
+	bin := testkit.BuildC(t, name, "#include <unistd.h>\n__attribute__((noinline)) int work(int i) { asm volatile(\"\"); return i; }\nint main(void) { work(0); usleep(50000); work(1); return 0; }\n", "-O1")
 	os.WriteFile(filepath.Join(dir, "soak.yaml"), []byte(fmt.Sprintf(soakConfig, name)), 0o644)
 	addr := freePort(t)
 	p := startExporter(t, func() bool { return serves(addr) }, "--web.listen-address="+addr, "--config.dir="+dir, "--config.names=soak", "--config.strict")

@@ -18,7 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/probe-exporter/probe_exporter/internal/bpftest"
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
 
 // stapPort is the port TestKernelStap's exporter listens on: systemtap
@@ -185,7 +185,7 @@ func stapioOf(module string) int {
 // with the modules test/kernels/run.sh compiled on the host, which the
 // exporter loads with staprun as it does any MODULE.ko stap -m left.
 func TestKernelStap(t *testing.T) {
-	if os.Getenv(bpftest.PrepareEnv) != "" {
+	if os.Getenv(testkit.PrepareEnv) != "" {
 		t.Skip("no BPF objects to prepare: test/kernels/run.sh compiles the systemtap modules itself")
 	}
 	if why := stapSkip(); why != "" {
@@ -247,13 +247,9 @@ func TestKernelStap(t *testing.T) {
 
 	// The first request starts stap and, while it builds, answers 503.
 	start := time.Now()
-	resp, err := http.Get(base + "/example.stp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body := stapReadBody(t, resp)
-	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || !strings.Contains(body, "refresh") {
-		t.Fatalf("first request: %d Retry-After=%q %q, want 503 asking to refresh", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	code, hdr, body := testkit.Get(t, base+"/example.stp")
+	if code != http.StatusServiceUnavailable || hdr.Get("Retry-After") == "" || !strings.Contains(body, "refresh") {
+		t.Fatalf("first request: %d Retry-After=%q %q, want 503 asking to refresh", code, hdr.Get("Retry-After"), body)
 	}
 	body = stapWaitOK(t, base+"/example.stp", compile)
 	var added []string
@@ -315,7 +311,7 @@ func TestKernelStap(t *testing.T) {
 	t.Run("stap_arrays-autostart", func(t *testing.T) {
 		if lsmod, procfs := stapModuleLoaded(t, arrays); !lsmod || !procfs {
 			// Autostart: running before any request.
-			stapWait(t, "the autostart module "+arrays+" to load", compile, func() bool {
+			testkit.EventuallyWithin(t, "the autostart module "+arrays+" to load", compile, func() bool {
 				lsmod, procfs := stapModuleLoaded(t, arrays)
 				return lsmod && procfs
 			})
@@ -326,7 +322,7 @@ func TestKernelStap(t *testing.T) {
 	t.Run("stap_keepalive", func(t *testing.T) {
 		// No request for 20 s: the module is unloaded, the autostart
 		// one stays.
-		stapWait(t, example+" to be unloaded after the keepalive", 3*time.Minute, func() bool {
+		testkit.EventuallyWithin(t, example+" to be unloaded after the keepalive", 3*time.Minute, func() bool {
 			lsmod, procfs := stapModuleLoaded(t, example)
 			return !lsmod && !procfs
 		})
@@ -342,11 +338,11 @@ func TestKernelStap(t *testing.T) {
 		}
 		// Killed from outside: stapio unloads the module and exits.
 		syscall.Kill(pid, syscall.SIGTERM)
-		stapWait(t, arrays+" to be started again", compile, func() bool {
+		testkit.EventuallyWithin(t, arrays+" to be started again", compile, func() bool {
 			now := stapioOf(arrays)
 			return now != 0 && now != pid && scriptRestarts(t, addr, "arrays-autostart.stp") >= 1
 		})
-		stapWait(t, arrays+" to be loaded again", compile, func() bool {
+		testkit.EventuallyWithin(t, arrays+" to be loaded again", compile, func() bool {
 			lsmod, procfs := stapModuleLoaded(t, arrays)
 			return lsmod && procfs
 		})
@@ -363,11 +359,11 @@ func TestKernelStap(t *testing.T) {
 		// loaded, and staprun would fail on it. The exporter
 		// unloads it and starts the script again.
 		syscall.Kill(pid, syscall.SIGKILL)
-		stapWait(t, arrays+" to be started again after its stapio was killed", compile, func() bool {
+		testkit.EventuallyWithin(t, arrays+" to be started again after its stapio was killed", compile, func() bool {
 			now := stapioOf(arrays)
 			return now != 0 && now != pid && scriptRestarts(t, addr, "arrays-autostart.stp") > restarts
 		})
-		stapWait(t, arrays+" to be loaded again", compile, func() bool {
+		testkit.EventuallyWithin(t, arrays+" to be loaded again", compile, func() bool {
 			lsmod, procfs := stapModuleLoaded(t, arrays)
 			return lsmod && procfs
 		})
@@ -414,40 +410,15 @@ func stapWaitOK(t *testing.T, url string, limit time.Duration) string {
 	t.Helper()
 	deadline := time.Now().Add(limit)
 	for {
-		resp, err := http.Get(url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body := stapReadBody(t, resp)
+		code, hdr, body := testkit.Get(t, url)
 		switch {
-		case resp.StatusCode == http.StatusOK:
+		case code == http.StatusOK:
 			return body
-		case resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "":
-			t.Fatalf("%s: %d %q", url, resp.StatusCode, body)
+		case code != http.StatusServiceUnavailable || hdr.Get("Retry-After") == "":
+			t.Fatalf("%s: %d %q", url, code, body)
 		case time.Now().After(deadline):
-			t.Fatalf("%s: still %d after %v: %q", url, resp.StatusCode, limit, body)
+			t.Fatalf("%s: still %d after %v: %q", url, code, limit, body)
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-}
-
-func stapWait(t *testing.T, what string, limit time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", limit, what)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-}
-
-func stapReadBody(t *testing.T, resp *http.Response) string {
-	t.Helper()
-	defer resp.Body.Close()
-	var b strings.Builder
-	if _, err := bufio.NewReader(resp.Body).WriteTo(&b); err != nil {
-		t.Fatal(err)
-	}
-	return b.String()
 }

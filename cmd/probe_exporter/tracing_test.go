@@ -20,6 +20,8 @@ import (
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
 
 // execTraceProg records the lifetime of a process started from ROOT_PATH
@@ -407,7 +409,7 @@ func TestTracingReceiverDown(t *testing.T) {
 			t.Fatalf("helper %d: %v: %s", i, err, out)
 		}
 	}
-	waitUntil(t, "an export attempt", func() bool { mu.Lock(); defer mu.Unlock(); return requests > 0 })
+	testkit.Eventually(t, "an export attempt", func() bool { mu.Lock(); defer mu.Unlock(); return requests > 0 })
 	if up := series(t, addr, `probe_exporter_config_up{config="exectrace"}`); !hasLine(up, `probe_exporter_config_up{config="exectrace"} 1`) {
 		t.Errorf("config not up with the receiver down: %v", up)
 	}

@@ -1,15 +1,14 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
 
 // The test program: work(i) is called n times and returns 2i; a USDT
@@ -132,57 +131,17 @@ const demoConfig = `programs:
       char LICENSE[] SEC("license") = "GPL";
 `
 
-type demoProc struct {
-	cmd *exec.Cmd
-	in  io.WriteCloser
-	out *bufio.Reader
-}
-
-func (d *demoProc) round(t *testing.T) int {
+// demoRound has the demo make its n calls and returns how many times its
+// semaphore-guarded probe fired so far.
+func demoRound(t *testing.T, d *testkit.Worker) int {
 	t.Helper()
-	fmt.Fprintln(d.in, "go")
-	line, err := d.out.ReadString('\n')
-	if err != nil || !strings.HasPrefix(line, "done ") {
-		t.Fatalf("demo said %q %v", line, err)
+	reply := d.Send(t, "go")
+	fired, ok := strings.CutPrefix(reply, "done ")
+	n, err := strconv.Atoi(fired)
+	if !ok || err != nil {
+		t.Fatalf("demo said %q", reply)
 	}
-	n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, "done ")))
 	return n
-}
-
-func startDemo(t *testing.T, argv ...string) *demoProc {
-	t.Helper()
-	cmd := exec.Command(argv[0], argv[1:]...)
-	in, _ := cmd.StdinPipe()
-	out, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	d := &demoProc{cmd: cmd, in: in, out: bufio.NewReader(out)}
-	t.Cleanup(func() { in.Close(); cmd.Process.Kill(); cmd.Wait() })
-	line, err := d.out.ReadString('\n')
-	if err != nil || strings.TrimSpace(line) != "ready" {
-		t.Fatalf("demo said %q %v", line, err)
-	}
-	return d
-}
-
-func buildDemo(t *testing.T, dir, name string) string {
-	t.Helper()
-	if _, err := exec.LookPath("gcc"); err != nil {
-		t.Skip("gcc is needed to build the test program")
-	}
-	os.WriteFile(filepath.Join(dir, "main.c"), []byte(demoMain), 0o644)
-	os.WriteFile(filepath.Join(dir, "plain.c"), []byte(demoPlain), 0o644)
-	bin := filepath.Join(dir, name)
-	out, err := exec.Command("gcc", "-O1", "-o", bin, filepath.Join(dir, "main.c"), filepath.Join(dir, "plain.c")).CombinedOutput()
-	if err != nil {
-		if strings.Contains(string(out), "sdt.h") {
-			t.Skipf("sys/sdt.h is missing (Debian's systemtap-sdt-dev): %s", out)
-		}
-		t.Fatalf("gcc: %v\n%s", err, out)
-	}
-	return bin
 }
 
 func demoValue(t *testing.T, addr, line string) float64 {
@@ -199,19 +158,19 @@ func demoValue(t *testing.T, addr, line string) float64 {
 // started after the exporter, then on a copy of it in a mount namespace of
 // its own, at a path that exists only there.
 func TestUserspaceProbes(t *testing.T) {
-	if _, err := exec.LookPath("clang"); err != nil {
-		t.Skip("inline code needs clang")
-	}
+	testkit.RequireTools(t, "clang")
 	dir := t.TempDir()
 	name := "demo" + strconv.Itoa(os.Getpid()%100000)
-	bin := buildDemo(t, dir, name)
+	testkit.RequireCHeader(t, "sys/sdt.h", "systemtap-sdt-dev")
+	bin := filepath.Join(t.TempDir(), name)
+	testkit.BuildCAt(t, bin, []string{demoMain, demoPlain}, "-O1")
 	os.WriteFile(filepath.Join(dir, "demo.yaml"), []byte(fmt.Sprintf(demoConfig, name)), 0o644)
 	addr := exporter(t, "--config.dir="+dir, "--config.names=demo", "--config.strict")
 
 	const n = 10
-	check := func(d *demoProc, label string) {
+	check := func(d *testkit.Worker, label string) {
 		t.Helper()
-		pid := strconv.Itoa(d.cmd.Process.Pid)
+		pid := strconv.Itoa(d.Pid())
 		waitFor(t, addr, "probe_exporter_enabled_programs", `probe_exporter_enabled_programs{config="demo",pid="`+pid+`",program="on_tick"} 1`)
 		before := map[string]float64{}
 		keys := []string{"tick_count", "tick_arg_sum", "plain_count", "plain_neg_sum"}
@@ -219,7 +178,7 @@ func TestUserspaceProbes(t *testing.T) {
 			before[k] = max(0, demoValue(t, addr, `probe_exporter_demo_usdt_total{what="`+k+`"} 0`))
 		}
 		retCount := max(0, demoValue(t, addr, `probe_exporter_demo_work_return_count 0`))
-		fired := d.round(t)
+		fired := demoRound(t, d)
 		if fired != n {
 			t.Errorf("%s: the semaphore probe ran %d times, want %d (semaphore not set?)", label, fired, n)
 		}
@@ -237,7 +196,7 @@ func TestUserspaceProbes(t *testing.T) {
 		}
 	}
 
-	d := startDemo(t, bin, strconv.Itoa(n))
+	d := testkit.StartWorker(t, bin, strconv.Itoa(n))
 	check(d, "host")
 	// Returns 0,2,...,18; key = ret/4, and as in ebpf_exporter a linear
 	// key k is exported as le = k * multiplier: le=0:2, le=4:4, ... le=16:10.
@@ -254,14 +213,12 @@ func TestUserspaceProbes(t *testing.T) {
 	}
 
 	// A mount namespace where the binary lives at a path the host lacks.
-	if _, err := exec.LookPath("unshare"); err != nil {
-		t.Skip("unshare (util-linux) is needed for the namespace case")
-	}
+	testkit.RequireTools(t, "unshare")
 	nsdir := "/run/probe-exporter-ns-" + strconv.Itoa(os.Getpid())
 	os.MkdirAll(nsdir, 0o755)
 	defer os.RemoveAll(nsdir)
 	script := fmt.Sprintf("mount -t tmpfs none %s && cp %s %s/%s && exec %s/%s %d", nsdir, bin, nsdir, name, nsdir, name, n)
-	dns := startDemo(t, "unshare", "-m", "--propagation", "private", "sh", "-c", script)
+	dns := testkit.StartWorker(t, "unshare", "-m", "--propagation", "private", "sh", "-c", script)
 	if _, err := os.Stat(filepath.Join(nsdir, name)); err == nil {
 		t.Fatal("the namespace's binary is visible from the host")
 	}

@@ -1,16 +1,15 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
 
 // gcConfig is ebpf-userspace-exporter's gunicorn GC example, for python3.11, in libbpf
@@ -79,42 +78,13 @@ for line in sys.stdin:
     print("done", flush=True)
 `
 
-type pyProc struct {
-	cmd *exec.Cmd
-	in  io.WriteCloser
-	out *bufio.Reader
-}
-
-func startPython(t *testing.T, bin, script string) *pyProc {
+// gcCollect has the Python of gcScript run n collections of generation
+// gen and waits until it did.
+func gcCollect(t *testing.T, py *testkit.Worker, gen, n int) {
 	t.Helper()
-	cmd := exec.Command(bin, "-S", script)
-	in, _ := cmd.StdinPipe()
-	out, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	if reply := py.Send(t, fmt.Sprintf("%d %d", gen, n)); reply != "done" {
+		t.Fatalf("python said %q, want done", reply)
 	}
-	p := &pyProc{cmd: cmd, in: in, out: bufio.NewReader(out)}
-	p.expect(t, "ready")
-	return p
-}
-
-func (p *pyProc) expect(t *testing.T, want string) {
-	t.Helper()
-	line, err := p.out.ReadString('\n')
-	if err != nil || strings.TrimSpace(line) != want {
-		t.Fatalf("python said %q (%v), want %q", line, err, want)
-	}
-}
-
-func (p *pyProc) collect(t *testing.T, gen, n int) {
-	t.Helper()
-	fmt.Fprintf(p.in, "%d %d\n", gen, n)
-	p.expect(t, "done")
-}
-
-func (p *pyProc) stop() {
-	p.in.Close()
-	p.cmd.Wait()
 }
 
 // TestPythonGC is ebpf-userspace-exporter's example on Debian's python3.11, whose USDT
@@ -126,9 +96,7 @@ func TestPythonGC(t *testing.T) {
 	if _, err := os.Stat(python); err != nil {
 		t.Skip("Debian's python3.11 is not installed")
 	}
-	if _, err := exec.LookPath("clang"); err != nil {
-		t.Skip("inline code needs clang")
-	}
+	testkit.RequireTools(t, "clang")
 	dir := t.TempDir()
 	// A copy with a name of its own, so that only the test's Pythons match.
 	bin := filepath.Join(dir, "pygc"+strconv.Itoa(os.Getpid()%10000))
@@ -142,8 +110,8 @@ func TestPythonGC(t *testing.T) {
 	addr := exporter(t, "--config.dir="+dir, "--config.names=gc", "--config.strict")
 
 	for round := 0; round < 2; round++ {
-		py := startPython(t, bin, script)
-		pid := strconv.Itoa(py.cmd.Process.Pid)
+		py := testkit.StartWorker(t, bin, "-S", script)
+		pid := strconv.Itoa(py.Pid())
 		enabled := `probe_exporter_enabled_programs{config="gc_total",pid="` + pid + `",program="trace_gc__start"} 1`
 		waitFor(t, addr, "probe_exporter_enabled_programs", enabled)
 		value := func(gen int) float64 {
@@ -155,15 +123,15 @@ func TestPythonGC(t *testing.T) {
 			return 0
 		}
 		before0, before2 := value(0), value(2)
-		py.collect(t, 2, 7)
-		py.collect(t, 0, 5)
+		gcCollect(t, py, 2, 7)
+		gcCollect(t, py, 0, 5)
 		if got := value(2) - before2; got != 7 {
 			t.Errorf("round %d: gen 2 collections counted %v, want 7", round, got)
 		}
 		if got := value(0) - before0; got != 5 {
 			t.Errorf("round %d: gen 0 collections counted %v, want 5", round, got)
 		}
-		py.stop()
+		py.Stop()
 		// Its attachment and series go away.
 		deadline := time.Now().Add(10 * time.Second)
 		for len(series(t, addr, `probe_exporter_gc_total{gen="2",pid="`+pid+`"}`)) > 0 || len(series(t, addr, enabled)) > 0 {

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/probe-exporter/probe_exporter/internal/bpftest"
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
 
 // xdpCountProg counts packets arriving on its interface by ethertype, IP
@@ -90,7 +90,7 @@ const xdpCountYAML = `metrics:
 // test sends UDP packets from inside that namespace, over the veth only,
 // and finds them counted on /metrics.
 func TestXDPConfig(t *testing.T) {
-	v := bpftest.VethNetns(t)
+	v := testkit.VethNetns(t)
 	dir := t.TempDir()
 	writeConfig(t, dir, "xdp", strings.Replace(xdpCountProg, "IFNAME", v.Host, 1), xdpCountYAML)
 	addr := exporter(t, "--config.dir="+dir, "--config.names=xdp")
@@ -98,7 +98,7 @@ func TestXDPConfig(t *testing.T) {
 		t.Fatalf("xdp config not up: %v", up)
 	}
 	const n = 300
-	bpftest.InNetns(t, v.NSPath, func() {
+	testkit.InNetns(t, v.NSPath, func() {
 		conn, err := net.ListenPacket("udp4", v.PeerAddr+":0")
 		if err != nil {
 			t.Error(err)

@@ -1,12 +1,7 @@
 package attach
 
 import (
-	"bufio"
-	"fmt"
-	"io"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -17,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/probe-exporter/probe_exporter/internal/cpus"
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
 
 // counter returns a map of one u64 and a program of type typ adding 1 to
@@ -51,79 +47,11 @@ func counter(t *testing.T, typ ebpf.ProgramType, mapType ebpf.MapType) (*ebpf.Ma
 	return m, prog
 }
 
-// workC calls work() as many times as each line of stdin says.
-const workC = `#include <stdio.h>
-#include <stdlib.h>
-__attribute__((noinline)) int work(int i) { asm volatile(""); return 2 * i; }
-int main(void) {
-	char line[64];
-	printf("ready\n"); fflush(stdout);
-	while (fgets(line, sizeof line, stdin)) {
-		int n = atoi(line);
-		for (int i = 0; i < n; i++) work(i);
-		printf("done\n"); fflush(stdout);
-	}
-	return 0;
-}
-`
-
-type worker struct {
-	cmd *exec.Cmd
-	in  io.Writer
-	out *bufio.Reader
-}
-
-func startWorker(t *testing.T, bin string) *worker {
-	t.Helper()
-	cmd := exec.Command(bin)
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { in.Close(); _ = cmd.Wait() })
-	w := &worker{cmd: cmd, in: in, out: bufio.NewReader(out)}
-	w.expect(t, "ready")
-	return w
-}
-
-func (w *worker) expect(t *testing.T, want string) {
-	t.Helper()
-	line, err := w.out.ReadString('\n')
-	if err != nil || strings.TrimSpace(line) != want {
-		t.Fatalf("worker %d said %q (%v), want %q", w.cmd.Process.Pid, line, err, want)
-	}
-}
-
-// call has the worker call work() n times, and waits until it did.
-func (w *worker) call(t *testing.T, n int) {
-	t.Helper()
-	fmt.Fprintf(w.in, "%d\n", n)
-	w.expect(t, "done")
-}
-
 // TestUprobe counts the calls of a function of a real binary exactly, in
 // every process running the file or in one.
 func TestUprobe(t *testing.T) {
-	if _, err := exec.LookPath("clang"); err != nil {
-		t.Skip("clang is needed to build the probed program")
-	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "worker with space")
-	src := filepath.Join(dir, "worker.c")
-	if err := os.WriteFile(src, []byte(workC), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("clang", "-O1", "-o", bin, src).CombinedOutput(); err != nil {
-		t.Fatalf("clang: %v\n%s", err, out)
-	}
-	a, b := startWorker(t, bin), startWorker(t, bin)
+	bin := testkit.BuildWorker(t, "worker with space")
+	a, b := testkit.StartWorker(t, bin), testkit.StartWorker(t, bin)
 	for _, tc := range []struct {
 		name   string
 		ret    bool
@@ -133,8 +61,8 @@ func TestUprobe(t *testing.T) {
 	}{
 		{name: "every process", want: 5 + 3},
 		{name: "return", ret: true, want: 5 + 3},
-		{name: "one process", pid: a.cmd.Process.Pid, want: 5},
-		{name: "the other process", pid: b.cmd.Process.Pid, want: 3},
+		{name: "one process", pid: a.Pid(), want: 5},
+		{name: "the other process", pid: b.Pid(), want: 3},
 		{name: "a process not running the file", pid: os.Getpid(), want: 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -143,8 +71,8 @@ func TestUprobe(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			a.call(t, 5)
-			b.call(t, 3)
+			a.Call(t, 5)
+			b.Call(t, 3)
 			var got uint64
 			if err := m.Lookup(uint32(0), &got); err != nil {
 				t.Fatal(err)
@@ -155,7 +83,7 @@ func TestUprobe(t *testing.T) {
 			if err := l.Close(); err != nil {
 				t.Fatal(err)
 			}
-			a.call(t, 2)
+			a.Call(t, 2)
 			if err := m.Lookup(uint32(0), &got); err != nil || got != tc.want {
 				t.Errorf("after detaching: %d calls (%v), want still %d", got, err, tc.want)
 			}

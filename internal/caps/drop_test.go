@@ -24,6 +24,9 @@ func TestDropWithoutSetpcap(t *testing.T) {
 		}
 		os.Exit(0)
 	}
+	// Not testkit's RequireRoot: importing testkit (net/http, os/user)
+	// links cgo into this test binary, and with cgo Go cannot set
+	// capabilities on every thread (syscall.AllThreadsSyscall).
 	if os.Geteuid() != 0 {
 		t.Skip("needs root")
 	}

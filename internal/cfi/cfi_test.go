@@ -9,25 +9,22 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
+
+// leafMidC calls mid(), which calls leaf() and snprintf.
+const leafMidC = "#include <stdio.h>\n__attribute__((noinline)) long leaf(long n) { long s = 0; for (long i = 0; i < n; i++) s += i * i; return s; }\n__attribute__((noinline)) long mid(long n) { char buf[300]; snprintf(buf, sizeof buf, \"%ld\", n); return leaf(n) + buf[0]; }\nint main(int argc, char **argv) { return (int)mid(argc * 1000); }\n"
 
 // TestAgainstReadelf compares every row binutils' readelf interprets
 // (readelf -wF) with the row Find gives for its address, for libc and for
 // a program built with -O2 and with frame pointers.
 func TestAgainstReadelf(t *testing.T) {
-	if _, err := exec.LookPath("readelf"); err != nil {
-		t.Skip("readelf (binutils) is needed")
-	}
+	testkit.RequireTools(t, "readelf")
 	files := []string{"/lib/x86_64-linux-gnu/libc.so.6"}
 	if _, err := exec.LookPath("gcc"); err == nil {
-		dir := t.TempDir()
-		src := filepath.Join(dir, "p.c")
-		os.WriteFile(src, []byte("#include <stdio.h>\n__attribute__((noinline)) long leaf(long n) { long s = 0; for (long i = 0; i < n; i++) s += i * i; return s; }\n__attribute__((noinline)) long mid(long n) { char buf[300]; snprintf(buf, sizeof buf, \"%ld\", n); return leaf(n) + buf[0]; }\nint main(int argc, char **argv) { return (int)mid(argc * 1000); }\n"), 0o644)
 		for _, flags := range [][]string{{"-O2"}, {"-O0", "-fno-omit-frame-pointer"}} {
-			bin := filepath.Join(dir, "p"+strings.Join(flags, ""))
-			if out, err := exec.Command("gcc", append(flags, "-o", bin, src)...).CombinedOutput(); err != nil {
-				t.Fatalf("gcc: %v\n%s", err, out)
-			}
+			bin := testkit.BuildC(t, "p"+strings.Join(flags, ""), leafMidC, flags...)
 			files = append(files, bin)
 		}
 	}

@@ -9,11 +9,12 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 	"golang.org/x/sys/unix"
+
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
 
 // testMount is the cgroup2 mount, or a skip.
@@ -37,18 +38,6 @@ func mkCgroup(t *testing.T, path string) uint64 {
 		t.Fatal(err)
 	}
 	return st.Ino
-}
-
-// eventually polls cond until it holds, with a generous deadline.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func runIDMap(t *testing.T, im *IDMap, mount string) {
@@ -89,7 +78,7 @@ func TestIDMapHash(t *testing.T) {
 	gone := func(id uint64) func() bool {
 		return func() bool { var v uint64; return errors.Is(m.Lookup(id, &v), ebpf.ErrKeyNotExist) }
 	}
-	eventually(t, "the cgroup that existed before", in(before))
+	testkit.Eventually(t, "the cgroup that existed before", in(before))
 
 	for round := range 20 {
 		a := mkCgroup(t, filepath.Join(base, fmt.Sprintf("match-%d", round)))
@@ -97,8 +86,8 @@ func TestIDMapHash(t *testing.T) {
 		mid := filepath.Join(base, fmt.Sprintf("other-%d", round), "deep")
 		mkCgroup(t, mid)
 		leaf := mkCgroup(t, filepath.Join(mid, "leaf"))
-		eventually(t, "a new matching cgroup", in(a))
-		eventually(t, "a nested matching cgroup", in(leaf))
+		testkit.Eventually(t, "a new matching cgroup", in(a))
+		testkit.Eventually(t, "a nested matching cgroup", in(leaf))
 		if !gone(other)() {
 			t.Fatalf("round %d: a cgroup matching no regexp is in the map", round)
 		}
@@ -107,8 +96,8 @@ func TestIDMapHash(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		eventually(t, "a removed cgroup to leave the map", gone(a))
-		eventually(t, "a removed nested cgroup to leave the map", gone(leaf))
+		testkit.Eventually(t, "a removed cgroup to leave the map", gone(a))
+		testkit.Eventually(t, "a removed nested cgroup to leave the map", gone(leaf))
 	}
 	var n int
 	it := m.Iterate()
@@ -154,7 +143,7 @@ func TestIDMapCgrpStorage(t *testing.T) {
 		err = m.Lookup(uint32(dir.Fd()), &v)
 		return v, err
 	}
-	eventually(t, "the matching cgroup's storage", func() bool { v, err := value(yes); return err == nil && v == 1 })
+	testkit.Eventually(t, "the matching cgroup's storage", func() bool { v, err := value(yes); return err == nil && v == 1 })
 	if v, err := value(no); !errors.Is(err, ebpf.ErrKeyNotExist) {
 		t.Errorf("a cgroup matching no regexp has storage %d (%v)", v, err)
 	}
@@ -248,7 +237,7 @@ func TestIDMapBurst(t *testing.T) {
 		}
 	}
 	var got map[uint64]bool
-	eventually(t, "the map to hold exactly the kept cgroups", func() bool {
+	testkit.Eventually(t, "the map to hold exactly the kept cgroups", func() bool {
 		got = map[uint64]bool{}
 		var k, v uint64
 		it := m.Iterate()

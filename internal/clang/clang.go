@@ -1,7 +1,7 @@
 // Package clang runs the BPF toolchain: bpftool generates vmlinux.h from a
 // kernel's BTF, and clang compiles BPF C against it into CO-RE objects. The
 // loader compiles the inline code of v1-layout configs with it, and tests
-// their BPF programs (internal/bpftest).
+// their BPF programs (internal/testkit).
 package clang
 
 import (

@@ -1,7 +1,6 @@
 package kubepods
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"encoding/pem"
@@ -19,6 +18,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
 
 const testToken = "test-token-of-the-service-account"
@@ -197,24 +198,6 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// syncBuffer is a log sink safe for the resolver's goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // serviceAccountDir lays out the in-cluster files (token, ca.crt,
 // namespace) for the server's certificate.
 func serviceAccountDir(t *testing.T, srv *httptest.Server) string {
@@ -227,17 +210,6 @@ func serviceAccountDir(t *testing.T, srv *httptest.Server) string {
 		}
 	}
 	return dir
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 const (
@@ -268,7 +240,7 @@ func TestResolverAPI(t *testing.T) {
 	api.put(uidA, "shop", "web-0", map[string]string{"nginx": cid1, "sidecar": cid2})
 	srv := httptest.NewTLSServer(api)
 	defer srv.Close()
-	logs := &syncBuffer{}
+	logs := &testkit.LogBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	r := New(ctx, Options{
@@ -287,7 +259,7 @@ func TestResolverAPI(t *testing.T) {
 		t.Fatalf("before start: %+v, want %+v", got, want)
 	}
 	r.Start()
-	eventually(t, "the listed pod's names", func() bool { return lookup(r, pathA1) == podLabels{"shop", "web-0", "nginx"} })
+	testkit.Eventually(t, "the listed pod's names", func() bool { return lookup(r, pathA1) == podLabels{"shop", "web-0", "nginx"} })
 	if got, want := lookup(r, pathA2), (podLabels{"shop", "web-0", "sidecar"}); got != want {
 		t.Errorf("second container: %+v, want %+v", got, want)
 	}
@@ -304,7 +276,7 @@ func TestResolverAPI(t *testing.T) {
 		}
 		gen := r.Generation()
 		api.put(uidB, "batch", "job-x7", map[string]string{"worker": cid3})
-		eventually(t, "the added pod's names", func() bool { return lookup(r, pathB) == podLabels{"batch", "job-x7", "worker"} })
+		testkit.Eventually(t, "the added pod's names", func() bool { return lookup(r, pathB) == podLabels{"batch", "job-x7", "worker"} })
 		if r.Generation() == gen {
 			t.Error("generation unchanged by a new pod")
 		}
@@ -312,7 +284,7 @@ func TestResolverAPI(t *testing.T) {
 		// counts), then falls back to its UID.
 		gen = r.Generation()
 		api.del(uidB)
-		eventually(t, "the deletion", func() bool {
+		testkit.Eventually(t, "the deletion", func() bool {
 			r.mu.RLock()
 			defer r.mu.RUnlock()
 			return r.byUID[uidB] != nil && !r.byUID[uidB].deleted.IsZero()
@@ -322,7 +294,7 @@ func TestResolverAPI(t *testing.T) {
 		}
 		clock.advance(deletedTTL)
 		api.put(uidA, "shop", "web-0", map[string]string{"nginx": cid1, "sidecar": cid2}) // any event
-		eventually(t, "the deleted pod to fall back to its UID", func() bool { return lookup(r, pathB) == podLabels{"", uidB, cid3} })
+		testkit.Eventually(t, "the deleted pod to fall back to its UID", func() bool { return lookup(r, pathB) == podLabels{"", uidB, cid3} })
 		if r.Generation() == gen {
 			t.Error("generation unchanged by forgetting a pod")
 		}
@@ -332,7 +304,7 @@ func TestResolverAPI(t *testing.T) {
 		before := len(api.watches())
 		errsBefore := testutil.ToFloat64(r.errs.WithLabelValues("watch"))
 		api.dropWatches()
-		eventually(t, "a new watch", func() bool { return len(api.watches()) > before })
+		testkit.Eventually(t, "a new watch", func() bool { return len(api.watches()) > before })
 		ws := api.watches()
 		api.mu.Lock()
 		last := strconv.Itoa(api.rv)
@@ -344,7 +316,7 @@ func TestResolverAPI(t *testing.T) {
 			t.Errorf("watch errors %v, want %v", got, errsBefore+1)
 		}
 		api.put(uidC, "shop", "web-1", map[string]string{"nginx": cid3})
-		eventually(t, "a pod added after the reconnection", func() bool {
+		testkit.Eventually(t, "a pod added after the reconnection", func() bool {
 			return lookup(r, systemdPath(uidC, cid3)) == podLabels{"shop", "web-1", "nginx"}
 		})
 	})
@@ -353,14 +325,14 @@ func TestResolverAPI(t *testing.T) {
 		// A new resolver whose token the server refuses, then a server
 		// error: labels carry UIDs and ids, the errors are logged and
 		// counted; once the server answers, names come.
-		logs := &syncBuffer{}
+		logs := &testkit.LogBuffer{}
 		dir := serviceAccountDir(t, srv)
 		if err := os.WriteFile(filepath.Join(dir, "token"), []byte("revoked"), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		r2 := New(ctx, Options{APIServer: srv.URL, ServiceAccountDir: dir, NodeName: "node-a", Logger: slog.New(slog.NewTextHandler(logs, nil))})
 		r2.Start()
-		eventually(t, "a 401 counted", func() bool { return testutil.ToFloat64(r2.errs.WithLabelValues("list")) >= 1 })
+		testkit.Eventually(t, "a 401 counted", func() bool { return testutil.ToFloat64(r2.errs.WithLabelValues("list")) >= 1 })
 		if got, want := lookup(r2, pathA1), (podLabels{"", uidA, cid1}); got != want {
 			t.Errorf("after 401: %+v, want %+v", got, want)
 		}
@@ -373,7 +345,7 @@ func TestResolverAPI(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, "token"), []byte(testToken), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "names after the failures", func() bool { return lookup(r2, pathA1) == podLabels{"shop", "web-0", "nginx"} })
+		testkit.Eventually(t, "names after the failures", func() bool { return lookup(r2, pathA1) == podLabels{"shop", "web-0", "nginx"} })
 		if !strings.Contains(logs.String(), "API server answered 500: injected failure 500") {
 			t.Errorf("500 not logged:\n%s", logs)
 		}
@@ -389,20 +361,20 @@ func TestResolverAPI(t *testing.T) {
 		api.failNext(http.StatusGone)
 		api.dropWatches()
 		api.del(uidC)
-		eventually(t, "a new list", func() bool {
+		testkit.Eventually(t, "a new list", func() bool {
 			api.mu.Lock()
 			defer api.mu.Unlock()
 			return api.lists > lists
 		})
 		// Missing from the new list: deleted, named for a while.
-		eventually(t, "the pod deleted while relisting", func() bool {
+		testkit.Eventually(t, "the pod deleted while relisting", func() bool {
 			r.mu.RLock()
 			defer r.mu.RUnlock()
 			return r.byUID[uidC] != nil && !r.byUID[uidC].deleted.IsZero()
 		})
 		clock.advance(deletedTTL)
 		api.put(uidA, "shop", "web-0", map[string]string{"nginx": cid1, "sidecar": cid2, "debug": cid3[:62] + "ff"})
-		eventually(t, "the pod forgotten", func() bool { return lookup(r, systemdPath(uidC, cid3)) == podLabels{"", uidC, cid3} })
+		testkit.Eventually(t, "the pod forgotten", func() bool { return lookup(r, systemdPath(uidC, cid3)) == podLabels{"", uidC, cid3} })
 	})
 
 	if err := testutil.CollectAndCompare(r, strings.NewReader(`
@@ -425,7 +397,7 @@ func TestResolverWithoutAPI(t *testing.T) {
 		{"no service account", Options{APIServer: "https://127.0.0.1:1", NodeName: "n", ServiceAccountDir: "/nonexistent"}, "service account CA"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			logs := &syncBuffer{}
+			logs := &testkit.LogBuffer{}
 			tc.opts.Logger = slog.New(slog.NewTextHandler(logs, nil))
 			r := New(context.Background(), tc.opts)
 			r.Start()

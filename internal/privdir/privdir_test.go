@@ -8,8 +8,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-
-	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
 
 // other is a uid that is neither root nor the tests' user.
@@ -91,7 +89,7 @@ func check(t *testing.T, err error, want string) {
 }
 
 func TestCheck(t *testing.T) {
-	testkit.RequireRoot(t)
+	requireRoot(t)
 	for _, c := range []struct {
 		name  string
 		steps []step
@@ -133,7 +131,7 @@ func TestCheck(t *testing.T) {
 }
 
 func TestRefusalsAreNamed(t *testing.T) {
-	testkit.RequireRoot(t)
+	requireRoot(t)
 	base := build(t, []step{mkdir("c", 0o777, 0)})
 	_, err := Check(filepath.Join(base, "c"))
 	var e *Error
@@ -143,7 +141,7 @@ func TestRefusalsAreNamed(t *testing.T) {
 }
 
 func TestMake(t *testing.T) {
-	testkit.RequireRoot(t)
+	requireRoot(t)
 	for _, c := range []struct {
 		name     string
 		steps    []step
@@ -177,7 +175,7 @@ func TestMake(t *testing.T) {
 // TestMakeCreatesNothingUnderOthers: a missing directory below one that is
 // not private is refused before anything is made.
 func TestMakeCreatesNothingUnderOthers(t *testing.T) {
-	testkit.RequireRoot(t)
+	requireRoot(t)
 	for _, c := range []struct {
 		name  string
 		steps []step
@@ -211,7 +209,7 @@ func TestTemp(t *testing.T) {
 }
 
 func TestOpen(t *testing.T) {
-	testkit.RequireRoot(t)
+	requireRoot(t)
 	for _, c := range []struct {
 		name  string
 		steps []step
@@ -255,7 +253,7 @@ func TestOpen(t *testing.T) {
 // file of root's or another file, is replaced, never written through; the
 // new file is root's, 0600.
 func TestWriteFileReplacesPlantedNames(t *testing.T) {
-	testkit.RequireRoot(t)
+	requireRoot(t)
 	for _, c := range []struct {
 		name  string
 		steps []step
@@ -292,7 +290,7 @@ func TestWriteFileReplacesPlantedNames(t *testing.T) {
 }
 
 func TestEntry(t *testing.T) {
-	testkit.RequireRoot(t)
+	requireRoot(t)
 	for _, c := range []struct {
 		name    string
 		alter   func(t *testing.T, path string)
@@ -348,5 +346,15 @@ func TestPublishEntry(t *testing.T) {
 	}
 	if b, err := ReadEntry(p, "k", 100); err != nil || string(b) != "object" {
 		t.Fatalf("%q %v", b, err)
+	}
+}
+
+// requireRoot skips a test that needs root. It is testkit.RequireRoot's
+// one copy: testkit builds BPF objects with internal/clang, which keeps
+// its cache through this package, so these tests cannot import it.
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
 	}
 }

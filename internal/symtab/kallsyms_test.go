@@ -1,9 +1,10 @@
 package symtab
 
 import (
-	"os"
 	"strings"
 	"testing"
+
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
 
 func TestParseKallsyms(t *testing.T) {
@@ -83,9 +84,7 @@ func TestHostKallsyms(t *testing.T) {
 		t.Skipf("kernel has no do_nanosleep function: %v", err)
 	}
 	addr, err := k.Addr("do_nanosleep")
-	if os.Geteuid() != 0 {
-		t.Skip("addresses in /proc/kallsyms are zero for non-root")
-	}
+	testkit.RequireRoot(t) // addresses in /proc/kallsyms are zero for non-root
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,12 +1,11 @@
 // Package testkit holds the helpers the tests of every package share:
-// waiting for a condition, HTTP fetches, requirements (root, tools) and an
-// unprivileged local user to attack the exporter with. It is imported by
-// tests only.
+// waiting for a condition, HTTP fetches, requirements (root, tools),
+// building C programs and the worker program, compiling BPF C against the
+// running kernel, network namespaces, and an unprivileged local user to
+// attack the exporter with. It is imported by tests only.
 package testkit
 
 import (
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"testing"
@@ -23,29 +22,31 @@ const WaitLimit = 60 * time.Second
 // awaited if it does not within WaitLimit.
 func Eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(WaitLimit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
+	EventuallyWithin(t, what, WaitLimit, cond)
+}
+
+// EventuallyWithin is Eventually for a wait known to take longer than
+// WaitLimit on a slow machine (compiling a kernel module under emulation).
+func EventuallyWithin(t testing.TB, what string, limit time.Duration, cond func() bool) {
+	t.Helper()
+	if !Poll(limit, cond) {
+		t.Fatalf("timed out after %v waiting for %s", limit, what)
 	}
 }
 
-// Get fetches url and returns the status, headers and body; a transport
-// error fails the test.
-func Get(t testing.TB, url string) (int, http.Header, string) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
+// Poll polls cond until it holds or limit has passed, and reports whether
+// it held, for a test that says more than Eventually when it did not. It
+// polls often at first and then every 100 ms, so that a condition that is
+// costly to check does not load the machine during a long wait.
+func Poll(limit time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(limit)
+	for pause := 10 * time.Millisecond; !cond(); pause = min(2*pause, 100*time.Millisecond) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(pause)
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("reading %s: %v", url, err)
-	}
-	return resp.StatusCode, resp.Header, string(b)
+	return true
 }
 
 // RequireRoot skips the test unless it runs as root.

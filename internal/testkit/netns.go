@@ -1,4 +1,4 @@
-package bpftest
+package testkit
 
 import (
 	"fmt"

@@ -1,13 +1,15 @@
-// Package bpftest compiles BPF C for tests against the running kernel.
+package testkit
+
+// Compiling BPF C for tests against the running kernel.
 //
 // Objects are CO-RE: the loader relocates them against the BTF of the
 // kernel they load on, so one object serves every kernel. That lets the
 // kernel matrix (test/kernels) compile on the host and run under qemu,
-// where clang would take minutes: with BPFTEST_CACHE=DIR set, Compile keeps
-// each object in DIR under a hash of its source and reuses it, and with
-// BPFTEST_PREPARE=1 as well it only fills the cache and skips the test;
-// with BPFTEST_CACHED_ONLY=1 a miss fails the test instead of compiling.
-package bpftest
+// where clang would take minutes: with BPFTEST_CACHE=DIR set, CompileBPF
+// keeps each object in DIR under a hash of its source and reuses it, and
+// with BPFTEST_PREPARE=1 as well it only fills the cache and skips the
+// test; with BPFTEST_CACHED_ONLY=1 a miss fails the test instead of
+// compiling.
 
 import (
 	"context"
@@ -22,41 +24,53 @@ import (
 	"github.com/probe-exporter/probe_exporter/internal/clang"
 )
 
-// Environment variables of the object cache.
+// Environment variables of the object cache (test/kernels/run.sh and
+// guest.sh set them).
 const (
 	CacheEnv      = "BPFTEST_CACHE"
 	PrepareEnv    = "BPFTEST_PREPARE"
 	CachedOnlyEnv = "BPFTEST_CACHED_ONLY"
 )
 
-var (
-	vmlinuxOnce sync.Once
-	vmlinuxDir  string
-	vmlinuxErr  error
-)
-
-// IncludeDir returns a directory holding vmlinux.h generated from the
-// running kernel's BTF, generated once per test binary.
-func IncludeDir(t testing.TB) string {
-	t.Helper()
-	vmlinuxOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "bpftest-vmlinux")
-		if err != nil {
-			vmlinuxErr = err
-			return
-		}
-		vmlinuxErr = clang.VmlinuxH(context.Background(), "bpftool", "/sys/kernel/btf/vmlinux", filepath.Join(dir, "vmlinux.h"))
-		vmlinuxDir = dir
-	})
-	if vmlinuxErr != nil {
-		t.Skipf("generating vmlinux.h needs bpftool and kernel BTF: %v", vmlinuxErr)
-	}
-	return vmlinuxDir
+// vmlinux is vmlinux.h of the running kernel, generated once per test
+// binary: its text, kept in memory and written for each test that needs it.
+var vmlinux struct {
+	once sync.Once
+	hdr  []byte
+	err  error
 }
 
-// Compile compiles src (BPF C) into dir/name.bpf.o and returns its path.
-// The test is skipped when clang is missing and the object is not cached.
-func Compile(t testing.TB, src, dir, name string) string {
+// BPFIncludeDir returns a directory of the test's holding vmlinux.h
+// generated from the running kernel's BTF (once per test binary). The test
+// is skipped without bpftool or kernel BTF.
+func BPFIncludeDir(t testing.TB) string {
+	t.Helper()
+	vmlinux.once.Do(func() {
+		dir, err := os.MkdirTemp("", "testkit-vmlinux")
+		if err != nil {
+			vmlinux.err = err
+			return
+		}
+		defer os.RemoveAll(dir)
+		hdr := filepath.Join(dir, "vmlinux.h")
+		if vmlinux.err = clang.VmlinuxH(context.Background(), "bpftool", "/sys/kernel/btf/vmlinux", hdr); vmlinux.err == nil {
+			vmlinux.hdr, vmlinux.err = os.ReadFile(hdr)
+		}
+	})
+	if vmlinux.err != nil {
+		t.Skipf("generating vmlinux.h needs bpftool and kernel BTF: %v", vmlinux.err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "vmlinux.h"), vmlinux.hdr, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// CompileBPF compiles src (BPF C, which may include "vmlinux.h") into
+// dir/name.bpf.o and returns its path. The test is skipped when clang is
+// missing and the object is not cached.
+func CompileBPF(t testing.TB, src, dir, name string) string {
 	t.Helper()
 	out := filepath.Join(dir, name+".bpf.o")
 	// What clang.Compile runs, for the cache key.
@@ -83,7 +97,7 @@ func Compile(t testing.TB, src, dir, name string) string {
 	if err != nil {
 		t.Skip("clang is needed to compile BPF test programs")
 	}
-	inc := IncludeDir(t)
+	inc := BPFIncludeDir(t)
 	cfile := filepath.Join(dir, name+".bpf.c")
 	if err := os.WriteFile(cfile, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
