@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"sort"
 
 	"github.com/probe-exporter/probe_exporter/internal/elfread"
@@ -47,9 +48,18 @@ func ReadNotes(path string) ([]Note, error) {
 	defer f.Close()
 	notes, err := readNotes(f)
 	if err != nil {
-		return nil, fmt.Errorf("usdt: %s: %w", path, err)
+		return nil, fmt.Errorf("usdt: %s: %w", named(path), err)
 	}
 	return notes, nil
+}
+
+// named is path, followed by the file it links to when it is a link
+// (/proc/PID/exe): a log line then names the malformed file itself.
+func named(path string) string {
+	if target, err := os.Readlink(path); err == nil {
+		return fmt.Sprintf("%s (%s)", path, target)
+	}
+	return path
 }
 
 // openError explains an error of elfread.Open, which names the file: a

@@ -6,6 +6,7 @@ package elfgen
 
 import (
 	"bytes"
+	"compress/flate"
 	"compress/zlib"
 	"debug/elf"
 	"encoding/binary"
@@ -170,18 +171,40 @@ func Compressed(data []byte, claimed uint64) []byte {
 }
 
 // ZlibBomb is an SHF_COMPRESSED ELF64 section that claims, and inflates
-// to, size zero bytes (1.5 GB take about 1.5 MB).
+// to, size zero bytes (1.5 GB take about 1.5 MB). A whole number of MiB
+// is written quickly: the deflate block of one MiB of zeros, once the
+// window holds zeros, is the same every time, so it is repeated.
 func ZlibBomb(size uint64) []byte {
+	const unit = 1 << 20
 	var b bytes.Buffer
 	b.Write(chdr(size))
-	w, _ := zlib.NewWriterLevel(&b, zlib.BestCompression)
-	zeros := make([]byte, 1<<20)
-	for left := size; left > 0; {
-		n := min(left, uint64(len(zeros)))
-		w.Write(zeros[:n])
-		left -= n
+	if size%unit != 0 || size < 3*unit {
+		w, _ := zlib.NewWriterLevel(&b, zlib.BestCompression)
+		w.Write(make([]byte, size))
+		w.Close()
+		return b.Bytes()
 	}
-	w.Close()
+	var d bytes.Buffer
+	w, _ := flate.NewWriter(&d, flate.BestCompression)
+	zeros := make([]byte, unit)
+	var marks [3]int
+	for i := range marks {
+		w.Write(zeros)
+		w.Flush()
+		marks[i] = d.Len()
+	}
+	first, block := d.Bytes()[:marks[0]], d.Bytes()[marks[0]:marks[1]]
+	if !bytes.Equal(block, d.Bytes()[marks[1]:marks[2]]) {
+		panic("elfgen: deflate blocks of zeros differ")
+	}
+	b.Write([]byte{0x78, 0xda}) // zlib header, best compression
+	b.Write(first)
+	for i := uint64(1); i < size/unit; i++ {
+		b.Write(block)
+	}
+	b.Write([]byte{0x03, 0x00}) // an empty final block
+	// Adler-32 of size zeros: a stays 1, b adds it once a byte.
+	b.Write(binary.BigEndian.AppendUint32(nil, uint32(size%65521)<<16|1))
 	return b.Bytes()
 }
 
