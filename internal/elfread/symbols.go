@@ -51,7 +51,6 @@ func (f *File) Functions(typ elf.SectionType) ([]symtab.Symbol, error) {
 		return nil, err
 	}
 	strs := string(strData)
-	strData = nil
 	bo := f.ByteOrder
 	var out []symtab.Symbol
 	// The first entry is the undefined symbol.
