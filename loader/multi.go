@@ -14,6 +14,7 @@ import (
 	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/link"
 
+	"github.com/probe-exporter/probe_exporter/internal/elfread"
 	"github.com/probe-exporter/probe_exporter/internal/symtab"
 )
 
@@ -125,20 +126,21 @@ func elfFunctions(file, pattern string) ([]string, error) {
 	if !strings.ContainsAny(pattern, "*?[") {
 		return []string{pattern}, nil
 	}
-	f, err := elf.Open(file)
+	// The file is any user's binary: read it within elfread's bounds.
+	f, err := elfread.Open(file)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
 	seen := map[string]bool{}
-	for _, read := range []func() ([]elf.Symbol, error){f.Symbols, f.DynamicSymbols} {
-		syms, err := read()
-		if err != nil && !errors.Is(err, elf.ErrNoSymbols) {
-			return nil, err
+	for _, typ := range []elf.SectionType{elf.SHT_SYMTAB, elf.SHT_DYNSYM} {
+		syms, err := f.Functions(typ)
+		if err != nil && !errors.Is(err, elfread.ErrNoSymbols) {
+			return nil, fmt.Errorf("%s: %w", file, err)
 		}
 		for _, s := range syms {
 			name, _, _ := strings.Cut(s.Name, "@") // versioned dynamic symbols
-			if elf.ST_TYPE(s.Info) != elf.STT_FUNC || s.Value == 0 || seen[name] {
+			if seen[name] {
 				continue
 			}
 			if ok, _ := path.Match(pattern, name); ok {

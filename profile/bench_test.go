@@ -1,6 +1,7 @@
 package profile
 
 import (
+	"log/slog"
 	"os"
 	"os/exec"
 	"strconv"
@@ -37,7 +38,7 @@ func BenchmarkSymbolize1000(b *testing.B) {
 	if len(maps) == 0 {
 		b.Skip("cannot read the process's maps")
 	}
-	s := newSymbolizer("/proc")
+	s := newSymbolizer("/proc", slog.New(slog.DiscardHandler))
 	// Addresses inside each executable mapping, spread over its range.
 	var addrs []uint64
 	for _, m := range maps {

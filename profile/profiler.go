@@ -122,7 +122,7 @@ func New(opts Options) (*Profiler, error) {
 	p := &Profiler{
 		opts:  opts,
 		coll:  coll,
-		sym:   newSymbolizer(opts.ProcRoot),
+		sym:   newSymbolizer(opts.ProcRoot, opts.Logger),
 		procs: map[int]*proc{},
 		samples: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "probe_exporter", Subsystem: "profiler", Name: "samples_total",
 			Help: "CPU samples of profiled processes drained."}),

@@ -3,9 +3,10 @@ package profile
 import (
 	"bufio"
 	"debug/elf"
-	"debug/gosym"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/probe-exporter/probe_exporter/internal/elfread"
+	"github.com/probe-exporter/probe_exporter/internal/gopclntab"
 	"github.com/probe-exporter/probe_exporter/internal/procfs"
 	"github.com/probe-exporter/probe_exporter/internal/symtab"
 )
@@ -37,51 +40,70 @@ type symbolTable struct {
 	syms *symtab.Table
 	// loads maps file offsets to virtual addresses.
 	loads []elf.ProgHeader
-	gosym *gosym.Table
+	gosym *gopclntab.Table
+	// size is about what the table keeps in memory, in bytes.
+	size int
 }
 
+// MaxSymbolMemory caps what the symbol tables of all files kept by one
+// profiler take together (a Go binary of 100 MB takes about 20 MiB):
+// the files of the profiled programs are anyone's, as many as they like.
+// Past it, new files' frames are named module+0xoffset.
+const MaxSymbolMemory = 256 << 20
+
 // loadSymbols reads .symtab, then .dynsym, and .gopclntab for stripped Go
-// binaries.
+// binaries, within the bounds of internal/elfread and internal/gopclntab.
+// A table that cannot be read is an error naming the file, and the
+// tables that could be read are returned with it.
 func loadSymbols(path string) (*symbolTable, error) {
-	f, err := elf.Open(path)
+	f, err := elfread.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	t := &symbolTable{}
+	t := &symbolTable{size: 64}
 	for _, p := range f.Progs {
 		if p.Type == elf.PT_LOAD {
-			t.loads = append(t.loads, p.ProgHeader)
+			t.loads = append(t.loads, p)
 		}
 	}
+	var errs []error
 	var syms []symtab.Symbol
-	for _, get := range []func() ([]elf.Symbol, error){f.Symbols, f.DynamicSymbols} {
-		ss, err := get()
+	for _, typ := range []elf.SectionType{elf.SHT_SYMTAB, elf.SHT_DYNSYM} {
+		ss, err := f.Functions(typ)
 		if err != nil {
+			if !errors.Is(err, elfread.ErrNoSymbols) {
+				errs = append(errs, err)
+			}
 			continue
 		}
-		for _, s := range ss {
-			if elf.ST_TYPE(s.Info) == elf.STT_FUNC && s.Value != 0 {
-				syms = append(syms, symtab.Symbol{Addr: s.Value, Name: s.Name})
+		if syms = ss; len(syms) > 0 {
+			// The entries and their names (an over-estimate where
+			// names share bytes of the string table).
+			for _, s := range syms {
+				t.size += 24 + len(s.Name)
 			}
-		}
-		if len(syms) > 0 {
 			break
 		}
 	}
 	if len(syms) == 0 {
-		if sec := f.Section(".gopclntab"); sec != nil {
-			if data, err := sec.Data(); err == nil {
-				text := f.Section(".text")
-				if text != nil {
-					if tab, err := gosym.NewTable(nil, gosym.NewLineTable(data, text.Addr)); err == nil {
-						t.gosym = tab
-					}
-				}
+		if sec, text := f.Section(".gopclntab"), f.Section(".text"); sec != nil && text != nil {
+			data, err := f.Data(sec, gopclntab.MaxSize)
+			if err == nil {
+				t.gosym, err = gopclntab.Parse(data, text.Addr)
+			}
+			if err == nil {
+				t.size += 3 * len(data)
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("section .gopclntab: %w", err))
 			}
 		}
 	}
 	t.syms = symtab.New(syms)
+	if err := errors.Join(errs...); err != nil {
+		return t, fmt.Errorf("%s: %w", path, err)
+	}
 	return t, nil
 }
 
@@ -97,8 +119,8 @@ func (t *symbolTable) vaddr(off uint64) (uint64, bool) {
 
 func (t *symbolTable) lookup(addr uint64) (string, bool) {
 	if t.gosym != nil {
-		if fn := t.gosym.PCToFunc(addr); fn != nil {
-			return fn.Name, true
+		if name, ok := t.gosym.Lookup(addr); ok {
+			return name, true
 		}
 	}
 	return t.syms.Lookup(addr)
@@ -108,6 +130,7 @@ func (t *symbolTable) lookup(addr uint64) (string, bool) {
 // path and modification time.
 type symbolizer struct {
 	procRoot string
+	log      *slog.Logger
 
 	mu sync.Mutex
 	// byFile holds one table per file (device, inode, modification
@@ -116,6 +139,8 @@ type symbolizer struct {
 	// paths are the files as reached through each process's root, and
 	// when they were last stat'ed: at most once a second, not per frame.
 	paths map[string]pathEntry
+	// size is what the tables of byFile take, up to MaxSymbolMemory.
+	size int
 }
 
 type pathEntry struct {
@@ -123,8 +148,8 @@ type pathEntry struct {
 	checked time.Time
 }
 
-func newSymbolizer(procRoot string) *symbolizer {
-	return &symbolizer{procRoot: procRoot, byFile: map[fileID]*symbolTable{}, paths: map[string]pathEntry{}}
+func newSymbolizer(procRoot string, log *slog.Logger) *symbolizer {
+	return &symbolizer{procRoot: procRoot, log: log, byFile: map[fileID]*symbolTable{}, paths: map[string]pathEntry{}}
 }
 
 func (s *symbolizer) table(path string) *symbolTable {
@@ -153,8 +178,17 @@ func (s *symbolizer) table(path string) *symbolTable {
 	}
 	t, err := loadSymbols(path)
 	if err != nil {
-		t = &symbolTable{}
+		// Once per file: its table, empty or partial, is kept.
+		s.log.Warn("profiler: cannot read the symbols of a mapped file; its frames are named file+offset", "file", path, "err", err)
+		if t == nil {
+			t = &symbolTable{}
+		}
 	}
+	if s.size+t.size > MaxSymbolMemory {
+		s.log.Warn("profiler: symbol tables take their whole budget; this file's frames are named file+offset", "file", path, "budget_bytes", MaxSymbolMemory)
+		t = &symbolTable{loads: t.loads}
+	}
+	s.size += t.size
 	s.byFile[id] = t
 	return t
 }

@@ -100,6 +100,8 @@ func (u *unwinder) file(host string) fileRows {
 	case err != nil:
 		if !errors.Is(err, cfi.ErrNoCFI) {
 			u.parseFailures++
+			// Once per file: the result is kept.
+			u.sym.log.Warn("profiler: cannot read the unwind rows of a mapped file; its frames are walked by frame pointers", "err", err)
 		}
 	case uint64(u.next)+uint64(len(rows)) > maxRows:
 		u.full++

@@ -10,7 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"sort"
+
+	"github.com/probe-exporter/probe_exporter/internal/elfread"
 )
 
 // Note is one USDT probe site.
@@ -31,62 +34,82 @@ const (
 	noteSection = ".note.stapsdt"
 	baseSection = ".stapsdt.base"
 	noteType    = 3
+	// MaxNotesSize caps the .note.stapsdt section read (PostgreSQL's,
+	// with a few hundred probes, takes about 30 KiB).
+	MaxNotesSize = 16 << 20
 )
 
 // ReadNotes parses the .note.stapsdt section of an ELF file.
 func ReadNotes(path string) ([]Note, error) {
-	f, err := elf.Open(path)
+	f, err := elfread.Open(path)
 	if err != nil {
 		return nil, openError(path, err)
 	}
 	defer f.Close()
 	notes, err := readNotes(f)
 	if err != nil {
-		return nil, fmt.Errorf("usdt: %s: %w", path, err)
+		return nil, fmt.Errorf("usdt: %s: %w", named(path), err)
 	}
 	return notes, nil
 }
 
-// openError names the file in an error from elf.Open: its format errors
-// ("bad magic number") do not, and a shell shim in front of the real
-// binary is a common cause.
+// named is path, followed by the file it links to when it is a link
+// (/proc/PID/exe): a log line then names the malformed file itself.
+func named(path string) string {
+	if target, err := os.Readlink(path); err == nil {
+		return fmt.Sprintf("%s (%s)", path, target)
+	}
+	return path
+}
+
+// openError explains an error of elfread.Open, which names the file: a
+// shell shim in front of the real binary is a common cause of "bad magic
+// number".
 func openError(path string, err error) error {
-	var fe *elf.FormatError
 	var pe *fs.PathError
 	switch {
-	case errors.As(err, &fe):
-		return fmt.Errorf("usdt: %s is not an ELF file (a script or a wrapper? name the binary it runs): %w", path, err)
+	case errors.Is(err, elfread.ErrNotELF):
+		return fmt.Errorf("usdt: %s is not an ELF file (a script or a wrapper? name the binary it runs): %w", path, elfread.ErrNotELF)
 	case errors.As(err, &pe):
 		return fmt.Errorf("usdt: %w", err)
 	default:
-		return fmt.Errorf("usdt: %s: %w", path, err)
+		return fmt.Errorf("usdt: %w", err)
 	}
 }
 
-func readNotes(f *elf.File) ([]Note, error) {
+func readNotes(f *elfread.File) ([]Note, error) {
 	sec := f.Section(noteSection)
 	if sec == nil {
 		return nil, nil
 	}
-	data, err := sec.Data()
+	data, err := f.Data(sec, MaxNotesSize)
 	if err != nil {
 		return nil, err
 	}
+	return parseNotes(f, data)
+}
+
+// parseNotes reads the stapsdt notes of a .note.stapsdt section's data.
+// Every size is checked against what is left of the section, in 64-bit
+// arithmetic (a namesz of 0xffffffff does not wrap around).
+func parseNotes(f *elfread.File, data []byte) ([]Note, error) {
 	var actualBase uint64
 	if b := f.Section(baseSection); b != nil {
 		actualBase = b.Addr
 	}
 	bo := f.ByteOrder
 	var notes []Note
-	for len(data) >= 12 {
+	for at := 0; len(data) >= 12; {
 		namesz, descsz, typ := bo.Uint32(data), bo.Uint32(data[4:]), bo.Uint32(data[8:])
 		data = data[12:]
-		nameEnd, descEnd := align4(namesz), align4(namesz)+align4(descsz)
-		if uint64(len(data)) < uint64(descEnd) {
-			return nil, errors.New("truncated note")
+		nameEnd := align4(namesz)
+		descEnd := nameEnd + align4(descsz)
+		if uint64(len(data)) < descEnd {
+			return nil, fmt.Errorf("note at 0x%x: name of %d and description of %d bytes run past the section", at, namesz, descsz)
 		}
+		at += 12 + int(descEnd)
 		name := string(bytes.TrimRight(data[:namesz], "\x00"))
-		desc := data[nameEnd : nameEnd+descsz]
+		desc := data[nameEnd : nameEnd+uint64(descsz)]
 		data = data[descEnd:]
 		if name != "stapsdt" || typ != noteType {
 			continue
@@ -115,7 +138,7 @@ func readNotes(f *elf.File) ([]Note, error) {
 	return notes, nil
 }
 
-func align4(n uint32) uint32 { return (n + 3) &^ 3 }
+func align4(n uint32) uint64 { return (uint64(n) + 3) &^ 3 }
 
 func parseNote(desc []byte, bo binary.ByteOrder, class elf.Class) (Note, error) {
 	var n Note
@@ -143,7 +166,7 @@ func parseNote(desc []byte, bo binary.ByteOrder, class elf.Class) (Note, error) 
 
 // fileOffset maps a virtual address to its offset in the file, through
 // the loadable segment holding it.
-func fileOffset(f *elf.File, addr uint64) (uint64, error) {
+func fileOffset(f *elfread.File, addr uint64) (uint64, error) {
 	for _, p := range f.Progs {
 		if p.Type != elf.PT_LOAD {
 			continue

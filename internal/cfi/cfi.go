@@ -14,6 +14,8 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+
+	"github.com/probe-exporter/probe_exporter/internal/elfread"
 )
 
 // CFA registers of a Row.
@@ -47,22 +49,47 @@ const (
 	dwarfRA = 16
 )
 
+// Bounds on what one file's call frame information may cost: the files
+// are any local user's binaries.
+const (
+	// MaxSectionSize caps .eh_frame and .debug_frame, decompressed (a
+	// 100 MB C++ binary has about 10 MiB of .eh_frame).
+	MaxSectionSize = 32 << 20
+	// MaxRows caps the rows one file yields before merging (24 bytes
+	// each, 48 MiB): twice what the profiler's kernel map holds for all
+	// files together.
+	MaxRows = 1 << 21
+	// MaxCIEs caps the distinct CIEs of a section (linkers merge equal
+	// ones; one per compilation unit is the most real files have).
+	MaxCIEs = 1 << 16
+	// maxStateDepth caps nested DW_CFA_remember_state (compilers nest
+	// one or two).
+	maxStateDepth = 64
+	// maxAugmentation is the longest CIE augmentation string read
+	// ("zPLR" and the like are a few bytes).
+	maxAugmentation = 64
+)
+
 // ErrNoCFI is returned for files without .eh_frame or .debug_frame.
 var ErrNoCFI = errors.New("no .eh_frame or .debug_frame")
 
 // Load reads the rows of an ELF file, sorted by PC, with identical
-// neighbours merged.
+// neighbours merged. Errors name the file.
 func Load(path string) ([]Row, error) {
-	f, err := elf.Open(path)
+	f, err := elfread.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	return FromELF(f)
+	rows, err := FromELF(f)
+	if err != nil && !errors.Is(err, ErrNoCFI) {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return rows, err
 }
 
 // FromELF reads the rows of an open ELF file.
-func FromELF(f *elf.File) ([]Row, error) {
+func FromELF(f *elfread.File) ([]Row, error) {
 	if f.Machine != elf.EM_X86_64 {
 		return nil, fmt.Errorf("unwind rows for %s are not supported (x86-64 only)", f.Machine)
 	}
@@ -73,11 +100,11 @@ func FromELF(f *elf.File) ([]Row, error) {
 		if s == nil || s.Type == elf.SHT_NOBITS {
 			continue
 		}
-		data, err := s.Data()
+		data, err := f.Data(s, MaxSectionSize)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
+			return nil, err
 		}
-		r, err := parse(data, s.Addr, name == ".eh_frame")
+		r, err := Parse(data, s.Addr, name == ".eh_frame")
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
@@ -132,102 +159,162 @@ type cie struct {
 	initial     []byte
 }
 
-// parse walks the entries of a .eh_frame (ehFrame) or .debug_frame section
-// loaded at addr.
-func parse(data []byte, addr uint64, ehFrame bool) ([]Row, error) {
-	cies := map[uint64]*cie{}
-	var rows []Row
-	off := uint64(0)
-	for off+4 <= uint64(len(data)) {
-		start := off
-		length := uint64(binary.LittleEndian.Uint32(data[off:]))
-		off += 4
-		is64 := false
-		if length == 0xffffffff {
-			if off+8 > uint64(len(data)) {
-				return rows, errors.New("truncated 64-bit length")
-			}
-			length = binary.LittleEndian.Uint64(data[off:])
-			off += 8
-			is64 = true
-		}
-		if length == 0 {
-			if ehFrame {
-				break // terminator
-			}
-			continue
-		}
-		end := off + length
-		if end > uint64(len(data)) || end < off {
-			return rows, fmt.Errorf("entry at 0x%x runs past the section", start)
-		}
-		idOff := off
-		var id uint64
-		if is64 {
-			id = binary.LittleEndian.Uint64(data[off:])
-			off += 8
-		} else {
-			id = uint64(binary.LittleEndian.Uint32(data[off:]))
-			off += 4
-		}
-		isCIE := (ehFrame && id == 0) || (!ehFrame && (id == 0xffffffff || (is64 && id == ^uint64(0))))
-		body := &reader{data: data[:end], off: off, base: addr}
-		if isCIE {
-			c, err := parseCIE(body, ehFrame)
-			if err != nil {
-				return rows, fmt.Errorf("CIE at 0x%x: %w", start, err)
-			}
-			cies[start] = c
-		} else {
-			cieOff := id
-			if ehFrame {
-				cieOff = idOff - id // relative, backwards
-			}
-			c := cies[cieOff]
-			if c == nil {
-				var err error
-				if c, err = cieAt(data, cieOff, addr, ehFrame); err != nil {
-					return rows, fmt.Errorf("FDE at 0x%x: %w", start, err)
-				}
-				cies[cieOff] = c
-			}
-			r, err := parseFDE(body, c, ehFrame)
-			if err != nil {
-				return rows, fmt.Errorf("FDE at 0x%x: %w", start, err)
-			}
-			rows = append(rows, r...)
-		}
-		off = end
+// Parse reads the rows of a .eh_frame (ehFrame) or .debug_frame section
+// loaded at addr, unsorted and unmerged; FromELF sorts and merges them.
+// Every read is checked against the section, the rows are capped at
+// MaxRows and the call frame instructions run (a CIE's once per FDE)
+// at four times the section's size: a malformed section is an error
+// saying where, never a panic or an endless walk.
+func Parse(data []byte, addr uint64, ehFrame bool) ([]Row, error) {
+	p := &parser{
+		data: data, addr: addr, ehFrame: ehFrame,
+		cies:   map[uint64]*cie{},
+		budget: 4*len(data) + 1<<20,
 	}
-	return rows, nil
+	return p.parse()
 }
 
-// cieAt parses the CIE at off (for FDEs that precede their CIE).
-func cieAt(data []byte, off, addr uint64, ehFrame bool) (*cie, error) {
-	if off+4 > uint64(len(data)) {
-		return nil, fmt.Errorf("CIE offset 0x%x out of the section", off)
+// parser is the walk of one section.
+type parser struct {
+	data    []byte
+	addr    uint64
+	ehFrame bool
+	cies    map[uint64]*cie
+	rows    []Row
+	// budget is how many more bytes of call frame instructions may run.
+	budget int
+}
+
+// entry is the extent of a CIE or FDE: its body (after the length)
+// ends at end; the CIE pointer or id is at idOff, of idSize bytes.
+type entry struct {
+	idOff, idSize, end uint64
+	terminator         bool
+}
+
+// entryAt reads the length of the entry at off.
+func (p *parser) entryAt(off uint64) (entry, error) {
+	n := uint64(len(p.data))
+	if off > n || n-off < 4 {
+		return entry{}, fmt.Errorf("entry at 0x%x: no room for its length", off)
 	}
-	length := uint64(binary.LittleEndian.Uint32(data[off:]))
-	p := off + 4
-	idSize := uint64(4)
+	length := uint64(binary.LittleEndian.Uint32(p.data[off:]))
+	at := off + 4
+	e := entry{idSize: 4}
 	if length == 0xffffffff {
-		length = binary.LittleEndian.Uint64(data[p:])
-		p += 8
-		idSize = 8
+		if n-at < 8 {
+			return entry{}, fmt.Errorf("entry at 0x%x: truncated 64-bit length", off)
+		}
+		length = binary.LittleEndian.Uint64(p.data[at:])
+		at += 8
+		e.idSize = 8
 	}
-	end := p + length
-	if end > uint64(len(data)) {
-		return nil, fmt.Errorf("CIE at 0x%x runs past the section", off)
+	if length == 0 {
+		e.terminator, e.end = true, at
+		return e, nil
 	}
-	return parseCIE(&reader{data: data[:end], off: p + idSize, base: addr}, ehFrame)
+	if length > n-at {
+		return entry{}, fmt.Errorf("entry at 0x%x: %d bytes run past the section (%d bytes)", off, length, n)
+	}
+	if length < e.idSize {
+		return entry{}, fmt.Errorf("entry at 0x%x: %d bytes, no room for its %d-byte id", off, length, e.idSize)
+	}
+	e.idOff, e.end = at, at+length
+	return e, nil
+}
+
+func (e entry) id(data []byte) uint64 {
+	if e.idSize == 8 {
+		return binary.LittleEndian.Uint64(data[e.idOff:])
+	}
+	return uint64(binary.LittleEndian.Uint32(data[e.idOff:]))
+}
+
+func (p *parser) parse() ([]Row, error) {
+	off := uint64(0)
+	for off+4 <= uint64(len(p.data)) {
+		start := off
+		e, err := p.entryAt(off)
+		if err != nil {
+			return p.rows, err
+		}
+		if e.terminator {
+			if p.ehFrame {
+				break
+			}
+			off = e.end
+			continue
+		}
+		id := e.id(p.data)
+		isCIE := (p.ehFrame && id == 0) || (!p.ehFrame && (id == 0xffffffff || (e.idSize == 8 && id == ^uint64(0))))
+		body := &reader{data: p.data[:e.end], off: e.idOff + e.idSize, base: p.addr}
+		if isCIE {
+			if _, err := p.cie(start, body); err != nil {
+				return p.rows, fmt.Errorf("CIE at 0x%x: %w", start, err)
+			}
+		} else {
+			cieOff := id
+			if p.ehFrame {
+				// Relative, backwards from the pointer itself.
+				if id > e.idOff {
+					return p.rows, fmt.Errorf("FDE at 0x%x: CIE pointer 0x%x points before the section", start, id)
+				}
+				cieOff = e.idOff - id
+			}
+			c, err := p.cieAt(cieOff)
+			if err != nil {
+				return p.rows, fmt.Errorf("FDE at 0x%x: %w", start, err)
+			}
+			if err := p.fde(body, c); err != nil {
+				return p.rows, fmt.Errorf("FDE at 0x%x: %w", start, err)
+			}
+		}
+		off = e.end
+	}
+	return p.rows, nil
+}
+
+// cie parses and remembers the CIE at off, whose body r reads.
+func (p *parser) cie(off uint64, r *reader) (*cie, error) {
+	if c, ok := p.cies[off]; ok {
+		return c, nil
+	}
+	if len(p.cies) >= MaxCIEs {
+		return nil, fmt.Errorf("more than %d CIEs", MaxCIEs)
+	}
+	c, err := parseCIE(r, p.ehFrame)
+	if err != nil {
+		return nil, err
+	}
+	p.cies[off] = c
+	return c, nil
+}
+
+// cieAt is the CIE at off, for FDEs (which may precede their CIE).
+func (p *parser) cieAt(off uint64) (*cie, error) {
+	if c, ok := p.cies[off]; ok {
+		return c, nil
+	}
+	e, err := p.entryAt(off)
+	if err != nil {
+		return nil, fmt.Errorf("CIE: %w", err)
+	}
+	if e.terminator {
+		return nil, fmt.Errorf("CIE at 0x%x is a terminator", off)
+	}
+	c, err := p.cie(off, &reader{data: p.data[:e.end], off: e.idOff + e.idSize, base: p.addr})
+	if err != nil {
+		return nil, fmt.Errorf("CIE at 0x%x: %w", off, err)
+	}
+	return c, nil
 }
 
 func parseCIE(r *reader, ehFrame bool) (*cie, error) {
 	version := r.u8()
-	aug := r.cstring()
+	aug := r.cstring(maxAugmentation)
 	c := &cie{fdeEncoding: 0}
 	if bytes.Contains(aug, []byte("eh")) {
-		r.off += 8
+		r.skip(8)
 	}
 	if !ehFrame && version >= 4 {
 		r.u8() // address size
@@ -243,6 +330,9 @@ func parseCIE(r *reader, ehFrame bool) (*cie, error) {
 	if len(aug) > 0 && aug[0] == 'z' {
 		c.hasAug = true
 		n := r.uleb()
+		if !r.need(n) {
+			return nil, r.err
+		}
 		augEnd := r.off + n
 		for _, ch := range aug[1:] {
 			switch ch {
@@ -267,9 +357,10 @@ func parseCIE(r *reader, ehFrame bool) (*cie, error) {
 	return c, nil
 }
 
-func parseFDE(r *reader, c *cie, ehFrame bool) ([]Row, error) {
+// fde adds the rows of the FDE whose body r reads.
+func (p *parser) fde(r *reader, c *cie) error {
 	var begin, size uint64
-	if ehFrame {
+	if p.ehFrame {
 		begin = r.pointer(c.fdeEncoding)
 		size = r.pointer(c.fdeEncoding & 0x0f)
 	} else {
@@ -278,28 +369,37 @@ func parseFDE(r *reader, c *cie, ehFrame bool) ([]Row, error) {
 	}
 	if c.hasAug {
 		n := r.uleb()
-		r.off += n
+		r.skip(n)
 	}
 	if r.err != nil {
-		return nil, r.err
+		return r.err
 	}
 	if size == 0 {
-		return nil, nil
+		return nil
 	}
-	m := &machine{cie: c, loc: begin}
+	m := &machine{cie: c, loc: begin, p: p}
 	// The CIE's initial instructions set the rules every row starts from.
-	if err := m.run(c.initial, nil); err != nil {
-		return nil, err
+	if err := m.run(c.initial, false); err != nil {
+		return fmt.Errorf("CIE instructions: %w", err)
 	}
 	m.initial = m.state
-	var rows []Row
-	if err := m.run(r.rest(), &rows); err != nil {
-		return nil, err
+	if err := m.run(r.rest(), true); err != nil {
+		return err
 	}
-	rows = append(rows, m.row())
+	if err := m.emit(); err != nil {
+		return err
+	}
 	// Past the function: no information until the next one.
-	rows = append(rows, Row{PC: begin + size, CFAReg: RegNone, end: true})
-	return rows, nil
+	return p.add(Row{PC: begin + size, CFAReg: RegNone, end: true})
+}
+
+// add appends a row, up to MaxRows.
+func (p *parser) add(r Row) error {
+	if len(p.rows) >= MaxRows {
+		return fmt.Errorf("more than %d unwind rows", MaxRows)
+	}
+	p.rows = append(p.rows, r)
+	return nil
 }
 
 // state is the rule set at one location.
@@ -316,6 +416,7 @@ type regRule struct {
 }
 
 type machine struct {
+	p       *parser
 	cie     *cie
 	loc     uint64
 	state   state
@@ -344,13 +445,20 @@ func (m *machine) row() Row {
 	return r
 }
 
-// run executes call frame instructions; with rows set, every advance of
+// emit adds the current row.
+func (m *machine) emit() error { return m.p.add(m.row()) }
+
+// run executes call frame instructions; with emit set, every advance of
 // the location emits the row that held before it.
-func (m *machine) run(insns []byte, rows *[]Row) error {
+func (m *machine) run(insns []byte, emit bool) error {
+	if m.p.budget -= len(insns); m.p.budget < 0 {
+		return errors.New("call frame instructions run past four times the section's size")
+	}
 	r := &reader{data: insns}
+	var err error
 	advance := func(delta uint64) {
-		if rows != nil {
-			*rows = append(*rows, m.row())
+		if emit && err == nil {
+			err = m.emit()
 		}
 		m.loc += delta * m.cie.codeAlign
 	}
@@ -364,7 +472,7 @@ func (m *machine) run(insns []byte, rows *[]Row) error {
 			m.state.bp = m.initial.bp
 		}
 	}
-	for r.off < uint64(len(r.data)) && r.err == nil {
+	for r.off < uint64(len(r.data)) && r.err == nil && err == nil {
 		op := r.u8()
 		switch op >> 6 {
 		case 1: // DW_CFA_advance_loc
@@ -381,8 +489,8 @@ func (m *machine) run(insns []byte, rows *[]Row) error {
 		case 0x00: // nop
 		case 0x01: // set_loc
 			loc := r.pointer(m.cie.fdeEncoding)
-			if rows != nil {
-				*rows = append(*rows, m.row())
+			if emit && err == nil {
+				err = m.emit()
 			}
 			m.loc = loc
 		case 0x02:
@@ -403,6 +511,9 @@ func (m *machine) run(insns []byte, rows *[]Row) error {
 			r.uleb()
 			setReg(reg, regRule{})
 		case 0x0a: // remember_state
+			if len(m.stack) >= maxStateDepth {
+				return fmt.Errorf("remember_state nested deeper than %d", maxStateDepth)
+			}
 			m.stack = append(m.stack, m.state)
 		case 0x0b: // restore_state
 			if n := len(m.stack); n > 0 {
@@ -419,11 +530,11 @@ func (m *machine) run(insns []byte, rows *[]Row) error {
 		case 0x0e: // def_cfa_offset
 			m.state.cfaOffset = int64(r.uleb())
 		case 0x0f: // def_cfa_expression
-			r.off += r.uleb()
+			r.skip(r.uleb())
 			m.state.cfaExpr = true
 		case 0x10: // expression
 			reg := r.uleb()
-			r.off += r.uleb()
+			r.skip(r.uleb())
 			setReg(reg, regRule{})
 		case 0x11: // offset_extended_sf
 			reg := r.uleb()
@@ -444,7 +555,7 @@ func (m *machine) run(insns []byte, rows *[]Row) error {
 			setReg(reg, regRule{})
 		case 0x16: // val_expression
 			reg := r.uleb()
-			r.off += r.uleb()
+			r.skip(r.uleb())
 			setReg(reg, regRule{})
 		case 0x2e: // GNU_args_size
 			r.uleb()
@@ -454,6 +565,9 @@ func (m *machine) run(insns []byte, rows *[]Row) error {
 		default:
 			return fmt.Errorf("unknown call frame instruction 0x%02x", op)
 		}
+	}
+	if err != nil {
+		return err
 	}
 	return r.err
 }
@@ -477,6 +591,13 @@ func (r *reader) need(n uint64) bool {
 		return false
 	}
 	return true
+}
+
+// skip moves past n bytes, which must be there.
+func (r *reader) skip(n uint64) {
+	if r.need(n) {
+		r.off += n
+	}
 }
 
 func (r *reader) u8() byte {
@@ -554,13 +675,22 @@ func (r *reader) sleb() int64 {
 	return v
 }
 
-func (r *reader) cstring() []byte {
+// cstring reads a NUL-terminated string of at most max bytes.
+func (r *reader) cstring(max int) []byte {
 	if r.err != nil {
 		return nil
 	}
-	i := bytes.IndexByte(r.data[r.off:], 0)
+	if r.off > uint64(len(r.data)) {
+		r.err = errors.New("truncated entry")
+		return nil
+	}
+	rest := r.data[r.off:]
+	if len(rest) > max+1 {
+		rest = rest[:max+1]
+	}
+	i := bytes.IndexByte(rest, 0)
 	if i < 0 {
-		r.err = errors.New("unterminated augmentation string")
+		r.err = fmt.Errorf("augmentation string unterminated within %d bytes", max)
 		return nil
 	}
 	s := r.data[r.off : r.off+uint64(i)]

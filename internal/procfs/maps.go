@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // Mapping is one line of /proc/PID/maps.
@@ -61,7 +62,7 @@ func mapFile(dir string, m Mapping) string {
 }
 
 func readMaps(dir string) ([]Mapping, error) {
-	f, err := os.Open(filepath.Join(dir, "maps"))
+	f, err := os.OpenFile(filepath.Join(dir, "maps"), os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -78,10 +79,11 @@ func readMaps(dir string) ([]Mapping, error) {
 //	START-END PERMS OFFSET MAJOR:MINOR INODE   [PATH]
 //
 // The path is the rest of the line after the padding, so names with spaces
-// survive.
+// survive. More than MaxMaps bytes is an error.
 func ParseMaps(r io.Reader) ([]Mapping, error) {
 	var out []Mapping
-	sc := bufio.NewScanner(r)
+	lr := &io.LimitedReader{R: r, N: MaxMaps + 1}
+	sc := bufio.NewScanner(lr)
 	sc.Buffer(make([]byte, 0, 4096), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
@@ -93,6 +95,9 @@ func ParseMaps(r io.Reader) ([]Mapping, error) {
 			return nil, err
 		}
 		out = append(out, m)
+	}
+	if lr.N == 0 {
+		return nil, fmt.Errorf("more than the %d bytes of mappings read", MaxMaps)
 	}
 	return out, sc.Err()
 }

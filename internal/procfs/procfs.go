@@ -6,11 +6,50 @@ package procfs
 
 import (
 	"bytes"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 )
+
+// Caps on what one process's files may make the reader hold. The kernel
+// bounds stat, status, comm and cgroup to a few kilobytes; a process
+// chooses its command line (up to its stack limit) and its mappings
+// (65530 by default, each with a path of up to 4 KiB).
+const (
+	// MaxSmallFile caps stat, status, comm and cgroup: larger is
+	// malformed.
+	MaxSmallFile = 64 << 10
+	// MaxCmdline is the most of a command line read; the rest is cut.
+	MaxCmdline = 1 << 20
+	// MaxMaps caps a maps file (the largest real processes map a few
+	// thousand files, about 1 MiB of lines): larger is an error.
+	MaxMaps = 32 << 20
+)
+
+// readFile reads at most limit bytes of a file, opened without blocking.
+// With cut, a longer file is cut to limit bytes; without, it is an error.
+func readFile(path string, limit int64, cut bool) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > limit {
+		if !cut {
+			return nil, fmt.Errorf("%s: more than the %d bytes read", path, limit)
+		}
+		data = data[:limit]
+	}
+	return data, nil
+}
 
 // Process is what /proc tells about one process.
 type Process struct {
@@ -42,17 +81,17 @@ func HostPath(procRoot string, pid int, path string) string {
 func Read(procRoot string, pid int) (Process, error) {
 	dir := Dir(procRoot, pid)
 	p := Process{PID: pid, Root: filepath.Join(dir, "root")}
-	comm, err := os.ReadFile(filepath.Join(dir, "comm"))
+	comm, err := readFile(filepath.Join(dir, "comm"), MaxSmallFile, false)
 	if err != nil {
 		return p, err
 	}
 	p.Comm = strings.TrimSuffix(string(comm), "\n")
 	p.Exe, _ = os.Readlink(filepath.Join(dir, "exe"))
 	p.Exe = strings.TrimSuffix(p.Exe, " (deleted)")
-	if cl, err := os.ReadFile(filepath.Join(dir, "cmdline")); err == nil {
+	if cl, err := readFile(filepath.Join(dir, "cmdline"), MaxCmdline, true); err == nil {
 		p.Cmdline = strings.TrimSpace(string(bytes.ReplaceAll(cl, []byte{0}, []byte{' '})))
 	}
-	if cg, err := os.ReadFile(filepath.Join(dir, "cgroup")); err == nil {
+	if cg, err := readFile(filepath.Join(dir, "cgroup"), MaxSmallFile, false); err == nil {
 		for _, line := range strings.Split(string(cg), "\n") {
 			if rest, ok := strings.CutPrefix(line, "0::"); ok {
 				p.Cgroup = rest
@@ -95,10 +134,15 @@ func alive(dir string, startTime uint64) bool {
 // NSPID is the process's pid in its own pid namespace (the last NSpid
 // field of /proc/PID/status), 0 if unknown.
 func NSPID(procRoot string, pid int) int {
-	data, err := os.ReadFile(filepath.Join(Dir(procRoot, pid), "status"))
+	data, err := readFile(filepath.Join(Dir(procRoot, pid), "status"), MaxSmallFile, false)
 	if err != nil {
 		return 0
 	}
+	return parseNSPID(data)
+}
+
+// parseNSPID reads the last NSpid field of a status file, 0 if none.
+func parseNSPID(data []byte) int {
 	for _, line := range strings.Split(string(data), "\n") {
 		if v, ok := strings.CutPrefix(line, "NSpid:"); ok {
 			f := strings.Fields(v)
@@ -136,7 +180,7 @@ type stat struct {
 // dir/stat, counted after the parenthesised command name, which may hold
 // spaces and parentheses itself.
 func readStat(dir string) (stat, error) {
-	data, err := os.ReadFile(filepath.Join(dir, "stat"))
+	data, err := readFile(filepath.Join(dir, "stat"), MaxSmallFile, false)
 	if err != nil {
 		return stat{}, err
 	}
