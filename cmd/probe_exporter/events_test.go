@@ -2,6 +2,7 @@ package main
 
 import (
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -364,5 +365,54 @@ char LICENSE[] SEC("license") = "GPL";
 	}
 	if !strings.Contains(string(out), "ok      evgood") {
 		t.Errorf("evgood not ok:\n%s", out)
+	}
+}
+
+// vmHWM is the peak resident memory of a process, in kB.
+func vmHWM(t *testing.T, pid int) int {
+	t.Helper()
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			kb, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(rest), " kB"))
+			return kb
+		}
+	}
+	t.Fatal("no VmHWM")
+	return 0
+}
+
+// TestEventsAttackLabelFlood: an unprivileged user renames its shell
+// 12,000 times (writing /proc/self/comm) and writes under each name, so
+// the BPF program sends records making 12,000 label sets. With default
+// flags the exporter keeps 10,000 (--events.max-series), counts the
+// records past it, keeps answering /metrics, stays within 256 MiB, logs
+// no panic, and ends on SIGTERM (the harness checks the exit).
+func TestEventsAttackLabelFlood(t *testing.T) {
+	a := testkit.NewAttacker(t)
+	dir := t.TempDir()
+	writeConfig(t, dir, "evflood", eventsSource(ringMaps, ringOutput, 4<<20), issue29YAML)
+	addr := freePort(t)
+	p := startExporter(t, func() bool { return serves(addr) }, "--web.listen-address="+addr, "--config.dir="+dir, "--config.names=evflood")
+	a.Run(t, `i=0; while [ $i -lt 12000 ]; do printf ev_f$i > /proc/self/comm; echo > /dev/null; i=$((i+1)); done`)
+	over := `probe_exporter_event_records_dropped_total{config="evflood",metric="probe_exporter_write_events_total",reason="series_limit"}`
+	testkit.Eventually(t, "records past the bound counted", func() bool { return eventValue(t, addr, over) > 0 })
+	n := len(series(t, addr, "probe_exporter_write_events_total{"))
+	if n != 10000 {
+		t.Errorf("%d label sets served, want the bound of 10,000", n)
+	}
+	if code, _ := get(t, "http://"+addr+"/metrics"); code != 200 {
+		t.Errorf("/metrics answered %d", code)
+	}
+	if kb := vmHWM(t, p.Pid()); kb > 256<<10 {
+		t.Errorf("peak memory %d kB, over 256 MiB", kb)
+	} else {
+		t.Logf("peak memory %d kB with 10,000 label sets", kb)
+	}
+	if strings.Contains(p.Log(), "panic:") {
+		t.Errorf("panic in the log:\n%s", tail(p.Log(), 40))
 	}
 }
