@@ -116,7 +116,11 @@ func unescapeAt(b []byte, pos *int) (c byte, end bool) {
 
 // sortNew sorts the series added since the last sort into the others
 // and renumbers every series in that order.
-func (mm *mapMetric) sortNew() {
+func (mm *mapMetric) sortNew() { mm.relayout(mm.sortedOrder()) }
+
+// sortedOrder is the order of every series once the series added since
+// the last sort are merged into the others.
+func (mm *mapMetric) sortedOrder() []int32 {
 	n := mm.series.len()
 	cmp := func(a, b int32) int { return mm.compareBlocks(mm.series.at(int(a)), mm.series.at(int(b))) }
 	fresh := make([]int32, 0, n-mm.nsorted)
@@ -136,7 +140,7 @@ func (mm *mapMetric) sortNew() {
 	for ; int(a) < mm.nsorted; a++ {
 		order = append(order, a)
 	}
-	mm.relayout(append(order, b...))
+	return append(order, b...)
 }
 
 // relayout keeps the series listed in order (old ids), renumbered in that

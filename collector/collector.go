@@ -50,6 +50,10 @@ type Options struct {
 	Exits ProcessExits
 	// ProcRoot is the proc file system ("/proc").
 	ProcRoot string
+	// EventsMaxSeries bounds the label sets of each events metric
+	// (DefaultEventsMaxSeries when 0): records making new ones past it are
+	// dropped and counted.
+	EventsMaxSeries int
 }
 
 // Collector is the collector package's parts wired over the configs being
@@ -84,12 +88,14 @@ func New(opts Options) *Collector {
 	return &Collector{
 		configs: configs,
 		builder: &configBuilder{
-			prefix:        opts.MetricPrefix,
-			env:           opts.Env,
-			exits:         opts.Exits,
-			procRoot:      opts.ProcRoot,
-			decoderErrors: state.decoderErrors,
-			expired:       state.expired,
+			prefix:          opts.MetricPrefix,
+			env:             opts.Env,
+			exits:           opts.Exits,
+			procRoot:        opts.ProcRoot,
+			decoderErrors:   state.decoderErrors,
+			expired:         state.expired,
+			eventsDropped:   state.eventsDropped,
+			eventsMaxSeries: opts.EventsMaxSeries,
 		},
 		state:  state,
 		gather: &gatherer{configs: configs, logger: opts.Logger},

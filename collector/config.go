@@ -18,6 +18,10 @@ import (
 type Config struct {
 	Object  *loader.Object
 	metrics []*mapMetric
+	// events are the metrics fed by records of ring buffers and perf
+	// event arrays, sources those maps.
+	events  []*eventMetric
+	sources []*EventSource
 	// Err is set when the config's metrics could not be set up (a map
 	// missing, labels not matching keys).
 	Err error
@@ -81,6 +85,7 @@ func (cfg *Config) scrape(frames []*frame, logger *slog.Logger) []*frame {
 			frames = mm.valueFrames(f, frames)
 		}
 	}
+	frames = cfg.scrapeEvents(frames)
 	cfg.lastDuration = time.Since(start)
 	return frames
 }

@@ -13,6 +13,9 @@ func (cfg *Config) DropPID(pid int) {
 	for _, mm := range cfg.metrics {
 		mm.dropLabel("pid", want)
 	}
+	for _, em := range cfg.events {
+		em.dropPID(uint32(pid))
+	}
 }
 
 // dropLabel deletes the keys whose label name decodes to value.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/probe-exporter/probe_exporter/config"
 	"github.com/probe-exporter/probe_exporter/decoder"
+	"github.com/probe-exporter/probe_exporter/events"
 	"github.com/probe-exporter/probe_exporter/loader"
 )
 
@@ -24,7 +25,14 @@ type configBuilder struct {
 	// stateCollector.
 	decoderErrors *prometheus.CounterVec
 	expired       *prometheus.CounterVec
+	// eventsDropped counts records events metrics dropped;
+	// eventsMaxSeries bounds their label sets.
+	eventsDropped   *prometheus.CounterVec
+	eventsMaxSeries int
 }
+
+// fqName is the full name of a metric read from the config's maps.
+func (b *configBuilder) fqName(name string) string { return prometheus.BuildFQName(b.prefix, "", name) }
 
 // build sets up the metrics of a loaded object: every metric's map must
 // exist and its labels must match the map's key size. What does not is in
@@ -40,6 +48,10 @@ func (b *configBuilder) build(obj *loader.Object) *Config {
 		where := fmt.Sprintf("%s:%d", path(obj.Config), line)
 		if m == nil {
 			errs = append(errs, fmt.Errorf("%s: metric %q: the object has no map %q (it has: %s)", where, name, mapName, strings.Join(mapNames(obj), ", ")))
+			return
+		}
+		if events.IsEventMap(m) {
+			errs = append(errs, fmt.Errorf("%s: metric %q: map %q is a %s, whose records are not kept in it: name it with events: to count them", where, name, mapName, m.Type()))
 			return
 		}
 		mm, err := newMapMetric(kind, prometheus.BuildFQName(b.prefix, "", name), help, labels, m, h, b.env)
@@ -59,6 +71,10 @@ func (b *configBuilder) build(obj *loader.Object) *Config {
 	}
 	ms := obj.Config.Metrics
 	values := func(kind metricKind, m config.Counter) {
+		if bm := obj.Map(m.MapName()); bm != nil && events.IsEventMap(bm) {
+			errs = append(errs, fmt.Errorf("%s:%d: metric %q: map %q is a %s, whose records are not kept in it: name it with events: to count them", path(obj.Config), m.Line, m.Name, m.MapName(), bm.Type()))
+			return
+		}
 		mm, err := b.newValuesMetric(obj, kind, m)
 		if err != nil {
 			errs = append(errs, err)
@@ -66,7 +82,11 @@ func (b *configBuilder) build(obj *loader.Object) *Config {
 		}
 		cfg.metrics = append(cfg.metrics, mm)
 	}
+	errs = append(errs, b.addEventMetrics(cfg)...)
 	for _, m := range ms.Counters {
+		if m.Events != "" {
+			continue
+		}
 		if m.Values != nil {
 			values(kindCounter, m)
 			continue
@@ -82,6 +102,9 @@ func (b *configBuilder) build(obj *loader.Object) *Config {
 	}
 	for i := range ms.Histograms {
 		h := &ms.Histograms[i]
+		if h.Events != "" {
+			continue
+		}
 		add(kindHistogram, h.Name, h.MapName(), h.Help, h.Line, h.Labels, h, h.MaxAge)
 	}
 	cfg.Err = errors.Join(errs...)

@@ -18,6 +18,9 @@ type stateCollector struct {
 
 	decoderErrors *prometheus.CounterVec
 	expired       *prometheus.CounterVec
+	eventsDropped *prometheus.CounterVec
+	eventRecords  *prometheus.Desc
+	eventsLost    *prometheus.Desc
 	enabled       *prometheus.Desc
 	configUp      *prometheus.Desc
 	progInfo      *prometheus.Desc
@@ -47,6 +50,12 @@ func newStateCollector(configs *registry, statsPath, prefix string) *stateCollec
 			Namespace: Namespace, Name: "map_entries_expired_total",
 			Help: "Map entries the exporter deleted from kernel maps after serving them: of exited processes (process_exit) or unchanged for max_age (max_age).",
 		}, []string{"config", "map", "reason"}),
+		eventsDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "event_records_dropped_total",
+			Help: "Ring buffer and perf event array records an events metric did not count: shorter than its labels and value (malformed) or making a label set past --events.max-series (series_limit).",
+		}, []string{"config", "metric", "reason"}),
+		eventRecords: d("event_records_total", "Records read from a ring buffer or perf event array.", "config", "map"),
+		eventsLost:   d("event_records_lost_total", "Records a ring buffer or perf event array had no room for: perf samples the kernel lost, or what a ring buffer's program counted in its NAME_lost map.", "config", "map"),
 		enabled:      d("enabled_configs", "The set of enabled configs (loaded, metrics set up).", "name"),
 		configUp:     d("config_up", "Whether a config loaded, attached every program and set up its metrics (1) or failed in part or whole (0).", "config"),
 		progInfo:     d("ebpf_program_info", "Info about loaded eBPF programs.", "config", "program", "tag", "id"),
@@ -75,9 +84,20 @@ func (s *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(s.scrapeTime, prometheus.GaugeValue, d.Seconds(), cfg.Name())
 			ch <- prometheus.MustNewConstMetric(s.scrapeErrors, prometheus.CounterValue, errs, cfg.Name())
 		}
+		for _, src := range cfg.sources {
+			if !src.running.Load() {
+				continue
+			}
+			records, lost, known := src.counts()
+			ch <- prometheus.MustNewConstMetric(s.eventRecords, prometheus.CounterValue, float64(records), cfg.Name(), src.Map)
+			if known {
+				ch <- prometheus.MustNewConstMetric(s.eventsLost, prometheus.CounterValue, float64(lost), cfg.Name(), src.Map)
+			}
+		}
 	}
 	s.decoderErrors.Collect(ch)
 	s.expired.Collect(ch)
+	s.eventsDropped.Collect(ch)
 }
 
 // collectConfig reports whether a config is up and enabled, and its

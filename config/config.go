@@ -63,12 +63,28 @@ type Counter struct {
 	// MaxAge, when set, deletes keys whose value has not changed for that
 	// long from the kernel map (see Expiry).
 	MaxAge Duration `yaml:"max_age"`
+	// Events names a ring buffer or perf event array whose records are
+	// counted as they arrive, in place of a map read at scrape time.
+	Events string `yaml:"events"`
+	// Value is the field of an event record summed (unset: records are
+	// counted).
+	Value *EventValue `yaml:"value"`
 
 	Line int `yaml:"-"`
 }
 
+// EventValue is the unsigned field of an event record (native byte order)
+// that a histogram observes or a counter sums.
+type EventValue struct {
+	Offset uint `yaml:"offset"`
+	Size   uint `yaml:"size"`
+}
+
 // MapName is the BPF map the metric reads.
 func (c Counter) MapName() string {
+	if c.Events != "" {
+		return c.Events
+	}
 	if c.Table != "" {
 		return c.Table
 	}
@@ -88,12 +104,20 @@ type Histogram struct {
 	Labels           []Label    `yaml:"labels"`
 	Table            string     `yaml:"table"`
 	MaxAge           Duration   `yaml:"max_age"`
+	// Events names a ring buffer or perf event array whose records are
+	// observed as they arrive: the field Value of each record, bucketed
+	// in user space. Its labels then have no bucket label.
+	Events string      `yaml:"events"`
+	Value  *EventValue `yaml:"value"`
 
 	Line int `yaml:"-"`
 }
 
 // MapName is the BPF map the metric reads.
 func (h Histogram) MapName() string {
+	if h.Events != "" {
+		return h.Events
+	}
 	if h.Table != "" {
 		return h.Table
 	}

@@ -98,6 +98,7 @@ func Parse(path string, data []byte) ([]Config, error) {
 	c.Name = strings.TrimSuffix(filepath.Base(path), ".yaml")
 	c.Line = 1
 	setMetricLines(&c, child(doc, "metrics"))
+	perfEventArrayCounters(&c)
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
@@ -205,7 +206,7 @@ func typeName(t string) string {
 		return "label"
 	case "Decoder":
 		return "decoder"
-	case "Value":
+	case "Value", "EventValue":
 		return "value"
 	case "seedProgram":
 		return "program"

@@ -73,6 +73,9 @@ func (c *Config) validate() error {
 		if err := check(kind, x.Name, x.MapName(), help, x.Line, x.Labels); err != nil {
 			return err
 		}
+		if err := c.validateEvents(kind, x.Name, x.Line, x.Events, x.Value, x.Values); err != nil {
+			return err
+		}
 		return c.validateValues(kind, x, seen)
 	}
 	for _, x := range m.Counters {
@@ -86,6 +89,10 @@ func (c *Config) validate() error {
 			errs = append(errs, err)
 			continue
 		}
+		if err := c.validateEvents("histogram", h.Name, h.Line, h.Events, h.Value, nil); err != nil {
+			errs = append(errs, err)
+			continue
+		}
 		errs = append(errs, c.validateBuckets(h))
 	}
 	return errors.Join(errs...)
@@ -95,7 +102,7 @@ func (c *Config) validateBuckets(h Histogram) error {
 	fail := func(format string, args ...any) error {
 		return &FileError{Path: c.Path, Line: h.Line, Err: fmt.Errorf("histogram %q: %s", h.Name, fmt.Sprintf(format, args...))}
 	}
-	if len(h.Labels) == 0 {
+	if len(h.Labels) == 0 && h.Events == "" {
 		return fail("needs labels, the last being the bucket key")
 	}
 	switch h.BucketType {
@@ -123,9 +130,9 @@ func (c *Config) validateBuckets(h Histogram) error {
 // Warnings lists what the config asks for that probe_exporter ignores.
 func (c Config) Warnings() []string {
 	var w []string
-	for _, m := range append(append([]Counter(nil), c.Metrics.Counters...), c.Metrics.Gauges...) {
+	for _, m := range c.Metrics.Gauges {
 		if m.PerfEventArray {
-			w = append(w, fmt.Sprintf("%s:%d: metric %q: perf_event_array counters are not supported; the map is read as a regular map", c.Path, m.Line, m.Name))
+			w = append(w, fmt.Sprintf("%s:%d: metric %q: perf_event_array gauges are not supported; the map is read as a regular map", c.Path, m.Line, m.Name))
 		}
 	}
 	return w

@@ -14,7 +14,7 @@ all: $(OBJ)
 $(INC)/vmlinux.h:
 	bpftool btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp && mv $@.tmp $@
 
-%.bpf.o: $(SRCDIR)/%.bpf.c $(INC)/vmlinux.h $(INC)/maps.bpf.h
+%.bpf.o: $(SRCDIR)/%.bpf.c $(INC)/vmlinux.h $(INC)/maps.bpf.h $(INC)/events.bpf.h
 	$(CLANG) $(CFLAGS) -c $< -o $@
 	llvm-strip --strip-debug $@ 2>/dev/null || true
 

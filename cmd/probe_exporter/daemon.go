@@ -97,6 +97,8 @@ func newDaemon(ctx context.Context, f *flags, logger *slog.Logger) (*daemon, err
 		Tracing:      provider,
 		Debug:        f.debug,
 		Logger:       logger,
+
+		EventsMaxSeries: f.eventsMaxSeries,
 	})
 	g.Add("configs", x.configs)
 	err = x.configs.Load()

@@ -25,6 +25,8 @@ type flags struct {
 	maxRequests   int
 	debug         bool
 
+	eventsMaxSeries int
+
 	scriptsDir        string
 	scriptsKeepalive  durationOrSeconds
 	scriptsStartWait  time.Duration
@@ -60,6 +62,7 @@ func registerFlags(app *kingpin.Application) *flags {
 	app.Flag("port", "Listen on this TCP port on all addresses (stap-exporter's -p); overrides --web.listen-address.").Short('p').IntVar(&f.port)
 	app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&f.telemetryPath)
 	app.Flag("web.max-requests", "Maximum number of parallel scrape requests (0: no limit).").Default("40").IntVar(&f.maxRequests)
+	app.Flag("events.max-series", "Most label sets per events metric (counters and histograms fed by ring buffer or perf event array records); records making new ones over it are dropped and counted in probe_exporter_event_records_dropped_total{reason=\"series_limit\"}.").Default("10000").IntVar(&f.eventsMaxSeries)
 	app.Flag("debug", "Enable /maps (raw map contents) and /debug/pprof.").BoolVar(&f.debug)
 
 	app.Flag("scripts.dir", "Directory of scripts (*.stp, *.bt, executables) served at /NAME.").Short('s').StringVar(&f.scriptsDir)

@@ -3,11 +3,9 @@ package main
 import (
 	"debug/elf"
 	"encoding/binary"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -156,7 +154,7 @@ func TestHostileBinaries(t *testing.T) {
 			t.Fatalf("/metrics answered %d after %s", code, c.dir)
 		}
 	}
-	hwm := vmHWM(t, p.Pid())
+	hwm := testkit.PeakRSS(t, p.Pid())
 	t.Logf("exporter peak resident memory %d MiB (bound %d MiB)", hwm>>20, maxHWM>>20)
 	if hwm > maxHWM {
 		t.Errorf("exporter peak resident memory %d MiB, more than %d MiB", hwm>>20, maxHWM>>20)
@@ -175,24 +173,4 @@ func TestHostileBinaries(t *testing.T) {
 			}
 		}
 	}
-}
-
-// vmHWM is the peak resident memory of process pid, in bytes.
-func vmHWM(t *testing.T, pid int) uint64 {
-	t.Helper()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
-			kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return kb << 10
-		}
-	}
-	t.Fatal("no VmHWM")
-	return 0
 }

@@ -6,8 +6,11 @@
 package testkit
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -65,4 +68,24 @@ func RequireTools(t testing.TB, tools ...string) {
 			t.Skipf("%s is needed (make deps installs it)", tool)
 		}
 	}
+}
+
+// PeakRSS is the peak resident memory (VmHWM) of process pid, in bytes.
+func PeakRSS(t testing.TB, pid int) uint64 {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			if err != nil {
+				t.Fatalf("VmHWM of %d: %v", pid, err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatalf("no VmHWM for %d", pid)
+	return 0
 }

@@ -56,6 +56,8 @@ type ConfigsOptions struct {
 	// Tracing exports the spans of the start and of configs' tracing
 	// sections; nil exports none.
 	Tracing *tracing.Provider
+	// EventsMaxSeries bounds the label sets of each events metric.
+	EventsMaxSeries int
 	// Debug serves /maps.
 	Debug  bool
 	Logger *slog.Logger
@@ -88,6 +90,8 @@ func NewConfigs(ctx context.Context, opts ConfigsOptions) *Configs {
 		Env:          opts.Env,
 		Logger:       opts.Logger,
 		Exits:        c.exits,
+
+		EventsMaxSeries: opts.EventsMaxSeries,
 	})
 	if opts.Watcher != nil {
 		c.userspace = userspace.New(opts.Watcher, c.coll, opts.Logger.With("component", "userspace"))
@@ -218,11 +222,11 @@ func (c *Configs) load(cfg config.Config) (*collector.Config, []error) {
 	}
 	obj := loader.Load(c.ctx, cfg, opts)
 	c.startCgroupIDMap(obj)
-	c.startSpans(obj)
+	cc := c.coll.NewConfig(obj)
+	c.startEvents(cc)
 	if errs := obj.Errors(); len(errs) > 0 {
 		span.SetStatus(codes.Error, errors.Join(errs...).Error())
 	}
-	cc := c.coll.NewConfig(obj)
 	if cc.Up() {
 		attached := 0
 		for _, p := range obj.Programs {

@@ -8,8 +8,9 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/probe-exporter/probe_exporter/collector"
 	"github.com/probe-exporter/probe_exporter/config"
-	"github.com/probe-exporter/probe_exporter/loader"
+	"github.com/probe-exporter/probe_exporter/events"
 	"github.com/probe-exporter/probe_exporter/tracing"
 )
 
@@ -49,45 +50,60 @@ func (c *Configs) passKaddrs(ctx context.Context, cfg config.Config) {
 	}
 }
 
-// startSpans follows the ring buffers of a config's tracing spans until
-// the object closes.
-func (c *Configs) startSpans(obj *loader.Object) {
+// startEvents runs one reader per ring buffer and perf event array of a
+// config, until the object closes: its records feed the config's events
+// metrics and its tracing spans alike (a map may feed both; two readers
+// of one ring buffer would split its records between them).
+func (c *Configs) startEvents(cc *collector.Config) {
+	obj := cc.Object
+	if obj.Err != nil || obj.Collection == nil {
+		return
+	}
+	logger := c.opts.Logger.With("config", obj.Config.Name)
+	errs := c.coll.DecoderErrors(obj.Config.Name)
 	spans := obj.Config.Tracing.Spans
-	if len(spans) == 0 || obj.Err != nil {
-		return
+	if len(spans) > 0 && c.opts.Tracing == nil {
+		logger.Warn("tracing spans are not exported: set OTEL_EXPORTER_OTLP_ENDPOINT", "spans", len(spans))
+		spans = nil
 	}
-	if c.opts.Tracing == nil {
-		c.opts.Logger.Warn("tracing spans are not exported: set OTEL_EXPORTER_OTLP_ENDPOINT", "config", obj.Config.Name, "spans", len(spans))
-		return
-	}
-	var readers []*tracing.Reader
 	for _, sc := range spans {
-		m := obj.Map(sc.RingBuf)
-		var err error
-		if m == nil {
-			err = fmt.Errorf("the object has no map %q", sc.RingBuf)
-		}
-		var s *tracing.Span
+		s, err := tracing.NewSpan(c.opts.Tracing, obj.Config.Name, sc, c.opts.Env)
+		var src *collector.EventSource
 		if err == nil {
-			s, err = tracing.NewSpan(c.opts.Tracing, obj.Config.Name, sc, c.opts.Env)
-		}
-		var r *tracing.Reader
-		if err == nil {
-			r, err = tracing.NewReader(s, m)
+			src, err = cc.EventSource(sc.RingBuf)
 		}
 		if err != nil {
 			obj.Err = fmt.Errorf("config %q: tracing span %q: %w", obj.Config.Name, sc.Name, err)
 			return
 		}
+		src.AddSink(s.Sink(errs, logger))
+	}
+	sources := cc.EventSources()
+	readers := make([]*events.Reader, 0, len(sources))
+	for _, src := range sources {
+		r, err := events.NewReader(src.Map, src.EBPFMap())
+		if err != nil {
+			for _, r := range readers {
+				r.Close()
+			}
+			obj.Err = fmt.Errorf("config %q: %w", obj.Config.Name, err)
+			return
+		}
 		readers = append(readers, r)
+	}
+	if len(readers) == 0 {
+		return
 	}
 	ctx, cancel := context.WithCancel(c.ctx)
 	done := make(chan struct{}, len(readers))
-	errs := c.coll.DecoderErrors(obj.Config.Name)
-	for _, r := range readers {
+	for i, r := range readers {
+		src := sources[i]
+		src.SetRunning(true)
 		go func() {
-			r.Run(ctx, errs, c.opts.Logger.With("config", obj.Config.Name))
-			done <- struct{}{}
+			defer func() { done <- struct{}{} }()
+			if err := r.Run(ctx, src); err != nil {
+				logger.Error("reading events stopped", "map", src.Map, "err", err)
+			}
 		}()
 	}
 	obj.OnClose(func() {
