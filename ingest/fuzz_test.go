@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"strings"
 	"testing"
 
 	"github.com/google/pprof/profile"
@@ -126,11 +125,11 @@ func FuzzPprof(f *testing.F) {
 	f.Add([]byte("not a profile"))
 	f.Add([]byte{0x1f, 0x8b, 0, 0})
 	f.Add(cpuProfile(f))
-	for _, b := range testkit.IngestBombs() {
-		if len(b.Body) < 64<<10 && strings.Contains(b.Query, "pprof") {
-			f.Add(b.Body) // 10M empty samples in 19.5 KB, ...
-		}
-	}
+	// The bombs that fit in a small seed: 10M empty samples in 19.5 KB of
+	// gzip, 20M empty strings, a string of 60 MiB.
+	f.Add(testkit.GzipBytes(testkit.EmptySamplesPprof(10_000_000)))
+	f.Add(testkit.GzipBytes(testkit.TinyItemsPprof(6, 20_000_000)))
+	f.Add(testkit.GzipBytes(testkit.HugeStringsPprof(1, 60<<20)))
 	f.Add(testkit.DeepStacksPprof(20, 5000))
 	f.Add(testkit.HugeStringsPprof(2, 600<<10))
 	tgt := newFuzzTarget(f)
@@ -149,7 +148,6 @@ func FuzzPprof(f *testing.F) {
 func FuzzPprofCounts(f *testing.F) {
 	f.Add(gunzipped(f, cpuProfile(f)))
 	f.Add(testkit.EmptySamplesPprof(100))
-	f.Add(testkit.EmptySamplesPprof(maxStacks + 1))
 	f.Add(testkit.TinyItemsPprof(4, 100))
 	f.Add(testkit.TinyItemsPprof(5, 100))
 	f.Add(testkit.TinyItemsPprof(6, 100))
