@@ -24,6 +24,7 @@ type flags struct {
 	telemetryPath string
 	maxRequests   int
 	debug         bool
+	enableReload  bool
 
 	scriptsDir        string
 	scriptsKeepalive  durationOrSeconds
@@ -60,6 +61,7 @@ func registerFlags(app *kingpin.Application) *flags {
 	app.Flag("port", "Listen on this TCP port on all addresses (stap-exporter's -p); overrides --web.listen-address.").Short('p').IntVar(&f.port)
 	app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&f.telemetryPath)
 	app.Flag("web.max-requests", "Maximum number of parallel scrape requests (0: no limit).").Default("40").IntVar(&f.maxRequests)
+	app.Flag("web.enable-reload", "Serve POST /-/reload (refused to cross-site browser requests); --no-web.enable-reload answers it 404, and SIGHUP still reloads.").Default("true").BoolVar(&f.enableReload)
 	app.Flag("debug", "Enable /maps (raw map contents) and /debug/pprof.").BoolVar(&f.debug)
 
 	app.Flag("scripts.dir", "Directory of scripts (*.stp, *.bt, executables) served at /NAME.").Short('s').StringVar(&f.scriptsDir)
