@@ -7,11 +7,13 @@ import (
 	"net/url"
 	"testing"
 
+	"github.com/google/pprof/profile"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 	"github.com/probe-exporter/probe_exporter/rules"
 )
 
@@ -102,6 +104,10 @@ func FuzzFolded(f *testing.F) {
 	}
 	f.Add("app.cpu{env=a\xffb}", "lines", []byte("a;b\n"))
 	f.Add("app.cpu{env=x}", "lines", []byte("a;b\na;b\n"))
+	// The bombs, at sizes within the target's 1 MiB bound.
+	f.Add("app.cpu", "folded", testkit.DistinctFolded(20_000))
+	f.Add("app.cpu", "folded", testkit.DeepFolded(5000))
+	f.Add("app.cpu", "lines", testkit.GzipBytes(testkit.DeepFolded(5000)))
 	tgt := newFuzzTarget(f)
 	f.Fuzz(func(t *testing.T, name, format string, data []byte) {
 		before := tgt.scrape(t)
@@ -119,6 +125,13 @@ func FuzzPprof(f *testing.F) {
 	f.Add([]byte("not a profile"))
 	f.Add([]byte{0x1f, 0x8b, 0, 0})
 	f.Add(cpuProfile(f))
+	// The bombs that fit in a small seed: 10M empty samples in 19.5 KB of
+	// gzip, 20M empty strings, a string of 60 MiB.
+	f.Add(testkit.GzipBytes(testkit.EmptySamplesPprof(10_000_000)))
+	f.Add(testkit.GzipBytes(testkit.TinyItemsPprof(6, 20_000_000)))
+	f.Add(testkit.GzipBytes(testkit.HugeStringsPprof(1, 60<<20)))
+	f.Add(testkit.DeepStacksPprof(20, 5000))
+	f.Add(testkit.HugeStringsPprof(2, 600<<10))
 	tgt := newFuzzTarget(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		before := tgt.scrape(t)
@@ -126,5 +139,42 @@ func FuzzPprof(f *testing.F) {
 			t.Fatalf("push answered %d", code)
 		}
 		checkMonotonic(t, before, tgt.scrape(t))
+	})
+}
+
+// FuzzPprofCounts: countPprof, which bounds a profile before it is
+// decoded, counts exactly what github.com/google/pprof's decoder builds,
+// and never panics, whatever the bytes.
+func FuzzPprofCounts(f *testing.F) {
+	f.Add(gunzipped(f, cpuProfile(f)))
+	f.Add(testkit.EmptySamplesPprof(100))
+	f.Add(testkit.TinyItemsPprof(4, 100))
+	f.Add(testkit.TinyItemsPprof(5, 100))
+	f.Add(testkit.TinyItemsPprof(6, 100))
+	f.Add(testkit.HugeStringsPprof(3, 1000))
+	f.Add(testkit.HugeStringsPprof(1, maxStringBytes+1))
+	f.Add(testkit.DeepStacksPprof(10, 50))
+	f.Add(testkit.DeepStacksPprof(2, maxFrames+1))
+	f.Add(testkit.LabelsPprof(10, 5))
+	f.Add(testkit.LabelsPprof(1, maxSampleLabels+1))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := countPprof(data)
+		prof, perr := profile.ParseUncompressed(data)
+		if err != nil || perr != nil {
+			return
+		}
+		values, refs, lines := 0, 0, 0
+		for _, s := range prof.Sample {
+			values += len(s.Value)
+			refs += len(s.Location)
+		}
+		for _, l := range prof.Location {
+			lines += len(l.Line)
+		}
+		got := [...]int{c.sampleTypes, c.samples, c.values, c.locationRefs, c.locations, c.lines, c.functions, c.mappings}
+		want := [...]int{len(prof.SampleType), len(prof.Sample), values, refs, len(prof.Location), lines, len(prof.Function), len(prof.Mapping)}
+		if got != want {
+			t.Fatalf("counted (types, samples, values, refs, locations, lines, functions, mappings) %v, decoded %v", got, want)
+		}
 	})
 }

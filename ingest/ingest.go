@@ -447,9 +447,6 @@ func classify(err error) error {
 // Memory charged per distinct stack beyond its bytes (map entry, sample).
 const stackOverhead = 96
 
-// maxLine bounds one line of a folded or lines body.
-const maxLine = 1 << 20
-
 // decodeStacks reads "f1;f2;f3 COUNT" lines (split at the last space), or
 // with lines one stack per line counting once. It streams: only distinct
 // stacks are kept, each charged to the lease.
@@ -458,7 +455,7 @@ func decodeStacks(r io.Reader, l *lease, lines bool) ([]rules.Sample, error) {
 	var total uint64
 	sc := bufio.NewScanner(r)
 	const firstBuf = 64 << 10
-	sc.Buffer(make([]byte, 0, firstBuf), maxLine)
+	sc.Buffer(make([]byte, 0, firstBuf), maxStackBytes)
 	charged := int64(firstBuf) // the scanner's buffer, which doubles for long lines
 	if err := l.take(charged); err != nil {
 		return nil, err
@@ -471,6 +468,9 @@ func decodeStacks(r io.Reader, l *lease, lines bool) ([]rules.Sample, error) {
 		return badRequest(format, args...)
 	}
 	for n := 1; sc.Scan(); n++ {
+		if n > maxLines {
+			return nil, tooMuch("more than %d lines", maxLines)
+		}
 		if need := 3 * int64(len(sc.Bytes())); need > charged {
 			if err := l.take(need - charged); err != nil {
 				return nil, err
@@ -493,8 +493,14 @@ func decodeStacks(r io.Reader, l *lease, lines bool) ([]rules.Sample, error) {
 			}
 			stack = line[:i]
 		}
+		if frames := bytes.Count(stack, []byte{';'}) + 1; frames > maxFrames {
+			return nil, tooMuch("line %d: a stack of more than %d frames", n, maxFrames)
+		}
 		old, seen := counts[string(stack)]
 		if !seen {
+			if len(counts) >= maxStacks {
+				return nil, tooMuch("more than %d distinct stacks", maxStacks)
+			}
 			if err := l.take(int64(len(stack)) + stackOverhead); err != nil {
 				return nil, err
 			}
@@ -507,7 +513,7 @@ func decodeStacks(r io.Reader, l *lease, lines bool) ([]rules.Sample, error) {
 	}
 	if err := sc.Err(); err != nil {
 		if errors.Is(err, bufio.ErrTooLong) {
-			return nil, badRequest("a line is longer than %d bytes", maxLine)
+			return nil, tooMuch("a line of more than %d bytes", maxStackBytes)
 		}
 		return nil, err
 	}
@@ -600,8 +606,18 @@ func (h *Handler) decodePprof(p params, contentType string, body io.Reader, l *l
 	if bytes.HasPrefix(data, []byte{0x1f, 0x8b}) {
 		return nil, badRequest("pprof: gzip inside gzip is not accepted")
 	}
-	// Parsed profiles take a few times their encoded size.
-	if err := l.take(3 * int64(len(data))); err != nil {
+	// What the profile decodes into is counted and charged before the
+	// decoder builds it: its encoded size says little (an empty sample is
+	// two bytes, its object 128).
+	counts, err := countPprof(data)
+	if err != nil {
+		return nil, err
+	}
+	if err := l.take(counts.memory()); err != nil {
+		if errors.Is(err, errTooBigForBudget) {
+			return nil, tooMuch("pprof: decoding %d samples, %d locations, %d functions and %d strings takes %d MiB, more than --ingest.max-inflight-bytes allows",
+				counts.samples, counts.locations, counts.functions, counts.strings, counts.memory()>>20)
+		}
 		return nil, err
 	}
 	prof, err := profile.ParseUncompressed(data)
@@ -676,45 +692,39 @@ func (h *Handler) pprofProfiles(p params, prof *profile.Profile, cfg map[string]
 			hasCPUNanos = true
 		}
 	}
-	stacks := make([]string, len(prof.Sample))
-	var frames []string
+	st, err := newStackTable(prof, l)
+	if err != nil {
+		return nil, err
+	}
 	for i, s := range prof.Sample {
 		if len(s.Value) != len(prof.SampleType) {
 			return nil, badRequest("pprof: sample %d has %d values for %d sample types", i, len(s.Value), len(prof.SampleType))
 		}
-		frames = frames[:0]
-		for j := len(s.Location) - 1; j >= 0; j-- { // pprof is leaf first
-			loc := s.Location[j]
-			for k := len(loc.Line) - 1; k >= 0; k-- {
-				if fn := loc.Line[k].Function; fn != nil {
-					frames = append(frames, fn.Name)
-				}
-			}
-			if len(loc.Line) == 0 {
-				frames = append(frames, fmt.Sprintf("0x%x", loc.Address))
-			}
+	}
+	// One sum per sample type and distinct stack, and the samples made
+	// of them.
+	if err := l.take(int64(len(prof.SampleType)) * int64(len(st.stacks)) * (8 + 24)); err != nil {
+		if errors.Is(err, errTooBigForBudget) {
+			return nil, tooMuch("pprof: %d sample types of %d distinct stacks take more memory than --ingest.max-inflight-bytes allows", len(prof.SampleType), len(st.stacks))
 		}
-		stacks[i] = strings.Join(frames, ";")
-		if err := l.take(int64(len(stacks[i])) + stackOverhead); err != nil {
-			return nil, err
-		}
+		return nil, err
 	}
 	var out []rules.Profile
-	for idx, st := range prof.SampleType {
-		c, ok := cfg[st.Type]
+	for idx, typ := range prof.SampleType {
+		c, ok := cfg[typ.Type]
 		if !ok {
-			c, ok = defaultSampleTypes[st.Type]
+			c, ok = defaultSampleTypes[typ.Type]
 		}
 		if !ok {
-			c = sampleTypeConfig{Units: st.Unit}
+			c = sampleTypeConfig{Units: typ.Unit}
 		}
 		name := c.DisplayName
 		if name == "" {
-			name = st.Type
+			name = typ.Type
 		}
 		rp := rules.Profile{Tags: p.tags, Units: c.Units, Divisor: 1, Average: c.Aggregation == "average" || c.Aggregation == "avg"}
 		switch {
-		case st.Type == "cpu" && st.Unit == "nanoseconds":
+		case typ.Type == "cpu" && typ.Unit == "nanoseconds":
 			rp.CPU, rp.Divisor, rp.Units, name = true, 1e9, "samples", "cpu"
 		case c.Sampled:
 			if hasCPUNanos {
@@ -732,24 +742,24 @@ func (h *Handler) pprofProfiles(p params, prof *profile.Profile, cfg map[string]
 		if !strings.HasSuffix(rp.App, "."+name) {
 			rp.App += "." + name
 		}
-		sums := map[string]uint64{}
+		sums := make([]uint64, len(st.stacks))
 		var total uint64
 		for i, s := range prof.Sample {
 			v := s.Value[idx]
 			if v < 0 {
-				return nil, badRequest("pprof: sample %d has a negative %s value (%d)", i, st.Type, v)
+				return nil, badRequest("pprof: sample %d has a negative %s value (%d)", i, typ.Type, v)
 			}
-			old := sums[stacks[i]]
-			if old > math.MaxUint64-uint64(v) || total > math.MaxUint64-uint64(v) {
-				return nil, badRequest("pprof: %s values add up to more than 2^64-1", st.Type)
+			k := st.ofSample[i]
+			if sums[k] > math.MaxUint64-uint64(v) || total > math.MaxUint64-uint64(v) {
+				return nil, badRequest("pprof: %s values add up to more than 2^64-1", typ.Type)
 			}
-			sums[stacks[i]] = old + uint64(v)
+			sums[k] += uint64(v)
 			total += uint64(v)
 		}
 		rp.Samples = make([]rules.Sample, 0, len(sums))
-		for s, v := range sums {
+		for k, v := range sums {
 			if v > 0 || rp.Average {
-				rp.Samples = append(rp.Samples, rules.Sample{Stack: s, Value: v})
+				rp.Samples = append(rp.Samples, rules.Sample{Stack: st.stacks[k], Value: v})
 			}
 		}
 		out = append(out, rp)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"html/template"
 	"log/slog"
+	"mime"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -99,6 +100,9 @@ type Options struct {
 	Debug bool
 	// Reload is called by POST /-/reload.
 	Reload func() error
+	// ReloadDisabled answers /-/reload 404 (--no-web.enable-reload);
+	// SIGHUP still reloads.
+	ReloadDisabled bool
 	// Ready reports readiness for /-/ready: nil when ready, else why not.
 	Ready func() error
 	// MaxRequests caps concurrent requests to /metrics (0: unlimited).
@@ -133,22 +137,7 @@ func Handler(opts Options) http.Handler {
 		}
 		fmt.Fprintln(w, "Ready")
 	})
-	mux.HandleFunc("/-/reload", func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost && r.Method != http.MethodPut {
-			w.Header().Set("Allow", "POST, PUT")
-			http.Error(w, "reload needs POST", http.StatusMethodNotAllowed)
-			return
-		}
-		if opts.Reload == nil {
-			http.Error(w, "reload is not available", http.StatusNotImplemented)
-			return
-		}
-		if err := opts.Reload(); err != nil {
-			http.Error(w, "reload failed: "+err.Error(), http.StatusInternalServerError)
-			return
-		}
-		fmt.Fprintln(w, "Reloaded")
-	})
+	mux.Handle("/-/reload", reloadHandler(opts))
 	if opts.Debug {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
@@ -177,6 +166,63 @@ func Handler(opts Options) http.Handler {
 		http.NotFound(w, r)
 	})
 	return mux
+}
+
+// reloadHandler serves /-/reload: POST (or PUT) reloads, unless the
+// request is one a page of another site can make a browser send.
+//
+// A cross-site HTML form can POST here with no script at all, and a
+// script can fetch() a "simple" request (no custom headers, one of the
+// form content types) without a CORS preflight. Such requests are refused
+// (403) in two ways, of which either suffices with current browsers:
+//   - net/http's CrossOriginProtection: Sec-Fetch-Site (sent by every
+//     browser since 2023) not same-origin or none, or else an Origin whose
+//     host is not the Host the request was sent to;
+//   - a body of a type a form sends (application/x-www-form-urlencoded,
+//     multipart/form-data, text/plain): a form always sends one of them,
+//     which covers browsers that send neither header on a form POST.
+//
+// Neither needs anything of a client that is not a browser: `curl -X POST
+// http://host:9900/-/reload`, Prometheus' and the Prometheus Operator's
+// reloaders send no Origin, no Sec-Fetch-Site and no body. (`curl -d`
+// sends a form type: use -X POST without -d.) This does not stop a page
+// that makes its own host name resolve to the exporter (DNS rebinding):
+// basic auth from the web config does.
+func reloadHandler(opts Options) http.Handler {
+	if opts.ReloadDisabled {
+		return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, "reload over HTTP is turned off (--no-web.enable-reload); SIGHUP reloads", http.StatusNotFound)
+		})
+	}
+	reload := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost && r.Method != http.MethodPut {
+			w.Header().Set("Allow", "POST, PUT")
+			http.Error(w, "reload needs POST", http.StatusMethodNotAllowed)
+			return
+		}
+		if ct := r.Header.Get("Content-Type"); ct != "" {
+			mt, _, _ := mime.ParseMediaType(ct)
+			switch strings.ToLower(mt) {
+			case "application/x-www-form-urlencoded", "multipart/form-data", "text/plain", "":
+				http.Error(w, "reload refuses a body of the types HTML forms send ("+ct+"): POST without a body, as curl -X POST does", http.StatusForbidden)
+				return
+			}
+		}
+		if opts.Reload == nil {
+			http.Error(w, "reload is not available", http.StatusNotImplemented)
+			return
+		}
+		if err := opts.Reload(); err != nil {
+			http.Error(w, "reload failed: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintln(w, "Reloaded")
+	})
+	csrf := http.NewCrossOriginProtection()
+	csrf.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "reload refuses cross-origin browser requests (Sec-Fetch-Site or Origin)", http.StatusForbidden)
+	}))
+	return csrf.Handler(reload)
 }
 
 // Server is the HTTP server as a component of the exporter: Run serves

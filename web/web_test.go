@@ -61,6 +61,7 @@ func TestRoutes(t *testing.T) {
 		{"reload by PUT", Options{Reload: func() error { return nil }}, "PUT", "/-/reload", 200, "Reloaded\n"},
 		{"reload fails", Options{Reload: func() error { return errors.New("c.yaml:3: bad") }}, "POST", "/-/reload", 500, "reload failed: c.yaml:3: bad\n"},
 		{"no reload", Options{}, "POST", "/-/reload", 501, "reload is not available\n"},
+		{"reload turned off", Options{Reload: func() error { return nil }, ReloadDisabled: true}, "POST", "/-/reload", 404, "reload over HTTP is turned off (--no-web.enable-reload); SIGHUP reloads\n"},
 		{"a route", Options{Routes: []Route{ingest}}, "POST", "/ingest", 200, "ingest /ingest"},
 		{"a route beside the fallback", Options{Routes: []Route{scripts, ingest, maps}}, "GET", "/maps", 200, "maps /maps"},
 		{"the fallback", Options{Routes: []Route{ingest, scripts}}, "GET", "/x.sh", 200, "script /x.sh"},
@@ -78,6 +79,50 @@ func TestRoutes(t *testing.T) {
 			body := string(raw)
 			if code != tc.code || body != tc.body {
 				t.Errorf("%s %s: %d %q, want %d %q", tc.method, tc.path, code, body, tc.code, tc.body)
+			}
+		})
+	}
+}
+
+// TestReloadCrossSite: what a page of another site can make a browser
+// send to /-/reload is refused and does not reload; what curl and the
+// reloaders send reloads.
+func TestReloadCrossSite(t *testing.T) {
+	reloads := 0
+	srv := testServer(t, Options{Reload: func() error { reloads++; return nil }})
+	for _, tc := range []struct {
+		name    string
+		headers map[string]string
+		code    int
+	}{
+		{"cross-site form", map[string]string{"Sec-Fetch-Site": "cross-site", "Origin": "http://evil.example", "Content-Type": "application/x-www-form-urlencoded"}, 403},
+		{"cross-site fetch without a body", map[string]string{"Sec-Fetch-Site": "cross-site", "Origin": "http://evil.example"}, 403},
+		{"same-site, other origin", map[string]string{"Sec-Fetch-Site": "same-site", "Origin": "http://other.localhost"}, 403},
+		{"Origin only, other host", map[string]string{"Origin": "http://evil.example"}, 403},
+		{"form without Origin (old browser)", map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, 403},
+		{"multipart form", map[string]string{"Content-Type": "multipart/form-data; boundary=x"}, 403},
+		{"text/plain form", map[string]string{"Content-Type": "text/plain;charset=UTF-8"}, 403},
+		{"curl -X POST", nil, 200},
+		{"same origin", map[string]string{"Sec-Fetch-Site": "same-origin"}, 200},
+		{"JSON body", map[string]string{"Content-Type": "application/json"}, 200},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := reloads
+			req, _ := http.NewRequest(http.MethodPost, srv.URL+"/-/reload", strings.NewReader(""))
+			for k, v := range tc.headers {
+				req.Header.Set(k, v)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.code {
+				t.Errorf("%d %q, want %d", resp.StatusCode, b, tc.code)
+			}
+			if reloaded := reloads > before; reloaded != (tc.code == 200) {
+				t.Errorf("reloaded: %v", reloaded)
 			}
 		})
 	}

@@ -182,14 +182,15 @@ func newDaemon(ctx context.Context, f *flags, logger *slog.Logger) (*daemon, err
 			Registry:            reg,
 			MaxRequestsInFlight: f.maxRequests,
 		}),
-		TelemetryPath: f.telemetryPath,
-		Logger:        logger,
-		Status:        g.Status,
-		Debug:         f.debug,
-		Reload:        g.Reload,
-		Ready:         g.Ready,
-		MaxRequests:   f.maxRequests,
-		Routes:        g.Routes(),
+		TelemetryPath:  f.telemetryPath,
+		Logger:         logger,
+		Status:         g.Status,
+		Debug:          f.debug,
+		Reload:         g.Reload,
+		ReloadDisabled: !f.enableReload,
+		Ready:          g.Ready,
+		MaxRequests:    f.maxRequests,
+		Routes:         g.Routes(),
 	})
 	g.Add("http", &web.Server{Handler: handler, Flags: f.web, Logger: logger})
 	return x, nil

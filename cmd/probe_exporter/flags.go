@@ -24,6 +24,7 @@ type flags struct {
 	telemetryPath string
 	maxRequests   int
 	debug         bool
+	enableReload  bool
 
 	eventsMaxSeries int
 
@@ -63,6 +64,7 @@ func registerFlags(app *kingpin.Application) *flags {
 	app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&f.telemetryPath)
 	app.Flag("web.max-requests", "Maximum number of parallel scrape requests (0: no limit).").Default("40").IntVar(&f.maxRequests)
 	app.Flag("events.max-series", "Most label sets per events metric (counters and histograms fed by ring buffer or perf event array records); records making new ones over it are dropped and counted in probe_exporter_event_records_dropped_total{reason=\"series_limit\"}.").Default("10000").IntVar(&f.eventsMaxSeries)
+	app.Flag("web.enable-reload", "Serve POST /-/reload (refused to cross-site browser requests); --no-web.enable-reload answers it 404, and SIGHUP still reloads.").Default("true").BoolVar(&f.enableReload)
 	app.Flag("debug", "Enable /maps (raw map contents) and /debug/pprof.").BoolVar(&f.debug)
 
 	app.Flag("scripts.dir", "Directory of scripts (*.stp, *.bt, executables) served at /NAME.").Short('s').StringVar(&f.scriptsDir)

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -49,6 +50,7 @@ type client struct {
 	tokenPath string
 	node      string
 	http      *http.Client
+	lim       limits
 }
 
 func newClient(apiServer, saDir, node string) (*client, error) {
@@ -71,13 +73,14 @@ func newClient(apiServer, saDir, node string) (*client, error) {
 		return nil, err
 	}
 	tr := &http.Transport{
-		Proxy:               http.ProxyFromEnvironment,
-		TLSClientConfig:     tlsConf,
-		TLSHandshakeTimeout: 10 * time.Second,
-		IdleConnTimeout:     90 * time.Second,
-		MaxIdleConns:        2,
+		Proxy:                 http.ProxyFromEnvironment,
+		TLSClientConfig:       tlsConf,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: defaultLimits.request,
+		IdleConnTimeout:       90 * time.Second,
+		MaxIdleConns:          2,
 	}
-	return &client{base: u, tokenPath: tokenPath, node: node, http: &http.Client{Transport: tr}}, nil
+	return &client{base: u, tokenPath: tokenPath, node: node, http: &http.Client{Transport: tr}, lim: defaultLimits}, nil
 }
 
 func readToken(path string) (string, error) {
@@ -113,13 +116,6 @@ type (
 			InitContainerStatuses      []containerStatus `json:"initContainerStatuses"`
 			EphemeralContainerStatuses []containerStatus `json:"ephemeralContainerStatuses"`
 		} `json:"status"`
-	}
-	podList struct {
-		Metadata struct {
-			ResourceVersion string `json:"resourceVersion"`
-			Continue        string `json:"continue"`
-		} `json:"metadata"`
-		Items []podObject `json:"items"`
 	}
 	watchEvent struct {
 		Type   string          `json:"type"`
@@ -180,55 +176,209 @@ func (c *client) request(ctx context.Context, q url.Values) (*http.Response, err
 	return resp, nil
 }
 
-// maxListBytes bounds one page of the list (500 pods), maxEventBytes one
-// watch event (the API server stores objects of up to 1.5 MiB).
-const (
-	maxListBytes  = 64 << 20
-	maxEventBytes = 16 << 20
-)
-
-// eventLimit fails a watch stream whose event (n bytes read since the
-// last reset, the decoder's read-ahead included) is over maxEventBytes.
-type eventLimit struct {
-	r io.Reader
-	n int64
+// Bounds of what the API server's answers may take. A list is read as a
+// stream, one pod at a time, and only what labels need is kept of each:
+// memory is bounded by the object bound and the pods kept (MaxPods), and
+// a list that never ends (pages of megabytes with a continue token each,
+// a body that never ends, an answer dribbled a byte at a time) fails on
+// the byte bounds or the list's timeout.
+type limits struct {
+	// page bounds one page of the list (500 pods of ~20 KiB: 10 MiB),
+	// list all pages together, object one pod or watch event (the API
+	// server stores objects of up to 1.5 MiB).
+	page, list, object int64
+	// request bounds the wait for an answer's headers; listTimeout a
+	// whole list, all pages read.
+	request, listTimeout time.Duration
 }
 
-func (l *eventLimit) Read(p []byte) (int, error) {
-	if l.n > maxEventBytes {
-		return 0, fmt.Errorf("a watch event over %d bytes", maxEventBytes)
+var defaultLimits = limits{
+	page:        32 << 20,
+	list:        64 << 20,
+	object:      8 << 20,
+	request:     30 * time.Second,
+	listTimeout: 2 * time.Minute,
+}
+
+// pageSize is the pods asked for per page.
+const pageSize = 500
+
+// boundedReader fails once more than the bytes of its current value
+// (reset before each), its page or its list were read. What it counts is
+// what the JSON decoder read, its read-ahead included.
+type boundedReader struct {
+	r                 io.Reader
+	lim               *limits
+	value, page, list int64
+	valueWhat         string
+}
+
+func (b *boundedReader) Read(p []byte) (int, error) {
+	switch {
+	case b.value > b.lim.object:
+		return 0, fmt.Errorf("%s over %d bytes", b.valueWhat, b.lim.object)
+	case b.page > b.lim.page:
+		return 0, fmt.Errorf("a list page over %d bytes", b.lim.page)
+	case b.list > b.lim.list:
+		return 0, fmt.Errorf("the pod list over %d bytes in all its pages", b.lim.list)
 	}
-	n, err := l.r.Read(p)
-	l.n += int64(n)
+	n, err := b.r.Read(p)
+	b.value += int64(n)
+	b.page += int64(n)
+	b.list += int64(n)
 	return n, err
 }
 
-// list returns the node's pods and the list's resourceVersion, page by
-// page.
-func (c *client) list(ctx context.Context) ([]podObject, string, error) {
-	var pods []podObject
+func (b *boundedReader) startValue(what string) { b.value, b.valueWhat = 0, what }
+
+// listed is what a list gives: the pods kept (at most keep), whether some
+// were left out for that bound, errors of pods left out as invalid (the
+// first few), and the list's resourceVersion.
+type listed struct {
+	pods    []*pod
+	full    bool
+	invalid []error
+	rv      string
+}
+
+// list reads the node's pods page by page, at most keep of them: once
+// more than keep are read the list stops, and the watch goes on from its
+// version.
+func (c *client) list(ctx context.Context, keep int) (*listed, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.lim.listTimeout)
+	defer cancel()
+	out := &listed{}
+	body := &boundedReader{lim: &c.lim}
 	cont := ""
-	for {
-		q := url.Values{"limit": {"500"}}
+	for page := 1; ; page++ {
+		q := url.Values{"limit": {strconv.Itoa(pageSize)}}
 		if cont != "" {
 			q.Set("continue", cont)
 		}
 		resp, err := c.request(ctx, q)
 		if err != nil {
-			return nil, "", err
+			return nil, c.listError(ctx, page, err)
 		}
-		var l podList
-		err = json.NewDecoder(io.LimitReader(resp.Body, maxListBytes)).Decode(&l)
+		body.r, body.page = resp.Body, 0
+		meta, err := decodePage(body, keep, out)
 		resp.Body.Close()
 		if err != nil {
-			return nil, "", fmt.Errorf("decoding the pod list: %w", err)
+			return nil, c.listError(ctx, page, err)
 		}
-		pods = append(pods, l.Items...)
-		if l.Metadata.Continue == "" {
-			return pods, l.Metadata.ResourceVersion, nil
+		if out.rv == "" {
+			// Every page is of the first page's snapshot.
+			out.rv = meta.ResourceVersion
 		}
-		cont = l.Metadata.Continue
+		if meta.Continue == "" || out.full {
+			if out.rv == "" {
+				return nil, fmt.Errorf("the pod list, page %d: no resourceVersion", page)
+			}
+			return out, nil
+		}
+		cont = meta.Continue
 	}
+}
+
+func (c *client) listError(ctx context.Context, page int, err error) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("the pod list, page %d: not read within %v: %w", page, c.lim.listTimeout, err)
+	}
+	return fmt.Errorf("the pod list, page %d: %w", page, err)
+}
+
+type listMeta struct {
+	ResourceVersion string `json:"resourceVersion"`
+	Continue        string `json:"continue"`
+}
+
+// decodePage reads one page of a pod list, {"metadata":{...},"items":[...]}
+// in any order, as a stream: each pod is decoded alone and turned into
+// what labels need before the next is read. Once more than keep pods are
+// read the page is left unread if its metadata came before its items (as
+// the API server writes them), else the remaining items are read past.
+func decodePage(body *boundedReader, keep int, out *listed) (listMeta, error) {
+	var meta listMeta
+	dec := json.NewDecoder(body)
+	body.startValue("the list")
+	if err := expectDelim(dec, '{'); err != nil {
+		return meta, err
+	}
+	seenMeta := false
+	for dec.More() {
+		body.startValue("a key")
+		tok, err := dec.Token()
+		if err != nil {
+			return meta, err
+		}
+		switch tok {
+		case "metadata":
+			body.startValue("the list's metadata")
+			if err := dec.Decode(&meta); err != nil {
+				return meta, fmt.Errorf("metadata: %w", err)
+			}
+			seenMeta = true
+		case "items":
+			body.startValue("the items")
+			tok, err := dec.Token()
+			if err != nil {
+				return meta, err
+			}
+			if tok == nil { // "items": null
+				continue
+			}
+			if tok != json.Delim('[') {
+				return meta, fmt.Errorf("items: %v, want an array", tok)
+			}
+			for dec.More() {
+				body.startValue("a pod")
+				if out.full {
+					if seenMeta {
+						return meta, nil
+					}
+					if err := dec.Decode(new(json.RawMessage)); err != nil {
+						return meta, fmt.Errorf("item: %w", err)
+					}
+					continue
+				}
+				var o podObject
+				if err := dec.Decode(&o); err != nil {
+					return meta, fmt.Errorf("item %d: %w", len(out.pods)+len(out.invalid)+1, err)
+				}
+				p, err := toPod(&o)
+				switch {
+				case err != nil:
+					if len(out.invalid) < 10 {
+						out.invalid = append(out.invalid, err)
+					}
+				case len(out.pods) >= keep:
+					out.full = true
+				default:
+					out.pods = append(out.pods, p)
+				}
+			}
+			body.startValue("the items' end")
+			if err := expectDelim(dec, ']'); err != nil {
+				return meta, err
+			}
+		default:
+			body.startValue(fmt.Sprintf("field %.40q", tok))
+			if err := dec.Decode(new(json.RawMessage)); err != nil {
+				return meta, fmt.Errorf("%.40q: %w", tok, err)
+			}
+		}
+	}
+	return meta, expectDelim(dec, '}')
+}
+
+func expectDelim(dec *json.Decoder, want json.Delim) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if tok != want {
+		return fmt.Errorf("%v where %v was expected", tok, want)
+	}
+	return nil
 }
 
 // watch streams the node's pod events from version rv to fn until the
@@ -247,11 +397,16 @@ func (c *client) watch(ctx context.Context, rv string, timeout time.Duration, fn
 		return rv, err
 	}
 	defer resp.Body.Close()
-	body := &eventLimit{r: resp.Body}
+	// A watch is one long answer: only its events are bounded (the page
+	// and list bounds do not apply), and its time by ctx.
+	lim := c.lim
+	lim.page, lim.list = math.MaxInt64, math.MaxInt64
+	body := &boundedReader{r: resp.Body, lim: &lim}
 	dec := json.NewDecoder(body)
 	for {
 		var ev watchEvent
-		body.n = 0
+		body.startValue("a watch event")
+		body.page, body.list = 0, 0
 		if err := dec.Decode(&ev); err != nil {
 			if errors.Is(err, io.EOF) {
 				return rv, nil

@@ -3,6 +3,7 @@ package kubepods
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
 	"strings"
@@ -199,7 +200,7 @@ func (r *Resolver) run(c *client) {
 	rv := ""
 	for ctx.Err() == nil {
 		if rv == "" {
-			pods, v, err := c.list(ctx)
+			l, err := c.list(ctx, r.opts.MaxPods)
 			if err != nil {
 				if ctx.Err() != nil {
 					return
@@ -209,9 +210,12 @@ func (r *Resolver) run(c *client) {
 				wait()
 				continue
 			}
-			r.replace(pods)
-			r.logger.Debug("listed the pods of this node", "pods", len(pods), "resource_version", v)
-			rv, backoff = v, minBackoff
+			for _, err := range l.invalid {
+				r.logger.Warn("a pod of the list is left out: its cgroups keep UID labels", "err", err)
+			}
+			r.replace(l.pods, l.full)
+			r.logger.Debug("listed the pods of this node", "pods", len(l.pods), "resource_version", l.rv)
+			rv, backoff = l.rv, minBackoff
 		}
 		wctx, cancel := context.WithTimeout(ctx, watchTimeout+30*time.Second)
 		next, err := c.watch(wctx, rv, watchTimeout, r.apply)
@@ -233,36 +237,64 @@ func (r *Resolver) run(c *client) {
 	}
 }
 
-func toPod(o *podObject) *pod {
+// Bounds of what is kept of a pod, from Kubernetes' own validation (names
+// of containers and namespaces are DNS labels of 63 bytes, a pod's name a
+// DNS subdomain of 253; UIDs and container ids are 36 and 64 bytes, 128 is
+// allowed), so that a pod holds a few KiB at most whatever the API server
+// sends.
+const (
+	maxIDBytes         = 128
+	maxNameBytes       = 253
+	maxLabelNameBytes  = 63
+	maxContainersOfPod = 128
+)
+
+// toPod keeps what labels need of a pod, or says why the pod is refused.
+func toPod(o *podObject) (*pod, error) {
+	m := &o.Metadata
 	p := &pod{
-		uid:        o.Metadata.UID,
-		namespace:  o.Metadata.Namespace,
-		name:       o.Metadata.Name,
-		mirror:     o.Metadata.Annotations[mirrorAnnotation],
+		uid:        m.UID,
+		namespace:  m.Namespace,
+		name:       m.Name,
+		mirror:     m.Annotations[mirrorAnnotation],
 		containers: map[string]string{},
 	}
+	switch {
+	case p.uid == "" || len(p.uid) > maxIDBytes:
+		return nil, fmt.Errorf("pod %.64q: a UID of %d bytes", p.name, len(p.uid))
+	case len(p.name) > maxNameBytes, len(p.namespace) > maxLabelNameBytes, len(p.mirror) > maxIDBytes:
+		return nil, fmt.Errorf("pod %s: a name, namespace or %s annotation longer than Kubernetes allows", p.uid, mirrorAnnotation)
+	}
+	n := 0
 	for _, list := range [][]containerStatus{o.Status.ContainerStatuses, o.Status.InitContainerStatuses, o.Status.EphemeralContainerStatuses} {
 		for _, cs := range list {
-			// "containerd://ID", "cri-o://ID", "docker://ID"
-			if _, id, ok := strings.Cut(cs.ContainerID, "://"); ok && id != "" {
-				p.containers[strings.ToLower(id)] = cs.Name
+			if n++; n > maxContainersOfPod {
+				return nil, fmt.Errorf("pod %s: more than %d containers", p.uid, maxContainersOfPod)
 			}
+			// "containerd://ID", "cri-o://ID", "docker://ID"
+			_, id, ok := strings.Cut(cs.ContainerID, "://")
+			if !ok || id == "" {
+				continue
+			}
+			if len(id) > maxIDBytes || len(cs.Name) > maxLabelNameBytes {
+				return nil, fmt.Errorf("pod %s: a container name or id longer than Kubernetes allows", p.uid)
+			}
+			p.containers[strings.ToLower(id)] = cs.Name
 		}
 	}
-	return p
+	return p, nil
 }
 
-// replace sets the pods to a fresh list. Pods known before and missing
-// from it are kept as deleted (see apply).
-func (r *Resolver) replace(objs []podObject) {
+// replace sets the pods to a fresh list (full: some were left out for
+// MaxPods). Pods known before and missing from it are kept as deleted
+// (see apply).
+func (r *Resolver) replace(pods []*pod, full bool) {
 	now := r.now()
 	byUID := map[string]*pod{}
-	full := false
-	for i := range objs {
-		p := toPod(&objs[i])
+	for _, p := range pods {
 		if len(byUID) >= r.opts.MaxPods {
 			full = true
-			continue
+			break
 		}
 		byUID[p.uid] = p
 	}
@@ -305,7 +337,11 @@ const deletedTTL = 5 * time.Minute
 // apply takes one watch event in.
 func (r *Resolver) apply(typ string, o *podObject) {
 	now := r.now()
-	p := toPod(o)
+	p, err := toPod(o)
+	if err != nil {
+		r.logger.Warn("a pod of the watch is left out: its cgroups keep UID labels", "event", typ, "err", err)
+		return
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	changed := r.purge(now)

@@ -419,7 +419,7 @@ func TestResolverMaxPods(t *testing.T) {
 		o.Metadata = objectMeta{UID: uid, Namespace: "ns", Name: "p" + strconv.Itoa(i)}
 		objs = append(objs, o)
 	}
-	r.replace(objs)
+	r.replace(podsOf(t, objs), false)
 	if n := len(r.byUID); n != 2 {
 		t.Fatalf("%d pods kept, want 2", n)
 	}
@@ -498,7 +498,7 @@ func BenchmarkResolverPod(b *testing.B) {
 		o.Status.ContainerStatuses = []containerStatus{{Name: "app", ContainerID: "containerd://" + fmt.Sprintf("%064x", i)}}
 		objs = append(objs, o)
 	}
-	r.replace(objs)
+	r.replace(podsOf(b, objs), false)
 	path := systemdPath(fmt.Sprintf("%08x-2222-4333-8444-555555555555", 42), fmt.Sprintf("%064x", 42))
 	if got := lookup(r, path); got != (podLabels{"ns", "p42", "app"}) {
 		b.Fatalf("%+v", got)
@@ -509,14 +509,27 @@ func BenchmarkResolverPod(b *testing.B) {
 	}
 }
 
-// TestWatchEventLimit: a watch event over maxEventBytes ends the watch
+// podsOf keeps what labels need of objs.
+func podsOf(t testing.TB, objs []podObject) []*pod {
+	var out []*pod
+	for i := range objs {
+		p, err := toPod(&objs[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// TestWatchEventLimit: a watch event over the object bound ends the watch
 // with an error rather than growing the exporter's memory.
 func TestWatchEventLimit(t *testing.T) {
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, `{"type":"ADDED","object":{"metadata":{"uid":"u","resourceVersion":"2"}}}`+"\n")
 		fmt.Fprint(w, `{"type":"ADDED","object":{"metadata":{"uid":"v","annotations":{"big":"`)
 		chunk := strings.Repeat("x", 1<<20)
-		for range maxEventBytes>>20 + 1 {
+		for range defaultLimits.object>>20 + 1 {
 			if _, err := fmt.Fprint(w, chunk); err != nil {
 				return
 			}
