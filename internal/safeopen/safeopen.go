@@ -319,7 +319,11 @@ func Mapped(procRoot string, pid int, m procfs.Mapping, rules Rules) (*File, err
 	var f *File
 	switch {
 	case err == nil:
-		f, err = finish(fd, filepath.Join(dir, "root", m.Path), rules)
+		name := filepath.Join(dir, "root", m.Path)
+		if m.Deleted {
+			name = mf
+		}
+		f, err = finish(fd, name, rules)
 	case m.Deleted:
 		return nil, &fs.PathError{Op: "open", Path: mf, Err: err}
 	default:
