@@ -28,6 +28,7 @@ import (
 	"github.com/probe-exporter/probe_exporter/config"
 	"github.com/probe-exporter/probe_exporter/decoder"
 	"github.com/probe-exporter/probe_exporter/defaults"
+	"github.com/probe-exporter/probe_exporter/internal/safeopen"
 	"github.com/probe-exporter/probe_exporter/loader"
 	"github.com/probe-exporter/probe_exporter/procexit"
 	"github.com/probe-exporter/probe_exporter/targets"
@@ -52,6 +53,9 @@ type Options struct {
 	// Watcher follows processes for uprobe and USDT targets; nil attaches
 	// userspace probes to every process running the file.
 	Watcher *targets.Watcher
+	// Files counts the files of selected processes refused or not read
+	// in time; nil counts nothing.
+	Files *safeopen.Stats
 	// Tracing exports the spans of the start and of configs' tracing
 	// sections; nil exports none.
 	Tracing *tracing.Provider
@@ -89,7 +93,7 @@ func New(ctx context.Context, opts Options) *Configs {
 		Exits:        c.exits,
 	})
 	if opts.Watcher != nil {
-		c.userspace = userspace.New(opts.Watcher, c.coll, opts.Logger.With("component", "userspace"))
+		c.userspace = userspace.New(opts.Watcher, c.coll, opts.Files, opts.Logger.With("component", "userspace"))
 	}
 	c.engine = reconcile.New(reconcile.Options[*collector.Config]{
 		Sources:     c.sources,
