@@ -3,12 +3,15 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
@@ -75,14 +78,37 @@ func startBurner(t *testing.T, a *testkit.Attacker, bin string) (int, uint64) {
 	return pid, addr
 }
 
-// untrustedValue is the value of the one series starting with prefix, -1 when
-// there is none.
-func untrustedValue(t *testing.T, addr, prefix string) float64 {
+// answerWait bounds how long an attacked exporter may take to answer one
+// request: not a measure of speed (it answers in milliseconds), it turns
+// a hang (/metrics never answering again) into a failure.
+const answerWait = 30 * time.Second
+
+// fetch gets url within answerWait, failing the test if it does not
+// answer.
+func fetch(t *testing.T, url string) (int, string) {
 	t.Helper()
-	for _, l := range series(t, addr, prefix) {
-		if strings.HasPrefix(l, prefix+" ") {
-			v, _ := strconv.ParseFloat(strings.TrimPrefix(l, prefix+" "), 64)
-			return v
+	c := &http.Client{Timeout: answerWait}
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatalf("%s did not answer: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s: %v", url, err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// untrustedValue is the value of the one series named exactly so in
+// /metrics, -1 when there is none.
+func untrustedValue(t *testing.T, addr, name string) float64 {
+	t.Helper()
+	_, body := fetch(t, "http://"+addr+"/metrics")
+	for _, l := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(l, name+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
 		}
 	}
 	return -1
@@ -146,19 +172,23 @@ func TestPerfMapAttacks(t *testing.T) {
 	pid4, _ := startBurner(t, a, bin)
 	a.Run(t, fmt.Sprintf("yes '7f0000000000 10 a_long_jit_frame_name_to_fill_the_map' | head -c 40000000 > /tmp/perf-%d.map", pid4))
 
-	errs := func(reason string) float64 {
-		return untrustedValue(t, addr, `probe_exporter_untrusted_file_errors_total{reason="`+reason+`"}`)
-	}
-	testkit.Eventually(t, "the symlinked perf map refused", func() bool { return errs("symlink") > 0 })
-	testkit.Eventually(t, "the FIFO perf maps refused", func() bool { return errs("not_regular") > 0 })
-	testkit.Eventually(t, "the large perf map cut", func() bool { return untrustedValue(t, addr, "probe_exporter_profiler_perf_map_cut_total") > 0 })
-	// The drain goes on: samples keep being counted after the attacks.
+	// The drain goes on: samples keep being counted after the attacks
+	// (a FIFO opened for reading stopped it for good).
 	samples := untrustedValue(t, addr, "probe_exporter_profiler_samples_total")
 	drains := untrustedValue(t, addr, "probe_exporter_profiler_drains_total")
 	testkit.Eventually(t, "two more drains counting samples", func() bool {
 		return untrustedValue(t, addr, "probe_exporter_profiler_drains_total") >= drains+2 &&
 			untrustedValue(t, addr, "probe_exporter_profiler_samples_total") > samples
 	})
+	if v := untrustedValue(t, addr, "jit_leak_seconds"); v > 0 {
+		t.Errorf("the rule over secret frames counted %v", v)
+	}
+	errs := func(reason string) float64 {
+		return untrustedValue(t, addr, `probe_exporter_untrusted_file_errors_total{reason="`+reason+`"}`)
+	}
+	testkit.Eventually(t, "the symlinked perf map refused", func() bool { return errs("symlink") > 0 })
+	testkit.Eventually(t, "the FIFO perf maps refused", func() bool { return errs("not_regular") > 0 })
+	testkit.Eventually(t, "the large perf map cut", func() bool { return untrustedValue(t, addr, "probe_exporter_profiler_perf_map_cut_total") > 0 })
 	for _, pid := range []int{pid1, pid2, pid3, pid4} {
 		if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err != nil {
 			t.Errorf("burner %d is gone: %v", pid, err)
@@ -171,11 +201,8 @@ func TestPerfMapAttacks(t *testing.T) {
 	}
 	outputs := map[string]string{}
 	for _, path := range []string{"/metrics", "/exported-metrics", "/", "/-/healthy", "/-/ready"} {
-		_, _, body := testkit.Get(t, "http://"+addr+path)
+		_, body := fetch(t, "http://"+addr+path)
 		outputs[path] = body
-	}
-	if v := untrustedValue(t, addr, "jit_leak_seconds"); v > 0 {
-		t.Errorf("the rule over secret frames counted %v", v)
 	}
 	if code := p.stop(t); code != 0 {
 		t.Errorf("exporter exited %d", code)
@@ -317,7 +344,7 @@ func TestBindMountedFIFO(t *testing.T) {
 			t.Errorf("process %d state %q", pid, s)
 		}
 	}
-	if code, _, _ := testkit.Get(t, "http://"+addr+"/metrics"); code != 200 {
+	if code, _ := fetch(t, "http://"+addr+"/metrics"); code != 200 {
 		t.Errorf("/metrics answered %d", code)
 	}
 	if code := p.stop(t); code != 0 {
