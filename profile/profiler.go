@@ -82,6 +82,8 @@ type Profiler struct {
 
 	mu    sync.Mutex
 	procs map[int]*proc
+	// closed is set once Close releases the maps.
+	closed bool
 
 	samples, drops, drains, truncated, perfCut prometheus.Counter
 	drainTime                                  prometheus.Gauge
@@ -214,7 +216,9 @@ func (p *Profiler) event(target int, ev targets.Event) {
 			pr.exited = true // forgotten after the next drain
 			pr.sampling = false
 		}
-		_ = p.coll.Maps["pids"].Delete(uint32(pid))
+		if !p.closed {
+			_ = p.coll.Maps["pids"].Delete(uint32(pid))
+		}
 		p.mu.Unlock()
 		p.unw.forget(pid)
 	}
@@ -337,7 +341,7 @@ func (p *Profiler) refreshProc(pid int, pr *proc) {
 		}
 		p.mu.Lock()
 		pr.maps, pr.described = maps, true
-		if !pr.exited && !pr.sampling {
+		if !pr.exited && !pr.sampling && !p.closed {
 			if err := p.coll.Maps["pids"].Put(uint32(pid), uint32(pr.target)); err == nil {
 				pr.sampling = true
 			}
@@ -506,6 +510,12 @@ func (p *Profiler) Close() error {
 		p.events.Close()
 		p.events = nil
 	}
+	// Deliveries and reads still under way (a stuck one may end later)
+	// check closed under these locks before touching the maps.
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	p.unw.close()
 	if p.coll != nil {
 		p.coll.Close()
 		p.coll = nil

@@ -71,6 +71,8 @@ type unwinder struct {
 	mu    sync.Mutex
 	next  uint32
 	files map[fileID]fileRows
+	// closed is set when the profiler releases the maps.
+	closed bool
 	// described is what procs holds per pid, to skip unchanged updates.
 	described map[int][]bpfMapping
 	// full counts files left to frame pointers because the rows map is
@@ -119,7 +121,7 @@ func (u *unwinder) load(pid int, m *procfs.Mapping) {
 	u.sym.store(id, t)
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if _, ok := u.files[id]; ok {
+	if _, ok := u.files[id]; ok || u.closed {
 		return
 	}
 	fr := fileRows{}
@@ -182,6 +184,9 @@ func (u *unwinder) describe(pid int, maps []procfs.Mapping) error {
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	if u.closed {
+		return nil
+	}
 	var out []bpfMapping
 	for i := range maps {
 		m := &maps[i]
@@ -220,7 +225,17 @@ func (u *unwinder) forget(pid int) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	delete(u.described, pid)
-	_ = u.procs.Delete(uint32(pid))
+	if !u.closed {
+		_ = u.procs.Delete(uint32(pid))
+	}
+}
+
+// close makes every later call leave the maps alone: they are being
+// closed.
+func (u *unwinder) close() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.closed = true
 }
 
 // used is how many rows are loaded.

@@ -34,7 +34,6 @@ import (
 	"github.com/probe-exporter/probe_exporter/config"
 	"github.com/probe-exporter/probe_exporter/internal/attach"
 	"github.com/probe-exporter/probe_exporter/internal/caps"
-	"github.com/probe-exporter/probe_exporter/internal/procfs"
 	"github.com/probe-exporter/probe_exporter/internal/safeopen"
 	"github.com/probe-exporter/probe_exporter/loader"
 	"github.com/probe-exporter/probe_exporter/targets"
@@ -207,7 +206,7 @@ func (a *Attacher) Attach(ctx context.Context, obj *loader.Object, prog *loader.
 		switch ev.Kind {
 		case targets.Start:
 			t0 := time.Now()
-			err := a.reads.Do(context.Background(), procfs.Dir(filepath.Dir(filepath.Dir(ev.Process.Root)), ev.Process.PID), func() error { return a.start(st, ev) })
+			err := a.reads.Do(context.Background(), filepath.Dir(ev.Process.Root), func() error { return a.start(st, ev) })
 			if err != nil {
 				if errors.Is(err, errGone) {
 					a.races.Inc()
