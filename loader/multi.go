@@ -15,6 +15,7 @@ import (
 	"github.com/cilium/ebpf/link"
 
 	"github.com/probe-exporter/probe_exporter/internal/elfread"
+	"github.com/probe-exporter/probe_exporter/internal/safeopen"
 	"github.com/probe-exporter/probe_exporter/internal/symtab"
 )
 
@@ -90,17 +91,24 @@ func kernelFunctions(pattern string) ([]string, error) {
 // pattern matches, for every process.
 func attachUprobeMulti(p *Program) error {
 	a := p.Attach
-	file, err := ResolveBinary(a.Path, "")
+	path, err := ResolveBinary(a.Path, "")
 	if err != nil {
 		return fmt.Errorf("%s: %w", a.Kind, err)
 	}
-	syms, err := elfFunctions(file, a.Target)
-	if err != nil {
-		return fmt.Errorf("%s %s:%s: %w", a.Kind, a.Path, a.Target, err)
-	}
-	ex, err := link.OpenExecutable(file)
+	// Opened safely (a regular file, never a FIFO planted there), and
+	// probed through its /proc/self/fd path: the very file checked.
+	f, err := safeopen.InRoot("/", path, safeopen.Rules{FollowLast: true})
 	if err != nil {
 		return fmt.Errorf("%s: %w", a.Kind, err)
+	}
+	defer f.Close()
+	syms, err := elfFunctions(f.ProcPath(), a.Target)
+	if err != nil {
+		return fmt.Errorf("%s %s:%s: %w", a.Kind, a.Path, a.Target, f.Named(err))
+	}
+	ex, err := link.OpenExecutable(f.ProcPath())
+	if err != nil {
+		return fmt.Errorf("%s: %w", a.Kind, f.Named(err))
 	}
 	var l link.Link
 	if a.Kind == kindUprobeMulti {
@@ -114,7 +122,7 @@ func attachUprobeMulti(p *Program) error {
 		if errors.Is(err, ebpf.ErrNotSupported) || features.HaveBPFLinkUprobeMulti() != nil {
 			return fmt.Errorf("%s %s:%s: this kernel has no uprobe.multi links (Linux >= 6.6): %w", a.Kind, a.Path, a.Target, err)
 		}
-		return fmt.Errorf("%s %s:%s: %w", a.Kind, a.Path, a.Target, err)
+		return fmt.Errorf("%s %s:%s: %w", a.Kind, a.Path, a.Target, f.Named(err))
 	}
 	p.attachments.add(l)
 	return nil

@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/probe-exporter/probe_exporter/internal/elfread"
 	"github.com/probe-exporter/probe_exporter/internal/procfs"
+	"github.com/probe-exporter/probe_exporter/internal/safeopen"
 )
 
 // BenchmarkSymbolize1000: symbolizing 1000 user stacks of 20 frames of a
@@ -38,7 +40,20 @@ func BenchmarkSymbolize1000(b *testing.B) {
 	if len(maps) == 0 {
 		b.Skip("cannot read the process's maps")
 	}
-	s := newSymbolizer("/proc", slog.New(slog.DiscardHandler))
+	s := newSymbolizer(slog.New(slog.DiscardHandler))
+	// Load the tables as refresh would (symbolizing only looks them up).
+	for i := range maps {
+		if m := &maps[i]; m.IsFile() {
+			if f, err := safeopen.Mapped("/proc", pid, *m, safeopen.Rules{}); err == nil {
+				if ef, err := elfread.NewFile(f, uint64(f.Stat.Size)); err == nil {
+					if t, err := loadSymbols(ef); err == nil {
+						s.store(idOf(m), m.Path, t)
+					}
+				}
+				f.Close()
+			}
+		}
+	}
 	// Addresses inside each executable mapping, spread over its range.
 	var addrs []uint64
 	for _, m := range maps {
@@ -58,7 +73,7 @@ func BenchmarkSymbolize1000(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		for j := 0; j < 1000; j++ {
-			p.frames(stack, func(a uint64) string { return s.user(pid, maps, nil, a) })
+			p.frames(stack, func(a uint64) string { return s.user(maps, nil, a) })
 		}
 	}
 }

@@ -11,7 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,6 +26,7 @@ import (
 	"github.com/probe-exporter/probe_exporter/config"
 	"github.com/probe-exporter/probe_exporter/internal/attach"
 	"github.com/probe-exporter/probe_exporter/internal/procfs"
+	"github.com/probe-exporter/probe_exporter/internal/safeopen"
 	"github.com/probe-exporter/probe_exporter/rules"
 	"github.com/probe-exporter/probe_exporter/targets"
 )
@@ -53,6 +56,10 @@ type Options struct {
 	Kernel   func(addr uint64) (string, bool)
 	ProcRoot string
 	Logger   *slog.Logger
+	// Files counts the files of profiled processes refused or not read
+	// in time (probe_exporter_untrusted_file_errors_total); nil counts
+	// nothing.
+	Files *safeopen.Stats
 }
 
 // Profiler samples the CPU stacks of its targets.
@@ -63,17 +70,24 @@ type Profiler struct {
 	unsubs []func()
 	sym    *symbolizer
 
-	unw      *unwinder
+	unw *unwinder
+	// reads runs the reads of profiled processes' files (maps, ELF files,
+	// perf maps) for refresh, under a deadline.
+	reads *safeopen.Runner
+	// starts wakes refresh for a process just started.
+	starts   chan struct{}
 	stop     chan struct{}
 	done     chan struct{}
 	stopOnce sync.Once
 
 	mu    sync.Mutex
 	procs map[int]*proc
+	// closed is set once Close releases the maps.
+	closed bool
 
-	samples, drops, drains, truncated prometheus.Counter
-	drainTime                         prometheus.Gauge
-	unwindRows, unwindFiles           prometheus.GaugeFunc
+	samples, drops, drains, truncated, perfCut prometheus.Counter
+	drainTime                                  prometheus.Gauge
+	unwindRows, unwindFiles                    prometheus.GaugeFunc
 }
 
 // proc is a profiled process.
@@ -82,13 +96,18 @@ type proc struct {
 	comm   string
 	maps   []procfs.Mapping
 	exited bool
+	// described is set once refresh told the kernel its mappings;
+	// sampling once its pid is in the kernel's pids map.
+	described, sampling bool
+	// busy is set while a refresh of it runs (or is stuck reading).
 	// started is when the process was seen starting: young processes'
 	// mappings are re-read often, while the dynamic loader maps libraries.
 	started time.Time
+	busy    bool
 	// perf is the JIT symbol map the process wrote to /tmp/perf-PID.map,
-	// as last read (kept for the drain after it exits).
-	perf     []perfSym
-	perfRead bool
+	// as last read at perfAt (kept for the drain after it exits).
+	perf   []perfSym
+	perfAt time.Time
 }
 
 // New loads the profiler and starts sampling the targets.
@@ -122,7 +141,8 @@ func New(opts Options) (*Profiler, error) {
 	p := &Profiler{
 		opts:  opts,
 		coll:  coll,
-		sym:   newSymbolizer(opts.ProcRoot, opts.Logger),
+		sym:   newSymbolizer(opts.Logger),
+		reads: safeopen.NewRunner(readSlots, readTimeout),
 		procs: map[int]*proc{},
 		samples: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "probe_exporter", Subsystem: "profiler", Name: "samples_total",
 			Help: "CPU samples of profiled processes drained."}),
@@ -134,10 +154,13 @@ func New(opts Options) (*Profiler, error) {
 			Help: "Time the last drain (read, symbolize, emit) took."}),
 		truncated: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "probe_exporter", Subsystem: "profiler", Name: "truncated_stacks_total",
 			Help: "Samples whose user stack was deeper than the unwinder walks (64 frames): their root frames are missing."}),
-		stop: make(chan struct{}),
-		done: make(chan struct{}),
+		perfCut: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "probe_exporter", Subsystem: "profiler", Name: "perf_map_cut_total",
+			Help: "Reads of a /tmp/perf-PID.map cut at its bounds (16 MiB, 200000 symbols, 4096-byte lines): the rest of its JIT frames stay unnamed."}),
+		starts: make(chan struct{}, 1),
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
 	}
-	p.unw = newUnwinder(coll.Maps["rows"], coll.Maps["procs"], p.sym)
+	p.unw = newUnwinder(coll.Maps["rows"], coll.Maps["procs"], p.sym, opts.ProcRoot, opts.Files)
 	p.unwindRows = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "probe_exporter", Subsystem: "profiler", Name: "unwind_rows",
 		Help: "Unwind rows (from .eh_frame) loaded into the kernel, of 1048576 (16 bytes each)."}, func() float64 { n, _ := p.unw.used(); return float64(n) })
 	go p.refresh()
@@ -164,29 +187,40 @@ func New(opts Options) (*Profiler, error) {
 	return p, nil
 }
 
+// Bounds of the reads refresh makes: each waited for at most
+// readTimeout; at most readSlots at once, stuck ones included.
+const (
+	readTimeout = 10 * time.Second
+	readSlots   = 4
+)
+
+// event follows the watcher's processes. It reads no file of the process:
+// the watcher waits for its subscribers, and a process's files can be made
+// to block (see refresh).
 func (p *Profiler) event(target int, ev targets.Event) {
 	pid := ev.Process.PID
 	switch ev.Kind {
 	case targets.Start:
-		// Describe its mappings (loading their unwind rows and symbol
-		// tables while the files can be reached), sample it, then follow
-		// it.
-		maps, _ := readMaps(p.opts.ProcRoot, pid)
-		if err := p.unw.describe(pid, maps); err != nil {
-			p.opts.Logger.Debug("profiler unwind tables", "pid", pid, "err", err)
-		}
-		_ = p.coll.Maps["pids"].Put(uint32(pid), uint32(target))
 		p.mu.Lock()
-		p.procs[pid] = &proc{target: target, comm: ev.Process.Comm, maps: maps, started: time.Now()}
+		if old := p.procs[pid]; old == nil || old.exited {
+			p.procs[pid] = &proc{target: target, comm: ev.Process.Comm, started: time.Now()}
+		}
 		p.mu.Unlock()
+		select {
+		case p.starts <- struct{}{}:
+		default:
+		}
 	case targets.Exit:
-		_ = p.coll.Maps["pids"].Delete(uint32(pid))
-		p.unw.forget(pid)
 		p.mu.Lock()
 		if pr := p.procs[pid]; pr != nil {
 			pr.exited = true // forgotten after the next drain
+			pr.sampling = false
+		}
+		if !p.closed {
+			_ = p.coll.Maps["pids"].Delete(uint32(pid))
 		}
 		p.mu.Unlock()
+		p.unw.forget(pid)
 	}
 }
 
@@ -220,12 +254,27 @@ type sampleKey struct {
 // Flags of a sample.
 const sampleTruncated = 1
 
-// refresh re-reads the mappings of profiled processes, so libraries
-// mapped after exec (the dynamic loader, dlopen) get their unwind rows:
-// every 20 ms in a process's first second (until then its libraries are
-// walked by frame pointers), every 250 ms up to 5 s, every 5 s after.
+// refresh describes new processes to the kernel and re-reads the
+// mappings of profiled processes, so libraries mapped after exec (the
+// dynamic loader, dlopen) get their unwind rows: every 20 ms in a
+// process's first second (until then its libraries are walked by frame
+// pointers), every 250 ms up to 5 s, every 5 s after. A new process is
+// sampled once its mappings are described. Its perf map is re-read at most
+// once a second.
+//
+// Everything read here belongs to the processes (their maps, the files
+// they map, their perf maps): each process's refresh runs under the
+// reads runner's deadline, so a file that blocks (a FUSE server that does
+// not answer) costs at most that once, and the drain, the watcher and
+// scrapes never wait for it.
 func (p *Profiler) refresh() {
 	defer close(p.done)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-p.stop
+		cancel()
+	}()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for n := 1; ; n++ {
@@ -233,6 +282,7 @@ func (p *Profiler) refresh() {
 		case <-p.stop:
 			return
 		case <-tick.C:
+		case <-p.starts:
 		}
 		type live struct {
 			pid int
@@ -242,28 +292,81 @@ func (p *Profiler) refresh() {
 		p.mu.Lock()
 		for pid, pr := range p.procs {
 			age := time.Since(pr.started)
-			if !pr.exited && (age < time.Second || age < 5*time.Second && n%12 == 0 || n%250 == 0) {
+			if !pr.exited && !pr.busy && (!pr.described || age < time.Second || age < 5*time.Second && n%12 == 0 || n%250 == 0) {
+				pr.busy = true
 				due = append(due, live{pid, pr})
 			}
 		}
 		p.mu.Unlock()
 		for _, l := range due {
-			maps, err := readMaps(p.opts.ProcRoot, l.pid)
-			if err != nil {
-				continue
-			}
-			p.mu.Lock()
-			same := sameMaps(l.pr.maps, maps)
-			l.pr.maps = maps
-			p.mu.Unlock()
-			if same {
-				continue
-			}
-			if err := p.unw.describe(l.pid, maps); err != nil {
-				p.opts.Logger.Debug("profiler unwind tables", "pid", l.pid, "err", err)
+			path := procfs.Dir(p.opts.ProcRoot, l.pid)
+			err := p.reads.Do(ctx, path, func() error { p.refreshProc(l.pid, l.pr); return nil })
+			switch r := safeopen.ReasonOf(err); {
+			case err == nil:
+			case r == safeopen.Busy:
+				// Not run: every slot is held by stuck reads.
+				p.mu.Lock()
+				l.pr.busy = false
+				p.mu.Unlock()
+			case r == safeopen.Timeout:
+				// Still running; it clears busy when (if ever) it ends.
+				if ctx.Err() == nil {
+					p.opts.Files.Record("profiled process's files", path, err)
+				}
+			default:
+				p.opts.Logger.Warn("profiler refresh", "pid", l.pid, "err", err)
 			}
 		}
 	}
+}
+
+// refreshProc re-reads a process's mappings and perf map; a reads runner
+// runs it.
+func (p *Profiler) refreshProc(pid int, pr *proc) {
+	defer func() {
+		p.mu.Lock()
+		pr.busy = false
+		p.mu.Unlock()
+	}()
+	maps, err := readMaps(p.opts.ProcRoot, pid)
+	if err != nil {
+		return
+	}
+	p.mu.Lock()
+	same := pr.described && sameMaps(pr.maps, maps)
+	p.mu.Unlock()
+	if !same {
+		if err := p.unw.describe(pid, maps); err != nil {
+			p.opts.Logger.Debug("profiler unwind tables", "pid", pid, "err", err)
+		}
+		p.mu.Lock()
+		pr.maps, pr.described = maps, true
+		if !pr.exited && !pr.sampling && !p.closed {
+			if err := p.coll.Maps["pids"].Put(uint32(pid), uint32(pr.target)); err == nil {
+				pr.sampling = true
+			}
+		}
+		p.mu.Unlock()
+	}
+	p.mu.Lock()
+	perfDue := time.Since(pr.perfAt) >= time.Second
+	p.mu.Unlock()
+	if !perfDue {
+		return
+	}
+	syms, cut, err := readPerfMap(p.opts.ProcRoot, pid)
+	if cut {
+		p.perfCut.Inc()
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		p.opts.Files.Record("perf map", filepath.Join(procfs.Dir(p.opts.ProcRoot, pid), "root", "tmp", fmt.Sprintf("perf-%d.map", pid)), err)
+	}
+	p.mu.Lock()
+	pr.perfAt = time.Now()
+	if err == nil {
+		pr.perf = syms
+	}
+	p.mu.Unlock()
 }
 
 // Drain reads and clears the sample counts, symbolizes the stacks and
@@ -304,9 +407,11 @@ func (p *Profiler) Drain() error {
 	p.mu.Lock()
 	procs := make(map[int]*proc, len(p.procs))
 	maps := make(map[int][]procfs.Mapping, len(p.procs))
+	perfs := make(map[int][]perfSym, len(p.procs))
 	for pid, pr := range p.procs {
 		procs[pid] = pr
 		maps[pid] = pr.maps
+		perfs[pid] = pr.perf
 	}
 	p.mu.Unlock()
 	for i, k := range keys {
@@ -319,26 +424,13 @@ func (p *Profiler) Drain() error {
 			p.truncated.Add(float64(vals[i]))
 		}
 		if k.Frames > 0 {
-			perf := func() []perfSym {
-				// Read once per drain, and only for processes with
-				// frames outside their file mappings (JIT code).
-				if !pr.perfRead {
-					pr.perfRead = true
-					if !pr.exited {
-						if syms, ok := readPerfMap(p.opts.ProcRoot, int(k.PID)); ok {
-							pr.perf = syms
-						}
-					}
-				}
-				return pr.perf
-			}
 			// Callers' return addresses point after their call:
 			// name the call.
 			ret := append([]uint64(nil), userFrames(&keys[i])...)
 			for j := 1; j < len(ret); j++ {
 				ret[j]--
 			}
-			user := p.frames(ret, func(a uint64) string { return p.sym.user(int(k.PID), maps[int(k.PID)], perf, a) })
+			user := p.frames(ret, func(a uint64) string { return p.sym.user(maps[int(k.PID)], perfs[int(k.PID)], a) })
 			frames = append(frames, user...)
 		} else {
 			p.drops.Add(float64(vals[i]))
@@ -377,11 +469,9 @@ func (p *Profiler) Drain() error {
 	}
 	p.mu.Lock()
 	for pid, pr := range p.procs {
-		if pr.exited {
+		if pr.exited && !pr.busy {
 			delete(p.procs, pid)
-			p.sym.forget(pid)
 		}
-		pr.perfRead = false
 	}
 	p.mu.Unlock()
 	p.drains.Inc()
@@ -420,6 +510,12 @@ func (p *Profiler) Close() error {
 		p.events.Close()
 		p.events = nil
 	}
+	// Deliveries and reads still under way (a stuck one may end later)
+	// check closed under these locks before touching the maps.
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	p.unw.close()
 	if p.coll != nil {
 		p.coll.Close()
 		p.coll = nil
@@ -432,6 +528,7 @@ func (p *Profiler) Describe(ch chan<- *prometheus.Desc) {
 	p.samples.Describe(ch)
 	p.drops.Describe(ch)
 	p.truncated.Describe(ch)
+	p.perfCut.Describe(ch)
 	p.unwindRows.Describe(ch)
 	p.unwindFiles.Describe(ch)
 	p.drains.Describe(ch)
@@ -443,6 +540,7 @@ func (p *Profiler) Collect(ch chan<- prometheus.Metric) {
 	p.samples.Collect(ch)
 	p.drops.Collect(ch)
 	p.truncated.Collect(ch)
+	p.perfCut.Collect(ch)
 	p.unwindRows.Collect(ch)
 	p.unwindFiles.Collect(ch)
 	p.drains.Collect(ch)

@@ -396,8 +396,11 @@ func TestJITFrames(t *testing.T) {
 }
 
 func TestParsePerfMap(t *testing.T) {
-	got := parsePerfMap(strings.NewReader("7f0000001000 40 LazyCompile:~foo app.js:1\n0x10 0x8 bar\nbad line\n"))
-	want := []perfSym{{0x7f0000001000, 0x40, "LazyCompile:~foo app.js:1"}, {0x10, 0x8, "bar"}}
+	got, cut := parsePerfMap(strings.NewReader("7f0000001000 40 LazyCompile:~foo app.js:1\n0x10 0x8 bar\nbad line\n"))
+	want := []perfSym{{0x10, 0x8, "bar"}, {0x7f0000001000, 0x40, "LazyCompile:~foo app.js:1"}}
+	if cut {
+		t.Error("cut")
+	}
 	if len(got) != len(want) {
 		t.Fatalf("got %v", got)
 	}

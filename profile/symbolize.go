@@ -6,17 +6,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
-	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/probe-exporter/probe_exporter/internal/elfread"
 	"github.com/probe-exporter/probe_exporter/internal/gopclntab"
 	"github.com/probe-exporter/probe_exporter/internal/procfs"
+	"github.com/probe-exporter/probe_exporter/internal/safeopen"
 	"github.com/probe-exporter/probe_exporter/internal/symtab"
 )
 
@@ -53,14 +54,9 @@ const MaxSymbolMemory = 256 << 20
 
 // loadSymbols reads .symtab, then .dynsym, and .gopclntab for stripped Go
 // binaries, within the bounds of internal/elfread and internal/gopclntab.
-// A table that cannot be read is an error naming the file, and the
-// tables that could be read are returned with it.
-func loadSymbols(path string) (*symbolTable, error) {
-	f, err := elfread.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
+// A table that cannot be read is an error, and the tables that could be
+// read are returned with it.
+func loadSymbols(f *elfread.File) (*symbolTable, error) {
 	t := &symbolTable{size: 64}
 	for _, p := range f.Progs {
 		if p.Type == elf.PT_LOAD {
@@ -101,10 +97,7 @@ func loadSymbols(path string) (*symbolTable, error) {
 		}
 	}
 	t.syms = symtab.New(syms)
-	if err := errors.Join(errs...); err != nil {
-		return t, fmt.Errorf("%s: %w", path, err)
-	}
-	return t, nil
+	return t, errors.Join(errs...)
 }
 
 // vaddr turns a file offset into the ELF's virtual address.
@@ -126,95 +119,57 @@ func (t *symbolTable) lookup(addr uint64) (string, bool) {
 	return t.syms.Lookup(addr)
 }
 
-// symbolizer resolves user addresses, caching ELF files by
-// path and modification time.
+// symbolizer resolves user addresses with the symbol tables of the files
+// processes map, one per file (device and inode, as the mappings name
+// them), shared by every process that maps it. Tables are loaded off the
+// drain (see unwinder.load); symbolizing only looks them up.
 type symbolizer struct {
-	procRoot string
-	log      *slog.Logger
-
-	mu sync.Mutex
-	// byFile holds one table per file (device, inode, modification
-	// time), shared by every process that maps it.
+	log    *slog.Logger
+	mu     sync.Mutex
 	byFile map[fileID]*symbolTable
-	// paths are the files as reached through each process's root, and
-	// when they were last stat'ed: at most once a second, not per frame.
-	paths map[string]pathEntry
 	// size is what the tables of byFile take, up to MaxSymbolMemory.
 	size int
 }
 
-type pathEntry struct {
-	id      fileID
-	checked time.Time
+func newSymbolizer(log *slog.Logger) *symbolizer {
+	return &symbolizer{log: log, byFile: map[fileID]*symbolTable{}}
 }
 
-func newSymbolizer(procRoot string, log *slog.Logger) *symbolizer {
-	return &symbolizer{procRoot: procRoot, log: log, byFile: map[fileID]*symbolTable{}, paths: map[string]pathEntry{}}
-}
-
-func (s *symbolizer) table(path string) *symbolTable {
-	s.mu.Lock()
-	e, known := s.paths[path]
-	if known && time.Since(e.checked) < time.Second {
-		t := s.byFile[e.id]
-		s.mu.Unlock()
-		return t
-	}
-	s.mu.Unlock()
-	st, err := os.Stat(path)
+// table is the symbol table of m's file, nil until it is loaded.
+func (s *symbolizer) table(m *procfs.Mapping) *symbolTable {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err != nil {
-		// The process is gone: what was loaded while it ran still serves.
-		if known {
-			return s.byFile[e.id]
-		}
-		return nil
-	}
-	id := idOf(st)
-	s.paths[path] = pathEntry{id: id, checked: time.Now()}
-	if t, ok := s.byFile[id]; ok {
-		return t
-	}
-	t, err := loadSymbols(path)
-	if err != nil {
-		// Once per file: its table, empty or partial, is kept.
-		s.log.Warn("profiler: cannot read the symbols of a mapped file; its frames are named file+offset", "file", path, "err", err)
-		if t == nil {
-			t = &symbolTable{}
-		}
+	return s.byFile[idOf(m)]
+}
+
+// has reports whether m's file was loaded (or tried).
+func (s *symbolizer) has(id fileID) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.byFile[id]
+	return ok
+}
+
+// store keeps the table of file id (named name in logs), within
+// MaxSymbolMemory: past it, only the file's load segments are kept and
+// its frames are named file+offset.
+func (s *symbolizer) store(id fileID, name string, t *symbolTable) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.byFile[id]; ok {
+		return
 	}
 	if s.size+t.size > MaxSymbolMemory {
-		s.log.Warn("profiler: symbol tables take their whole budget; this file's frames are named file+offset", "file", path, "budget_bytes", MaxSymbolMemory)
+		s.log.Warn("profiler: symbol tables take their whole budget; this file's frames are named file+offset", "file", name, "budget_bytes", MaxSymbolMemory)
 		t = &symbolTable{loads: t.loads}
 	}
 	s.size += t.size
 	s.byFile[id] = t
-	return t
-}
-
-// forget drops the paths of an exited process (its files' tables stay,
-// for the processes that share them).
-func (s *symbolizer) forget(pid int) {
-	prefix := procfs.Dir(s.procRoot, pid) + "/"
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for path := range s.paths {
-		if strings.HasPrefix(path, prefix) {
-			delete(s.paths, path)
-		}
-	}
-}
-
-// hostPath is the path of m's file from the host: through the process's
-// root, so files of containers are found.
-func (s *symbolizer) hostPath(pid int, m *procfs.Mapping) string {
-	return procfs.MapFile(s.procRoot, pid, *m)
 }
 
 // user symbolizes a user address of pid with its mappings; JIT code comes
 // from /tmp/perf-PID.map; unknown frames are module+0xoffset.
-func (s *symbolizer) user(pid int, maps []procfs.Mapping, perfMap func() []perfSym, addr uint64) string {
+func (s *symbolizer) user(maps []procfs.Mapping, perf []perfSym, addr uint64) string {
 	for i := range maps {
 		m := &maps[i]
 		if addr < m.Start || addr >= m.End {
@@ -224,7 +179,7 @@ func (s *symbolizer) user(pid int, maps []procfs.Mapping, perfMap func() []perfS
 		if m.Path == "" || strings.HasPrefix(m.Path, "[") {
 			break
 		}
-		if t := s.table(s.hostPath(pid, m)); t != nil {
+		if t := s.table(m); t != nil {
 			if va, ok := t.vaddr(off); ok {
 				if name, ok := t.lookup(va); ok {
 					return name
@@ -233,11 +188,10 @@ func (s *symbolizer) user(pid int, maps []procfs.Mapping, perfMap func() []perfS
 		}
 		return fmt.Sprintf("%s+0x%x", filepath.Base(m.Path), off)
 	}
-	if perfMap != nil {
-		for _, p := range perfMap() {
-			if addr >= p.start && addr < p.start+p.size {
-				return p.name
-			}
+	// perf is sorted by start: the last symbol starting at or below addr.
+	if i := sort.Search(len(perf), func(i int) bool { return perf[i].start > addr }); i > 0 {
+		if p := perf[i-1]; addr < p.start+p.size {
+			return p.name
 		}
 	}
 	return fmt.Sprintf("[unknown]+0x%x", addr)
@@ -249,40 +203,96 @@ type perfSym struct {
 	name        string
 }
 
+// Bounds of a perf map, read as it is at each refresh: a JIT's map of
+// 200,000 symbols is some 15 MB; past either bound the rest is cut and
+// counted.
+const (
+	maxPerfMapBytes = 16 << 20
+	maxPerfSyms     = 200_000
+	maxPerfLine     = 4096
+)
+
 // readPerfMap reads the JIT symbols a process wrote to /tmp/perf-PID.map
 // (the perf convention that V8, the JVM's perf-map-agent, LuaJIT and
 // CPython 3.12's perf trampolines follow), in the process's own file
-// system and under its own pid, for processes in containers.
-func readPerfMap(procRoot string, pid int) ([]perfSym, bool) {
+// system and under its own pid, for processes in containers. As perf
+// requires, the file must belong to the process's user and not be
+// writable by others; it is opened with safeopen (no symlink, FIFO or
+// device) and read within bounds. cut reports whether bounds cut it.
+func readPerfMap(procRoot string, pid int) (syms []perfSym, cut bool, err error) {
+	uids, err := procfs.UIDs(procRoot, pid)
+	if err != nil {
+		return nil, false, err
+	}
 	names := []int{pid}
 	if ns := procfs.NSPID(procRoot, pid); ns > 0 && ns != pid {
 		names = append([]int{ns}, names...)
 	}
+	rules := safeopen.Rules{Owners: uids, NotWritable: true}
 	for _, n := range names {
-		f, err := os.Open(procfs.HostPath(procRoot, pid, fmt.Sprintf("/tmp/perf-%d.map", n)))
-		if err != nil {
+		f, err := safeopen.InRoot(filepath.Join(procfs.Dir(procRoot, pid), "root"), fmt.Sprintf("/tmp/perf-%d.map", n), rules)
+		if errors.Is(err, fs.ErrNotExist) {
 			continue
+		}
+		if err != nil {
+			return nil, false, err
 		}
 		defer f.Close()
-		return parsePerfMap(f), true
+		syms, cut := parsePerfMap(f)
+		return syms, cut, nil
 	}
-	return nil, false
+	return nil, false, fs.ErrNotExist
 }
 
-// parsePerfMap parses "START SIZE name" lines (hex, with or without 0x).
-func parsePerfMap(r io.Reader) []perfSym {
-	var out []perfSym
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		parts := strings.SplitN(sc.Text(), " ", 3)
-		if len(parts) != 3 {
+// parsePerfMap parses "START SIZE name" lines (hex, with or without 0x),
+// at most maxPerfMapBytes of them and maxPerfSyms symbols; longer lines
+// are skipped. The symbols come sorted by start. cut reports whether
+// anything was left out by the bounds.
+func parsePerfMap(r io.Reader) (out []perfSym, cut bool) {
+	lr := &io.LimitedReader{R: r, N: maxPerfMapBytes}
+	br := bufio.NewReaderSize(lr, maxPerfLine)
+	for {
+		line, err := br.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			cut = true
+			for err == bufio.ErrBufferFull { // skip the rest of it
+				_, err = br.ReadSlice('\n')
+			}
 			continue
 		}
-		start, err1 := strconv.ParseUint(strings.TrimPrefix(parts[0], "0x"), 16, 64)
-		size, err2 := strconv.ParseUint(strings.TrimPrefix(parts[1], "0x"), 16, 64)
-		if err1 == nil && err2 == nil {
-			out = append(out, perfSym{start, size, parts[2]})
+		if len(line) > 0 {
+			if len(out) == maxPerfSyms {
+				cut = true
+				break
+			}
+			if s, ok := parsePerfLine(strings.TrimSuffix(string(line), "\n")); ok {
+				out = append(out, s)
+			}
+		}
+		if err != nil {
+			break
 		}
 	}
-	return out
+	if lr.N == 0 {
+		// The cap was reached: more may follow (a FIFO fed forever, a
+		// growing file); a last line cut in two is dropped.
+		if n, _ := r.Read(make([]byte, 1)); n > 0 {
+			cut = true
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].start < out[j].start })
+	return out, cut
+}
+
+func parsePerfLine(line string) (perfSym, bool) {
+	parts := strings.SplitN(line, " ", 3)
+	if len(parts) != 3 {
+		return perfSym{}, false
+	}
+	start, err1 := strconv.ParseUint(strings.TrimPrefix(parts[0], "0x"), 16, 64)
+	size, err2 := strconv.ParseUint(strings.TrimPrefix(parts[1], "0x"), 16, 64)
+	if err1 != nil || err2 != nil {
+		return perfSym{}, false
+	}
+	return perfSym{start, size, parts[2]}, true
 }

@@ -4,15 +4,16 @@ import (
 	"debug/elf"
 	"errors"
 	"fmt"
-	"os"
+	"path/filepath"
 	"sort"
 	"sync"
-	"syscall"
 
 	"github.com/cilium/ebpf"
 
 	"github.com/probe-exporter/probe_exporter/internal/cfi"
+	"github.com/probe-exporter/probe_exporter/internal/elfread"
 	"github.com/probe-exporter/probe_exporter/internal/procfs"
+	"github.com/probe-exporter/probe_exporter/internal/safeopen"
 )
 
 // Sizes shared with bpf/profile.bpf.c.
@@ -43,20 +44,15 @@ type procInfo struct {
 	Maps       [maxMappings]bpfMapping
 }
 
-// fileID names a file by device, inode and modification time: processes
-// mapping the same file share its rows.
+// fileID names a file by device and inode, as the mappings of processes
+// name it: processes mapping the same file share its rows and symbols.
 type fileID struct {
 	dev, ino uint64
-	mtime    int64
 }
 
-// idOf identifies the file st describes.
-func idOf(st os.FileInfo) fileID {
-	id := fileID{mtime: st.ModTime().UnixNano()}
-	if s, ok := st.Sys().(*syscall.Stat_t); ok {
-		id.dev, id.ino = s.Dev, s.Ino
-	}
-	return id
+// idOf identifies the file of mapping m.
+func idOf(m *procfs.Mapping) fileID {
+	return fileID{dev: m.Dev(), ino: m.Inode}
 }
 
 // fileRows is where a file's rows are in the rows map.
@@ -69,10 +65,15 @@ type fileRows struct {
 type unwinder struct {
 	rows, procs *ebpf.Map
 	sym         *symbolizer
+	procRoot    string
+	// stats counts the mapped files refused.
+	stats *safeopen.Stats
 
 	mu    sync.Mutex
 	next  uint32
 	files map[fileID]fileRows
+	// closed is set when the profiler releases the maps.
+	closed bool
 	// described is what procs holds per pid, to skip unchanged updates.
 	described map[int][]bpfMapping
 	// full counts files left to frame pointers because the rows map is
@@ -80,28 +81,63 @@ type unwinder struct {
 	full, parseFailures int
 }
 
-func newUnwinder(rows, procs *ebpf.Map, sym *symbolizer) *unwinder {
-	return &unwinder{rows: rows, procs: procs, sym: sym, files: map[fileID]fileRows{}, described: map[int][]bpfMapping{}}
+func newUnwinder(rows, procs *ebpf.Map, sym *symbolizer, procRoot string, stats *safeopen.Stats) *unwinder {
+	return &unwinder{rows: rows, procs: procs, sym: sym, procRoot: procRoot, stats: stats, files: map[fileID]fileRows{}, described: map[int][]bpfMapping{}}
 }
 
-// file loads the rows of the file at host path, once per file.
-func (u *unwinder) file(host string) fileRows {
-	st, err := os.Stat(host)
-	if err != nil {
-		return fileRows{}
+// maxELFSize caps the mapped files read for symbols and unwind rows; the
+// largest shared libraries (libLLVM, browsers) are a few hundred MB.
+const maxELFSize = 2 << 30
+
+// load reads the symbols and unwind rows of m's file, once per file. The
+// file is opened with safeopen (the very file the process maps, regular,
+// never blocking to open) and read without u.mu held: a read that blocks
+// (a FUSE server that does not answer) holds up only its caller, which
+// runs it under a deadline.
+func (u *unwinder) load(pid int, m *procfs.Mapping) {
+	id := idOf(m)
+	u.mu.Lock()
+	_, done := u.files[id]
+	u.mu.Unlock()
+	if done && u.sym.has(id) {
+		return
 	}
-	id := idOf(st)
-	if fr, ok := u.files[id]; ok {
-		return fr
+	name := filepath.Join(procfs.Dir(u.procRoot, pid), "root", m.Path)
+	f, err := safeopen.Mapped(u.procRoot, pid, *m, safeopen.Rules{MaxSize: maxELFSize})
+	if err != nil {
+		if u.stats.Record("mapped file", name, err) {
+			u.storeFailed(id) // refused: not tried again
+		}
+		return
+	}
+	defer f.Close()
+	// The file is any user's: read within internal/elfread's bounds.
+	var t *symbolTable
+	var rows []cfi.Row
+	ef, err := elfread.NewFile(f, uint64(f.Stat.Size))
+	if err == nil {
+		var serr error
+		if t, serr = loadSymbols(ef); serr != nil {
+			// Once per file: its table, empty or partial, is kept.
+			u.sym.log.Warn("profiler: cannot read the symbols of a mapped file; its frames are named file+offset", "file", name, "err", serr)
+		}
+		rows, err = cfi.FromELF(ef)
+	} else {
+		t = &symbolTable{}
+	}
+	u.sym.store(id, name, t)
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if _, ok := u.files[id]; ok || u.closed {
+		return
 	}
 	fr := fileRows{}
-	rows, err := cfi.Load(host)
 	switch {
 	case err != nil:
 		if !errors.Is(err, cfi.ErrNoCFI) {
 			u.parseFailures++
 			// Once per file: the result is kept.
-			u.sym.log.Warn("profiler: cannot read the unwind rows of a mapped file; its frames are walked by frame pointers", "err", err)
+			u.sym.log.Warn("profiler: cannot read the unwind rows of a mapped file; its frames are walked by frame pointers", "file", name, "err", err)
 		}
 	case uint64(u.next)+uint64(len(rows)) > maxRows:
 		u.full++
@@ -112,7 +148,16 @@ func (u *unwinder) file(host string) fileRows {
 		}
 	}
 	u.files[id] = fr
-	return fr
+}
+
+// storeFailed records a file that could not be read: no symbols, no rows.
+func (u *unwinder) storeFailed(id fileID) {
+	u.sym.store(id, "", &symbolTable{})
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if _, ok := u.files[id]; !ok {
+		u.files[id] = fileRows{}
+	}
 }
 
 // write stores rows at index first of the rows map.
@@ -138,18 +183,26 @@ func (u *unwinder) write(first uint32, rows []cfi.Row) error {
 }
 
 // describe tells the kernel the executable mappings of pid, with the rows
-// of their files; unchanged mappings are not written again.
+// of their files, loading the files not seen before; unchanged mappings
+// are not written again.
 func (u *unwinder) describe(pid int, maps []procfs.Mapping) error {
+	for i := range maps {
+		if m := &maps[i]; m.Path != "" && m.Path[0] == '/' {
+			u.load(pid, m)
+		}
+	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	if u.closed {
+		return nil
+	}
 	var out []bpfMapping
 	for i := range maps {
 		m := &maps[i]
 		if m.Path == "" || m.Path[0] != '/' {
 			continue // anonymous, [vdso], JIT: frame pointers
 		}
-		host := u.sym.hostPath(pid, m)
-		t := u.sym.table(host)
+		t := u.sym.table(m)
 		if t == nil {
 			continue
 		}
@@ -157,7 +210,7 @@ func (u *unwinder) describe(pid int, maps []procfs.Mapping) error {
 		if !ok {
 			continue
 		}
-		fr := u.file(host)
+		fr := u.files[idOf(m)]
 		out = append(out, bpfMapping{Start: m.Start, End: m.End, Bias: bias, First: fr.first, Count: fr.count})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Start < out[j].Start })
@@ -181,7 +234,17 @@ func (u *unwinder) forget(pid int) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	delete(u.described, pid)
-	_ = u.procs.Delete(uint32(pid))
+	if !u.closed {
+		_ = u.procs.Delete(uint32(pid))
+	}
+}
+
+// close makes every later call leave the maps alone: they are being
+// closed.
+func (u *unwinder) close() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.closed = true
 }
 
 // used is how many rows are loaded.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"time"
@@ -108,6 +109,7 @@ type subscription struct {
 	// (with the tracepoints only).
 	gone   map[int]time.Time
 	kernel bool
+	logger *slog.Logger
 }
 
 // SubscribeOptions say how a subscriber uses the processes.
@@ -317,7 +319,7 @@ func (w *Watcher) deliverStart(k *kernel, p Process, mask uint64, exe FileKey, g
 			if late&bit != 0 && delay > 0 && !held {
 				ev.Late, ev.Delay = true, delay
 			}
-			s.fn(ev)
+			w.deliver(s, ev)
 		}
 		s.mu.Unlock()
 	}
@@ -378,7 +380,7 @@ func (w *Watcher) exitSlots(pid int, left uint64) {
 			if _, done := s.gone[pid]; done {
 				delete(s.gone, pid) // delivered already
 			} else {
-				s.fn(Event{Kind: Exit, Process: Process{PID: pid}})
+				w.deliver(s, Event{Kind: Exit, Process: Process{PID: pid}})
 			}
 		}
 		s.mu.Unlock()
@@ -396,7 +398,23 @@ func (s *subscription) exitLocked(pid int, byKernel bool) {
 	if !byKernel && s.kernel {
 		s.gone[pid] = time.Now()
 	}
-	s.fn(Event{Kind: Exit, Process: Process{PID: pid}})
+	s.deliver(s.logger, Event{Kind: Exit, Process: Process{PID: pid}})
+}
+
+// deliver calls the subscriber. A panic in it is recovered and logged:
+// the watcher goes on, and a process held at exec is continued all the
+// same (handle's deferred SIGCONT). Subscribers must return soon (they
+// hold up every other delivery and any held process): those that read a
+// process's files do so under a deadline, or off this path.
+func (w *Watcher) deliver(s *subscription, ev Event) { s.deliver(w.opts.Logger, ev) }
+
+func (s *subscription) deliver(logger *slog.Logger, ev Event) {
+	defer func() {
+		if p := recover(); p != nil {
+			logger.Error("process watcher subscriber panicked; recovered", "pid", ev.Process.PID, "panic", p, "stack", string(debug.Stack()))
+		}
+	}()
+	s.fn(ev)
 }
 
 // goneFor is how long a process found gone by userspace waits for its
@@ -557,7 +575,7 @@ func (w *Watcher) SubscribeWith(sel config.Selector, opts SubscribeOptions, fn f
 	if err := sel.Validate(); err != nil {
 		return nil, err
 	}
-	s := &subscription{sel: sel, opts: opts, fn: fn, pids: map[int]uint64{}, gone: map[int]time.Time{}}
+	s := &subscription{sel: sel, opts: opts, fn: fn, pids: map[int]uint64{}, gone: map[int]time.Time{}, logger: w.opts.Logger}
 	w.mu.Lock()
 	if w.k == nil && !w.noBPF {
 		k, err := loadKernel(w)

@@ -34,6 +34,7 @@ import (
 	"github.com/probe-exporter/probe_exporter/config"
 	"github.com/probe-exporter/probe_exporter/internal/attach"
 	"github.com/probe-exporter/probe_exporter/internal/caps"
+	"github.com/probe-exporter/probe_exporter/internal/safeopen"
 	"github.com/probe-exporter/probe_exporter/loader"
 	"github.com/probe-exporter/probe_exporter/targets"
 	"github.com/probe-exporter/probe_exporter/usdt"
@@ -53,6 +54,11 @@ type Attacher struct {
 	watcher *targets.Watcher
 	logger  *slog.Logger
 	dropper PIDDropper
+	// reads runs each Start (opening and reading the process's files,
+	// placing probes) under a deadline: the watcher waits for it, holding
+	// the process at exec, and a file can be made to block.
+	reads     *safeopen.Runner
+	untrusted *safeopen.Stats
 
 	mu    sync.Mutex
 	progs map[*loader.Program]*progState
@@ -72,16 +78,29 @@ type Attacher struct {
 	held  *prometheus.Desc
 }
 
-// New returns an attacher following processes with w.
-func New(w *targets.Watcher, dropper PIDDropper, logger *slog.Logger) *Attacher {
+// Bounds of a Start: placing a process's probes waits at most
+// startTimeout for its files (the process is then let go, uncounted until
+// they are read); at most startSlots Starts run at once, stuck ones
+// included.
+const (
+	startTimeout = 10 * time.Second
+	startSlots   = 4
+)
+
+// New returns an attacher following processes with w; files counts the
+// files of selected processes refused or not read in time (nil: not
+// counted).
+func New(w *targets.Watcher, dropper PIDDropper, files *safeopen.Stats, logger *slog.Logger) *Attacher {
 	return &Attacher{
-		watcher: w,
-		logger:  logger,
-		dropper: dropper,
-		progs:   map[*loader.Program]*progState{},
-		usdt:    map[*ebpf.Map]*usdt.Attacher{},
-		matched: prometheus.NewDesc("probe_exporter_targets_matched", "Processes a config's targets select now.", []string{"config"}, nil),
-		enabled: prometheus.NewDesc("probe_exporter_enabled_programs", "Programs attached to a process (ebpf-userspace-exporter's view).", []string{"config", "program", "pid"}, nil),
+		watcher:   w,
+		logger:    logger,
+		dropper:   dropper,
+		reads:     safeopen.NewRunner(startSlots, startTimeout),
+		untrusted: files,
+		progs:     map[*loader.Program]*progState{},
+		usdt:      map[*ebpf.Map]*usdt.Attacher{},
+		matched:   prometheus.NewDesc("probe_exporter_targets_matched", "Processes a config's targets select now.", []string{"config"}, nil),
+		enabled:   prometheus.NewDesc("probe_exporter_enabled_programs", "Programs attached to a process (ebpf-userspace-exporter's view).", []string{"config", "program", "pid"}, nil),
 		attaches: prometheus.NewCounter(prometheus.CounterOpts{Name: "probe_exporter_userspace_attaches_total",
 			Help: "Programs attached to a selected process as it started."}),
 		detaches: prometheus.NewCounter(prometheus.CounterOpts{Name: "probe_exporter_userspace_detaches_total",
@@ -114,12 +133,15 @@ type progState struct {
 	// kernel selection and no filter map).
 	pids  map[int]*pidAttach
 	unsub func()
+	// closed is set by closeAll: a placement finishing later undoes
+	// itself.
+	closed bool
 }
 
 type fileID = targets.FileKey
 
 type fileAttach struct {
-	closer io.Closer // nil when placing the probes failed
+	closer io.Closer // nil when placing the probes failed (or not yet done)
 	users  int
 }
 
@@ -184,9 +206,13 @@ func (a *Attacher) Attach(ctx context.Context, obj *loader.Object, prog *loader.
 		switch ev.Kind {
 		case targets.Start:
 			t0 := time.Now()
-			if err := a.start(st, ev); err != nil {
+			err := a.reads.Do(context.Background(), filepath.Dir(ev.Process.Root), func() error { return a.start(st, ev) })
+			if err != nil {
 				if errors.Is(err, errGone) {
 					a.races.Inc()
+					return
+				}
+				if a.untrusted.Record("probed file", fileName(ev.Process, prog.Attach.Path), err) {
 					return
 				}
 				a.logger.Warn("attach to process failed", "config", obj.Config.Name, "program", prog.Name, "pid", ev.Process.PID, "comm", ev.Process.Comm, "err", err)
@@ -226,24 +252,30 @@ func (f closerFunc) Close() error { return f() }
 // could be placed: a race counted, not logged.
 var errGone = errors.New("process gone")
 
-// fileFor finds the file a probe goes into for process p: the section's
+// fileFor opens the file a probe goes into for process p: the section's
 // path (a library through the process's mappings), or the process's own
 // executable when the config names none (ebpf-userspace-exporter's usdt: and uprobes:).
 // The executable is reached through /proc/PID/exe, which names the very
-// file the process runs, in a container too.
-func fileFor(p targets.Process, name string) (string, error) {
+// file the process runs, in a container too; a mapped library through
+// /proc/PID/map_files; any other path inside the process's root. Every
+// one is opened with safeopen: a regular file, opened without blocking.
+func fileFor(p targets.Process, name string) (*safeopen.File, error) {
+	procRoot := filepath.Dir(p.Dir())
 	if name == "" {
 		if p.Exe == "" {
-			return "", errGone
+			return nil, errGone
 		}
-		return p.ExePath(), nil
+		return safeopen.Exe(procRoot, p.PID, safeopen.Rules{})
 	}
+	// The config's path may be a distribution's symlink
+	// (libc.so.6 -> libc-2.31.so): followed, inside the root.
+	inRoot := safeopen.Rules{FollowLast: true}
 	if filepath.IsAbs(name) {
-		return p.HostPath(name), nil
+		return safeopen.InRoot(p.Root, name, inRoot)
 	}
 	maps, err := p.Mappings()
 	if errors.Is(err, os.ErrNotExist) {
-		return "", errGone
+		return nil, errGone
 	}
 	if err == nil {
 		for _, m := range maps {
@@ -251,14 +283,30 @@ func fileFor(p targets.Process, name string) (string, error) {
 				continue
 			}
 			if base := filepath.Base(m.Path); base == name || strings.HasPrefix(base, name) {
-				return p.MapFile(m), nil
+				return safeopen.Mapped(procRoot, p.PID, m, safeopen.Rules{})
 			}
 		}
 		if filepath.Base(p.Exe) == name {
-			return p.ExePath(), nil
+			return safeopen.Exe(procRoot, p.PID, safeopen.Rules{})
 		}
 	}
-	return loader.ResolveBinary(name, p.Root)
+	path, err := loader.ResolveBinary(name, p.Root)
+	if err != nil {
+		return nil, err
+	}
+	rel, err := filepath.Rel(p.Root, path)
+	if err != nil {
+		return nil, err
+	}
+	return safeopen.InRoot(p.Root, rel, inRoot)
+}
+
+// fileName names the file of process p that name designates, for logs.
+func fileName(p targets.Process, name string) string {
+	if name == "" {
+		return p.ExePath()
+	}
+	return p.HostPath(name)
 }
 
 // gone reports whether err says the process or file no longer exists.
@@ -266,30 +314,31 @@ func gone(err error) bool {
 	return errors.Is(err, errGone) || errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ESRCH)
 }
 
+// start places the probes of a process that started. Its files are opened
+// and read, and probes placed, without st.mu held: a read that blocks
+// holds up only this Start (which runs under a deadline), never exits or
+// scrapes.
 func (a *Attacher) start(st *progState, ev targets.Event) error {
 	p := ev.Process
-	path, err := fileFor(p, st.prog.Attach.Path)
+	f, err := fileFor(p, st.prog.Attach.Path)
 	if err != nil {
 		if gone(err) {
 			return errGone
 		}
 		return err
 	}
+	defer f.Close()
 	id := ev.Exe
 	if st.prog.Attach.Path != "" || id == (fileID{}) {
-		if id, err = targets.StatKey(path); err != nil {
-			if gone(err) {
-				return errGone
-			}
-			return fmt.Errorf("%s: %w", path, err)
-		}
+		id = fileID{Dev: f.Dev(), Ino: f.Stat.Ino}
 	}
 	st.mu.Lock()
-	defer st.mu.Unlock()
-	if _, ok := st.pids[p.PID]; ok {
+	if _, ok := st.pids[p.PID]; ok || st.closed {
+		st.mu.Unlock()
 		return nil
 	}
 	pa := &pidAttach{file: id}
+	var prog *ebpf.Program // placed once per file
 	switch {
 	case ev.Selected.Map != nil:
 		// The kernel selects: one dispatcher per program, placed once
@@ -297,22 +346,45 @@ func (a *Attacher) start(st *progState, ev targets.Event) error {
 		if st.dispatch == nil {
 			d, err := newDispatcher(st.prog.Program, st.prog.AttachType, ev.Selected, st.filter)
 			if err != nil {
+				st.mu.Unlock()
 				return err
 			}
 			st.dispatch = d
 		}
-		if err := a.placeFile(st, id, path, st.dispatch.prog); err != nil {
-			return err
-		}
+		prog = st.dispatch.prog
 	case st.filter != nil:
-		if err := a.placeFile(st, id, path, st.prog.Program); err != nil {
-			return err
+		prog = st.prog.Program
+	}
+	placing := false
+	if prog != nil {
+		if fa, ok := st.files[id]; ok {
+			fa.users++
+		} else {
+			st.files[id] = &fileAttach{users: 1}
+			placing = true
 		}
-		if err := st.filter.Put(uint32(p.PID), uint8(1)); err != nil {
-			return fmt.Errorf("adding pid %d to %s: %w", p.PID, TargetPIDsMap, err)
+	}
+	st.mu.Unlock()
+
+	switch {
+	case placing:
+		c, err := a.place(st, prog, f, 0)
+		if err != nil && gone(err) {
+			a.release(st, id)
+			return errGone
 		}
-	default:
-		c, err := a.place(st, st.prog.Program, path, p.PID)
+		if err != nil {
+			a.logger.Warn("placing probes in file failed; its processes are not counted", "config", st.obj.Config.Name, "program", st.prog.Name, "file", f.Name(), "err", err)
+		}
+		st.mu.Lock()
+		if fa := st.files[id]; fa != nil && !st.closed {
+			fa.closer = c
+		} else if c != nil {
+			_ = c.Close()
+		}
+		st.mu.Unlock()
+	case prog == nil:
+		c, err := a.place(st, st.prog.Program, f, p.PID)
 		if err != nil {
 			if gone(err) {
 				return errGone
@@ -321,27 +393,35 @@ func (a *Attacher) start(st *progState, ev targets.Event) error {
 		}
 		pa.closer = c
 	}
+	if prog == st.prog.Program && st.filter != nil {
+		if err := st.filter.Put(uint32(p.PID), uint8(1)); err != nil {
+			return fmt.Errorf("adding pid %d to %s: %w", p.PID, TargetPIDsMap, err)
+		}
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.closed || !p.Alive() {
+		// Unloaded, or the process exited (its Exit may have come while
+		// its files were read): nothing of it is kept.
+		if pa.closer != nil {
+			_ = pa.closer.Close()
+		}
+		return nil
+	}
 	st.pids[p.PID] = pa
 	a.attaches.Inc()
 	return nil
 }
 
-// placeFile places prog in the file id (at path) unless done before. A
-// file that failed is not retried, and reported once. st.mu is held.
-func (a *Attacher) placeFile(st *progState, id fileID, path string, prog *ebpf.Program) error {
-	if fa, ok := st.files[id]; ok {
-		fa.users++
-		return nil
+// release undoes a file placement that found the file gone.
+func (a *Attacher) release(st *progState, id fileID) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if fa := st.files[id]; fa != nil {
+		if fa.users--; fa.users <= 0 && fa.closer == nil {
+			delete(st.files, id)
+		}
 	}
-	c, err := a.place(st, prog, path, 0)
-	if err != nil && gone(err) {
-		return errGone
-	}
-	st.files[id] = &fileAttach{closer: c, users: 1}
-	if err != nil {
-		a.logger.Warn("placing probes in file failed; its processes are not counted", "config", st.obj.Config.Name, "program", st.prog.Name, "file", path, "err", err)
-	}
-	return nil
 }
 
 func (a *Attacher) exit(st *progState, pid int) {
@@ -382,6 +462,7 @@ func (a *Attacher) exit(st *progState, pid int) {
 func (st *progState) closeAll() {
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	st.closed = true
 	for pid, pa := range st.pids {
 		if pa.closer != nil {
 			_ = pa.closer.Close()
@@ -406,7 +487,12 @@ func (a *Attacher) attachFile(st *progState, name, root string, pid int) error {
 	if err != nil {
 		return err
 	}
-	c, err := a.place(st, st.prog.Program, path, pid)
+	f, err := safeopen.InRoot("/", path, safeopen.Rules{FollowLast: true})
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	c, err := a.place(st, st.prog.Program, f, pid)
 	if err != nil {
 		return err
 	}
@@ -414,19 +500,22 @@ func (a *Attacher) attachFile(st *progState, name, root string, pid int) error {
 	return nil
 }
 
-// place attaches prog (the user's program or its dispatcher) to the file at
-// path; pid > 0 restricts it to that process.
-func (a *Attacher) place(st *progState, prog *ebpf.Program, path string, pid int) (io.Closer, error) {
+// place attaches prog (the user's program or its dispatcher) to the open
+// file f, through its /proc/self/fd path (the very file opened, whatever
+// its name now holds); pid > 0 restricts it to that process. Errors name
+// the file by its name.
+func (a *Attacher) place(st *progState, prog *ebpf.Program, f *safeopen.File, pid int) (io.Closer, error) {
 	at := st.prog.Attach
 	switch at.Kind {
 	case config.AttachUSDT:
-		links, err := st.usdt.Attach(prog, path, at.Provider, at.Target, pid)
+		links, err := st.usdt.Attach(prog, f.ProcPath(), at.Provider, at.Target, pid)
 		if err != nil {
-			return nil, caps.Explain(err, caps.SysAdmin, "uprobes")
+			return nil, caps.Explain(f.Named(err), caps.SysAdmin, "uprobes")
 		}
 		return multiCloser(links), nil
 	case config.AttachUprobe, config.AttachUretprobe:
-		return attach.Uprobe{Path: path, Symbol: at.Target, Offset: at.Offset, Return: at.Kind == config.AttachUretprobe, PID: pid}.Attach(prog)
+		l, err := attach.Uprobe{Path: f.ProcPath(), Symbol: at.Target, Offset: at.Offset, Return: at.Kind == config.AttachUretprobe, PID: pid}.Attach(prog)
+		return l, f.Named(err)
 	}
 	return nil, fmt.Errorf("attach type %q is not a userspace probe", at.Kind)
 }

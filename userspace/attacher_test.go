@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/probe-exporter/probe_exporter/config"
@@ -134,7 +135,7 @@ func TestAttach(t *testing.T) {
 				sel = &config.Selector{PIDs: []int{before.Pid()}}
 			}
 			drops := &dropped{pids: map[int]int{}}
-			a := New(w, drops, slog.New(slog.DiscardHandler))
+			a := New(w, drops, nil, slog.New(slog.DiscardHandler))
 			cfg := config.Config{Name: "count", Attachments: sel}
 			if tc.kind != "" {
 				cfg.Object = objects["uprobe"]
@@ -235,15 +236,16 @@ func TestFileFor(t *testing.T) {
 			got, err := fileFor(p, tc.section)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("fileFor = %q, %v; want error %q", got, err, tc.wantErr)
+					t.Fatalf("fileFor = %v, %v; want error %q", got, err, tc.wantErr)
 				}
 				return
 			}
-			if err != nil || got != tc.want {
-				t.Fatalf("fileFor = %q, %v; want %q", got, err, tc.want)
+			if err != nil || got.Name() != tc.want {
+				t.Fatalf("fileFor = %v, %v; want %q", got, err, tc.want)
 			}
-			if _, err := os.Stat(got); err != nil {
-				t.Errorf("the file found cannot be reached: %v", err)
+			defer got.Close()
+			if st, err := os.Stat(got.Name()); err != nil || st.Sys().(*syscall.Stat_t).Ino != got.Stat.Ino {
+				t.Errorf("the file found is not the file opened: %v", err)
 			}
 		})
 	}
@@ -284,7 +286,7 @@ func TestAttachUSDT(t *testing.T) {
 
 	selected := testkit.StartWorker(t, python, "-c", gcWorker)
 	other := testkit.StartWorker(t, python, "-c", gcWorker)
-	a := New(w, nil, slog.New(slog.DiscardHandler))
+	a := New(w, nil, nil, slog.New(slog.DiscardHandler))
 	obj := loader.Load(ctx, config.Config{
 		Name:        "gc",
 		Object:      object,
@@ -340,7 +342,7 @@ func TestAttachErrors(t *testing.T) {
 				Object:      object,
 				Attachments: tc.sel,
 				Attach:      []config.AttachPoint{{Kind: config.AttachUprobe, Target: "work", Program: "count"}},
-			}, loader.Options{Userspace: New(w, nil, slog.New(slog.DiscardHandler))})
+			}, loader.Options{Userspace: New(w, nil, nil, slog.New(slog.DiscardHandler))})
 			defer obj.Close()
 			if len(obj.Programs) != 1 || obj.Programs[0].Err == nil || !strings.Contains(obj.Programs[0].Err.Error(), tc.wantErr) {
 				t.Fatalf("programs %+v, want error %q", obj.Programs, tc.wantErr)

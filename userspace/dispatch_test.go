@@ -67,7 +67,7 @@ func TestFileForVanished(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			path, err := fileFor(tc.p, tc.section)
 			if !gone(err) {
-				t.Fatalf("fileFor = %q, %v; want a race", path, err)
+				t.Fatalf("fileFor = %v, %v; want a race", path, err)
 			}
 		})
 	}

@@ -43,8 +43,8 @@ func (x *daemon) capabilityNeeds(f *flags) []caps.Need {
 			Why:     "/proc/kallsyms shows addresses only to CAP_SYSLOG: ksym and kstack decoders, kaddrs, the profiler's kernel frames",
 		}, caps.Need{
 			Feature: featureProcs,
-			Caps:    caps.Mask(caps.SysPtrace, caps.DacReadSearch),
-			Why:     "read /proc/PID/exe, /proc/PID/root and /proc/PID/maps of other users' processes: userspace targets and the profiler's symbols",
+			Caps:    caps.Mask(caps.SysPtrace, caps.DacReadSearch, caps.CheckpointRestore),
+			Why:     "read /proc/PID/exe, /proc/PID/root and /proc/PID/maps of other users' processes: userspace targets and the profiler's symbols; open /proc/PID/map_files (CAP_CHECKPOINT_RESTORE, Linux >= 5.9), the very files processes map, which no rename or mount in their namespace can swap",
 		})
 	}
 	if x.configs.UsesXDP() {

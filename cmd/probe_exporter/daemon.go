@@ -16,6 +16,7 @@ import (
 	"github.com/probe-exporter/probe_exporter/collector"
 	"github.com/probe-exporter/probe_exporter/decoder"
 	"github.com/probe-exporter/probe_exporter/ingest"
+	"github.com/probe-exporter/probe_exporter/internal/safeopen"
 	"github.com/probe-exporter/probe_exporter/loader"
 	"github.com/probe-exporter/probe_exporter/scripts"
 	"github.com/probe-exporter/probe_exporter/targets"
@@ -70,6 +71,13 @@ func newDaemon(ctx context.Context, f *flags, logger *slog.Logger) (*daemon, err
 		logger.Warn("host preparation", "err", err)
 	}
 
+	// Every file of another process or user the exporter reads goes
+	// through safeopen; refusals are counted here, for all of them.
+	untrusted := safeopen.NewStats(logger.With("component", "safeopen"))
+	if !safeopen.Openat2() {
+		logger.Warn("this kernel has no openat2 (Linux 5.6): paths inside processes' roots are resolved component by component, and a symlink is never followed out of the root either way")
+	}
+
 	if w, err := targets.NewWatcher(targets.WatcherOptions{Logger: logger.With("component", "targets")}); err != nil {
 		logger.Warn("process targets unavailable", "err", err)
 	} else {
@@ -94,6 +102,7 @@ func newDaemon(ctx context.Context, f *flags, logger *slog.Logger) (*daemon, err
 		Compiler:     compiler,
 		KernelTypes:  kernelTypes,
 		Watcher:      x.watcher,
+		Files:        untrusted,
 		Tracing:      provider,
 		Debug:        f.debug,
 		Logger:       logger,
@@ -135,6 +144,7 @@ func newDaemon(ctx context.Context, f *flags, logger *slog.Logger) (*daemon, err
 			Rules:       rules.Live(),
 			Watcher:     x.watcher,
 			Kernel:      env.Kallsyms.Sym, // the ksym decoders' table, read once
+			Files:       untrusted,
 			Logger:      logger.With("component", "profiler"),
 		})
 		if err != nil {
@@ -169,6 +179,7 @@ func newDaemon(ctx context.Context, f *flags, logger *slog.Logger) (*daemon, err
 		versioncollector.NewCollector(buildInfo),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		untrusted,
 	)
 	if err := g.Register(reg); err != nil {
 		return x, err

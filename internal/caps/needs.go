@@ -22,6 +22,8 @@ const (
 	Syslog        = 34
 	Perfmon       = 38
 	BPF           = 39
+	// CheckpointRestore opens /proc/PID/map_files entries (Linux >= 5.9).
+	CheckpointRestore = 40
 )
 
 // Mask is the set of the given capability numbers.
@@ -107,8 +109,10 @@ func NewPlan(keep string, held uint64, needs []Need) (Plan, error) {
 
 // optional capabilities are kept when held but their absence breaks
 // nothing on current kernels (CAP_SYS_RESOURCE raises RLIMIT_MEMLOCK,
-// which kernels since 5.11 no longer charge BPF memory to).
-const optional = 1 << SysResource
+// which kernels since 5.11 no longer charge BPF memory to; without
+// CAP_CHECKPOINT_RESTORE, which kernels before 5.9 lack, mapped files are
+// opened by path and checked to be the inode mapped).
+const optional = 1<<SysResource | 1<<CheckpointRestore
 
 // UnmetFor reports the unmet need of feature, if any.
 func (p Plan) UnmetFor(feature string) (Unmet, bool) {

@@ -187,3 +187,10 @@ func TestParseStat(t *testing.T) {
 		}
 	}
 }
+
+func TestUIDs(t *testing.T) {
+	uids, err := UIDs("/proc", os.Getpid())
+	if err != nil || len(uids) != 4 || uids[0] != uint32(os.Getuid()) || uids[1] != uint32(os.Geteuid()) {
+		t.Fatalf("%v %v", uids, err)
+	}
+}

@@ -29,6 +29,7 @@ import (
 	"github.com/probe-exporter/probe_exporter/config"
 	"github.com/probe-exporter/probe_exporter/decoder"
 	"github.com/probe-exporter/probe_exporter/defaults"
+	"github.com/probe-exporter/probe_exporter/internal/safeopen"
 	"github.com/probe-exporter/probe_exporter/loader"
 	"github.com/probe-exporter/probe_exporter/procexit"
 	"github.com/probe-exporter/probe_exporter/targets"
@@ -53,6 +54,9 @@ type ConfigsOptions struct {
 	// Watcher follows processes for uprobe and USDT targets; nil attaches
 	// userspace probes to every process running the file.
 	Watcher *targets.Watcher
+	// Files counts the files of selected processes refused or not read
+	// in time; nil counts nothing.
+	Files *safeopen.Stats
 	// Tracing exports the spans of the start and of configs' tracing
 	// sections; nil exports none.
 	Tracing *tracing.Provider
@@ -94,7 +98,7 @@ func NewConfigs(ctx context.Context, opts ConfigsOptions) *Configs {
 		EventsMaxSeries: opts.EventsMaxSeries,
 	})
 	if opts.Watcher != nil {
-		c.userspace = userspace.New(opts.Watcher, c.coll, opts.Logger.With("component", "userspace"))
+		c.userspace = userspace.New(opts.Watcher, c.coll, opts.Files, opts.Logger.With("component", "userspace"))
 	}
 	c.engine = reconcile.New(reconcile.Options[*collector.Config]{
 		Sources:     c.sources,

@@ -10,6 +10,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/probe-exporter/probe_exporter/internal/safeopen"
 	"github.com/probe-exporter/probe_exporter/profile"
 	"github.com/probe-exporter/probe_exporter/rules"
 	"github.com/probe-exporter/probe_exporter/targets"
@@ -41,6 +42,9 @@ type ProfilerOptions struct {
 	Watcher *targets.Watcher
 	// Kernel resolves kernel addresses (the ksym decoders' table).
 	Kernel func(addr uint64) (string, bool)
+	// Files counts the files of profiled processes refused or not read
+	// in time.
+	Files  *safeopen.Stats
 	Logger *slog.Logger
 }
 
@@ -74,6 +78,7 @@ func NewProfiler(opts ProfilerOptions) (*profile.Profiler, error) {
 		Sink:      opts.Rules,
 		Watcher:   opts.Watcher,
 		Kernel:    opts.Kernel,
+		Files:     opts.Files,
 		Logger:    opts.Logger,
 	})
 	if err != nil {
