@@ -49,7 +49,7 @@ func (s *script) timeout() time.Duration {
 // last block) is its output.
 func (s *script) exitedWith(cmd *exec.Cmd, err error, stderr *stderrLines) {
 	now := time.Now()
-	if s.kind == KindExec && s.timedOut == cmd {
+	if s.kind == KindExec && cmd != nil && s.timedOut == cmd {
 		s.timedOut = nil
 		s.result = &runResult{err: errTimeout{s.timeout()}, status: http.StatusGatewayTimeout, at: now}
 		s.state = StateFailed
