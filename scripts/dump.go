@@ -186,7 +186,9 @@ func (s *script) dumpBpftrace(pid int, stdout *os.File, c *btCollector, exited c
 		// bpftrace says it attaches before it has attached everything
 		// and run BEGIN: the first dump waits until it idles in its
 		// event loop, so that it is not taken before BEGIN.
-		for idle := 0; idle < 3; {
+		// A busy tool (opensnoop.bt on a busy machine) may never idle:
+		// its event output says it is in its event loop just as well.
+		for idle := 0; idle < 3 && !c.isSettled(); {
 			if closed(exited) {
 				return nil, errExited
 			}

@@ -361,6 +361,10 @@ func (s *script) readStdout(r io.Reader, ready chan struct{}, collector *btColle
 				markReady()
 			case btMapTypes[typ] || tooLong && bytes.HasPrefix(line, []byte("{")):
 				collector.add(line, tooLong, s.opts.MaxOutput)
+			case typ != "" && closed(ready):
+				// printf, time, join...: output of probes, printed
+				// from bpftrace's event loop, after BEGIN.
+				collector.settle()
 			}
 		case KindStap:
 			s.logger.Debug("script output", "script", s.name, "line", string(line))
