@@ -65,29 +65,47 @@ type btStats struct {
 	Total   float64 `json:"total"`
 }
 
+// skippedMap is a map left out of a dump, and why.
+type skippedMap struct{ name, reason string }
+
 // bpftraceFamilies turns the map lines of one SIGUSR1 dump into metric
 // families: @name -> name, keys -> labels, count() -> counter, other
 // integers -> gauge, hist()/lhist() -> histogram with cumulative buckets,
-// stats() -> summary (_count, _sum), avg() -> gauge of the average.
-func bpftraceFamilies(lines [][]byte, s btScript) ([]*dto.MetricFamily, error) {
-	var fams []*dto.MetricFamily
+// stats() -> summary (_count, _sum), avg() -> gauge of the average. A map
+// whose values are not numbers (strings, tuples, stacks) is left out and
+// named in skipped; the other maps are served. A map printed twice (a
+// script's own print() during the dump) counts once, as last printed.
+func bpftraceFamilies(lines [][]byte, s btScript) (fams []*dto.MetricFamily, skipped []skippedMap, err error) {
+	byName := map[string]int{}
 	for _, raw := range lines {
 		var l btLine
 		if err := json.Unmarshal(raw, &l); err != nil {
-			return nil, fmt.Errorf("bpftrace output %q: %w", truncate(raw, 80), err)
+			return nil, nil, fmt.Errorf("bpftrace output %q: %w", truncate(raw, 80), err)
 		}
-		for name, data := range l.Data {
-			f, err := s.family(l.Type, name, data)
+		names := make([]string, 0, len(l.Data))
+		for name := range l.Data {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			f, err := s.family(l.Type, name, l.Data[name])
 			if err != nil {
-				return nil, fmt.Errorf("map %s: %w", name, err)
+				skipped = append(skipped, skippedMap{name: name, reason: err.Error()})
+				continue
 			}
-			if f != nil {
-				fams = append(fams, f)
+			if f == nil {
+				continue
 			}
+			if i, ok := byName[f.GetName()]; ok {
+				fams[i] = f
+				continue
+			}
+			byName[f.GetName()] = len(fams)
+			fams = append(fams, f)
 		}
 	}
 	sort.Slice(fams, func(i, j int) bool { return fams[i].GetName() < fams[j].GetName() })
-	return fams, nil
+	return fams, skipped, nil
 }
 
 func (s btScript) family(typ, mapName string, data json.RawMessage) (*dto.MetricFamily, error) {
@@ -106,7 +124,7 @@ func (s btScript) family(typ, mapName string, data json.RawMessage) (*dto.Metric
 	}
 	if isObject {
 		if err := json.Unmarshal(data, &keyed); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("value %s: %w", truncate(data, 40), err)
 		}
 	} else {
 		keyed[""] = data
@@ -135,7 +153,7 @@ func (s btScript) family(typ, mapName string, data json.RawMessage) (*dto.Metric
 		case "hist", "lhist":
 			var bs []btBucket
 			if err := json.Unmarshal(v, &bs); err != nil {
-				return nil, err
+				return nil, fmt.Errorf("value %s is not a histogram", truncate(v, 40))
 			}
 			f.Type = dto.MetricType_HISTOGRAM.Enum()
 			m.Histogram = histogramOf(bs, typ == "hist")

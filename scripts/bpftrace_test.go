@@ -106,9 +106,9 @@ func TestBpftraceFamilies(t *testing.T) {
 		[]byte(`{"type": "stats", "data": {"@k": {"bash": {"count": 2, "average": 3, "total": 6}}}}`),
 	}
 	s := inferBpftrace("// labels: @m id,name\nk:f { @c = count(); @m[1, \"x\"] = count(); }")
-	fams, err := bpftraceFamilies(lines, s)
-	if err != nil {
-		t.Fatal(err)
+	fams, skipped, err := bpftraceFamilies(lines, s)
+	if err != nil || len(skipped) != 0 {
+		t.Fatal(err, skipped)
 	}
 	out, err := encodeText(fams)
 	if err != nil {
@@ -128,9 +128,48 @@ func TestBpftraceFamilies(t *testing.T) {
 			t.Errorf("missing %q in\n%s", w, text)
 		}
 	}
-	if _, err := bpftraceFamilies([][]byte{[]byte("{nope")}, s); err == nil {
+	if _, _, err := bpftraceFamilies([][]byte{[]byte("{nope")}, s); err == nil {
 		t.Error("bad JSON accepted")
 	}
 	var v any
 	_ = json.Unmarshal([]byte("1"), &v)
+}
+
+// TestBpftraceNonNumericMaps: maps whose values are strings, tuples or
+// stacks (bpftrace 0.17's writeback.bt keeps @reason strings) are left
+// out and named; the numeric maps beside them are served, and a map
+// printed twice in one dump (a script's own print()) counts once.
+func TestBpftraceNonNumericMaps(t *testing.T) {
+	lines := [][]byte{
+		[]byte(`{"type": "map", "data": {"@reason": {"12": "background", "13": "periodic"}}}`),
+		[]byte(`{"type": "map", "data": {"@start": {"12": 5523400000}}}`),
+		[]byte(`{"type": "map", "data": {"@t": [1,"b"]}}`),
+		[]byte(`{"type": "map", "data": {"@k": {"1": "\n        bpf_prog_x+6407\n        do_syscall_64+113\n"}}}`),
+		[]byte(`{"type": "map", "data": {"@sym": "0"}}`),
+		[]byte(`{"type": "hist", "data": {"@bad": {"x": 1}}}`),
+		[]byte(`{"type": "stats", "data": {"@st": {"a": "b"}}}`),
+		[]byte(`{"type": "map", "data": {"@n": 4}}`),
+		[]byte(`{"type": "map", "data": {"@n": 5}}`),
+	}
+	fams, skipped, err := bpftraceFamilies(lines, btScript{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	for _, sk := range skipped {
+		left = append(left, sk.name)
+	}
+	if got, want := strings.Join(left, " "), "@reason @t @k @sym @bad @st"; got != want {
+		t.Errorf("left out %q, want %q", got, want)
+	}
+	out, err := encodeText(fams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := string(out), "# HELP n bpftrace map @n\n# TYPE n gauge\nn 5\n# HELP start bpftrace map @start\n# TYPE start gauge\nstart{key=\"12\"} 5.5234e+09\n"; got != want {
+		t.Errorf("served\n%s\nwant\n%s", got, want)
+	}
+	if _, err := validate(out); err != nil {
+		t.Error(err)
+	}
 }

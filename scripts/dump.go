@@ -3,6 +3,7 @@ package scripts
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -40,9 +41,28 @@ type btCollector struct {
 	lines   [][]byte
 	size    int
 	over    bool
-	last    time.Time // when the newest map line came
-	arrived int       // map lines seen in this dump, over the limit too
-	settled bool      // bpftrace of this run has reached its event loop
+	last    time.Time       // when the newest map line came
+	arrived int             // map lines seen in this dump, over the limit too
+	settled bool            // bpftrace of this run has reached its event loop
+	skipped map[string]bool // maps left out, logged once per run
+}
+
+// firstSkip tells whether map name is left out for the first time in
+// this run.
+func (c *btCollector) firstSkip(name string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.skipped[name] {
+		return false
+	}
+	if c.skipped == nil {
+		c.skipped = map[string]bool{}
+	}
+	if len(c.skipped) >= 1024 {
+		return false // bounded: a script has few maps
+	}
+	c.skipped[name] = true
+	return true
 }
 
 func (c *btCollector) isSettled() bool {
@@ -121,7 +141,7 @@ const (
 // requests that arrive while it runs.
 func (s *script) scrapeBpftrace(ctx context.Context) ([]byte, error) {
 	s.mu.Lock()
-	cmd, ready, stdout, collector := s.cmd, s.ready, s.stdout, s.collector
+	cmd, ready, stdout, collector, exited := s.cmd, s.ready, s.stdout, s.collector, s.exited
 	if cmd == nil || !s.running() {
 		s.mu.Unlock()
 		return nil, errStarting
@@ -137,7 +157,7 @@ func (s *script) scrapeBpftrace(ctx context.Context) ([]byte, error) {
 		call = &dumpCall{cmd: cmd, done: make(chan struct{})}
 		s.dump = call
 		go func() {
-			call.out, call.err = s.dumpBpftrace(cmd.Process.Pid, stdout, collector)
+			call.out, call.err = s.dumpBpftrace(cmd.Process.Pid, stdout, collector, exited)
 			s.mu.Lock()
 			if s.dump == call {
 				s.dump = nil
@@ -160,13 +180,18 @@ func (s *script) scrapeBpftrace(ctx context.Context) ([]byte, error) {
 
 // dumpBpftrace signals bpftrace and collects the dump it prints; at most
 // max(StartWait, 5s).
-func (s *script) dumpBpftrace(pid int, stdout *os.File, c *btCollector) ([]byte, error) {
+func (s *script) dumpBpftrace(pid int, stdout *os.File, c *btCollector, exited chan struct{}) ([]byte, error) {
 	deadline := time.Now().Add(max(s.opts.StartWait, 5*time.Second))
 	if !c.isSettled() {
 		// bpftrace says it attaches before it has attached everything
 		// and run BEGIN: the first dump waits until it idles in its
 		// event loop, so that it is not taken before BEGIN.
-		for idle := 0; idle < 3; {
+		// A busy tool (opensnoop.bt on a busy machine) may never idle:
+		// its event output says it is in its event loop just as well.
+		for idle := 0; idle < 3 && !c.isSettled(); {
+			if closed(exited) {
+				return nil, errExited
+			}
 			if time.Now().After(deadline) {
 				return nil, fmt.Errorf("bpftrace did not settle after attaching within %v", max(s.opts.StartWait, 5*time.Second))
 			}
@@ -183,10 +208,19 @@ func (s *script) dumpBpftrace(pid int, stdout *os.File, c *btCollector) ([]byte,
 	sent := time.Now()
 	if err := syscall.Kill(pid, syscall.SIGUSR1); err != nil {
 		c.end()
+		if closed(exited) {
+			return nil, errExited
+		}
 		return nil, fmt.Errorf("signalling bpftrace: %w", err)
 	}
 	for {
 		time.Sleep(dumpPoll)
+		if closed(exited) {
+			// What it printed was its dump at exit, if anything:
+			// the answer is why it exited.
+			c.end()
+			return nil, errExited
+		}
 		n, last := c.progress()
 		now := time.Now()
 		quietFrom := sent
@@ -205,12 +239,21 @@ func (s *script) dumpBpftrace(pid int, stdout *os.File, c *btCollector) ([]byte,
 	if over {
 		return nil, errTooLarge{s.opts.MaxOutput}
 	}
-	fams, err := bpftraceFamilies(lines, s.bt)
+	fams, skipped, err := bpftraceFamilies(lines, s.bt)
 	if err != nil {
 		return nil, err
 	}
+	for _, sk := range skipped {
+		if c.firstSkip(sk.name) {
+			s.logger.Warn("bpftrace map left out: its values are not numbers", "script", s.name, "map", sk.name, "reason", sk.reason)
+		}
+	}
 	return encodeText(fams)
 }
+
+// errExited is a dump asked of a bpftrace that exited meanwhile; the
+// request is answered with the run's own reason.
+var errExited = errors.New("bpftrace exited")
 
 // btIdle tells that bpftrace has nothing more to print for now: SIGUSR1
 // is not pending, no thread is running, and nothing is left unread in

@@ -131,6 +131,10 @@ func checkDuplicates(text []byte) error {
 	return nil
 }
 
+func isNameByte(c byte) bool {
+	return c == '_' || c == ':' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}
+
 // seriesText is the name and labels part of a sample line.
 func seriesText(line []byte) []byte {
 	if i := bytes.LastIndexByte(line, '}'); i >= 0 {
@@ -145,13 +149,21 @@ func seriesText(line []byte) []byte {
 // seriesKey is a canonical form of a sample line's series: its name and
 // its label pairs sorted, values unescaped.
 func seriesKey(line []byte, pairs []string) (string, bool) {
-	i := bytes.IndexAny(line, "{ \t")
-	if i < 0 {
+	// The name ends where a byte that cannot be in it starts: the
+	// parser takes "a.1" as the sample a with the value .1.
+	i := 0
+	for i < len(line) && isNameByte(line[i]) {
+		i++
+	}
+	if i == 0 {
 		return "", false
 	}
 	name := string(line[:i])
-	if line[i] != '{' {
-		return name, true
+	for i < len(line) && (line[i] == ' ' || line[i] == '\t') {
+		i++
+	}
+	if i >= len(line) || line[i] != '{' {
+		return name + "\x00", true // the same key as name{}
 	}
 	i++
 	for {

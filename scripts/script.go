@@ -70,6 +70,11 @@ type script struct {
 	ready      chan struct{} // closed at the first output of this run
 	block      []byte        // exec: newest complete block
 	blockErr   error         // exec: the newest block broke a limit
+	trailing   []byte        // exec: what the run printed after its last "# EOF"
+	trailErr   error         // exec: that trailing output broke a limit
+	oneshot    bool          // exec: its last run exited 0 (learned, not configured)
+	result     *runResult    // exec: the newest one-shot run's outcome
+	timedOut   *exec.Cmd     // exec: the one-shot run killed for its timeout
 	stderr     *rateLimited
 	removed    bool
 
@@ -90,7 +95,7 @@ type shared struct {
 func (s *script) status() Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return Status{Name: s.name, Kind: s.kind, State: s.state, Restarts: s.restarts, LastError: s.lastErr, LastOutput: s.lastOutput, Autostart: s.autostart}
+	return Status{Name: s.name, Kind: s.kind, State: s.state, Restarts: s.restarts, LastError: s.lastErr, LastOutput: s.lastOutput, Autostart: s.autostart, OneShot: s.kind == KindExec && s.oneshot}
 }
 
 // running reports whether the process is alive; callers hold s.mu.
@@ -198,12 +203,13 @@ func (s *script) launch() error {
 	s.started = time.Now()
 	s.ready = make(chan struct{})
 	s.block, s.blockErr = nil, nil
+	s.trailing, s.trailErr = nil, nil
 	collector := &btCollector{}
 	s.collector = collector
 	done, exited := make(chan struct{}), make(chan struct{})
 	s.done, s.exited = done, exited
 	ready := s.ready
-	var errTail tailBuffer
+	var errTail stderrLines
 	var readers sync.WaitGroup
 	readers.Add(2)
 	go func() { defer readers.Done(); s.readStdout(outR, ready, collector) }()
@@ -231,22 +237,14 @@ func (s *script) launch() error {
 		j.remove()
 		s.mu.Lock()
 		if s.cmd == cmd {
-			msg := "exited"
-			if err != nil {
-				msg = err.Error()
-			}
-			if t := errTail.String(); t != "" {
-				msg += ": " + t
-			}
-			if s.state != StateIdle {
-				s.state = StateFailed
-				s.lastErr = msg
-				s.logger.Warn("script exited", "script", s.name, "err", msg)
-			}
+			s.exitedWith(cmd, err, &errTail)
 		}
 		s.mu.Unlock()
 		close(done)
 	}()
+	if s.kind == KindExec && s.oneshot {
+		go s.watchTimeout(cmd, exited)
+	}
 	s.logger.Info("script started", "script", s.name, "pid", cmd.Process.Pid, "cgroup", j.cgroup)
 	return nil
 }
@@ -313,6 +311,17 @@ func (s *script) readStdout(r io.Reader, ready chan struct{}, collector *btColle
 			if !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrClosed) {
 				s.logger.Warn("reading script output", "script", s.name, "err", err)
 			}
+			if s.kind == KindExec {
+				// What follows the last "# EOF" is a one-shot
+				// script's whole output, if the run exits 0.
+				s.mu.Lock()
+				if over {
+					s.trailing, s.trailErr = nil, errTooLarge{s.opts.MaxOutput}
+				} else {
+					s.trailing, s.trailErr = append([]byte(nil), block.Bytes()...), nil
+				}
+				s.mu.Unlock()
+			}
 			return
 		}
 		switch s.kind {
@@ -352,6 +361,10 @@ func (s *script) readStdout(r io.Reader, ready chan struct{}, collector *btColle
 				markReady()
 			case btMapTypes[typ] || tooLong && bytes.HasPrefix(line, []byte("{")):
 				collector.add(line, tooLong, s.opts.MaxOutput)
+			case typ != "" && closed(ready):
+				// printf, time, join...: output of probes, printed
+				// from bpftrace's event loop, after BEGIN.
+				collector.settle()
 			}
 		case KindStap:
 			s.logger.Debug("script output", "script", s.name, "line", string(line))
@@ -362,7 +375,7 @@ func (s *script) readStdout(r io.Reader, ready chan struct{}, collector *btColle
 // readStderr logs stderr (rate-limited, long lines cut) and keeps its
 // tail for error messages; it reads to the end whatever the script
 // writes, so that a script is never blocked on a full stderr pipe.
-func (s *script) readStderr(r io.Reader, tail *tailBuffer) {
+func (s *script) readStderr(r io.Reader, tail *stderrLines) {
 	lr := newLineReader(r, 4096)
 	for {
 		line, tooLong, err := lr.next()
@@ -466,35 +479,6 @@ func (s *script) scrape(ctx context.Context) ([]byte, error) {
 		return s.scrapeStap()
 	}
 	return nil, fmt.Errorf("unknown kind %q", s.kind)
-}
-
-// tailBuffer keeps the last lines of stderr for error messages.
-type tailBuffer struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (t *tailBuffer) add(l string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.lines = append(t.lines, l)
-	if len(t.lines) > 5 {
-		t.lines = t.lines[1:]
-	}
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(bytes.Join(bytesOf(t.lines), []byte(" | ")))
-}
-
-func bytesOf(ss []string) [][]byte {
-	out := make([][]byte, len(ss))
-	for i, s := range ss {
-		out[i] = []byte(s)
-	}
-	return out
 }
 
 // rateLimited logs at most burst stderr lines per script per interval.

@@ -51,6 +51,16 @@ type Options struct {
 	// NoCgroups keeps scripts out of per-run cgroups: what they start
 	// is then found by their environment marker alone.
 	NoCgroups bool
+
+	// Timeout bounds one run of a one-shot executable (killed past it)
+	// and how long a request waits for an executable's first output or
+	// exit; Timeouts overrides it per script name.
+	Timeout  time.Duration
+	Timeouts map[string]time.Duration
+	// MinInterval is how long a one-shot script's output is reused
+	// before a request runs it again; autostart one-shot scripts run
+	// again this long after each run.
+	MinInterval time.Duration
 }
 
 func (o *Options) bpftrace() string { return or(o.Bpftrace, "bpftrace") }
@@ -74,6 +84,7 @@ type Status struct {
 	LastError  string
 	LastOutput time.Time
 	Autostart  bool
+	OneShot    bool // an executable whose runs exit 0: run per request
 }
 
 // Supervisor runs the scripts of one directory.
@@ -105,6 +116,9 @@ func New(opts Options) (*Supervisor, error) {
 	}
 	if opts.BackoffMax <= 0 {
 		opts.BackoffMax = time.Minute
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 10 * time.Second
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -196,7 +210,13 @@ func (s *Supervisor) Reload() error {
 	}
 	var added []*script
 	for name, kind := range found {
-		if _, ok := s.scripts[name]; ok {
+		if sc, ok := s.scripts[name]; ok {
+			// The file may have changed form: its next run tells.
+			sc.mu.Lock()
+			if !sc.running() {
+				sc.oneshot, sc.result = false, nil
+			}
+			sc.mu.Unlock()
 			continue
 		}
 		sc := &script{
@@ -326,6 +346,19 @@ func (s *Supervisor) keepRunning(ctx context.Context, sc *script) {
 			case <-done:
 			}
 		}
+		sc.mu.Lock()
+		ranOnce := sc.oneshot && sc.result != nil && sc.result.err == nil && !sc.result.at.Before(started)
+		sc.mu.Unlock()
+		if ranOnce {
+			// A one-shot script runs on an interval.
+			backoff = 100 * time.Millisecond
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(max(s.opts.MinInterval, time.Second)):
+			}
+			continue
+		}
 		if time.Since(started) > 2*s.opts.BackoffMax {
 			backoff = 100 * time.Millisecond // it ran fine for a while
 		}
@@ -437,6 +470,13 @@ func (s *Supervisor) ServeScript(w http.ResponseWriter, r *http.Request, name st
 			return
 		}
 	}
+	if r := sc.freshResult(); r != nil && (sc.autostart || !sc.running()) {
+		// A one-shot result young enough, or an autostart one-shot
+		// script's newest: no run for this request.
+		sc.mu.Unlock()
+		s.writeResult(w, sc, r)
+		return
+	}
 	if !sc.running() {
 		if s.closed.Load() {
 			sc.mu.Unlock()
@@ -455,11 +495,22 @@ func (s *Supervisor) ServeScript(w http.ResponseWriter, r *http.Request, name st
 			return
 		}
 	}
-	ready, done := sc.ready, sc.done
+	ready, done, exited := sc.ready, sc.done, sc.exited
+	startWait := s.opts.StartWait
+	if sc.kind == KindExec {
+		// An executable's first output may be its exit (one-shot):
+		// wait for it as long as a run may take, and for a known
+		// one-shot run also for its kill.
+		startWait = max(startWait, sc.timeout())
+		if sc.oneshot {
+			ready = nil
+			startWait += sc.stopGrace() + 2*sc.killWait()
+		}
+	}
 	sc.mu.Unlock()
 
 	// Wait for the first output of this run, up to the start wait.
-	wait := time.NewTimer(s.opts.StartWait)
+	wait := time.NewTimer(startWait)
 	defer wait.Stop()
 	select {
 	case <-ready:
@@ -467,6 +518,15 @@ func (s *Supervisor) ServeScript(w http.ResponseWriter, r *http.Request, name st
 	case <-wait.C:
 	case <-r.Context().Done():
 		return
+	}
+	if sc.kind == KindExec && closed(done) {
+		sc.mu.Lock()
+		res := sc.result
+		sc.mu.Unlock()
+		if res != nil {
+			s.writeResult(w, sc, res)
+			return
+		}
 	}
 	// A request is answered within the start wait plus a second, even
 	// when a bpftrace dump it joined takes longer.
@@ -480,6 +540,14 @@ func (s *Supervisor) ServeScript(w http.ResponseWriter, r *http.Request, name st
 	}
 	if r.Context().Err() != nil {
 		return
+	}
+	if err != nil && !errors.Is(err, errStarting) && closed(exited) {
+		// The process died under the request (bpftrace that failed to
+		// attach after saying it did): its own reason, not ours.
+		if msg, ok := sc.deathReason(done); ok {
+			http.Error(w, fmt.Sprintf("%s failed: %s", name, msg), http.StatusInternalServerError)
+			return
+		}
 	}
 	if errors.Is(err, errStarting) {
 		sc.mu.Lock()
@@ -517,6 +585,34 @@ func (s *Supervisor) ServeScript(w http.ResponseWriter, r *http.Request, name st
 	}
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	_, _ = w.Write(out)
+}
+
+// closed tells whether c is closed (a nil channel is not).
+func closed(c chan struct{}) bool {
+	if c == nil {
+		return false
+	}
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+// deathReason waits (bounded) for the run whose end is done to be fully
+// accounted for and returns why it ended: its exit status and stderr.
+func (sc *script) deathReason(done chan struct{}) (string, bool) {
+	t := time.NewTimer(sc.stopGrace() + 2*sc.killWait())
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		return "", false
+	}
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	return sc.lastErr, sc.lastErr != "" && sc.state == StateFailed
 }
 
 // reserve counts one more running script if that stays within

@@ -146,7 +146,9 @@ func TestExecScript(t *testing.T) {
 func TestStartingThenRunning(t *testing.T) {
 	dir := t.TempDir()
 	writeScript(t, dir, "slow.sh", "#!/bin/sh\nsleep 1\necho 'up 1'\necho '# EOF'\nsleep 60\n", true)
-	_, srv := serve(t, Options{Dir: dir, StartWait: 100 * time.Millisecond})
+	// An executable's first request waits up to its timeout (it may be
+	// one-shot), a long-running one without output is not killed for it.
+	_, srv := serve(t, Options{Dir: dir, StartWait: 100 * time.Millisecond, Timeout: 100 * time.Millisecond})
 	code, hdr, body := testkit.Get(t, srv.URL+"/slow.sh")
 	if code != http.StatusServiceUnavailable || hdr.Get("Retry-After") == "" || !strings.Contains(body, "starting") {
 		t.Fatalf("first request: %d Retry-After=%q %q", code, hdr.Get("Retry-After"), body)

@@ -155,13 +155,16 @@ func newDaemon(ctx context.Context, f *flags, logger *slog.Logger) (*daemon, err
 
 	if f.scriptsDir != "" {
 		s, err := services.NewScripts(scripts.Options{
-			Dir:        f.scriptsDir,
-			Keepalive:  timeOf(f.scriptsKeepalive),
-			StartWait:  f.scriptsStartWait,
-			MaxRunning: f.scriptsMaxRunning,
-			MaxOutput:  f.scriptsMaxOutput,
-			Logger:     logger.With("component", "scripts"),
-			ExporterID: exporterID(f),
+			Dir:         f.scriptsDir,
+			Keepalive:   timeOf(f.scriptsKeepalive),
+			StartWait:   f.scriptsStartWait,
+			MaxRunning:  f.scriptsMaxRunning,
+			MaxOutput:   f.scriptsMaxOutput,
+			Timeout:     f.scriptsTimeout,
+			Timeouts:    f.scriptsTimeouts,
+			MinInterval: f.scriptsMinInt,
+			Logger:      logger.With("component", "scripts"),
+			ExporterID:  exporterID(f),
 		})
 		if err != nil {
 			return x, fmt.Errorf("scripts: %w", err)

@@ -33,6 +33,9 @@ type flags struct {
 	scriptsStartWait  time.Duration
 	scriptsMaxRunning int
 	scriptsMaxOutput  int
+	scriptsTimeout    time.Duration
+	scriptsTimeouts   scriptTimeouts
+	scriptsMinInt     time.Duration
 
 	capsKeep string
 	runAs    string
@@ -72,6 +75,9 @@ func registerFlags(app *kingpin.Application) *flags {
 	app.Flag("scripts.start-wait", "How long a first request waits for a starting script's first output before answering 503.").Default("2s").DurationVar(&f.scriptsStartWait)
 	app.Flag("scripts.max-running", "Most scripts running at once (0: no limit).").Default("64").IntVar(&f.scriptsMaxRunning)
 	app.Flag("scripts.max-output", "Largest output kept per script, in bytes.").Default("16777216").IntVar(&f.scriptsMaxOutput)
+	app.Flag("scripts.timeout", "How long one run of a one-shot executable (one that prints its metrics and exits 0) may take before it is killed and the request answers 504; also how long an executable's first request waits for its output.").Default("10s").DurationVar(&f.scriptsTimeout)
+	app.Flag("scripts.script-timeout", "NAME=DURATION: --scripts.timeout for one script (repeatable).").PlaceHolder("NAME=DURATION").SetValue(&f.scriptsTimeouts)
+	app.Flag("scripts.min-interval", "How long a one-shot executable's output is reused before a request runs it again (0: every request runs it); autostart one-shot scripts run this often (at least every second).").Default("5s").DurationVar(&f.scriptsMinInt)
 
 	app.Flag("capabilities.keep", "Capabilities kept once started: \"auto\" keeps what the configured features need (said at start and on the landing page), \"all\" keeps every one, a list (CAP_BPF,CAP_PERFMON,...) keeps those. The rest are dropped, from the bounding set too, so scripts cannot regain them.").
 		Default("auto").StringVar(&f.capsKeep)
@@ -99,6 +105,30 @@ func (f *flags) names() []string {
 	}
 	return out
 }
+
+// scriptTimeouts is --scripts.script-timeout, NAME=DURATION repeated.
+type scriptTimeouts map[string]time.Duration
+
+func (m *scriptTimeouts) Set(s string) error {
+	name, d, ok := strings.Cut(s, "=")
+	if !ok || name == "" {
+		return fmt.Errorf("%q: want NAME=DURATION", s)
+	}
+	v, err := time.ParseDuration(d)
+	if err != nil || v <= 0 {
+		return fmt.Errorf("%q: want NAME=DURATION with a positive duration", s)
+	}
+	if *m == nil {
+		*m = scriptTimeouts{}
+	}
+	(*m)[name] = v
+	return nil
+}
+
+func (m *scriptTimeouts) String() string { return fmt.Sprint(map[string]time.Duration(*m)) }
+
+// IsCumulative makes the flag repeatable.
+func (m *scriptTimeouts) IsCumulative() bool { return true }
 
 // durationOrSeconds accepts "60" (seconds, as stap-exporter) or "1m".
 type durationOrSeconds time.Duration

@@ -3,15 +3,12 @@ package main
 import (
 	"bufio"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
@@ -78,33 +75,11 @@ func startBurner(t *testing.T, a *testkit.Attacker, bin string) (int, uint64) {
 	return pid, addr
 }
 
-// answerWait bounds how long an attacked exporter may take to answer one
-// request: not a measure of speed (it answers in milliseconds), it turns
-// a hang (/metrics never answering again) into a failure.
-const answerWait = 30 * time.Second
-
-// fetch gets url within answerWait, failing the test if it does not
-// answer.
-func fetch(t *testing.T, url string) (int, string) {
-	t.Helper()
-	c := &http.Client{Timeout: answerWait}
-	resp, err := c.Get(url)
-	if err != nil {
-		t.Fatalf("%s did not answer: %v", url, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("%s: %v", url, err)
-	}
-	return resp.StatusCode, string(b)
-}
-
 // untrustedValue is the value of the one series named exactly so in
 // /metrics, -1 when there is none.
 func untrustedValue(t *testing.T, addr, name string) float64 {
 	t.Helper()
-	_, body := fetch(t, "http://"+addr+"/metrics")
+	_, body := get(t, "http://"+addr+"/metrics")
 	for _, l := range strings.Split(body, "\n") {
 		if v, ok := strings.CutPrefix(l, name+" "); ok {
 			f, _ := strconv.ParseFloat(v, 64)
@@ -201,7 +176,7 @@ func TestPerfMapAttacks(t *testing.T) {
 	}
 	outputs := map[string]string{}
 	for _, path := range []string{"/metrics", "/exported-metrics", "/", "/-/healthy", "/-/ready"} {
-		_, body := fetch(t, "http://"+addr+path)
+		_, body := get(t, "http://"+addr+path)
 		outputs[path] = body
 	}
 	if code := p.stop(t); code != 0 {
@@ -344,7 +319,7 @@ func TestBindMountedFIFO(t *testing.T) {
 			t.Errorf("process %d state %q", pid, s)
 		}
 	}
-	if code, _ := fetch(t, "http://"+addr+"/metrics"); code != 200 {
+	if code, _ := get(t, "http://"+addr+"/metrics"); code != 200 {
 		t.Errorf("/metrics answered %d", code)
 	}
 	if code := p.stop(t); code != 0 {

@@ -39,8 +39,12 @@ func (s *Scripts) Routes() []web.Route {
 // Status lists the scripts on the landing page.
 func (s *Scripts) Status(st *web.Status) {
 	for _, sc := range s.Supervisor.Status() {
+		kind := string(sc.Kind)
+		if sc.OneShot {
+			kind += " (one-shot)"
+		}
 		st.Scripts = append(st.Scripts, web.ScriptStatus{
-			Name: sc.Name, Kind: string(sc.Kind), State: string(sc.State), LastError: sc.LastError,
+			Name: sc.Name, Kind: kind, State: string(sc.State), LastError: sc.LastError,
 			Restarts: sc.Restarts, Autostart: sc.Autostart, LastOutput: sc.LastOutput,
 		})
 	}
