@@ -88,6 +88,12 @@ func (b *configBuilder) build(obj *loader.Object) *Config {
 		add(kindHistogram, h.Name, h.MapName(), h.Help, h.Line, h.Labels, h, h.MaxAge)
 	}
 	cfg.Err = errors.Join(errs...)
+	for _, mm := range cfg.metrics {
+		mm.owner = cfg
+		for _, f := range mm.fields {
+			f.mm.owner = cfg
+		}
+	}
 	return cfg
 }
 

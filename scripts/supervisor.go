@@ -73,7 +73,9 @@ type Status struct {
 	Restarts   int
 	LastError  string
 	LastOutput time.Time
-	Autostart  bool
+	// LastOutputSize is the size in bytes of the last output.
+	LastOutputSize int
+	Autostart      bool
 }
 
 // Supervisor runs the scripts of one directory.

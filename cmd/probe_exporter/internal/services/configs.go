@@ -308,6 +308,11 @@ func (c *Configs) Status(st *web.Status) {
 			st.Configs = append(st.Configs, cs)
 			continue
 		}
+		sum := u.Running.Summary()
+		cs.Scraped, cs.Series, cs.ScrapeDuration, cs.ScrapeBytes, cs.DecoderErrors = sum.Scraped, sum.Series, sum.ScrapeDuration, sum.ScrapeBytes, sum.DecoderErrors
+		for _, h := range sum.Histograms {
+			cs.Histograms = append(cs.Histograms, web.HistogramStatus{Name: h.Name, Series: h.Series, Bounds: h.Bounds, Counts: h.Counts, Exp2: h.Exp2})
+		}
 		for _, p := range u.Running.Object.Programs {
 			if p.Skipped {
 				continue

@@ -41,7 +41,7 @@ func (s *Scripts) Status(st *web.Status) {
 	for _, sc := range s.Supervisor.Status() {
 		st.Scripts = append(st.Scripts, web.ScriptStatus{
 			Name: sc.Name, Kind: string(sc.Kind), State: string(sc.State), LastError: sc.LastError,
-			Restarts: sc.Restarts, Autostart: sc.Autostart, LastOutput: sc.LastOutput,
+			Restarts: sc.Restarts, Autostart: sc.Autostart, LastOutput: sc.LastOutput, LastOutputSize: sc.LastOutputSize,
 		})
 	}
 }
