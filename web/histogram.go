@@ -87,7 +87,8 @@ func (h HistogramStatus) Draw() Drawing {
 			X: round1(x + 0.5), Y: round1(drawPlot - height), W: round1(max(slot-1, 0.5)), H: round1(height),
 			Title: "(" + lower + ", " + formatBound(h.Bounds[i]) + "]: " + strconv.FormatUint(c, 10),
 		})
-		if i%every == 0 || i == n-1 {
+		// Every few bounds, and the last unless it would overlap.
+		if i%every == 0 || i == n-1 && i%every > every/2 {
 			d.Ticks = append(d.Ticks, Tick{X: round1(x + slot/2), Label: formatBound(h.Bounds[i])})
 		}
 	}
