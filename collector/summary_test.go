@@ -82,3 +82,17 @@ func TestSummary(t *testing.T) {
 		t.Errorf("scrape bytes %d, the config's lines take %d of\n%s", s.ScrapeBytes, want, body.String())
 	}
 }
+
+// BenchmarkSummary100k is the landing page's cost per config at 100k
+// series: one pass over the last scrape's series, no map read.
+func BenchmarkSummary100k(b *testing.B) {
+	c := benchCollector(b, benchMap(b, 100_000))
+	c.gather.Gather()
+	cfg := c.Configs()[0]
+	b.ResetTimer()
+	for b.Loop() {
+		if s := cfg.Summary(); s.Series != 100_000 {
+			b.Fatalf("%d series", s.Series)
+		}
+	}
+}
