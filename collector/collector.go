@@ -109,7 +109,9 @@ func (c *Collector) NewConfig(obj *loader.Object) *Config { return c.builder.bui
 // FailedConfig stands for a config that did not parse: it reports the
 // config as down and has no maps.
 func (c *Collector) FailedConfig(cfg config.Config, err error) *Config {
-	return failedConfig(cfg, err)
+	fc := failedConfig(cfg, err)
+	fc.decodeErrs = c.state.decoderErrors.WithLabelValues(cfg.Name)
+	return fc
 }
 
 // SetConfigs replaces the configs being served.

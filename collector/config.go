@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,6 +32,8 @@ type Config struct {
 	mu           sync.Mutex // serializes scrapes of this config
 	lastDuration time.Duration
 	scrapeErrors float64
+	// lastBytes is the size of its families in the last /metrics answer.
+	lastBytes atomic.Int64
 }
 
 // Name is the config name.

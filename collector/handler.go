@@ -163,6 +163,14 @@ func (h *handler) ServeHTTP(rsp http.ResponseWriter, req *http.Request) {
 			filter[n] = true
 		}
 	}
+	cw := &countingWriter{w: w}
+	w = cw
+	sizes := scrapeSizes{}
+	for _, f := range frames {
+		if f.mm.owner != nil {
+			sizes[f.mm.owner] += 0
+		}
+	}
 	enc := expfmt.NewEncoder(w, format)
 	wire := wireFormatOf(format)
 	sw, ok := h.writers.get()
@@ -197,12 +205,17 @@ func (h *handler) ServeHTTP(rsp http.ResponseWriter, req *http.Request) {
 			if filter != nil && !filter[group[0].mm.name] {
 				continue
 			}
+			before := cw.n + int64(len(sw.buf))
 			err = h.writeGroup(sw, enc, wire, group)
+			sizes.add(group, cw.n+int64(len(sw.buf))-before)
 		}
 		if err != nil {
 			h.logf("error encoding and sending metric family: %v", err)
 			h.errCnt.WithLabelValues("encoding").Inc()
 		}
+	}
+	if filter == nil {
+		sizes.store()
 	}
 	if closer, ok := enc.(expfmt.Closer); ok {
 		if err := closer.Close(); err != nil {

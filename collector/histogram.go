@@ -25,11 +25,14 @@ type histSpec struct {
 	leText, leOpenMetrics []string
 	// native is the native histogram form of the buckets, or nil.
 	native *nativeSpec
+	// exp2: the bounds are powers of two (exp2, exp2zero).
+	exp2 bool
 }
 
 func newHistSpec(h config.Histogram) (*histSpec, error) {
 	mult := h.Multiplier()
 	s := &histSpec{slot: map[float64]int{}, multiplier: mult}
+	s.exp2 = h.BucketType == config.BucketExp2 || h.BucketType == config.BucketExp2Zero
 	add := func(key, bound float64) {
 		s.slot[key] = len(s.bounds)
 		s.bounds = append(s.bounds, bound)

@@ -120,6 +120,9 @@ type mapMetric struct {
 	// flight), so steady scrapes allocate no frame buffers.
 	freeMu sync.Mutex
 	free   []*frame
+	// owner is the config the metric is read for (the landing page's
+	// scrape sizes).
+	owner *Config
 }
 
 // errKeySize is returned by newMapMetric when labels and key disagree.

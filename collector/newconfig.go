@@ -38,7 +38,10 @@ func (b *configBuilder) fqName(name string) string { return prometheus.BuildFQNa
 // exist and its labels must match the map's key size. What does not is in
 // the Config's Err, and the rest is served.
 func (b *configBuilder) build(obj *loader.Object) *Config {
-	cfg := &Config{Object: obj}
+	// Every config's decoder_errors_total is served from the start, 0
+	// until a key fails, as ebpf_exporter serves it: rate() alerts and
+	// absent() see the series whether or not the config attached.
+	cfg := &Config{Object: obj, decodeErrs: b.decoderErrors.WithLabelValues(obj.Config.Name)}
 	if obj.Err != nil || obj.Collection == nil {
 		return cfg
 	}
@@ -108,7 +111,12 @@ func (b *configBuilder) build(obj *loader.Object) *Config {
 		add(kindHistogram, h.Name, h.MapName(), h.Help, h.Line, h.Labels, h, h.MaxAge)
 	}
 	cfg.Err = errors.Join(errs...)
-	cfg.decodeErrs = b.decoderErrors.WithLabelValues(obj.Config.Name)
+	for _, mm := range cfg.metrics {
+		mm.owner = cfg
+		for _, f := range mm.fields {
+			f.mm.owner = cfg
+		}
+	}
 	return cfg
 }
 

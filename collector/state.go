@@ -109,7 +109,9 @@ func (s *stateCollector) collectConfig(ch chan<- prometheus.Metric, cfg *Config,
 		up = 1
 	}
 	ch <- prometheus.MustNewConstMetric(s.configUp, prometheus.GaugeValue, up, name)
-	if cfg.serving() {
+	// ebpf_exporter lists every config it was given as enabled (it
+	// stops when one does not load), attached or not.
+	if cfg.serving() || s.byID {
 		ch <- prometheus.MustNewConstMetric(s.enabled, prometheus.GaugeValue, 1, name)
 	}
 	seen := map[string]bool{}

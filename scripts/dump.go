@@ -163,7 +163,7 @@ func (s *script) scrapeBpftrace(ctx context.Context) ([]byte, error) {
 				s.dump = nil
 			}
 			if call.err == nil {
-				s.lastOutput = time.Now()
+				s.lastOutput, s.lastOutputSize = time.Now(), len(call.out)
 			}
 			s.mu.Unlock()
 			close(call.done)

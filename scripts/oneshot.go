@@ -76,7 +76,7 @@ func (s *script) exitedWith(cmd *exec.Cmd, err error, stderr *stderrLines) {
 			s.outputErrs++
 		} else {
 			s.state, s.lastErr = StateIdle, ""
-			s.lastOutput = now
+			s.lastOutput, s.lastOutputSize = now, len(res.out)
 		}
 		return
 	}

@@ -63,20 +63,22 @@ type script struct {
 	lastReq    time.Time
 	inflight   int // requests being answered
 	lastOutput time.Time
-	lastErr    string
-	restarts   int
-	starts     int
-	outputErrs int
-	ready      chan struct{} // closed at the first output of this run
-	block      []byte        // exec: newest complete block
-	blockErr   error         // exec: the newest block broke a limit
-	trailing   []byte        // exec: what the run printed after its last "# EOF"
-	trailErr   error         // exec: that trailing output broke a limit
-	oneshot    bool          // exec: its last run exited 0 (learned, not configured)
-	result     *runResult    // exec: the newest one-shot run's outcome
-	timedOut   *exec.Cmd     // exec: the one-shot run killed for its timeout
-	stderr     *rateLimited
-	removed    bool
+	// lastOutputSize is the size in bytes of the last output served.
+	lastOutputSize int
+	lastErr        string
+	restarts       int
+	starts         int
+	outputErrs     int
+	ready          chan struct{} // closed at the first output of this run
+	block          []byte        // exec: newest complete block
+	blockErr       error         // exec: the newest block broke a limit
+	trailing       []byte        // exec: what the run printed after its last "# EOF"
+	trailErr       error         // exec: that trailing output broke a limit
+	oneshot        bool          // exec: its last run exited 0 (learned, not configured)
+	result         *runResult    // exec: the newest one-shot run's outcome
+	timedOut       *exec.Cmd     // exec: the one-shot run killed for its timeout
+	stderr         *rateLimited
+	removed        bool
 
 	// bpftrace: one dump at a time, shared by every request waiting,
 	// collected from the current run's output.
@@ -95,7 +97,7 @@ type shared struct {
 func (s *script) status() Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return Status{Name: s.name, Kind: s.kind, State: s.state, Restarts: s.restarts, LastError: s.lastErr, LastOutput: s.lastOutput, Autostart: s.autostart, OneShot: s.kind == KindExec && s.oneshot}
+	return Status{Name: s.name, Kind: s.kind, State: s.state, Restarts: s.restarts, LastError: s.lastErr, LastOutput: s.lastOutput, LastOutputSize: s.lastOutputSize, Autostart: s.autostart, OneShot: s.kind == KindExec && s.oneshot}
 }
 
 // running reports whether the process is alive; callers hold s.mu.
@@ -338,7 +340,7 @@ func (s *script) readStdout(r io.Reader, ready chan struct{}, collector *btColle
 				} else {
 					s.block, s.blockErr = out, nil
 				}
-				s.lastOutput = time.Now()
+				s.lastOutput, s.lastOutputSize = time.Now(), len(out)
 				s.mu.Unlock()
 				over = false
 				markReady()

@@ -83,8 +83,10 @@ type Status struct {
 	Restarts   int
 	LastError  string
 	LastOutput time.Time
-	Autostart  bool
-	OneShot    bool // an executable whose runs exit 0: run per request
+	// LastOutputSize is the size in bytes of the last output.
+	LastOutputSize int
+	Autostart      bool
+	OneShot        bool // an executable whose runs exit 0: run per request
 }
 
 // Supervisor runs the scripts of one directory.

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"strconv"
 	"strings"
 	"time"
 
@@ -28,7 +29,7 @@ type Status struct {
 	Version string
 	Configs []ConfigStatus
 	Scripts []ScriptStatus
-	Rules   []string
+	Rules   []RuleStatus
 	Reload  ReloadStatus
 	Links   []Link
 	// Capabilities are the configured features' needs and whether they
@@ -49,6 +50,22 @@ type ConfigStatus struct {
 	Up           bool
 	Error        string
 	Programs     []ProgramStatus
+	// Scraped is set once its maps were scraped; the figures below are
+	// the last scrape's.
+	Scraped        bool
+	Series         int
+	ScrapeDuration time.Duration
+	ScrapeBytes    int64
+	DecoderErrors  float64
+	Histograms     []HistogramStatus
+}
+
+// RuleStatus is one profile export rule on the landing page.
+type RuleStatus struct {
+	Text string
+	// Series are the label sets it holds; Dropped the profiles it did
+	// not count because they would have made one over the bound.
+	Series, Dropped float64
 }
 
 // ProgramStatus is one program on the landing page.
@@ -64,7 +81,11 @@ type ScriptStatus struct {
 	Restarts                     int
 	Autostart                    bool
 	LastOutput                   time.Time
+	LastOutputSize               int
 }
+
+// LastOutputSizeBytes is LastOutputSize for formatting.
+func (s ScriptStatus) LastOutputSizeBytes() int64 { return int64(s.LastOutputSize) }
 
 // ReloadStatus says how the last reload went.
 type ReloadStatus struct {
@@ -283,36 +304,74 @@ var landingTmpl = template.Must(template.New("landing").Funcs(template.FuncMap{
 		return time.Since(t).Round(time.Second).String() + " ago"
 	},
 	"lines": func(s string) []string { return strings.Split(s, "\n") },
+	"bytes": formatBytes,
+	"ms": func(d time.Duration) string {
+		return strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', 1, 64) + " ms"
+	},
+	"num": func(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) },
 }).Parse(`<!DOCTYPE html>
-<html><head><title>probe_exporter</title>
-<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}.ok{color:#080}.bad{color:#b00}pre{margin:0;white-space:pre-wrap}</style>
+<html lang="en"><head><meta charset="utf-8"><title>probe_exporter</title>
+<link rel="icon" href="data:,">
+<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}.ok{color:#080}.bad{color:#b00}pre{margin:0;white-space:pre-wrap}.n{text-align:right}.hist{display:inline-block;margin:0 1em 1em 0}.hist svg{display:block;background:#fafafa;border:1px solid #ddd}.hist rect{fill:#3a6ea5}.hist text{font-size:9px;fill:#333}.muted{color:#777}</style>
 </head><body>
 <h1>probe_exporter</h1>
 <p>{{.Version}}</p>
 <ul>{{range .Links}}<li><a href="{{.Path}}">{{.Text}}</a></li>{{end}}</ul>
 {{if .Reload.Error}}<p class="bad">Last reload failed: {{.Reload.Error}}</p>{{end}}
 <h2>Configs</h2>
-<table><tr><th>config</th><th>source</th><th>state</th><th>programs</th></tr>
+<table><tr><th>config</th><th>source</th><th>state</th><th>programs</th><th>series</th><th>last scrape</th><th>decoder errors</th></tr>
 {{range .Configs}}<tr><td>{{.Name}}</td><td>{{.Source}}</td>
 <td>{{if .Up}}<span class="ok">up</span>{{else}}<span class="bad">failed</span>{{if .Error}}<pre>{{.Error}}</pre>{{end}}{{end}}</td>
-<td><table>{{range .Programs}}<tr><td>{{.Name}}</td><td>{{.Section}}</td><td>{{.Attach}}</td><td>{{if .Attached}}<span class="ok">attached</span>{{else}}<span class="bad">not attached</span><pre>{{.Error}}</pre>{{end}}</td></tr>{{end}}</table></td></tr>
-{{else}}<tr><td colspan="4">none</td></tr>{{end}}
+<td><table>{{range .Programs}}<tr><td>{{.Name}}</td><td>{{.Section}}</td><td>{{.Attach}}</td><td>{{if .Attached}}<span class="ok">attached</span>{{else}}<span class="bad">not attached</span><pre>{{.Error}}</pre>{{end}}</td></tr>{{end}}</table></td>
+{{if .Scraped}}<td class="n">{{.Series}}</td><td>{{ms .ScrapeDuration}}{{if .ScrapeBytes}}, {{bytes .ScrapeBytes}}{{end}}</td>{{else}}<td class="n muted">-</td><td class="muted">not scraped yet</td>{{end}}
+<td class="n">{{num .DecoderErrors}}</td></tr>
+{{else}}<tr><td colspan="7">none</td></tr>{{end}}
 </table>
+{{range $c := .Configs}}{{if .Histograms}}<h3>Histograms of {{$c.Name}}</h3>
+{{range .Histograms}}{{$d := .Draw}}<figure class="hist"><svg xmlns="http://www.w3.org/2000/svg" width="{{$d.Width}}" height="{{$d.Height}}" viewBox="0 0 {{$d.Width}} {{$d.Height}}" role="img" aria-label="buckets of {{.Name}}">
+{{range $d.Bars}}<rect x="{{.X}}" y="{{.Y}}" width="{{.W}}" height="{{.H}}"><title>{{.Title}}</title></rect>
+{{end}}<line x1="0" y1="86.5" x2="{{$d.Width}}" y2="86.5" stroke="#999"/>
+{{range $d.Ticks}}<text x="{{.X}}" y="98" text-anchor="middle">{{.Label}}</text>
+{{end}}<text x="{{$d.Width}}" y="108" text-anchor="end" class="muted">le, {{$d.Axis}} axis; count on a log scale, top {{$d.Max}}</text>
+</svg><figcaption>{{.Name}}: {{.Series}} series, {{$d.Total}} observations</figcaption></figure>
+{{end}}{{end}}{{end}}
 {{if .Scripts}}<h2>Scripts</h2>
-<table><tr><th>script</th><th>kind</th><th>state</th><th>restarts</th><th>last output</th><th>last error</th></tr>
-{{range .Scripts}}<tr><td><a href="/{{.Name}}">{{.Name}}</a>{{if .Autostart}} (autostart){{end}}</td><td>{{.Kind}}</td><td>{{.State}}</td><td>{{.Restarts}}</td><td>{{since .LastOutput}}</td><td><pre>{{.LastError}}</pre></td></tr>{{end}}
+<table><tr><th>script</th><th>kind</th><th>state</th><th>restarts</th><th>last output</th><th>size</th><th>last error</th></tr>
+{{range .Scripts}}<tr><td><a href="/{{.Name}}">{{.Name}}</a>{{if .Autostart}} (autostart){{end}}</td><td>{{.Kind}}</td><td>{{.State}}</td><td class="n">{{.Restarts}}</td><td>{{since .LastOutput}}</td><td class="n">{{if .LastOutputSize}}{{bytes .LastOutputSizeBytes}}{{end}}</td><td><pre>{{.LastError}}</pre></td></tr>{{end}}
 </table>{{end}}
 {{if .Capabilities}}<h2>Capabilities</h2>
 <table><tr><th>feature</th><th>kept</th><th>state</th><th>why</th></tr>
 {{range .Capabilities}}<tr><td>{{.Feature}}</td><td>{{.Caps}}</td><td>{{if .Missing}}<span class="bad">cannot work: needs {{.Missing}}</span>{{else}}<span class="ok">ok</span>{{end}}</td><td>{{.Why}}</td></tr>{{end}}
 </table>{{end}}
-{{if .Rules}}<h2>Profile export rules</h2><ul>{{range .Rules}}<li>{{.}}</li>{{end}}</ul>{{end}}
+{{if .Rules}}<h2>Profile export rules</h2>
+<table><tr><th>rule</th><th>series</th><th>dropped</th></tr>
+{{range .Rules}}<tr><td>{{.Text}}</td><td class="n">{{num .Series}}</td><td class="n">{{num .Dropped}}</td></tr>{{end}}
+</table>{{end}}
 </body></html>
 `))
+
+// formatBytes writes a size in B, KiB or MiB.
+func formatBytes(n int64) string {
+	switch f := float64(n); {
+	case f >= 1<<20:
+		return strconv.FormatFloat(f/(1<<20), 'f', 1, 64) + " MiB"
+	case f >= 1<<10:
+		return strconv.FormatFloat(f/(1<<10), 'f', 1, 64) + " KiB"
+	default:
+		return strconv.FormatInt(n, 10) + " B"
+	}
+}
+
+// landingPolicy forbids the landing page every resource but its inline
+// style and drawings: nothing is loaded from elsewhere, and nothing it
+// shows can run as script.
+const landingPolicy = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 
 func landingHandler(opts Options) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Content-Security-Policy", landingPolicy)
+		w.Header().Set("X-Content-Type-Options", "nosniff")
 		var st Status
 		if opts.Status != nil {
 			st = opts.Status()

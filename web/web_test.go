@@ -237,7 +237,7 @@ func TestLandingPageDefaults(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("landing page: %d", code)
 	}
-	for _, want := range []string{"version", `<td colspan="4">none</td>`} {
+	for _, want := range []string{"version", `<td colspan="7">none</td>`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("landing page lacks %q:\n%s", want, page)
 		}

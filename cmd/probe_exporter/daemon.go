@@ -84,7 +84,7 @@ func newDaemon(ctx context.Context, f *flags, logger *slog.Logger) (*daemon, err
 		x.watcher = w
 		g.Add("targets", w)
 	}
-	tr, err := services.NewTracing(ctx, logger)
+	tr, err := services.NewTracing(ctx, logger, f.compat == compatEbpfExporter)
 	if err != nil {
 		return x, err
 	}

@@ -52,15 +52,30 @@ type flags struct {
 	rulesMaxSeries        int
 
 	kube kubeFlags
+
+	// compat is the compatibility mode (compatEbpfExporter or "").
+	compat        string
+	noTimestamps  bool
+	skipCacheSize int
 }
 
-func registerFlags(app *kingpin.Application) *flags {
-	f := &flags{}
+// registerFlags registers the flags with the defaults of the
+// compatibility mode (compatMode).
+func registerFlags(app *kingpin.Application, compat string) *flags {
+	f := &flags{compat: compat}
+	prefix := "probe_exporter"
+	if compat == compatEbpfExporter {
+		prefix = "ebpf_exporter"
+	}
+	app.Flag("compat", "Stand in for another exporter: \"ebpf_exporter\" takes cloudflare ebpf_exporter v2's defaults (listen on :9435, its metric names, tracing to the OTLP default endpoint, its --config.check exit code), as invoking the binary under the name ebpf_exporter does.").
+		PlaceHolder("ebpf_exporter").EnumVar(&f.compat, "", compatEbpfExporter)
+	app.Flag("log.no-timestamps", "Leave the time out of log lines (as ebpf_exporter's flag; journald stamps lines itself).").BoolVar(&f.noTimestamps)
+	app.Flag("config.skip-cache-size", "Accepted for ebpf_exporter's command lines and ignored: keys a decoder skips are remembered per map key, evicted with the key, without a separate cache.").Hidden().IntVar(&f.skipCacheSize)
 	app.Flag("config.dir", "Directory of configs: NAME.yaml next to NAME.bpf.o (ebpf_exporter layout). Without it, the embedded default programs run.").StringVar(&f.configDir)
 	app.Flag("config.names", "Comma separated names of configs to load from --config.dir (default: every *.yaml there).").StringVar(&f.configNames)
 	app.Flag("config.check", "Load and attach every config, report, and exit 0 if all succeeded, 1 otherwise.").BoolVar(&f.check)
 	app.Flag("config.strict", "Any config, load or attach failure is fatal.").BoolVar(&f.strict)
-	app.Flag("metrics.prefix", "Prefix of metrics read from maps (\"ebpf_exporter\" gives ebpf_exporter's names).").Default("probe_exporter").StringVar(&f.metricPrefix)
+	app.Flag("metrics.prefix", "Prefix of metrics read from maps (\"ebpf_exporter\" gives ebpf_exporter's names).").Default(prefix).StringVar(&f.metricPrefix)
 	app.Flag("btf.path", "Kernel BTF file for CO-RE relocations and inline code on kernels without /sys/kernel/btf/vmlinux (as ebpf_exporter's).").StringVar(&f.btfPath)
 	app.Flag("compiler.cache-dir", "Where inline code's translation from bcc's dialect, vmlinux.h and compiled objects are kept, keyed by the code and the kernel's BTF (default /var/cache/probe_exporter, made 0700; a fresh private temporary directory, logged, when it cannot be made). It must be private: it and every directory above it owned by root and writable by no one else (sticky root directories such as /tmp above it excepted), else configs with inline code fail with \"not private\". A persistent directory spares compiling again at each start; one filled ahead for a kernel (--config.check --btf.path=ITS-BTF) serves that kernel read only, without clang or bpftool.").StringVar(&f.cacheDir)
 	app.Flag("port", "Listen on this TCP port on all addresses (stap-exporter's -p); overrides --web.listen-address.").Short('p').IntVar(&f.port)

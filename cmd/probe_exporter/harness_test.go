@@ -97,7 +97,14 @@ func (p *proc) stop(t *testing.T) int {
 // printed if the test failed.
 func startExporter(t *testing.T, up func() bool, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(binaryPath, args...), log: &testkit.LogBuffer{}, done: make(chan struct{})}
+	return startBinary(t, binaryPath, up, args...)
+}
+
+// startBinary is startExporter running the binary at path (a link to it
+// under another name).
+func startBinary(t *testing.T, path string, up func() bool, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(path, args...), log: &testkit.LogBuffer{}, done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	// A test binary killed by a timeout takes its exporter with it. The
 	// death signal follows the thread that forked, not the process, so

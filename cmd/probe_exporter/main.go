@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/alecthomas/kingpin/v2"
@@ -23,22 +24,28 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	code := runContext(ctx, os.Args[1:])
+	code := runContext(ctx, os.Args[0], os.Args[1:])
 	stop()
 	os.Exit(code)
 }
 
-// runContext runs the exporter until ctx ends and returns the exit code.
-func runContext(ctx context.Context, args []string) int {
-	app := kingpin.New("probe_exporter", "Turns eBPF programs, userspace probes, scripts and CPU profiles into Prometheus metrics.")
-	f := registerFlags(app)
-	webFlags := kingpinflag.AddFlags(app, ":9900")
+// runContext runs the exporter invoked as argv0 until ctx ends and returns
+// the exit code.
+func runContext(ctx context.Context, argv0 string, args []string) int {
+	compat := compatMode(argv0, args)
+	name, listen := "probe_exporter", ":9900"
+	if compat == compatEbpfExporter {
+		name, listen = compatEbpfExporter, ebpfExporterListen
+	}
+	app := kingpin.New(name, "Turns eBPF programs, userspace probes, scripts and CPU profiles into Prometheus metrics.")
+	f := registerFlags(app, compat)
+	webFlags := kingpinflag.AddFlags(app, listen)
 	logCfg := &promslog.Config{}
 	promslogflag.AddFlags(app, logCfg)
-	app.Version(version.Print("probe_exporter"))
+	app.Version(version.Print(name))
 	app.HelpFlag.Short('h')
 	if _, err := app.Parse(args); err != nil {
-		fmt.Fprintf(os.Stderr, "probe_exporter: %v\n", err)
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
 		return 2
 	}
 	f.web = webFlags
@@ -46,7 +53,22 @@ func runContext(ctx context.Context, args []string) int {
 		addr := []string{fmt.Sprintf(":%d", f.port)}
 		f.web.WebListenAddresses = &addr
 	}
+	// ebpf_exporter's --web.listen-address=fd://0 is systemd socket
+	// activation, exporter-toolkit's --web.systemd-socket.
+	for _, a := range *f.web.WebListenAddresses {
+		if strings.HasPrefix(a, "fd://") {
+			on := true
+			f.web.WebSystemdSocket = &on
+		}
+	}
+	if compat == compatEbpfExporter && os.Getenv("OTEL_SERVICE_NAME") == "" {
+		// ebpf_exporter's spans are of this service unless told otherwise.
+		os.Setenv("OTEL_SERVICE_NAME", compatEbpfExporter)
+	}
 	logger := promslog.New(logCfg)
+	if f.noTimestamps {
+		logger = slog.New(noTimestamps{logger.Handler()})
+	}
 
 	x, err := newDaemon(ctx, f, logger)
 	defer func() {
@@ -59,7 +81,9 @@ func runContext(ctx context.Context, args []string) int {
 		return 1
 	}
 	if f.check {
-		if !x.configs.Check(os.Stdout) {
+		// ebpf_exporter's check fails only on configs that do not load
+		// (and, with --config.strict, on programs not attached).
+		if !x.configs.Check(os.Stdout, f.compat == compatEbpfExporter && !f.strict) {
 			return 1
 		}
 		return 0

@@ -92,6 +92,9 @@ func NewPlan(keep string, held uint64, needs []Need) (Plan, error) {
 		p.Keep &= held
 	case "all":
 		p.Keep, p.DropNothing = held, true
+	case "none":
+		// ebpf_exporter's word for keeping no capability.
+		p.Keep = 0
 	default:
 		m, err := Parse(keep)
 		if err != nil {

@@ -78,7 +78,7 @@ func (f *fake) Routes() []web.Route {
 	return []web.Route{{Path: "/" + f.name, Handler: http.NotFoundHandler()}}
 }
 
-func (f *fake) Status(st *web.Status) { st.Rules = append(st.Rules, f.name) }
+func (f *fake) Status(st *web.Status) { st.Rules = append(st.Rules, web.RuleStatus{Text: f.name}) }
 
 // plain is a component with only Run.
 type plain struct{}
@@ -279,8 +279,8 @@ func TestRoutesStatusRegister(t *testing.T) {
 	if want := []string{"/a", "/b"}; !reflect.DeepEqual(paths, want) {
 		t.Errorf("routes %q, want %q", paths, want)
 	}
-	if st := g.Status(); !reflect.DeepEqual(st.Rules, []string{"a", "b"}) {
-		t.Errorf("status from %q, want a then b", st.Rules)
+	if st := g.Status(); !reflect.DeepEqual(st.Rules, []web.RuleStatus{{Text: "a"}, {Text: "b"}}) {
+		t.Errorf("status from %v, want a then b", st.Rules)
 	}
 	g.Add("metrics", collecting{plain{}})
 	reg := prometheus.NewRegistry()

@@ -252,10 +252,20 @@ func configErrors(c *collector.Config) []error {
 }
 
 // Check writes every config's state for --config.check and reports
-// whether all of them serve.
-func (c *Configs) Check(w io.Writer) bool {
+// whether all of them serve. With missedAttachOK a config whose object
+// loaded with all its programs and metrics passes even where programs did
+// not attach, as ebpf_exporter's check passes (it fails only on configs
+// that do not load).
+func (c *Configs) Check(w io.Writer, missedAttachOK bool) bool {
 	ok := true
 	for _, u := range c.engine.Units() {
+		if u.Err != nil && missedAttachOK && onlyMissedAttachments(u.Running) {
+			fmt.Fprintf(w, "ok      %s (programs not attached)\n", u.Name)
+			for _, line := range strings.Split(u.Err.Error(), "\n") {
+				fmt.Fprintf(w, "        %s\n", line)
+			}
+			continue
+		}
 		if u.Err == nil && u.Serving() {
 			fmt.Fprintf(w, "ok      %s\n", u.Name)
 			// Attach points the kernel lacks, of a config that serves
@@ -274,6 +284,21 @@ func (c *Configs) Check(w io.Writer) bool {
 	return ok
 }
 
+// onlyMissedAttachments reports whether a config's object loaded with
+// every program and its metrics, and failed only to attach programs (all
+// of them, when the loader says no program could be attached).
+func onlyMissedAttachments(cc *collector.Config) bool {
+	if cc == nil || cc.Err != nil || cc.Object.Collection == nil {
+		return false
+	}
+	for _, p := range cc.Object.Programs {
+		if p.Err != nil && p.Program == nil && !p.Skipped {
+			return false
+		}
+	}
+	return true
+}
+
 // Status shows every config and its programs on the landing page.
 func (c *Configs) Status(st *web.Status) {
 	for _, u := range c.engine.Units() {
@@ -290,6 +315,11 @@ func (c *Configs) Status(st *web.Status) {
 		if u.Running == nil {
 			st.Configs = append(st.Configs, cs)
 			continue
+		}
+		sum := u.Running.Summary()
+		cs.Scraped, cs.Series, cs.ScrapeDuration, cs.ScrapeBytes, cs.DecoderErrors = sum.Scraped, sum.Series, sum.ScrapeDuration, sum.ScrapeBytes, sum.DecoderErrors
+		for _, h := range sum.Histograms {
+			cs.Histograms = append(cs.Histograms, web.HistogramStatus{Name: h.Name, Series: h.Series, Bounds: h.Bounds, Counts: h.Counts, Exp2: h.Exp2})
 		}
 		for _, p := range u.Running.Object.Programs {
 			if p.Skipped {

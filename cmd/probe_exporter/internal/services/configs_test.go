@@ -29,7 +29,7 @@ func TestBrokenConfigs(t *testing.T) {
 		t.Fatalf("Load: %v, want typo.yaml:4", err)
 	}
 	var out bytes.Buffer
-	if c.Check(&out) {
+	if c.Check(&out, false) {
 		t.Error("Check passed with a broken config")
 	}
 	if got := out.String(); !strings.HasPrefix(got, "FAILED  typo\n        ") || !strings.Contains(got, "typo.yaml:4") {
@@ -62,7 +62,7 @@ func TestNoConfigs(t *testing.T) {
 			t.Errorf("debug %v: %d routes", debug, n)
 		}
 		var out bytes.Buffer
-		if !c.Check(&out) || out.Len() != 0 {
+		if !c.Check(&out, false) || out.Len() != 0 {
 			t.Errorf("Check of no configs: %q", out.String())
 		}
 		c.Close()

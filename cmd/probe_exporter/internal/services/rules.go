@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/probe-exporter/probe_exporter/ingest"
 	"github.com/probe-exporter/probe_exporter/rules"
@@ -82,13 +84,46 @@ func (r *Rules) Routes() []web.Route {
 
 // Status lists the rules on the landing page.
 func (r *Rules) Status(st *web.Status) {
+	series, dropped := r.health()
 	for _, ru := range r.live.Rules() {
+		rs := web.RuleStatus{Series: series[ru.Name], Dropped: dropped[ru.Name]}
 		if ru.Recording {
-			st.Rules = append(st.Rules, fmt.Sprintf("%s: recording rule, matchers %q function %q group_by %v", ru.Name, ru.Matchers, ru.FunctionName, ru.GroupBy))
+			rs.Text = fmt.Sprintf("%s: recording rule, matchers %q function %q group_by %v", ru.Name, ru.Matchers, ru.FunctionName, ru.GroupBy)
+		} else {
+			rs.Text = fmt.Sprintf("%s: expr %q node %q group_by %v", ru.Name, ru.Expr, ru.Node, append(ru.GroupBy, ru.Labels...))
+		}
+		st.Rules = append(st.Rules, rs)
+	}
+}
+
+// health reads the rules' series and dropped counts from their health
+// metrics (probe_exporter_rule_series, _rule_series_dropped_total), by rule.
+func (r *Rules) health() (series, dropped map[string]float64) {
+	series, dropped = map[string]float64{}, map[string]float64{}
+	ch := make(chan prometheus.Metric)
+	go func() {
+		r.live.Stats().Collect(ch)
+		close(ch)
+	}()
+	for m := range ch {
+		var d dto.Metric
+		if m.Write(&d) != nil {
 			continue
 		}
-		st.Rules = append(st.Rules, fmt.Sprintf("%s: expr %q node %q group_by %v", ru.Name, ru.Expr, ru.Node, append(ru.GroupBy, ru.Labels...)))
+		rule := ""
+		for _, l := range d.GetLabel() {
+			if l.GetName() == "rule" {
+				rule = l.GetValue()
+			}
+		}
+		switch name := m.Desc().String(); {
+		case strings.Contains(name, `"probe_exporter_rule_series"`):
+			series[rule] = d.GetGauge().GetValue()
+		case strings.Contains(name, `"probe_exporter_rule_series_dropped_total"`):
+			dropped[rule] = d.GetCounter().GetValue()
+		}
 	}
+	return series, dropped
 }
 
 // Describe sends no descriptors: the rules change on reload.

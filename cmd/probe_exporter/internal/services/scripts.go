@@ -45,7 +45,7 @@ func (s *Scripts) Status(st *web.Status) {
 		}
 		st.Scripts = append(st.Scripts, web.ScriptStatus{
 			Name: sc.Name, Kind: kind, State: string(sc.State), LastError: sc.LastError,
-			Restarts: sc.Restarts, Autostart: sc.Autostart, LastOutput: sc.LastOutput,
+			Restarts: sc.Restarts, Autostart: sc.Autostart, LastOutput: sc.LastOutput, LastOutputSize: sc.LastOutputSize,
 		})
 	}
 }

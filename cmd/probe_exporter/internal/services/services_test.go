@@ -64,8 +64,8 @@ func TestRules(t *testing.T) {
 	}
 	var st web.Status
 	r.Status(&st)
-	if len(st.Rules) != 1 || !strings.HasPrefix(st.Rules[0], `app_total: expr "app.cpu"`) {
-		t.Errorf("status after a failed reload: %q", st.Rules)
+	if len(st.Rules) != 1 || !strings.HasPrefix(st.Rules[0].Text, `app_total: expr "app.cpu"`) {
+		t.Errorf("status after a failed reload: %v", st.Rules)
 	}
 }
 

@@ -20,10 +20,12 @@ type Tracing struct {
 
 // NewTracing sets up OTLP span export when the environment names an
 // endpoint (OTEL_EXPORTER_OTLP_ENDPOINT or
-// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) and OTEL_TRACES_EXPORTER is not
-// "none"; otherwise it returns nil.
-func NewTracing(ctx context.Context, logger *slog.Logger) (*Tracing, error) {
-	if os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") == "" && os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") == "" {
+// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT), or always with byDefault (the
+// OpenTelemetry SDK's default endpoint, localhost:4318 over HTTP, as
+// ebpf_exporter sends to), unless OTEL_TRACES_EXPORTER is "none";
+// otherwise it returns nil.
+func NewTracing(ctx context.Context, logger *slog.Logger, byDefault bool) (*Tracing, error) {
+	if !byDefault && os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") == "" && os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") == "" {
 		return nil, nil
 	}
 	p, err := tracing.NewProvider(ctx)
