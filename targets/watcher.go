@@ -402,7 +402,15 @@ func (w *Watcher) leaveSlots(pid int, left uint64) {
 			continue
 		}
 		s.mu.Lock()
-		s.exitLocked(pid, true)
+		if _, had := s.pids[pid]; had {
+			s.exitLocked(pid, true)
+		} else if _, done := s.gone[pid]; done {
+			delete(s.gone, pid)
+		} else {
+			// Selected in the kernel, gone before userspace read
+			// its start: what it left in maps must go too.
+			s.fn(Event{Kind: Exit, Process: Process{PID: pid}})
+		}
 		s.mu.Unlock()
 	}
 }
