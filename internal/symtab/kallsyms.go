@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"sort"
 	"strconv"
 	"sync"
@@ -168,6 +169,10 @@ func (k *Kallsyms) Load() error {
 		}
 		c.addrs, c.offs = c.addrs[:n], c.offs[:n]
 		c.shrink()
+		// Building took about twice the table's size in garbage,
+		// which the runtime would hand back to the kernel only
+		// minutes later: return it now, once.
+		debug.FreeOSMemory()
 	})
 	return k.textErr
 }
