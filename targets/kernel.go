@@ -34,6 +34,7 @@ const (
 	slotInherit   = 64
 	slotProbesExe = 128
 	slotExeHint   = 256
+	slotCmdline   = 512
 )
 
 // Verdicts in slot_exes and slot_cgroups.
@@ -47,6 +48,9 @@ const (
 	evExec = 1
 	evExit = 2
 	evFork = 3
+	// evRename: a process took a name (task_rename) that selects it
+	// for some slots or leaves others.
+	evRename = 4
 
 	evfStopped    = 1
 	evfWasTracked = 2
@@ -98,7 +102,11 @@ type kernelEvent struct {
 	time                   uint64 // CLOCK_BOOTTIME ns
 	left                   uint64 // slots the process leaves
 	gen                    uint32 // exec: the executable's inode generation
+	comm                   [16]byte
 }
+
+// eventSize is the size of struct event.
+const eventSize = 96
 
 // slot is one distinct selector the kernel evaluates; subscriptions with
 // the same selector and options share it.
@@ -157,12 +165,14 @@ func loadKernel(w *Watcher) (*kernel, error) {
 		}
 		k.links = append(k.links, l)
 	}
-	l, err := link.AttachTracing(link.TracingOptions{Program: coll.Programs["on_fork"]})
-	if err != nil {
-		k.close()
-		return nil, fmt.Errorf("tp_btf sched_process_fork: %w", err)
+	for prog, tp := range map[string]string{"on_fork": "sched_process_fork", "on_rename": "task_rename"} {
+		l, err := link.AttachTracing(link.TracingOptions{Program: coll.Programs[prog]})
+		if err != nil {
+			k.close()
+			return nil, fmt.Errorf("tp_btf %s: %w", tp, err)
+		}
+		k.links = append(k.links, l)
 	}
-	k.links = append(k.links, l)
 	if err := k.setStopUID(); err != nil {
 		k.close()
 		return nil, err
@@ -254,7 +264,7 @@ func (k *kernel) read(w *Watcher) {
 			return
 		}
 		raw := rec.RawSample
-		if len(raw) < 80 {
+		if len(raw) < eventSize {
 			continue
 		}
 		ne := binary.NativeEndian
@@ -264,6 +274,7 @@ func (k *kernel) read(w *Watcher) {
 			dev: ne.Uint64(raw[40:]), ino: ne.Uint64(raw[48:]), time: ne.Uint64(raw[56:]), left: ne.Uint64(raw[64:]),
 			gen: ne.Uint32(raw[72:]),
 		}
+		copy(ev.comm[:], raw[80:96])
 		w.handle(k, ev)
 	}
 }
@@ -379,6 +390,15 @@ func (w *Watcher) program(k *kernel, i int, sel config.Selector, opts SubscribeO
 	}
 	if sel.Cmdline != "" {
 		ks.Flags |= slotUserspace
+		if set, ok := cmdlinePrefilter(sel.Cmdline); ok {
+			if err := k.coll.Maps["cmdline_dfa"].Put(uint32(i), set.compile()); err != nil {
+				return fmt.Errorf("selector cmdline automaton: %w", err)
+			}
+			ks.Flags |= slotCmdline
+		} else {
+			w.opts.Logger.Warn("cmdline selector has no literal the kernel can look for at exec: its processes are selected after they start, and their first calls may be missed",
+				"cmdline", sel.Cmdline)
+		}
 	}
 	if len(sel.PIDs) > 0 {
 		ks.Flags |= slotPID

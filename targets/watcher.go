@@ -1,6 +1,7 @@
 package targets
 
 import (
+	"bytes"
 	"context"
 	_ "embed"
 	"errors"
@@ -263,7 +264,7 @@ func (w *Watcher) handle(k *kernel, ev kernelEvent) {
 		// Still selected: not yet an exec of something else (whose event
 		// follows and ends the selection).
 		w.deliverStart(k, p, k.stillSelected(p.PID, ev.matched), FileKey{}, 0, false, 0, 0)
-	case evExec:
+	case evExec, evRename:
 		defer func() {
 			if ev.flags&evfStopped != 0 {
 				if err := unix.Kill(int(ev.pid), unix.SIGCONT); err != nil && !errors.Is(err, unix.ESRCH) {
@@ -272,9 +273,13 @@ func (w *Watcher) handle(k *kernel, ev kernelEvent) {
 				}
 			}
 		}()
-		if ev.flags&evfWasTracked != 0 {
+		if ev.kind == evExec && ev.flags&evfWasTracked != 0 {
 			// A new image: what was selected before ends here.
 			w.exitSlots(int(ev.pid), ev.left)
+		}
+		if ev.kind == evRename && ev.left != 0 {
+			// Renamed away from the name of these slots.
+			w.leaveSlots(int(ev.pid), ev.left)
 		}
 		if ev.matched == 0 && ev.userspace == 0 {
 			return
@@ -282,6 +287,10 @@ func (w *Watcher) handle(k *kernel, ev kernelEvent) {
 		p, err := procfs.Read(w.opts.ProcRoot, int(ev.pid))
 		if err != nil {
 			return
+		}
+		if ev.kind == evRename {
+			// The name being taken: /proc may not show it yet.
+			p.Comm = string(bytes.TrimRight(ev.comm[:], "\x00"))
 		}
 		key := FileKey{Dev: ev.dev, Ino: ev.ino}
 		mask := ev.matched
@@ -382,6 +391,27 @@ func (w *Watcher) exitSlots(pid int, left uint64) {
 			} else {
 				w.deliver(s, Event{Kind: Exit, Process: Process{PID: pid}})
 			}
+		}
+		s.mu.Unlock()
+	}
+}
+
+// leaveSlots delivers Exit to the subscriptions of the slots in left only
+// (a rename away from their name; others keep the process).
+func (w *Watcher) leaveSlots(pid int, left uint64) {
+	for _, s := range w.subscriptions() {
+		if left&(1<<s.slot) == 0 {
+			continue
+		}
+		s.mu.Lock()
+		if _, had := s.pids[pid]; had {
+			s.exitLocked(pid, true)
+		} else if _, done := s.gone[pid]; done {
+			delete(s.gone, pid)
+		} else {
+			// Selected in the kernel, gone before userspace read
+			// its start: what it left in maps must go too.
+			s.fn(Event{Kind: Exit, Process: Process{PID: pid}})
 		}
 		s.mu.Unlock()
 	}

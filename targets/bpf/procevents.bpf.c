@@ -29,10 +29,16 @@
 #define SLOT_INHERIT 64	  /* fork children are selected too */
 #define SLOT_PROBES_EXE 128 /* hold new processes until their executable is probed */
 #define SLOT_EXE_HINT 256   /* hold a process of an unknown executable named exe_comm */
+#define SLOT_CMDLINE 512    /* the cmdline automaton of the slot prefilters */
+
+#define CMDLINE_MAX 4096
+#define DFA_STATES 32
+#define DFA_ACCEPT (DFA_STATES - 1)
 
 #define EV_EXEC 1
 #define EV_EXIT 2
 #define EV_FORK 3
+#define EV_RENAME 4
 
 #define EVF_STOPPED 1 /* the process waits for SIGCONT */
 #define EVF_WAS_TRACKED 2
@@ -92,6 +98,7 @@ struct event {
 	u64 left; /* exit, exec: slots the process leaves */
 	u32 gen; /* exec: the executable's inode generation */
 	u32 pad;
+	char comm[16]; /* exec, rename: the name taken */
 };
 
 /* Level and inode of the exporter's pid namespace, set at load. */
@@ -116,6 +123,29 @@ struct {
 	__type(key, u32);
 	__type(value, struct settings);
 } settings SEC(".maps");
+
+/* Per slot with SLOT_CMDLINE: next state by state and byte. */
+struct dfa {
+	u8 next[DFA_STATES * 256];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_SLOTS);
+	__type(key, u32);
+	__type(value, struct dfa);
+} cmdline_dfa SEC(".maps");
+
+struct args_buf {
+	u8 b[CMDLINE_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct args_buf);
+} args SEC(".maps");
 
 /* 0 events lost (ring full), 1 selections lost (map full), 2 stops. */
 struct {
@@ -201,15 +231,81 @@ static __always_inline u32 ns_tgid(struct task_struct *t)
 	return u.nr;
 }
 
+#define ARGS_UNREAD 0
+#define ARGS_READ 1
+#define ARGS_UNKNOWN 2 /* not readable here: userspace decides */
+
 struct exec_ctx {
 	u32 pid;
 	u32 uid;
 	u64 cgroup;
 	u64 dev, ino;
 	u32 gen;
+	u32 rename; /* task_rename: only command-name slots change */
 	u64 comm[2];
-	u64 matched, userspace, stop, hold;
+	u64 matched, userspace, stop, hold, left;
+	u64 args_addr;
+	u32 args_len; /* all of the arguments, maybe more than read */
+	u32 args_state;
 };
+
+struct scan_ctx {
+	u32 slot;
+	u32 len;
+	u32 state;
+};
+
+#define SCAN_STEP 16
+
+/* scan_step advances the automaton of one slot over SCAN_STEP bytes. */
+static long scan_step(u64 i, void *data)
+{
+	struct scan_ctx *c = data;
+	u32 zero = 0;
+	struct args_buf *a = bpf_map_lookup_elem(&args, &zero);
+	struct dfa *d = bpf_map_lookup_elem(&cmdline_dfa, &c->slot);
+	if (!a || !d)
+		return 1;
+	u32 state = c->state;
+#pragma unroll
+	for (int j = 0; j < SCAN_STEP; j++) {
+		u32 at = i * SCAN_STEP + j;
+		if (at >= c->len)
+			break;
+		u8 b = a->b[at & (CMDLINE_MAX - 1)];
+		state = d->next[((state & (DFA_STATES - 1)) << 8) | b];
+	}
+	c->state = state;
+	return state == DFA_ACCEPT || (i + 1) * SCAN_STEP >= c->len;
+}
+
+#define SCAN_NO 0
+#define SCAN_FOUND 1
+#define SCAN_UNDECIDED 2
+
+/* scan_args runs slot idx's automaton over the arguments, read once per
+ * event into the per-CPU buffer. */
+static __always_inline int scan_args(struct exec_ctx *c, u32 idx)
+{
+	if (c->args_state == ARGS_UNREAD) {
+		u32 zero = 0;
+		struct args_buf *a = bpf_map_lookup_elem(&args, &zero);
+		u32 n = c->args_len;
+		if (n > CMDLINE_MAX)
+			n = CMDLINE_MAX;
+		c->args_state = ARGS_UNKNOWN;
+		if (a && bpf_probe_read_user(a->b, n, (void *)c->args_addr) == 0)
+			c->args_state = ARGS_READ;
+	}
+	if (c->args_state != ARGS_READ)
+		return SCAN_UNDECIDED;
+	struct scan_ctx s = { .slot = idx, .len = c->args_len > CMDLINE_MAX ? CMDLINE_MAX : c->args_len };
+	if (s.len)
+		bpf_loop((s.len + SCAN_STEP - 1) / SCAN_STEP, scan_step, &s, 0);
+	if (s.state == DFA_ACCEPT)
+		return SCAN_FOUND;
+	return c->args_len > CMDLINE_MAX ? SCAN_UNDECIDED : SCAN_NO;
+}
 
 struct clear_ctx {
 	u32 pid;
@@ -232,10 +328,24 @@ static long match_slot(u64 i, void *data)
 	struct slot *s = bpf_map_lookup_elem(&slots, &idx);
 	if (!s || !(s->flags & SLOT_ACTIVE))
 		return 0;
+	if (c->rename && !(s->flags & SLOT_COMM))
+		return 0; /* its selection does not depend on the name */
 	if (s->flags & SLOT_COMM) {
 		u64 *want = (u64 *)s->comm;
-		if (want[0] != c->comm[0] || want[1] != c->comm[1])
+		if (want[0] != c->comm[0] || want[1] != c->comm[1]) {
+			if (c->rename) {
+				/* Renamed away: no longer selected. */
+				struct pid_key k = { .pid = c->pid, .slot = idx };
+				if (bpf_map_delete_elem(&selected, &k) == 0)
+					c->left |= 1ULL << (idx & 63);
+			}
 			return 0;
+		}
+		if (c->rename) {
+			struct pid_key k = { .pid = c->pid, .slot = idx };
+			if (bpf_map_lookup_elem(&selected, &k))
+				return 0; /* selected already */
+		}
 	}
 	if (s->flags & SLOT_PID) {
 		struct pid_key k = { .pid = c->pid, .slot = idx };
@@ -275,6 +385,13 @@ static long match_slot(u64 i, void *data)
 	}
 	if (s->flags & SLOT_USERSPACE) {
 		c->userspace |= bit;
+		if (s->flags & SLOT_CMDLINE) {
+			int r = scan_args(c, idx);
+			if (r == SCAN_NO)
+				c->userspace &= ~bit; /* no literal: not selected */
+			else if (r == SCAN_FOUND)
+				c->hold |= bit; /* a candidate: wait for userspace */
+		}
 		return 0;
 	}
 	struct pid_key k = { .pid = c->pid, .slot = idx };
@@ -325,6 +442,62 @@ static __always_inline struct event *reserve(void)
 	return e;
 }
 
+/* fill reads what selection needs of task: its executable as uprobes see
+ * it, its cgroup, its user and where its arguments are. */
+static __always_inline void fill(struct exec_ctx *c, struct task_struct *task)
+{
+	c->cgroup = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id);
+	c->uid = BPF_CORE_READ(task, cred, uid.val);
+	/* The file mapped at the start of the code is what uprobes see (the
+	 * real file under overlayfs), and what /proc/PID/maps shows. */
+	struct vma_ctx v = {};
+	bpf_find_vma(task, BPF_CORE_READ(task, mm, start_code), vma_file, &v, 0);
+	c->dev = v.dev;
+	c->ino = v.ino;
+	c->gen = v.gen;
+	u64 start = BPF_CORE_READ(task, mm, arg_start), end = BPF_CORE_READ(task, mm, arg_end);
+	c->args_addr = start;
+	c->args_len = end > start && end - start < 0x7fffffff ? end - start : 0;
+}
+
+/* report sends the outcome of matching to userspace, holding the current
+ * process when a slot needs its probes placed or its verdict given first
+ * (hold_ok: the process is the current task, which alone can be stopped
+ * here). */
+static __always_inline void report(struct exec_ctx *c, u32 kind, u32 flags, int hold_ok)
+{
+	if (c->matched) {
+		u8 one = 1;
+		bpf_map_update_elem(&tracked, &c->pid, &one, BPF_ANY);
+	}
+	struct event *e = reserve();
+	if (!e)
+		return;
+	e->kind = kind;
+	e->pid = c->pid;
+	e->matched = c->matched;
+	e->userspace = c->userspace;
+	e->stop = c->stop;
+	e->dev = c->dev;
+	e->ino = c->ino;
+	e->gen = c->gen;
+	e->left = c->left;
+	__builtin_memcpy(e->comm, c->comm, sizeof(e->comm));
+	u64 wake = 0;
+	if (hold_ok && (c->stop || c->hold)) {
+		u32 zero = 0;
+		struct settings *s = bpf_map_lookup_elem(&settings, &zero);
+		if (s && (s->stop_uid == 0xffffffff || s->stop_uid == c->uid) &&
+		    bpf_send_signal(SIGSTOP) == 0) {
+			flags |= EVF_STOPPED;
+			wake = BPF_RB_FORCE_WAKEUP;
+			count(2);
+		}
+	}
+	e->flags = flags;
+	bpf_ringbuf_submit(e, wake);
+}
+
 SEC("tracepoint/sched/sched_process_exec")
 int on_exec(void *ctx)
 {
@@ -342,47 +515,38 @@ int on_exec(void *ctx)
 		bpf_map_delete_elem(&tracked, &c.pid);
 	}
 	bpf_get_current_comm(c.comm, sizeof(c.comm));
-	c.cgroup = bpf_get_current_cgroup_id();
-	c.uid = (u32)bpf_get_current_uid_gid();
-	/* The file mapped at the start of the code is what uprobes see (the
-	 * real file under overlayfs), and what /proc/PID/maps shows. */
-	struct vma_ctx v = {};
-	bpf_find_vma(task, BPF_CORE_READ(task, mm, start_code), vma_file, &v, 0);
-	c.dev = v.dev;
-	c.ino = v.ino;
-	c.gen = v.gen;
+	fill(&c, task);
+	c.left = cl.left;
 	bpf_loop(MAX_SLOTS, match_slot, &c, 0);
 	if (!c.matched && !c.userspace && !flags)
 		return 0;
-	if (c.matched) {
-		u8 one = 1;
-		bpf_map_update_elem(&tracked, &c.pid, &one, BPF_ANY);
-	}
-	struct event *e = reserve();
-	if (!e)
+	report(&c, EV_EXEC, flags, 1);
+	return 0;
+}
+
+/* The name a task takes, before it is copied: prctl(PR_SET_NAME), a write
+ * to /proc/PID/comm, and exec (whose new name sched_process_exec sees). */
+SEC("tp_btf/task_rename")
+int BPF_PROG(on_rename, struct task_struct *task, const char *comm)
+{
+	/* A process's name is its leader's; threads name themselves freely. */
+	if (BPF_CORE_READ(task, pid) != BPF_CORE_READ(task, tgid))
 		return 0;
-	e->kind = EV_EXEC;
-	e->pid = c.pid;
-	e->matched = c.matched;
-	e->userspace = c.userspace;
-	e->stop = c.stop;
-	e->dev = c.dev;
-	e->ino = c.ino;
-	e->gen = c.gen;
-	e->left = cl.left;
-	u64 wake = 0;
-	if (c.stop || c.hold) {
-		u32 zero = 0;
-		struct settings *s = bpf_map_lookup_elem(&settings, &zero);
-		if (s && (s->stop_uid == 0xffffffff || s->stop_uid == c.uid) &&
-		    bpf_send_signal(SIGSTOP) == 0) {
-			flags |= EVF_STOPPED;
-			wake = BPF_RB_FORCE_WAKEUP;
-			count(2);
-		}
-	}
-	e->flags = flags;
-	bpf_ringbuf_submit(e, wake);
+	if (bpf_core_field_exists(task->in_execve) && BPF_CORE_READ_BITFIELD_PROBED(task, in_execve))
+		return 0; /* exec: decided in on_exec */
+	struct exec_ctx c = { .rename = 1 };
+	c.pid = ns_tgid(task);
+	if (!c.pid)
+		return 0;
+	bpf_probe_read_kernel_str(c.comm, 16, comm);
+	fill(&c, task);
+	int self = task == bpf_get_current_task_btf();
+	if (!self)
+		c.args_state = ARGS_UNKNOWN; /* another's memory: userspace decides */
+	bpf_loop(MAX_SLOTS, match_slot, &c, 0);
+	if (!c.matched && !c.userspace && !c.left)
+		return 0;
+	report(&c, EV_RENAME, 0, self);
 	return 0;
 }
 
