@@ -64,6 +64,7 @@ type Profiler struct {
 	sym    *symbolizer
 
 	unw      *unwinder
+	py       *pyTracker
 	stop     chan struct{}
 	done     chan struct{}
 	stopOnce sync.Once
@@ -138,6 +139,7 @@ func New(opts Options) (*Profiler, error) {
 		done: make(chan struct{}),
 	}
 	p.unw = newUnwinder(coll.Maps["rows"], coll.Maps["procs"], p.sym)
+	p.py = newPyTracker(coll.Maps["py_procs"], coll.Maps["py_names"], p.sym, opts.ProcRoot)
 	p.unwindRows = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "probe_exporter", Subsystem: "profiler", Name: "unwind_rows",
 		Help: "Unwind rows (from .eh_frame) loaded into the kernel, of 1048576 (16 bytes each)."}, func() float64 { n, _ := p.unw.used(); return float64(n) })
 	go p.refresh()
@@ -175,6 +177,7 @@ func (p *Profiler) event(target int, ev targets.Event) {
 		if err := p.unw.describe(pid, maps); err != nil {
 			p.opts.Logger.Debug("profiler unwind tables", "pid", pid, "err", err)
 		}
+		p.py.check(pid, maps)
 		_ = p.coll.Maps["pids"].Put(uint32(pid), uint32(target))
 		p.mu.Lock()
 		p.procs[pid] = &proc{target: target, comm: ev.Process.Comm, maps: maps, started: time.Now()}
@@ -182,6 +185,7 @@ func (p *Profiler) event(target int, ev targets.Event) {
 	case targets.Exit:
 		_ = p.coll.Maps["pids"].Delete(uint32(pid))
 		p.unw.forget(pid)
+		p.py.forget(pid)
 		p.mu.Lock()
 		if pr := p.procs[pid]; pr != nil {
 			pr.exited = true // forgotten after the next drain
@@ -252,6 +256,8 @@ func (p *Profiler) refresh() {
 			if err != nil {
 				continue
 			}
+			// An interpreter is named once it has initialized.
+			p.py.check(l.pid, maps)
 			p.mu.Lock()
 			same := sameMaps(l.pr.maps, maps)
 			l.pr.maps = maps
@@ -336,9 +342,16 @@ func (p *Profiler) Drain() error {
 			// name the call.
 			ret := append([]uint64(nil), userFrames(&keys[i])...)
 			for j := 1; j < len(ret); j++ {
-				ret[j]--
+				if ret[j]&pyTag == 0 {
+					ret[j]--
+				}
 			}
-			user := p.frames(ret, func(a uint64) string { return p.sym.user(int(k.PID), maps[int(k.PID)], perf, a) })
+			user := p.frames(ret, func(a uint64) string {
+				if a&pyTag != 0 {
+					return p.py.name(int(k.PID), a)
+				}
+				return p.sym.user(int(k.PID), maps[int(k.PID)], perf, a)
+			})
 			frames = append(frames, user...)
 		} else {
 			p.drops.Add(float64(vals[i]))
@@ -375,15 +388,18 @@ func (p *Profiler) Drain() error {
 		}
 		p.opts.Sink.ObserveProfile(rules.Sampled(t.App+".cpu", tags, "samples", uint32(p.opts.Frequency), samples))
 	}
+	gone := map[int]bool{}
 	p.mu.Lock()
 	for pid, pr := range p.procs {
 		if pr.exited {
 			delete(p.procs, pid)
 			p.sym.forget(pid)
+			gone[pid] = true
 		}
 		pr.perfRead = false
 	}
 	p.mu.Unlock()
+	p.py.drop(gone)
 	p.drains.Inc()
 	p.drainTime.Set(time.Since(start).Seconds())
 	return nil
@@ -436,6 +452,7 @@ func (p *Profiler) Describe(ch chan<- *prometheus.Desc) {
 	p.unwindFiles.Describe(ch)
 	p.drains.Describe(ch)
 	p.drainTime.Describe(ch)
+	p.py.interpreters.Describe(ch)
 }
 
 // Collect implements prometheus.Collector.
@@ -447,6 +464,7 @@ func (p *Profiler) Collect(ch chan<- prometheus.Metric) {
 	p.unwindFiles.Collect(ch)
 	p.drains.Collect(ch)
 	p.drainTime.Collect(ch)
+	p.py.interpreters.Collect(ch)
 }
 
 // sameMaps reports whether two reads of a process's executable mappings

@@ -1,0 +1,133 @@
+package profile
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/probe-exporter/probe_exporter/config"
+)
+
+// pythons are the interpreters the tests run, where installed: Debian's
+// (the interpreter in the executable) and pyenv's --enable-shared builds
+// (the interpreter in libpython3.X.so).
+func pythons(t *testing.T) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	if _, err := os.Stat("/usr/bin/python3.11"); err == nil {
+		out["3.11-debian"] = "/usr/bin/python3.11"
+	}
+	root := os.Getenv("PYENV_ROOT")
+	if root == "" {
+		root = "/root/.pyenv"
+	}
+	for _, v := range []string{"3.10", "3.11", "3.12", "3.13"} {
+		m, _ := filepath.Glob(filepath.Join(root, "versions", v+".*", "bin", "python"+v))
+		if len(m) > 0 {
+			out[v+"-pyenv"] = m[len(m)-1]
+		}
+	}
+	if len(out) == 0 {
+		t.Skip("no CPython 3.10-3.13 on this machine")
+	}
+	return out
+}
+
+// pyRun profiles one run of testdata/work.py: the profiler follows the
+// process (started after it) and has named its interpreter before the
+// work starts; the stacks are drained while the process is asleep.
+func pyRun(t *testing.T, python, comm string, args ...string) (map[string]uint64, *Profiler) {
+	t.Helper()
+	sink := &recordingSink{stacks: map[string]uint64{}}
+	p := newProfiler(t, sink, 400, Target{App: "py", Selector: config.Selector{Comm: comm}})
+	script, _ := filepath.Abs("testdata/work.py")
+	// A copy named comm, so the selector takes only this process.
+	bin := filepath.Join(t.TempDir(), comm)
+	if err := os.Symlink(python, bin); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, append([]string{script}, args...)...)
+	stdin, out := startPiped(t, cmd)
+	deadline := time.Now().Add(30 * time.Second)
+	for !pyNamed(p, cmd.Process.Pid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the profiler never named the interpreter of pid %d (%s)", cmd.Process.Pid, python)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	stdin.Write([]byte("\n"))
+	if line, err := out.ReadString('\n'); err != nil || line != "done\n" {
+		t.Fatalf("work.py printed %q: %v", line, err)
+	}
+	waitAsleep(t, cmd.Process.Pid)
+	if err := p.Drain(); err != nil {
+		t.Fatal(err)
+	}
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	return sink.stacks, p
+}
+
+// pyNamed reports whether the profiler described pid's interpreter to the
+// BPF program.
+func pyNamed(p *Profiler, pid int) bool {
+	var v pyProc
+	return p.py.procs.Lookup(uint32(pid), &v) == nil
+}
+
+// pyShare counts the samples whose stack matches in, and those of them
+// matching also sub.
+func pyShare(stacks map[string]uint64, in, sub string) (all, part uint64) {
+	for st, n := range stacks {
+		if strings.Contains(st, in) {
+			all += n
+			if strings.Contains(st, sub) {
+				part += n
+			}
+		}
+	}
+	return
+}
+
+// TestPythonSplit: round_trip spends 70 % of its work under
+// slow_function and 30 % under fast_function, by construction; under each
+// interpreter the profiler's shares are within 5 points, the stacks read
+// ...;round_trip;slow_function;unit, and frames are named
+// "qualname (file:line)".
+func TestPythonSplit(t *testing.T) {
+	for name, python := range pythons(t) {
+		t.Run(name, func(t *testing.T) {
+			stacks, _ := pyRun(t, python, "pysplit", "split", "2000")
+			all, slow := pyShare(stacks, "round_trip (", "round_trip (")
+			_, slow = pyShare(stacks, "round_trip (", ";slow_function (")
+			_, fast := pyShare(stacks, "round_trip (", ";fast_function (")
+			if all < 200 {
+				t.Fatalf("%d samples under round_trip; stacks: %v", all, keys(stacks))
+			}
+			s, f := float64(slow)/float64(all), float64(fast)/float64(all)
+			t.Logf("%s: %d samples under round_trip, slow %.3f, fast %.3f", python, all, s, f)
+			if s < 0.65 || s > 0.75 || f < 0.25 || f > 0.35 {
+				t.Errorf("slow_function %.3f, fast_function %.3f of round_trip, want 0.70 and 0.30 +- 0.05", s, f)
+			}
+			var want string
+			for st := range stacks {
+				if strings.Contains(st, ";slow_function (") {
+					want = st
+					break
+				}
+			}
+			for _, frag := range []string{";split (", ";round_trip (", "work.py:", ";slow_function (", ";unit ("} {
+				if !strings.Contains(want, frag) {
+					t.Errorf("stack %q lacks %q", want, frag)
+				}
+			}
+			// Native frames at the root, the eval loop replaced.
+			if strings.HasPrefix(want, "split (") || strings.Contains(want, "_PyEval_EvalFrameDefault") {
+				t.Errorf("stack %q: no native root, or an eval loop frame left", want)
+			}
+		})
+	}
+}
