@@ -536,6 +536,9 @@ func pyString(buf []byte, kind uint8, total uint32) string {
 		skip += (k - skip%k) % k
 		n, cut = total-skip, true
 	}
+	if n > room { // a total near 2^32: the skip wrapped
+		n, cut = 0, true
+	}
 	n -= n % k
 	var out bytes.Buffer
 	if cut {

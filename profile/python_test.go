@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/probe-exporter/probe_exporter/config"
 )
 
@@ -129,5 +131,122 @@ func TestPythonSplit(t *testing.T) {
 				t.Errorf("stack %q: no native root, or an eval loop frame left", want)
 			}
 		})
+	}
+}
+
+// TestPythonCases runs the other cases under each interpreter: four
+// threads each in its own function, an asyncio coroutine, recursion deeper
+// than the frame limit, and a C function (sorted) between two Python
+// frames.
+func TestPythonCases(t *testing.T) {
+	for name, python := range pythons(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Run("threads", func(t *testing.T) {
+				stacks, _ := pyRun(t, python, "pythreads", "threads", "300")
+				for _, f := range []string{"thread_a", "thread_b", "thread_c", "thread_d"} {
+					all, _ := pyShare(stacks, ";"+f+" (", "")
+					if all < 10 {
+						t.Errorf("%d samples in %s; stacks: %v", all, f, keys(stacks))
+					}
+					// Each thread's stack has its own function only.
+					for _, g := range []string{"thread_a", "thread_b", "thread_c", "thread_d"} {
+						if g == f {
+							continue
+						}
+						_, other := pyShare(stacks, ";"+f+" (", ";"+g+" (")
+						if other > 0 {
+							t.Errorf("%d samples with both %s and %s", other, f, g)
+						}
+					}
+				}
+			})
+			t.Run("coroutine", func(t *testing.T) {
+				stacks, _ := pyRun(t, python, "pycoro", "coroutine", "3000")
+				all, unit := pyShare(stacks, ";coroutine_work (", ";unit (")
+				if all < 50 || unit < all/2 {
+					t.Errorf("%d samples in coroutine_work, %d of them in unit; stacks: %v", all, unit, keys(stacks))
+				}
+			})
+			t.Run("deep", func(t *testing.T) {
+				stacks, p := pyRun(t, python, "pydeep", "deep", "8000")
+				all, _ := pyShare(stacks, ";recurse (", "")
+				if all < 100 {
+					t.Fatalf("%d samples in recurse; stacks: %v", all, keys(stacks))
+				}
+				if n := testutilCounter(p.truncated); n < float64(all)/2 {
+					t.Errorf("%v samples counted truncated of %d in recurse", n, all)
+				}
+				// Truncated stacks keep their leaf frames, all named,
+				// and no frame of another function.
+				for st := range stacks {
+					if !strings.Contains(st, ";recurse (") {
+						continue
+					}
+					for _, f := range strings.Split(st, ";") {
+						if strings.Contains(f, "(") && !strings.HasPrefix(f, "recurse (") && !strings.HasPrefix(f, "unit (") &&
+							!strings.HasPrefix(f, "deep (") && !strings.HasPrefix(f, "main (") && !strings.HasPrefix(f, "<module> (") {
+							t.Errorf("frame %q in %q", f, st)
+						}
+					}
+				}
+			})
+			t.Run("sorted", func(t *testing.T) {
+				stacks, _ := pyRun(t, python, "pysorted", "sorted", "3000")
+				all, key := pyShare(stacks, ";sort_by_key (", ";key_function (")
+				if all < 50 || key < all/2 {
+					t.Fatalf("%d samples in sort_by_key, %d in key_function; stacks: %v", all, key, keys(stacks))
+				}
+				// The C function keeps its place between them.
+				_, between := pyShare(stacks, ";sort_by_key (", "sorted")
+				_, ordered := pyShare(stacks, ";sort_by_key (", ";key_function (")
+				n := uint64(0)
+				for st, c := range stacks {
+					i, j, k := strings.Index(st, ";sort_by_key ("), strings.Index(st, "sorted"), strings.Index(st, ";key_function (")
+					if i >= 0 && k > 0 && j > i && j < k {
+						n += c
+					}
+				}
+				if n < key*9/10 {
+					t.Errorf("%d of %d samples in key_function have builtin sorted between sort_by_key and key_function (%d, %d); stacks: %v", n, key, between, ordered, keys(stacks))
+				}
+			})
+		})
+	}
+}
+
+func testutilCounter(c interface{ Write(*dto.Metric) error }) float64 {
+	var m dto.Metric
+	c.Write(&m)
+	return m.GetCounter().GetValue()
+}
+
+// TestPythonUnsupported: a CPython outside 3.10-3.13 is named in the log
+// and in python_processes_total, and its stacks stay native.
+func TestPythonUnsupported(t *testing.T) {
+	m, _ := filepath.Glob("/root/.pyenv/versions/3.9.*/bin/python3.9")
+	if len(m) == 0 {
+		t.Skip("no pyenv CPython 3.9")
+	}
+	sink := &recordingSink{stacks: map[string]uint64{}}
+	p := newProfiler(t, sink, 100, Target{App: "py", Selector: config.Selector{Comm: "pyold"}})
+	bin := filepath.Join(t.TempDir(), "pyold")
+	if err := os.Symlink(m[0], bin); err != nil {
+		t.Fatal(err)
+	}
+	script, _ := filepath.Abs("testdata/work.py")
+	cmd := exec.Command(bin, script, "split", "10")
+	stdin, out := startPiped(t, cmd)
+	c := p.py.interpreters.WithLabelValues("3.9", "unsupported")
+	deadline := time.Now().Add(30 * time.Second)
+	for testutilCounter(c) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("python_processes_total{version=3.9,result=unsupported} never counted the process")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	stdin.Write([]byte("\n"))
+	out.ReadString('\n')
+	if pyNamed(p, cmd.Process.Pid) {
+		t.Error("the BPF program was told the layout of a 3.9 interpreter")
 	}
 }
