@@ -142,7 +142,7 @@ func TestPythonCases(t *testing.T) {
 	for name, python := range pythons(t) {
 		t.Run(name, func(t *testing.T) {
 			t.Run("threads", func(t *testing.T) {
-				stacks, _ := pyRun(t, python, "pythreads", "threads", "300")
+				stacks, _ := pyRun(t, python, "pythreads", "threads", "1500")
 				for _, f := range []string{"thread_a", "thread_b", "thread_c", "thread_d"} {
 					all, _ := pyShare(stacks, ";"+f+" (", "")
 					if all < 10 {
@@ -196,18 +196,24 @@ func TestPythonCases(t *testing.T) {
 				if all < 50 || key < all/2 {
 					t.Fatalf("%d samples in sort_by_key, %d in key_function; stacks: %v", all, key, keys(stacks))
 				}
-				// The C function keeps its place between them.
-				_, between := pyShare(stacks, ";sort_by_key (", "sorted")
-				_, ordered := pyShare(stacks, ";sort_by_key (", ";key_function (")
+				// The C function (sorted, named builtin_sorted where the
+				// file has a .symtab) keeps its place between them: a
+				// native frame between the two Python frames.
 				n := uint64(0)
 				for st, c := range stacks {
-					i, j, k := strings.Index(st, ";sort_by_key ("), strings.Index(st, "sorted"), strings.Index(st, ";key_function (")
-					if i >= 0 && k > 0 && j > i && j < k {
-						n += c
+					i, k := strings.Index(st, ";sort_by_key ("), strings.Index(st, ";key_function (")
+					if i < 0 || k < i {
+						continue
+					}
+					for _, f := range strings.Split(st[i+1:k], ";")[1:] {
+						if !strings.Contains(f, " (") {
+							n += c
+							break
+						}
 					}
 				}
 				if n < key*9/10 {
-					t.Errorf("%d of %d samples in key_function have builtin sorted between sort_by_key and key_function (%d, %d); stacks: %v", n, key, between, ordered, keys(stacks))
+					t.Errorf("%d of %d samples in key_function have a native frame between sort_by_key and key_function; stacks: %v", n, key, keys(stacks))
 				}
 			})
 		})
