@@ -71,6 +71,7 @@ type Profiler struct {
 	sym    *symbolizer
 
 	unw *unwinder
+	py  *pyTracker
 	// reads runs the reads of profiled processes' files (maps, ELF files,
 	// perf maps) for refresh, under a deadline.
 	reads *safeopen.Runner
@@ -161,6 +162,7 @@ func New(opts Options) (*Profiler, error) {
 		done:   make(chan struct{}),
 	}
 	p.unw = newUnwinder(coll.Maps["rows"], coll.Maps["procs"], p.sym, opts.ProcRoot, opts.Files)
+	p.py = newPyTracker(coll.Maps["py_procs"], coll.Maps["py_names"], p.sym, opts.ProcRoot)
 	p.unwindRows = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "probe_exporter", Subsystem: "profiler", Name: "unwind_rows",
 		Help: "Unwind rows (from .eh_frame) loaded into the kernel, of 1048576 (16 bytes each)."}, func() float64 { n, _ := p.unw.used(); return float64(n) })
 	go p.refresh()
@@ -211,6 +213,7 @@ func (p *Profiler) event(target int, ev targets.Event) {
 		default:
 		}
 	case targets.Exit:
+		p.py.forget(pid)
 		p.mu.Lock()
 		if pr := p.procs[pid]; pr != nil {
 			pr.exited = true // forgotten after the next drain
@@ -348,6 +351,9 @@ func (p *Profiler) refreshProc(pid int, pr *proc) {
 		}
 		p.mu.Unlock()
 	}
+	// An interpreter is named once it has initialized (its symbol table
+	// loaded by describe): checked at each refresh until settled.
+	p.py.check(pid, maps)
 	p.mu.Lock()
 	perfDue := time.Since(pr.perfAt) >= time.Second
 	p.mu.Unlock()
@@ -428,9 +434,16 @@ func (p *Profiler) Drain() error {
 			// name the call.
 			ret := append([]uint64(nil), userFrames(&keys[i])...)
 			for j := 1; j < len(ret); j++ {
-				ret[j]--
+				if ret[j]&pyTag == 0 {
+					ret[j]--
+				}
 			}
-			user := p.frames(ret, func(a uint64) string { return p.sym.user(maps[int(k.PID)], perfs[int(k.PID)], a) })
+			user := p.frames(ret, func(a uint64) string {
+				if a&pyTag != 0 {
+					return p.py.name(int(k.PID), a)
+				}
+				return p.sym.user(maps[int(k.PID)], perfs[int(k.PID)], a)
+			})
 			frames = append(frames, user...)
 		} else {
 			p.drops.Add(float64(vals[i]))
@@ -467,13 +480,16 @@ func (p *Profiler) Drain() error {
 		}
 		p.opts.Sink.ObserveProfile(rules.Sampled(t.App+".cpu", tags, "samples", uint32(p.opts.Frequency), samples))
 	}
+	gone := map[int]bool{}
 	p.mu.Lock()
 	for pid, pr := range p.procs {
 		if pr.exited && !pr.busy {
 			delete(p.procs, pid)
+			gone[pid] = true
 		}
 	}
 	p.mu.Unlock()
+	p.py.drop(gone)
 	p.drains.Inc()
 	p.drainTime.Set(time.Since(start).Seconds())
 	return nil
@@ -533,6 +549,7 @@ func (p *Profiler) Describe(ch chan<- *prometheus.Desc) {
 	p.unwindFiles.Describe(ch)
 	p.drains.Describe(ch)
 	p.drainTime.Describe(ch)
+	p.py.interpreters.Describe(ch)
 }
 
 // Collect implements prometheus.Collector.
@@ -545,6 +562,7 @@ func (p *Profiler) Collect(ch chan<- prometheus.Metric) {
 	p.unwindFiles.Collect(ch)
 	p.drains.Collect(ch)
 	p.drainTime.Collect(ch)
+	p.py.interpreters.Collect(ch)
 }
 
 // sameMaps reports whether two reads of a process's executable mappings

@@ -27,6 +27,8 @@ struct sample_key {
 	u64 user[MAX_FRAMES];
 };
 
+#include "python.bpf.h"
+
 /* Selected processes: tgid -> target index. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -100,6 +102,8 @@ struct {
 struct walk {
 	u64 pc, sp, bp;
 	struct sample_key *key;
+	struct py_stack *py; /* the sample's Python frames */
+	struct py_proc *pyp; /* its interpreter, if Python */
 	u32 pid;
 	u32 n;
 };
@@ -163,11 +167,17 @@ static long step(u32 i, void *data)
 		w->key->flags |= SAMPLE_TRUNCATED;
 		return 1;
 	}
-	w->key->user[n & (MAX_FRAMES - 1)] = w->pc;
-	w->n = n + 1;
+	/* A frame of the eval loop gives way to the Python frames it runs. */
+	struct py_stack *ps = w->py;
+	struct py_proc *pyp = w->pyp;
+	if (!(ps && pyp && ps->at < ps->n && w->pc >= pyp->eval_start && w->pc < pyp->eval_end &&
+	      py_emit(ps, w->key, &w->n, 0))) {
+		w->key->user[n & (MAX_FRAMES - 1)] = w->pc;
+		w->n = n + 1;
+	}
 
 	/* A return address points after its call: look up the call. */
-	u64 lookup = n == 0 ? w->pc : w->pc - 1;
+	u64 lookup = i == 0 ? w->pc : w->pc - 1;
 	struct row *r = NULL;
 	int mi = mapping_index(w->pid, lookup);
 	if (mi >= 0) {
@@ -233,8 +243,19 @@ int do_sample(struct bpf_perf_event_data *ctx)
 		w.bp = regs->bp;
 	}
 	w.pid = pid;
+	w.pyp = bpf_map_lookup_elem(&py_procs, &pid);
+	if (w.pyp) {
+		w.py = bpf_map_lookup_elem(&py_scratch, &zero);
+		py_walk(w.py, w.pyp, pid);
+	}
 	if (w.pc)
 		bpf_loop(MAX_FRAMES + 1, step, &w, 0);
+	if (w.py && w.pyp) {
+		/* Python frames the native walk did not reach. */
+		py_emit(w.py, key, &w.n, 1);
+		if (w.py->truncated)
+			key->flags |= SAMPLE_TRUNCATED;
+	}
 	key->frames = w.n;
 	u64 one = 1, *count = bpf_map_lookup_elem(&counts, key);
 	if (count)
