@@ -5,6 +5,7 @@
 package attach
 
 import (
+	"debug/elf"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/probe-exporter/probe_exporter/internal/caps"
 	"github.com/probe-exporter/probe_exporter/internal/cpus"
+	"github.com/probe-exporter/probe_exporter/internal/elfread"
 )
 
 // PerfEvent is a perf event (perf_event_open's type and config) sampled
@@ -107,6 +109,17 @@ func (u Uprobe) Attach(prog *ebpf.Program) (link.Link, error) {
 		return nil, fmt.Errorf("%s: %w", u.kind(), err)
 	}
 	opts := &link.UprobeOptions{Offset: u.Offset, PID: u.PID}
+	if u.Symbol != "" {
+		// The file may be any user's (a selected process's binary or
+		// library): its symbols are read within elfread's bounds and
+		// the address handed to cilium/ebpf, which would otherwise
+		// read the whole symbol table with debug/elf.
+		addr, err := symbolOffset(u.Path, u.Symbol, u.Offset)
+		if err != nil {
+			return nil, fmt.Errorf("%s %s:%s: %w", u.kind(), u.Path, u.Symbol, err)
+		}
+		opts.Address, opts.Offset = addr, 0
+	}
 	var l link.Link
 	if u.Return {
 		l, err = ex.Uretprobe(u.Symbol, prog, opts)
@@ -117,4 +130,42 @@ func (u Uprobe) Attach(prog *ebpf.Program) (link.Link, error) {
 		return nil, caps.Explain(fmt.Errorf("%s %s:%s: %w", u.kind(), u.Path, u.Symbol, err), caps.SysAdmin, "uprobes")
 	}
 	return l, nil
+}
+
+// symbolOffset is the file offset of symbol in the ELF file at path, plus
+// offset: where a uprobe on it goes. The symbol's virtual address is turned
+// into a file offset by the executable load segment holding it, as the
+// kernel's uprobes want.
+func symbolOffset(path, symbol string, offset uint64) (uint64, error) {
+	f, err := elfread.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	var sym elfread.Sym
+	found := false
+	for _, typ := range []elf.SectionType{elf.SHT_SYMTAB, elf.SHT_DYNSYM} {
+		syms, err := f.Lookup(typ, symbol)
+		if err != nil && !errors.Is(err, elfread.ErrNoSymbols) {
+			return 0, err
+		}
+		if s, ok := syms[symbol]; ok && s.Value != 0 {
+			sym, found = s, true
+			break
+		}
+	}
+	if !found {
+		return 0, fmt.Errorf("symbol %s not found in the file's symbol tables", symbol)
+	}
+	if sym.Size > 0 && offset >= sym.Size {
+		return 0, fmt.Errorf("offset %d is past the end of %s (%d bytes)", offset, symbol, sym.Size)
+	}
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_LOAD && p.Flags&elf.PF_X != 0 && sym.Value >= p.Vaddr && sym.Value < p.Vaddr+p.Memsz {
+			return sym.Value - p.Vaddr + p.Off + offset, nil
+		}
+	}
+	// Not in an executable segment (an object file, or a symbol of data):
+	// the address as it is, as cilium/ebpf takes it.
+	return sym.Value + offset, nil
 }
