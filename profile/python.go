@@ -63,6 +63,7 @@ type pyProc struct {
 	StrCompact                            uint16
 	Kind                                  uint8
 	_                                     [7]uint8
+	StrType                               uint64
 }
 
 // pyLayoutOf gives the layout of CPython 3.minor for 3.10 to 3.12, from
@@ -444,6 +445,7 @@ func (t *pyTracker) layout(pid int, mem *os.File, nameMinor int, syms map[string
 		CFrameFrame: l.CFrameFrame, FCode: l.FCode, FPrevious: l.FPrevious, FOwner: l.FOwner,
 		CoName: l.CoName, CoFile: l.CoFile, CoLine: l.CoLine,
 		StrState: l.StrState, StrLength: l.StrLength, StrASCII: l.StrASCII, StrCompact: l.StrCompact, Kind: l.Kind,
+		StrType: strType,
 	}
 	if err := t.procs.Put(uint32(pid), &p); err != nil {
 		return "", version, nil

@@ -1,6 +1,7 @@
 package profile
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -201,24 +202,33 @@ func TestPythonCases(t *testing.T) {
 				// file has a .symtab) keeps its place between them: a
 				// native frame between the two Python frames.
 				n := uint64(0)
+				var lacking []string
 				for st, c := range stacks {
 					i, k := strings.Index(st, ";sort_by_key ("), strings.Index(st, ";key_function (")
 					if i < 0 || k < i {
 						continue
 					}
+					between := false
 					for _, f := range strings.Split(st[i+1:k], ";")[1:] {
 						if !strings.Contains(f, " (") {
-							n += c
+							between = true
 							break
 						}
 					}
+					if between {
+						n += c
+					} else {
+						lacking = append(lacking, fmt.Sprintf("%d %s", c, st))
+					}
 				}
-				// Known shortfall: under pyenv's 3.12 about a third of
-				// these samples lose the native frames between (seen:
-				// 105 of 152); the others all have them. Asserted: most.
+				// All but a few: a sample may land while the eval loop
+				// switches frames. (One run under 3.12 kept only 105 of
+				// 152; not seen again in a dozen runs, of this code and
+				// of the code of that run: the stacks that lack the
+				// frame are printed if it comes back.)
 				t.Logf("%d of %d samples in key_function have a native frame between", n, key)
-				if n < key/2 {
-					t.Errorf("%d of %d samples in key_function have a native frame between sort_by_key and key_function; stacks: %v", n, key, keys(stacks))
+				if n < key*9/10 {
+					t.Errorf("%d of %d samples in key_function have a native frame between sort_by_key and key_function; the others:\n%s", n, key, strings.Join(lacking, "\n"))
 				}
 			})
 		})

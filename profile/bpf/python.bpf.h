@@ -51,6 +51,7 @@ struct py_proc {
 	u16 str_state, str_length, str_ascii, str_compact;
 	u8 frame_kind;
 	u8 pad[7];
+	u64 str_type; /* address of PyUnicode_Type */
 };
 
 /* tgid -> the layout of its interpreter. */
@@ -126,7 +127,10 @@ static __always_inline u8 py_read_str(struct py_proc *py, u64 obj, char *dst, u3
 	u32 state = 0;
 	u64 length = 0;
 	*bytes = 0;
-	if (!obj || bpf_probe_read_user(&state, sizeof(state), (void *)(obj + py->str_state)) ||
+	/* A name or file that is not a str (the process's memory lies) is
+	 * left unnamed. */
+	if (!obj || py_read_ptr(obj + 8) != py->str_type ||
+	    bpf_probe_read_user(&state, sizeof(state), (void *)(obj + py->str_state)) ||
 	    bpf_probe_read_user(&length, sizeof(length), (void *)(obj + py->str_length)))
 		return 0;
 	u32 kind = (state >> 2) & 7, compact = (state >> 5) & 1, ascii = (state >> 6) & 1;
