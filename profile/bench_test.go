@@ -1,6 +1,7 @@
 package profile
 
 import (
+	"log/slog"
 	"os"
 	"os/exec"
 	"strconv"
@@ -37,7 +38,18 @@ func BenchmarkSymbolize1000(b *testing.B) {
 	if len(maps) == 0 {
 		b.Skip("cannot read the process's maps")
 	}
-	s := newSymbolizer("/proc")
+	s := newSymbolizer("/proc", slog.New(slog.DiscardHandler))
+	// Tables are loaded when a process is described, as the profiler
+	// does at its start.
+	var files []*procfs.Mapping
+	var hosts []string
+	for i := range maps {
+		if strings.HasPrefix(maps[i].Path, "/") {
+			files = append(files, &maps[i])
+			hosts = append(hosts, s.hostPath(pid, &maps[i]))
+		}
+	}
+	s.hold(pid, 0, hosts, files)
 	// Addresses inside each executable mapping, spread over its range.
 	var addrs []uint64
 	for _, m := range maps {

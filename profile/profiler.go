@@ -73,15 +73,37 @@ type Profiler struct {
 
 	samples, drops, drains, truncated prometheus.Counter
 	drainTime                         prometheus.Gauge
-	unwindRows, unwindFiles           prometheus.GaugeFunc
 }
+
+// Descriptions of the tables' metrics, read at collection.
+var (
+	unwindRowsDesc = prometheus.NewDesc("probe_exporter_profiler_unwind_rows",
+		"Rows of the kernel's unwind table (from .eh_frame, 16 bytes each, 1048576 in all), by state: used by files some profiled process maps, or free.",
+		[]string{"state"}, nil)
+	unwindFilesDesc = prometheus.NewDesc("probe_exporter_profiler_unwind_files",
+		"Files whose unwind rows are in the kernel (shared by the profiled processes mapping them).", nil, nil)
+	unwindSkippedDesc = prometheus.NewDesc("probe_exporter_profiler_unwind_skipped_files_total",
+		"Files whose unwind rows were not loaded (their frames walk frame pointers), by reason: file_limit, user_limit, users_limit, table_full, unreadable.",
+		[]string{"reason"}, nil)
+	symbolBytesDesc = prometheus.NewDesc("probe_exporter_profiler_symbol_bytes",
+		"Estimated memory of the symbol tables held for files profiled processes map.", nil, nil)
+	symbolFilesDesc = prometheus.NewDesc("probe_exporter_profiler_symbol_files",
+		"Files whose symbol tables are held.", nil, nil)
+	symbolSkippedDesc = prometheus.NewDesc("probe_exporter_profiler_symbol_skipped_files_total",
+		"Files whose symbols were not loaded (their frames are file+offset), by reason: file_limit, user_limit, users_limit, table_full, unreadable.",
+		[]string{"reason"}, nil)
+)
 
 // proc is a profiled process.
 type proc struct {
 	target int
 	comm   string
-	maps   []procfs.Mapping
-	exited bool
+	// uid is the user the process's tables are charged to; startTime
+	// tells it from a later process of the same pid.
+	uid       uint32
+	startTime uint64
+	maps      []procfs.Mapping
+	exited    bool
 	// started is when the process was seen starting: young processes'
 	// mappings are re-read often, while the dynamic loader maps libraries.
 	started time.Time
@@ -122,7 +144,7 @@ func New(opts Options) (*Profiler, error) {
 	p := &Profiler{
 		opts:  opts,
 		coll:  coll,
-		sym:   newSymbolizer(opts.ProcRoot),
+		sym:   newSymbolizer(opts.ProcRoot, opts.Logger),
 		procs: map[int]*proc{},
 		samples: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "probe_exporter", Subsystem: "profiler", Name: "samples_total",
 			Help: "CPU samples of profiled processes drained."}),
@@ -137,15 +159,11 @@ func New(opts Options) (*Profiler, error) {
 		stop: make(chan struct{}),
 		done: make(chan struct{}),
 	}
-	p.unw = newUnwinder(coll.Maps["rows"], coll.Maps["procs"], p.sym)
-	p.unwindRows = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "probe_exporter", Subsystem: "profiler", Name: "unwind_rows",
-		Help: "Unwind rows (from .eh_frame) loaded into the kernel, of 1048576 (16 bytes each)."}, func() float64 { n, _ := p.unw.used(); return float64(n) })
+	p.unw = newUnwinder(coll.Maps["rows"], coll.Maps["procs"], p.sym, opts.Logger)
 	go p.refresh()
 	// Read the kernel symbol table now (a few hundred ms of /proc/kallsyms)
 	// rather than in the first drain.
 	go p.opts.Kernel(0)
-	p.unwindFiles = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "probe_exporter", Subsystem: "profiler", Name: "unwind_files",
-		Help: "Files whose unwind rows were read (once per file, shared by the processes mapping it)."}, func() float64 { _, n := p.unw.used(); return float64(n) })
 	p.events, err = attach.OnEveryCPU(coll.Programs["do_sample"], attach.PerfEvent{
 		Type: unix.PERF_TYPE_SOFTWARE, Config: unix.PERF_COUNT_SW_CPU_CLOCK, Frequency: uint64(opts.Frequency),
 	})
@@ -171,22 +189,28 @@ func (p *Profiler) event(target int, ev targets.Event) {
 		// Describe its mappings (loading their unwind rows and symbol
 		// tables while the files can be reached), sample it, then follow
 		// it.
+		uid, err := procfs.UID(p.opts.ProcRoot, pid)
+		if err != nil {
+			uid = unknownUID // gone already: charged as a user, never as root
+		}
 		maps, _ := readMaps(p.opts.ProcRoot, pid)
-		if err := p.unw.describe(pid, maps); err != nil {
+		if err := p.unw.describe(pid, uid, maps); err != nil {
 			p.opts.Logger.Debug("profiler unwind tables", "pid", pid, "err", err)
 		}
 		_ = p.coll.Maps["pids"].Put(uint32(pid), uint32(target))
 		p.mu.Lock()
-		p.procs[pid] = &proc{target: target, comm: ev.Process.Comm, maps: maps, started: time.Now()}
+		p.procs[pid] = &proc{target: target, comm: ev.Process.Comm, uid: uid, startTime: ev.Process.StartTime, maps: maps, started: time.Now()}
 		p.mu.Unlock()
 	case targets.Exit:
 		_ = p.coll.Maps["pids"].Delete(uint32(pid))
-		p.unw.forget(pid)
+		// Marked before its rows go, so a refresh describing it now
+		// sees the mark and forgets it again.
 		p.mu.Lock()
 		if pr := p.procs[pid]; pr != nil {
-			pr.exited = true // forgotten after the next drain
+			pr.exited = true // its symbols stay until the next drain
 		}
 		p.mu.Unlock()
+		p.unw.forget(pid)
 	}
 }
 
@@ -259,8 +283,16 @@ func (p *Profiler) refresh() {
 			if same {
 				continue
 			}
-			if err := p.unw.describe(l.pid, maps); err != nil {
+			if err := p.unw.describe(l.pid, l.pr.uid, maps); err != nil {
 				p.opts.Logger.Debug("profiler unwind tables", "pid", l.pid, "err", err)
+			}
+			// It may have exited while being described: its rows go
+			// now, unless the pid is already another profiled process's.
+			p.mu.Lock()
+			gone := l.pr.exited && (p.procs[l.pid] == nil || p.procs[l.pid] == l.pr)
+			p.mu.Unlock()
+			if gone {
+				p.unw.forget(l.pid)
 			}
 		}
 	}
@@ -384,9 +416,44 @@ func (p *Profiler) Drain() error {
 		pr.perfRead = false
 	}
 	p.mu.Unlock()
+	p.reconcile()
 	p.drains.Inc()
 	p.drainTime.Set(time.Since(start).Seconds())
 	return nil
+}
+
+// unknownUID charges the tables of a process whose user could not be read.
+const unknownUID = ^uint32(0)
+
+// reconcile is the backstop for exits the profiler did not see (lost
+// events, a pid described as it exited): processes that no longer run are
+// marked exited (their symbols go after the next drain), and rows and
+// symbols held for pids the profiler no longer follows are released.
+func (p *Profiler) reconcile() {
+	p.mu.Lock()
+	var dead []int
+	running := make(map[int]bool, len(p.procs))
+	for pid, pr := range p.procs {
+		if !pr.exited && pr.startTime != 0 && !procfs.Alive(p.opts.ProcRoot, pid, pr.startTime) {
+			pr.exited = true
+			dead = append(dead, pid)
+		}
+		running[pid] = !pr.exited
+	}
+	p.mu.Unlock()
+	for _, pid := range dead {
+		_ = p.coll.Maps["pids"].Delete(uint32(pid))
+	}
+	for _, pid := range p.unw.pids() {
+		if !running[pid] {
+			p.unw.forget(pid)
+		}
+	}
+	for _, pid := range p.sym.pids() {
+		if _, followed := running[pid]; !followed {
+			p.sym.forget(pid)
+		}
+	}
 }
 
 // frames turns a leaf-first address list into root-first names.
@@ -432,8 +499,9 @@ func (p *Profiler) Describe(ch chan<- *prometheus.Desc) {
 	p.samples.Describe(ch)
 	p.drops.Describe(ch)
 	p.truncated.Describe(ch)
-	p.unwindRows.Describe(ch)
-	p.unwindFiles.Describe(ch)
+	for _, d := range []*prometheus.Desc{unwindRowsDesc, unwindFilesDesc, unwindSkippedDesc, symbolBytesDesc, symbolFilesDesc, symbolSkippedDesc} {
+		ch <- d
+	}
 	p.drains.Describe(ch)
 	p.drainTime.Describe(ch)
 }
@@ -443,8 +511,16 @@ func (p *Profiler) Collect(ch chan<- prometheus.Metric) {
 	p.samples.Collect(ch)
 	p.drops.Collect(ch)
 	p.truncated.Collect(ch)
-	p.unwindRows.Collect(ch)
-	p.unwindFiles.Collect(ch)
+	u, sy := p.unw.stats(), p.sym.stats()
+	ch <- prometheus.MustNewConstMetric(unwindRowsDesc, prometheus.GaugeValue, float64(u.used), "used")
+	ch <- prometheus.MustNewConstMetric(unwindRowsDesc, prometheus.GaugeValue, float64(u.free), "free")
+	ch <- prometheus.MustNewConstMetric(unwindFilesDesc, prometheus.GaugeValue, float64(u.files))
+	ch <- prometheus.MustNewConstMetric(symbolBytesDesc, prometheus.GaugeValue, float64(sy.bytes))
+	ch <- prometheus.MustNewConstMetric(symbolFilesDesc, prometheus.GaugeValue, float64(sy.files))
+	for _, r := range skipReasons {
+		ch <- prometheus.MustNewConstMetric(unwindSkippedDesc, prometheus.CounterValue, float64(u.skipped[r]), string(r))
+		ch <- prometheus.MustNewConstMetric(symbolSkippedDesc, prometheus.CounterValue, float64(sy.skipped[r]), string(r))
+	}
 	p.drains.Collect(ch)
 	p.drainTime.Collect(ch)
 }

@@ -6,6 +6,7 @@ import (
 	"debug/gosym"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -38,7 +39,25 @@ type symbolTable struct {
 	// loads maps file offsets to virtual addresses.
 	loads []elf.ProgHeader
 	gosym *gosym.Table
+	// bytes estimates the memory the table holds.
+	bytes int64
 }
+
+// Estimated sizes, for symbol tables' shares: a symbol's address and name
+// header in a symtab.Table, and a function of a Go binary's table (its
+// gosym.Func and gosym.Sym), besides the names.
+const (
+	symBytes    = 8 + 16
+	goFuncBytes = 160
+)
+
+// symbolLimits bound the symbol tables held, in estimated bytes: 64 MiB a
+// file, 256 MiB in all, users sharing it as shares.go says.
+var symbolLimits = shareLimits(256<<20, 64<<20)
+
+// addresses keeps what maps addresses (the loadable segments) without the
+// names: the table of a file whose names do not fit.
+func (t *symbolTable) addresses() *symbolTable { return &symbolTable{loads: t.loads} }
 
 // loadSymbols reads .symtab, then .dynsym, and .gopclntab for stripped Go
 // binaries.
@@ -55,6 +74,7 @@ func loadSymbols(path string) (*symbolTable, error) {
 		}
 	}
 	var syms []symtab.Symbol
+	var names int64
 	for _, get := range []func() ([]elf.Symbol, error){f.Symbols, f.DynamicSymbols} {
 		ss, err := get()
 		if err != nil {
@@ -63,6 +83,7 @@ func loadSymbols(path string) (*symbolTable, error) {
 		for _, s := range ss {
 			if elf.ST_TYPE(s.Info) == elf.STT_FUNC && s.Value != 0 {
 				syms = append(syms, symtab.Symbol{Addr: s.Value, Name: s.Name})
+				names += int64(len(s.Name))
 			}
 		}
 		if len(syms) > 0 {
@@ -76,12 +97,17 @@ func loadSymbols(path string) (*symbolTable, error) {
 				if text != nil {
 					if tab, err := gosym.NewTable(nil, gosym.NewLineTable(data, text.Addr)); err == nil {
 						t.gosym = tab
+						t.bytes += int64(len(data))
+						for _, fn := range tab.Funcs {
+							t.bytes += goFuncBytes + int64(len(fn.Name))
+						}
 					}
 				}
 			}
 		}
 	}
 	t.syms = symtab.New(syms)
+	t.bytes += int64(len(syms))*symBytes + names
 	return t, nil
 }
 
@@ -104,18 +130,33 @@ func (t *symbolTable) lookup(addr uint64) (string, bool) {
 	return t.syms.Lookup(addr)
 }
 
-// symbolizer resolves user addresses, caching ELF files by
-// path and modification time.
+// symbolizer resolves user addresses, with one table per file (device,
+// inode, modification time) shared by every process that maps it. A table
+// is held from the first description of a process mapping the file until
+// the drain after the last such process exited, then released.
 type symbolizer struct {
 	procRoot string
+	logger   *slog.Logger
 
-	mu sync.Mutex
-	// byFile holds one table per file (device, inode, modification
-	// time), shared by every process that maps it.
-	byFile map[fileID]*symbolTable
+	mu     sync.Mutex
+	byFile map[fileID]*symEntry
+	refs   *holders
+	shares *shares
 	// paths are the files as reached through each process's root, and
 	// when they were last stat'ed: at most once a second, not per frame.
 	paths map[string]pathEntry
+	// skipped counts files whose names were not loaded, by reason.
+	skipped map[skipReason]uint64
+}
+
+// symEntry is a held file's table, who it is charged to, and why its
+// names were not loaded (need: their estimated size, for retries).
+type symEntry struct {
+	t       *symbolTable
+	uid     uint32
+	charged int64
+	need    int64
+	skipped skipReason
 }
 
 type pathEntry struct {
@@ -123,15 +164,95 @@ type pathEntry struct {
 	checked time.Time
 }
 
-func newSymbolizer(procRoot string) *symbolizer {
-	return &symbolizer{procRoot: procRoot, byFile: map[fileID]*symbolTable{}, paths: map[string]pathEntry{}}
+func newSymbolizer(procRoot string, logger *slog.Logger) *symbolizer {
+	return &symbolizer{procRoot: procRoot, logger: logger, byFile: map[fileID]*symEntry{}, refs: newHolders(),
+		shares: newShares(symbolLimits), paths: map[string]pathEntry{}, skipped: map[skipReason]uint64{}}
 }
 
+// symFile is a mapped file's identity and table (nil when it cannot be
+// reached).
+type symFile struct {
+	id fileID
+	t  *symbolTable
+}
+
+// hold makes the files at hosts (the mappings maps of pid, a process of
+// uid) pid's, loading the tables not loaded yet; tables no process holds
+// any more are released.
+func (s *symbolizer) hold(pid int, uid uint32, hosts []string, maps []*procfs.Mapping) []symFile {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]symFile, len(hosts))
+	ids := make([]fileID, 0, len(hosts))
+	for i, host := range hosts {
+		st, err := os.Stat(host)
+		if err != nil {
+			continue
+		}
+		id := idOf(st)
+		s.paths[host] = pathEntry{id: id, checked: time.Now()}
+		out[i] = symFile{id: id, t: s.load(id, host, maps[i].Path, uid)}
+		ids = append(ids, id)
+	}
+	s.release(s.refs.set(pid, ids))
+	return out
+}
+
+// load returns the table of file id, reading it for uid unless it is
+// loaded, or its names were refused for a reason that may have gone.
+func (s *symbolizer) load(id fileID, host, name string, uid uint32) *symbolTable {
+	e := s.byFile[id]
+	if e != nil && (e.skipped == "" || !e.skipped.retry() || s.shares.admit(uid, e.need) != "") {
+		return e.t
+	}
+	first := e == nil
+	t, err := loadSymbols(host)
+	if err != nil {
+		if first {
+			s.skipped[skipUnreadable]++
+			s.logger.Debug("profiler: no symbols for a file", "file", name, "err", err)
+		}
+		e = &symEntry{t: &symbolTable{}, skipped: skipUnreadable}
+		s.byFile[id] = e
+		return e.t
+	}
+	if why := s.shares.admit(uid, t.bytes); why != "" {
+		if first {
+			s.skipped[why]++
+			s.logger.Warn("profiler: symbols of a file not loaded, its frames are file+offset",
+				"file", name, "bytes", t.bytes, "uid", uid, "reason", string(why))
+			e = &symEntry{}
+			s.byFile[id] = e
+		}
+		e.t, e.need, e.skipped = t.addresses(), t.bytes, why
+		return e.t
+	}
+	if e == nil {
+		e = &symEntry{}
+		s.byFile[id] = e
+	}
+	s.shares.charge(uid, t.bytes)
+	e.t, e.uid, e.charged, e.need, e.skipped = t, uid, t.bytes, t.bytes, ""
+	return e.t
+}
+
+// release drops the tables of files no process holds any more.
+func (s *symbolizer) release(ids []fileID) {
+	for _, id := range ids {
+		if e := s.byFile[id]; e != nil {
+			s.shares.refund(e.uid, e.charged)
+			delete(s.byFile, id)
+		}
+	}
+}
+
+// table is the loaded table of the file at path, if any: drains look
+// tables up, only descriptions load them.
 func (s *symbolizer) table(path string) *symbolTable {
 	s.mu.Lock()
 	e, known := s.paths[path]
 	if known && time.Since(e.checked) < time.Second {
-		t := s.byFile[e.id]
+		t := s.tableOf(e.id)
 		s.mu.Unlock()
 		return t
 	}
@@ -142,25 +263,24 @@ func (s *symbolizer) table(path string) *symbolTable {
 	if err != nil {
 		// The process is gone: what was loaded while it ran still serves.
 		if known {
-			return s.byFile[e.id]
+			return s.tableOf(e.id)
 		}
 		return nil
 	}
 	id := idOf(st)
 	s.paths[path] = pathEntry{id: id, checked: time.Now()}
-	if t, ok := s.byFile[id]; ok {
-		return t
-	}
-	t, err := loadSymbols(path)
-	if err != nil {
-		t = &symbolTable{}
-	}
-	s.byFile[id] = t
-	return t
+	return s.tableOf(id)
 }
 
-// forget drops the paths of an exited process (its files' tables stay,
-// for the processes that share them).
+func (s *symbolizer) tableOf(id fileID) *symbolTable {
+	if e := s.byFile[id]; e != nil {
+		return e.t
+	}
+	return nil
+}
+
+// forget drops an exited process after its last drain: its paths, and the
+// tables of files no other process holds.
 func (s *symbolizer) forget(pid int) {
 	prefix := procfs.Dir(s.procRoot, pid) + "/"
 	s.mu.Lock()
@@ -170,6 +290,31 @@ func (s *symbolizer) forget(pid int) {
 			delete(s.paths, path)
 		}
 	}
+	s.release(s.refs.drop(pid))
+}
+
+// pids lists the processes holding tables.
+func (s *symbolizer) pids() []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.refs.pids()
+}
+
+// symbolStats is what the symbolizer holds now.
+type symbolStats struct {
+	bytes   int64
+	files   int
+	skipped map[skipReason]uint64
+}
+
+func (s *symbolizer) stats() symbolStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := symbolStats{bytes: s.shares.all, files: len(s.byFile), skipped: map[skipReason]uint64{}}
+	for r, n := range s.skipped {
+		st.skipped[r] = n
+	}
+	return st
 }
 
 // hostPath is the path of m's file from the host: through the process's

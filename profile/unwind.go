@@ -4,6 +4,7 @@ import (
 	"debug/elf"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"sort"
 	"sync"
@@ -59,58 +60,130 @@ func idOf(st os.FileInfo) fileID {
 	return id
 }
 
-// fileRows is where a file's rows are in the rows map.
-type fileRows struct {
-	first, count uint32
+// Limits of the kernel's rows table, in rows: one file may take a quarter
+// of it, and users share it as shares.go says.
+var rowLimits = shareLimits(maxRows, maxRows/4)
+
+// tableFile is a file some described process maps: its rows in the kernel
+// (none when it has no CFI or was skipped), who they are charged to, and
+// why they were not loaded.
+type tableFile struct {
+	rows extent
+	uid  uint32
+	// need is how many rows the file has, once read (for retries).
+	need    uint32
+	skipped skipReason
 }
 
 // unwinder loads the unwind rows of the files selected processes map into
-// the kernel, once per file, and describes each process's mappings.
+// the kernel, once per file while some described process maps it, and
+// describes each process's mappings. A file's rows are released (and the
+// rows reused) when the last process mapping it exits or unmaps it.
 type unwinder struct {
 	rows, procs *ebpf.Map
 	sym         *symbolizer
+	logger      *slog.Logger
 
-	mu    sync.Mutex
-	next  uint32
-	files map[fileID]fileRows
+	mu     sync.Mutex
+	space  *rowSpace
+	shares *shares
+	files  map[fileID]*tableFile
+	refs   *holders
 	// described is what procs holds per pid, to skip unchanged updates.
 	described map[int][]bpfMapping
-	// full counts files left to frame pointers because the rows map is
-	// full; parseFailures files whose CFI could not be read.
-	full, parseFailures int
+	// skipped counts files whose rows were not loaded, by reason (once
+	// per file while it is mapped).
+	skipped map[skipReason]uint64
 }
 
-func newUnwinder(rows, procs *ebpf.Map, sym *symbolizer) *unwinder {
-	return &unwinder{rows: rows, procs: procs, sym: sym, files: map[fileID]fileRows{}, described: map[int][]bpfMapping{}}
+func newUnwinder(rows, procs *ebpf.Map, sym *symbolizer, logger *slog.Logger) *unwinder {
+	return &unwinder{
+		rows: rows, procs: procs, sym: sym, logger: logger,
+		space: newRowSpace(maxRows), shares: newShares(rowLimits),
+		files: map[fileID]*tableFile{}, refs: newHolders(),
+		described: map[int][]bpfMapping{}, skipped: map[skipReason]uint64{},
+	}
 }
 
-// file loads the rows of the file at host path, once per file.
-func (u *unwinder) file(host string) fileRows {
-	st, err := os.Stat(host)
-	if err != nil {
-		return fileRows{}
+// file returns the rows of the file id (at host path, named name as the
+// process sees it), reading and loading them for uid when no process
+// mapped the file yet, or when they were refused for a reason that may
+// have gone (another user's share, room freed since).
+func (u *unwinder) file(id fileID, host, name string, uid uint32) extent {
+	f := u.files[id]
+	if f != nil && (f.rows.count > 0 || !f.skipped.retry() || f.skipped == "") {
+		return f.rows
 	}
-	id := idOf(st)
-	if fr, ok := u.files[id]; ok {
-		return fr
+	if f != nil && (u.shares.admit(uid, int64(f.need)) != "" || u.space.largest() < f.need) {
+		return f.rows // still no room: not read again
 	}
-	fr := fileRows{}
+	first := f == nil
+	if first {
+		f = &tableFile{}
+		u.files[id] = f
+	}
 	rows, err := cfi.Load(host)
 	switch {
+	case errors.Is(err, cfi.ErrNoCFI):
+		f.skipped = ""
+		return f.rows
 	case err != nil:
-		if !errors.Is(err, cfi.ErrNoCFI) {
-			u.parseFailures++
-		}
-	case uint64(u.next)+uint64(len(rows)) > maxRows:
-		u.full++
-	default:
-		if err := u.write(u.next, rows); err == nil {
-			fr = fileRows{first: u.next, count: uint32(len(rows))}
-			u.next += uint32(len(rows))
-		}
+		u.skip(f, first, skipUnreadable, name, uid, err)
+		return f.rows
 	}
-	u.files[id] = fr
-	return fr
+	if uint64(len(rows)) > maxRows {
+		u.skip(f, first, skipFile, name, uid, nil)
+		return f.rows
+	}
+	f.need = uint32(len(rows))
+	if why := u.shares.admit(uid, int64(f.need)); why != "" {
+		u.skip(f, first, why, name, uid, nil)
+		return f.rows
+	}
+	e, ok := u.space.alloc(f.need)
+	if !ok {
+		u.skip(f, first, skipFull, name, uid, nil)
+		return f.rows
+	}
+	if err := u.write(e.first, rows); err != nil {
+		u.space.release(e)
+		u.skip(f, first, skipUnreadable, name, uid, err)
+		return f.rows
+	}
+	u.shares.charge(uid, int64(e.count))
+	f.rows, f.uid, f.skipped = e, uid, ""
+	return f.rows
+}
+
+// skip records that f's rows were not loaded; the first time, it is
+// counted and logged.
+func (u *unwinder) skip(f *tableFile, first bool, why skipReason, name string, uid uint32, err error) {
+	f.skipped = why
+	if !first {
+		return
+	}
+	u.skipped[why]++
+	if why == skipUnreadable {
+		u.logger.Debug("profiler: no unwind rows for a file, its frames walk frame pointers", "file", name, "err", err)
+		return
+	}
+	u.logger.Warn("profiler: unwind rows of a file not loaded, its frames walk frame pointers",
+		"file", name, "rows", f.need, "uid", uid, "reason", string(why))
+}
+
+// release frees the rows of files no process maps any more.
+func (u *unwinder) release(ids []fileID) {
+	for _, id := range ids {
+		f := u.files[id]
+		if f == nil {
+			continue
+		}
+		if f.rows.count > 0 {
+			u.space.release(f.rows)
+			u.shares.refund(f.uid, int64(f.rows.count))
+		}
+		delete(u.files, id)
+	}
 }
 
 // write stores rows at index first of the rows map.
@@ -135,58 +208,110 @@ func (u *unwinder) write(first uint32, rows []cfi.Row) error {
 	return nil
 }
 
-// describe tells the kernel the executable mappings of pid, with the rows
-// of their files; unchanged mappings are not written again.
-func (u *unwinder) describe(pid int, maps []procfs.Mapping) error {
+// describe tells the kernel the executable mappings of pid (a process of
+// uid), with the rows of their files; unchanged mappings are not written
+// again. The files pid mapped before and no process maps now are released
+// once the kernel's description no longer points at them.
+func (u *unwinder) describe(pid int, uid uint32, maps []procfs.Mapping) error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	var out []bpfMapping
+	var files []*procfs.Mapping
+	var hosts []string
 	for i := range maps {
 		m := &maps[i]
 		if m.Path == "" || m.Path[0] != '/' {
 			continue // anonymous, [vdso], JIT: frame pointers
 		}
-		host := u.sym.hostPath(pid, m)
-		t := u.sym.table(host)
-		if t == nil {
+		files = append(files, m)
+		hosts = append(hosts, u.sym.hostPath(pid, m))
+	}
+	tables := u.sym.hold(pid, uid, hosts, files)
+	type candidate struct {
+		m    *procfs.Mapping
+		host string
+		f    symFile
+		bias uint64
+	}
+	var cands []candidate
+	for i, m := range files {
+		t := tables[i]
+		if t.t == nil {
 			continue
 		}
-		bias, ok := t.bias(m.Start, m.Offset)
+		bias, ok := t.t.bias(m.Start, m.Offset)
 		if !ok {
 			continue
 		}
-		fr := u.file(host)
-		out = append(out, bpfMapping{Start: m.Start, End: m.End, Bias: bias, First: fr.first, Count: fr.count})
+		cands = append(cands, candidate{m, hosts[i], t, bias})
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Start < out[j].Start })
-	if len(out) > maxMappings {
-		out = out[:maxMappings]
+	// The kernel holds the lowest maxMappings: only their files' rows are
+	// read.
+	sort.Slice(cands, func(i, j int) bool { return cands[i].m.Start < cands[j].m.Start })
+	if len(cands) > maxMappings {
+		cands = cands[:maxMappings]
+	}
+	out := make([]bpfMapping, 0, len(cands))
+	ids := make([]fileID, 0, len(cands))
+	for _, c := range cands {
+		e := u.file(c.f.id, c.host, c.m.Path, uid)
+		ids = append(ids, c.f.id)
+		out = append(out, bpfMapping{Start: c.m.Start, End: c.m.End, Bias: c.bias, First: e.first, Count: e.count})
 	}
 	if old, ok := u.described[pid]; ok && sameMappings(old, out) {
+		u.release(u.refs.set(pid, ids))
 		return nil
 	}
 	var info procInfo
 	info.Count = uint32(copy(info.Maps[:], out))
 	if err := u.procs.Put(uint32(pid), &info); err != nil {
+		// Its old description must not outlive the rows it points at.
+		_ = u.procs.Delete(uint32(pid))
+		delete(u.described, pid)
+		u.release(u.refs.drop(pid))
 		return fmt.Errorf("describing pid %d: %w", pid, err)
 	}
 	u.described[pid] = out
+	u.release(u.refs.set(pid, ids))
 	return nil
 }
 
-// forget removes an exited process.
+// forget removes an exited process, and the rows of files no other
+// process maps.
 func (u *unwinder) forget(pid int) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	delete(u.described, pid)
 	_ = u.procs.Delete(uint32(pid))
+	u.release(u.refs.drop(pid))
 }
 
-// used is how many rows are loaded.
-func (u *unwinder) used() (rows uint32, files int) {
+// pids lists the described processes.
+func (u *unwinder) pids() []int {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	return u.next, len(u.files)
+	return u.refs.pids()
+}
+
+// unwindStats is what the unwinder holds now.
+type unwindStats struct {
+	used, free uint32
+	files      int
+	skipped    map[skipReason]uint64
+}
+
+func (u *unwinder) stats() unwindStats {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	st := unwindStats{used: u.space.used, free: u.space.size - u.space.used, skipped: map[skipReason]uint64{}}
+	for _, f := range u.files {
+		if f.rows.count > 0 {
+			st.files++
+		}
+	}
+	for r, n := range u.skipped {
+		st.skipped[r] = n
+	}
+	return st
 }
 
 func sameMappings(a, b []bpfMapping) bool {

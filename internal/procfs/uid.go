@@ -1,0 +1,34 @@
+package procfs
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// UID is the real user id of process pid (the first field of the Uid line
+// of /proc/PID/status): the user who started it, also when it runs a
+// set-user-id program.
+func UID(procRoot string, pid int) (uint32, error) {
+	path := filepath.Join(Dir(procRoot, pid), "status")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "Uid:"); ok {
+			f := strings.Fields(v)
+			if len(f) == 0 {
+				break
+			}
+			uid, err := strconv.ParseUint(f[0], 10, 32)
+			if err != nil {
+				return 0, fmt.Errorf("%s: Uid %q: %w", path, f[0], err)
+			}
+			return uint32(uid), nil
+		}
+	}
+	return 0, fmt.Errorf("%s: no Uid line", path)
+}
