@@ -197,3 +197,50 @@ func TestShares(t *testing.T) {
 		})
 	}
 }
+
+// FuzzRowSpace: any sequence of allocations and releases (each byte an
+// operation) keeps every row handed out at most once, the free list sorted,
+// merged and apart from what is in use, and the count of used rows right.
+func FuzzRowSpace(f *testing.F) {
+	f.Add([]byte{10, 20, 30, 0x81, 5, 0x80, 0x82, 200})
+	f.Add([]byte{255, 255, 255, 255, 0x80, 1, 1, 0x81})
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, ops []byte) {
+		const size = 512
+		s := newRowSpace(size)
+		var live []extent
+		for _, op := range ops {
+			if op&0x80 != 0 && len(live) > 0 {
+				j := int(op&0x7f) % len(live)
+				s.release(live[j])
+				live = append(live[:j], live[j+1:]...)
+			} else if e, ok := s.alloc(uint32(op & 0x7f)); ok && e.count > 0 {
+				live = append(live, e)
+			}
+		}
+		var inUse [size]bool
+		var used uint32
+		for _, e := range live {
+			for k := e.first; k < e.first+e.count; k++ {
+				if k >= size || inUse[k] {
+					t.Fatalf("row %d handed out twice or out of range: %v", k, live)
+				}
+				inUse[k] = true
+			}
+			used += e.count
+		}
+		for k, e := range s.free {
+			if k > 0 && s.free[k-1].first+s.free[k-1].count >= e.first {
+				t.Fatalf("free list not sorted and merged: %v", s.free)
+			}
+			for x := e.first; x < e.first+e.count; x++ {
+				if inUse[x] {
+					t.Fatalf("row %d both free and in use", x)
+				}
+			}
+		}
+		if s.used != used {
+			t.Fatalf("used %d, want %d", s.used, used)
+		}
+	})
+}

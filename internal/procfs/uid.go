@@ -1,6 +1,7 @@
 package procfs
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -17,6 +18,17 @@ func UID(procRoot string, pid int) (uint32, error) {
 	if err != nil {
 		return 0, err
 	}
+	uid, err := parseUID(data)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", path, err)
+	}
+	return uid, nil
+}
+
+// parseUID reads the real uid from the Uid line of a status file. The
+// Name line before it holds the process's own name, which it chooses:
+// only a line starting "Uid:" counts.
+func parseUID(data []byte) (uint32, error) {
 	for _, line := range strings.Split(string(data), "\n") {
 		if v, ok := strings.CutPrefix(line, "Uid:"); ok {
 			f := strings.Fields(v)
@@ -25,10 +37,10 @@ func UID(procRoot string, pid int) (uint32, error) {
 			}
 			uid, err := strconv.ParseUint(f[0], 10, 32)
 			if err != nil {
-				return 0, fmt.Errorf("%s: Uid %q: %w", path, f[0], err)
+				return 0, fmt.Errorf("Uid %q: %w", f[0], err)
 			}
 			return uint32(uid), nil
 		}
 	}
-	return 0, fmt.Errorf("%s: no Uid line", path)
+	return 0, errors.New("no Uid line")
 }
