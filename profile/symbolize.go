@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/probe-exporter/probe_exporter/internal/procfs"
@@ -147,6 +148,7 @@ type symbolizer struct {
 	paths map[string]pathEntry
 	// skipped counts files whose names were not loaded, by reason.
 	skipped map[skipReason]uint64
+	snap    atomic.Pointer[symbolStats]
 }
 
 // symEntry is a held file's table, who it is charged to, and why its
@@ -182,6 +184,7 @@ type symFile struct {
 func (s *symbolizer) hold(pid int, uid uint32, hosts []string, maps []*procfs.Mapping) []symFile {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer s.publish()
 	out := make([]symFile, len(hosts))
 	ids := make([]fileID, 0, len(hosts))
 	for i, host := range hosts {
@@ -285,6 +288,7 @@ func (s *symbolizer) forget(pid int) {
 	prefix := procfs.Dir(s.procRoot, pid) + "/"
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer s.publish()
 	for path := range s.paths {
 		if strings.HasPrefix(path, prefix) {
 			delete(s.paths, path)
@@ -307,14 +311,22 @@ type symbolStats struct {
 	skipped map[skipReason]uint64
 }
 
+// stats is what the symbolizer held after its last change, without
+// waiting for a load in progress.
 func (s *symbolizer) stats() symbolStats {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	if st := s.snap.Load(); st != nil {
+		return *st
+	}
+	return symbolStats{}
+}
+
+// publish makes the current state what stats returns; s.mu is held.
+func (s *symbolizer) publish() {
 	st := symbolStats{bytes: s.shares.all, files: len(s.byFile), skipped: map[skipReason]uint64{}}
 	for r, n := range s.skipped {
 		st.skipped[r] = n
 	}
-	return st
+	s.snap.Store(&st)
 }
 
 // hostPath is the path of m's file from the host: through the process's

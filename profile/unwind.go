@@ -8,6 +8,7 @@ import (
 	"os"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/cilium/ebpf"
@@ -94,6 +95,7 @@ type unwinder struct {
 	// skipped counts files whose rows were not loaded, by reason (once
 	// per file while it is mapped).
 	skipped map[skipReason]uint64
+	snap    atomic.Pointer[unwindStats]
 }
 
 func newUnwinder(rows, procs *ebpf.Map, sym *symbolizer, logger *slog.Logger) *unwinder {
@@ -215,6 +217,7 @@ func (u *unwinder) write(first uint32, rows []cfi.Row) error {
 func (u *unwinder) describe(pid int, uid uint32, maps []procfs.Mapping) error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	defer u.publish()
 	var files []*procfs.Mapping
 	var hosts []string
 	for i := range maps {
@@ -280,6 +283,7 @@ func (u *unwinder) describe(pid int, uid uint32, maps []procfs.Mapping) error {
 func (u *unwinder) forget(pid int) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	defer u.publish()
 	delete(u.described, pid)
 	_ = u.procs.Delete(uint32(pid))
 	u.release(u.refs.drop(pid))
@@ -299,9 +303,18 @@ type unwindStats struct {
 	skipped    map[skipReason]uint64
 }
 
+// stats is what the unwinder held after its last change; it never waits
+// for a description in progress (reading a large file's rows), so a scrape
+// does not either.
 func (u *unwinder) stats() unwindStats {
-	u.mu.Lock()
-	defer u.mu.Unlock()
+	if st := u.snap.Load(); st != nil {
+		return *st
+	}
+	return unwindStats{free: maxRows}
+}
+
+// publish makes the current state what stats returns; u.mu is held.
+func (u *unwinder) publish() {
 	st := unwindStats{used: u.space.used, free: u.space.size - u.space.used, skipped: map[skipReason]uint64{}}
 	for _, f := range u.files {
 		if f.rows.count > 0 {
@@ -311,7 +324,7 @@ func (u *unwinder) stats() unwindStats {
 	for r, n := range u.skipped {
 		st.skipped[r] = n
 	}
-	return st
+	u.snap.Store(&st)
 }
 
 func sameMappings(a, b []bpfMapping) bool {
