@@ -193,14 +193,22 @@ func (p *Profiler) event(target int, ev targets.Event) {
 		if err != nil {
 			uid = unknownUID // gone already: charged as a user, never as root
 		}
+		// Followed before it is described, so a drain's reconcile
+		// meanwhile does not take it for gone and release its tables.
+		pr := &proc{target: target, comm: ev.Process.Comm, uid: uid, startTime: ev.Process.StartTime, started: time.Now()}
+		p.mu.Lock()
+		p.procs[pid] = pr
+		p.mu.Unlock()
 		maps, _ := readMaps(p.opts.ProcRoot, pid)
 		if err := p.unw.describe(pid, uid, maps); err != nil {
 			p.opts.Logger.Debug("profiler unwind tables", "pid", pid, "err", err)
 		}
-		_ = p.coll.Maps["pids"].Put(uint32(pid), uint32(target))
+		// What was described: a refresh that read newer maps meanwhile
+		// sees them differ and describes it again.
 		p.mu.Lock()
-		p.procs[pid] = &proc{target: target, comm: ev.Process.Comm, uid: uid, startTime: ev.Process.StartTime, maps: maps, started: time.Now()}
+		pr.maps = maps
 		p.mu.Unlock()
+		_ = p.coll.Maps["pids"].Put(uint32(pid), uint32(target))
 	case targets.Exit:
 		_ = p.coll.Maps["pids"].Delete(uint32(pid))
 		// Marked before its rows go, so a refresh describing it now

@@ -145,6 +145,9 @@ func TestProfilerTablesAttack(t *testing.T) {
 	if flooded-base > 1<<18 {
 		t.Errorf("the attacker holds %.0f rows, over its share of %d", flooded-base, 1<<18)
 	}
+	if flooded-base < 1<<17 {
+		t.Errorf("the attacker holds %.0f rows: its files were not loaded up to its share", flooded-base)
+	}
 
 	// A root process started during the flood gets its rows and names.
 	v2 := startVictim("v2")
