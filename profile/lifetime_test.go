@@ -134,3 +134,31 @@ func TestUnwinderLifetime(t *testing.T) {
 		t.Errorf("after both exited: %d rows in use", st.used)
 	}
 }
+
+// TestLoadUnheld: a file read after every process mapping it was
+// forgotten (its load outlived the process's exit) keeps nothing: no rows,
+// no symbol table; and the process's late description is undone by
+// forget.
+func TestLoadUnheld(t *testing.T) {
+	u := testUnwinder(t, maxRows, rowLimits)
+	pid, maps := sleeper(t)
+	for i := range maps {
+		if m := &maps[i]; m.IsFile() {
+			u.load(pid, 0, m)
+		}
+	}
+	if st, sy := u.stats(), u.sym.stats(); st.used != 0 || st.files != 0 || sy.files != 0 {
+		t.Fatalf("files read for no process: rows %+v, symbols %+v; want nothing kept", st, sy)
+	}
+	if err := u.describe(pid, 0, maps); err != nil {
+		t.Fatal(err)
+	}
+	if st := u.stats(); st.used == 0 {
+		t.Fatalf("described: %+v, want rows", st)
+	}
+	u.forget(pid)
+	u.sym.forget(pid)
+	if st, sy := u.stats(), u.sym.stats(); st.used != 0 || st.files != 0 || sy.files != 0 || sy.bytes != 0 {
+		t.Fatalf("forgotten: rows %+v, symbols %+v; want nothing held", st, sy)
+	}
+}
