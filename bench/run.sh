@@ -26,4 +26,5 @@ for pkg in decoder scripts usdt profile rules ingest; do
 done
 if [ -x bench/probes/probes.sh ]; then bench/probes/probes.sh | tee "$out/probes.txt"; fi
 if [ -x bench/profiler.sh ]; then bench/profiler.sh | tee "$out/profiler.txt"; fi
+if [ -x bench/tables.sh ]; then bench/tables.sh | tee "$out/tables.txt"; fi
 if command -v benchstat >/dev/null; then benchstat "$out/scrape.txt" > "$out/scrape.benchstat" || true; fi

@@ -41,13 +41,21 @@ func BenchmarkSymbolize1000(b *testing.B) {
 		b.Skip("cannot read the process's maps")
 	}
 	s := newSymbolizer(slog.New(slog.DiscardHandler))
-	// Load the tables as refresh would (symbolizing only looks them up).
+	// Load the tables as refresh would (symbolizing only looks them up),
+	// held for the process as describe holds them.
+	var ids []fileID
+	for i := range maps {
+		if m := &maps[i]; m.IsFile() {
+			ids = append(ids, idOf(m))
+		}
+	}
+	s.hold(pid, ids)
 	for i := range maps {
 		if m := &maps[i]; m.IsFile() {
 			if f, err := safeopen.Mapped("/proc", pid, *m, safeopen.Rules{}); err == nil {
 				if ef, err := elfread.NewFile(f, uint64(f.Stat.Size)); err == nil {
 					if t, err := loadSymbols(ef); err == nil {
-						s.store(idOf(m), m.Path, t)
+						s.store(idOf(m), m.Path, t, 0, false)
 					}
 				}
 				f.Close()

@@ -88,15 +88,47 @@ type Profiler struct {
 
 	samples, drops, drains, truncated, perfCut prometheus.Counter
 	drainTime                                  prometheus.Gauge
-	unwindRows, unwindFiles                    prometheus.GaugeFunc
+	tables                                     tableDescs
+}
+
+// tableDescs describe the tables' metrics, read at collection from the
+// unwinder's and symbolizer's snapshots.
+type tableDescs struct {
+	unwindRows, unwindFiles, unwindSkipped, symbolBytes, symbolFiles, symbolSkipped *prometheus.Desc
+}
+
+func newTableDescs() tableDescs {
+	return tableDescs{
+		unwindRows: prometheus.NewDesc("probe_exporter_profiler_unwind_rows",
+			"Rows of the kernel's unwind table (from .eh_frame, 16 bytes each, 1048576 in all), by state: used by files some profiled process maps, or free.",
+			[]string{"state"}, nil),
+		unwindFiles: prometheus.NewDesc("probe_exporter_profiler_unwind_files",
+			"Files whose unwind rows are in the kernel (shared by the profiled processes mapping them).", nil, nil),
+		unwindSkipped: prometheus.NewDesc("probe_exporter_profiler_unwind_skipped_files_total",
+			"Files whose unwind rows were not loaded (their frames walk frame pointers), by reason: file_limit, user_limit, users_limit, table_full, unreadable.",
+			[]string{"reason"}, nil),
+		symbolBytes: prometheus.NewDesc("probe_exporter_profiler_symbol_bytes",
+			"Estimated memory of the symbol tables held for files profiled processes map.", nil, nil),
+		symbolFiles: prometheus.NewDesc("probe_exporter_profiler_symbol_files",
+			"Files whose symbol tables are held.", nil, nil),
+		symbolSkipped: prometheus.NewDesc("probe_exporter_profiler_symbol_skipped_files_total",
+			"Files whose symbols were not loaded (their frames are file+offset), by reason: file_limit, user_limit, users_limit, table_full, unreadable.",
+			[]string{"reason"}, nil),
+	}
+}
+
+func (d tableDescs) all() []*prometheus.Desc {
+	return []*prometheus.Desc{d.unwindRows, d.unwindFiles, d.unwindSkipped, d.symbolBytes, d.symbolFiles, d.symbolSkipped}
 }
 
 // proc is a profiled process.
 type proc struct {
 	target int
 	comm   string
-	maps   []procfs.Mapping
-	exited bool
+	// startTime tells the process from a later one of the same pid.
+	startTime uint64
+	maps      []procfs.Mapping
+	exited    bool
 	// described is set once refresh told the kernel its mappings;
 	// sampling once its pid is in the kernel's pids map.
 	described, sampling bool
@@ -157,20 +189,17 @@ func New(opts Options) (*Profiler, error) {
 			Help: "Samples whose user stack was deeper than the unwinder walks (64 frames): their root frames are missing."}),
 		perfCut: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "probe_exporter", Subsystem: "profiler", Name: "perf_map_cut_total",
 			Help: "Reads of a /tmp/perf-PID.map cut at its bounds (16 MiB, 200000 symbols, 4096-byte lines): the rest of its JIT frames stay unnamed."}),
+		tables: newTableDescs(),
 		starts: make(chan struct{}, 1),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 	}
 	p.unw = newUnwinder(coll.Maps["rows"], coll.Maps["procs"], p.sym, opts.ProcRoot, opts.Files)
 	p.py = newPyTracker(coll.Maps["py_procs"], coll.Maps["py_names"], p.sym, opts.ProcRoot)
-	p.unwindRows = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "probe_exporter", Subsystem: "profiler", Name: "unwind_rows",
-		Help: "Unwind rows (from .eh_frame) loaded into the kernel, of 1048576 (16 bytes each)."}, func() float64 { n, _ := p.unw.used(); return float64(n) })
 	go p.refresh()
 	// Read the kernel symbol table now (a few hundred ms of /proc/kallsyms)
 	// rather than in the first drain.
 	go p.opts.Kernel(0)
-	p.unwindFiles = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "probe_exporter", Subsystem: "profiler", Name: "unwind_files",
-		Help: "Files whose unwind rows were read (once per file, shared by the processes mapping it)."}, func() float64 { _, n := p.unw.used(); return float64(n) })
 	p.events, err = attach.OnEveryCPU(coll.Programs["do_sample"], attach.PerfEvent{
 		Type: unix.PERF_TYPE_SOFTWARE, Config: unix.PERF_COUNT_SW_CPU_CLOCK, Frequency: uint64(opts.Frequency),
 	})
@@ -205,7 +234,7 @@ func (p *Profiler) event(target int, ev targets.Event) {
 	case targets.Start:
 		p.mu.Lock()
 		if old := p.procs[pid]; old == nil || old.exited {
-			p.procs[pid] = &proc{target: target, comm: ev.Process.Comm, started: time.Now()}
+			p.procs[pid] = &proc{target: target, comm: ev.Process.Comm, startTime: ev.Process.StartTime, started: time.Now()}
 		}
 		p.mu.Unlock()
 		select {
@@ -339,7 +368,13 @@ func (p *Profiler) refreshProc(pid int, pr *proc) {
 	same := pr.described && sameMaps(pr.maps, maps)
 	p.mu.Unlock()
 	if !same {
-		if err := p.unw.describe(pid, maps); err != nil {
+		// Its tables are charged to its real user, read as it is now
+		// (a service dropping root is charged as the user it became).
+		uid, err := procfs.UID(p.opts.ProcRoot, pid)
+		if err != nil {
+			uid = unknownUID // gone already: charged as a user, never as root
+		}
+		if err := p.unw.describe(pid, uid, maps); err != nil {
 			p.opts.Logger.Debug("profiler unwind tables", "pid", pid, "err", err)
 		}
 		p.mu.Lock()
@@ -349,7 +384,13 @@ func (p *Profiler) refreshProc(pid int, pr *proc) {
 				pr.sampling = true
 			}
 		}
+		// It may have exited while being described: its rows go now,
+		// unless the pid is already another profiled process's.
+		gone := pr.exited && (p.procs[pid] == nil || p.procs[pid] == pr)
 		p.mu.Unlock()
+		if gone {
+			p.unw.forget(pid)
+		}
 	}
 	// An interpreter is named once it has initialized (its symbol table
 	// loaded by describe): checked at each refresh until settled.
@@ -490,9 +531,45 @@ func (p *Profiler) Drain() error {
 	}
 	p.mu.Unlock()
 	p.py.drop(gone)
+	p.reconcile()
 	p.drains.Inc()
 	p.drainTime.Set(time.Since(start).Seconds())
 	return nil
+}
+
+// unknownUID charges the tables of a process whose user could not be read.
+const unknownUID = ^uint32(0)
+
+// reconcile is the backstop for exits the profiler did not see (lost
+// events, a pid described as it exited): processes that no longer run are
+// marked exited (their symbols go after the next drain), and rows and
+// symbols held for pids the profiler no longer follows are released. The
+// pids holding tables are listed first: a process started after the
+// listing is not among them, so it is not taken for gone.
+func (p *Profiler) reconcile() {
+	rowPIDs, symPIDs := p.unw.pids(), p.sym.pids()
+	p.mu.Lock()
+	running := make(map[int]bool, len(p.procs))
+	for pid, pr := range p.procs {
+		if !pr.exited && pr.startTime != 0 && !procfs.Alive(p.opts.ProcRoot, pid, pr.startTime) {
+			pr.exited, pr.sampling = true, false
+			if !p.closed {
+				_ = p.coll.Maps["pids"].Delete(uint32(pid))
+			}
+		}
+		running[pid] = !pr.exited
+	}
+	p.mu.Unlock()
+	for _, pid := range rowPIDs {
+		if !running[pid] {
+			p.unw.forget(pid)
+		}
+	}
+	for _, pid := range symPIDs {
+		if _, followed := running[pid]; !followed {
+			p.sym.forget(pid)
+		}
+	}
 }
 
 // frames turns a leaf-first address list into root-first names.
@@ -545,8 +622,9 @@ func (p *Profiler) Describe(ch chan<- *prometheus.Desc) {
 	p.drops.Describe(ch)
 	p.truncated.Describe(ch)
 	p.perfCut.Describe(ch)
-	p.unwindRows.Describe(ch)
-	p.unwindFiles.Describe(ch)
+	for _, d := range p.tables.all() {
+		ch <- d
+	}
 	p.drains.Describe(ch)
 	p.drainTime.Describe(ch)
 	p.py.interpreters.Describe(ch)
@@ -558,8 +636,16 @@ func (p *Profiler) Collect(ch chan<- prometheus.Metric) {
 	p.drops.Collect(ch)
 	p.truncated.Collect(ch)
 	p.perfCut.Collect(ch)
-	p.unwindRows.Collect(ch)
-	p.unwindFiles.Collect(ch)
+	d, u, sy := p.tables, p.unw.stats(), p.sym.stats()
+	ch <- prometheus.MustNewConstMetric(d.unwindRows, prometheus.GaugeValue, float64(u.used), "used")
+	ch <- prometheus.MustNewConstMetric(d.unwindRows, prometheus.GaugeValue, float64(u.free), "free")
+	ch <- prometheus.MustNewConstMetric(d.unwindFiles, prometheus.GaugeValue, float64(u.files))
+	ch <- prometheus.MustNewConstMetric(d.symbolBytes, prometheus.GaugeValue, float64(sy.bytes))
+	ch <- prometheus.MustNewConstMetric(d.symbolFiles, prometheus.GaugeValue, float64(sy.files))
+	for _, r := range skipReasons {
+		ch <- prometheus.MustNewConstMetric(d.unwindSkipped, prometheus.CounterValue, float64(u.skipped[r]), string(r))
+		ch <- prometheus.MustNewConstMetric(d.symbolSkipped, prometheus.CounterValue, float64(sy.skipped[r]), string(r))
+	}
 	p.drains.Collect(ch)
 	p.drainTime.Collect(ch)
 	p.py.interpreters.Collect(ch)

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/probe-exporter/probe_exporter/internal/elfread"
 	"github.com/probe-exporter/probe_exporter/internal/gopclntab"
@@ -46,11 +47,22 @@ type symbolTable struct {
 	size int
 }
 
-// MaxSymbolMemory caps what the symbol tables of all files kept by one
-// profiler take together (a Go binary of 100 MB takes about 20 MiB):
-// the files of the profiled programs are anyone's, as many as they like.
-// Past it, new files' frames are named module+0xoffset.
-const MaxSymbolMemory = 256 << 20
+// Bounds of the symbol tables held, in estimated bytes (a Go binary of
+// 100 MB takes about 20 MiB): MaxSymbolMemory in all, maxFileSymbols for
+// one file, users sharing it as shares.go says. The files of the profiled
+// programs are anyone's, as many as they like; a file past its bound has
+// its frames named file+0xoffset.
+const (
+	MaxSymbolMemory = 256 << 20
+	maxFileSymbols  = 64 << 20
+)
+
+// symbolLimits bound the symbol tables held, in estimated bytes.
+var symbolLimits = shareLimits(MaxSymbolMemory, maxFileSymbols)
+
+// addresses keeps what maps addresses (the loadable segments) without the
+// names: the table of a file whose names do not fit.
+func (t *symbolTable) addresses() *symbolTable { return &symbolTable{loads: t.loads} }
 
 // loadSymbols reads .symtab, then .dynsym, and .gopclntab for stripped Go
 // binaries, within the bounds of internal/elfread and internal/gopclntab.
@@ -122,49 +134,165 @@ func (t *symbolTable) lookup(addr uint64) (string, bool) {
 // symbolizer resolves user addresses with the symbol tables of the files
 // processes map, one per file (device and inode, as the mappings name
 // them), shared by every process that maps it. Tables are loaded off the
-// drain (see unwinder.load); symbolizing only looks them up.
+// drain (see unwinder.load); symbolizing only looks them up. A table is
+// held while some process maps its file (hold, settle) and released after
+// the drain that follows the last one's exit (forget).
 type symbolizer struct {
 	log    *slog.Logger
 	mu     sync.Mutex
-	byFile map[fileID]*symbolTable
-	// size is what the tables of byFile take, up to MaxSymbolMemory.
-	size int
+	byFile map[fileID]*symEntry
+	refs   *holders
+	shares *shares
+	// skipped counts files whose names were not loaded, by reason (once
+	// per file while it is mapped).
+	skipped map[skipReason]uint64
+	snap    atomic.Pointer[symbolStats]
+}
+
+// symEntry is a file's table, who it is charged to, and why its names
+// were not loaded.
+type symEntry struct {
+	t       *symbolTable
+	uid     uint32
+	charged int64
+	// need is the full table's size, once read (for retries).
+	need    int64
+	skipped skipReason
 }
 
 func newSymbolizer(log *slog.Logger) *symbolizer {
-	return &symbolizer{log: log, byFile: map[fileID]*symbolTable{}}
+	return &symbolizer{log: log, byFile: map[fileID]*symEntry{}, refs: newHolders(),
+		shares: newShares(symbolLimits), skipped: map[skipReason]uint64{}}
 }
 
 // table is the symbol table of m's file, nil until it is loaded.
 func (s *symbolizer) table(m *procfs.Mapping) *symbolTable {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.byFile[idOf(m)]
+	if e := s.byFile[idOf(m)]; e != nil {
+		return e.t
+	}
+	return nil
 }
 
-// has reports whether m's file was loaded (or tried).
-func (s *symbolizer) has(id fileID) bool {
+// wants reports whether file id is to be read for uid: it was never read,
+// or its names were refused for a reason that may have gone (another
+// user's share, room freed since).
+func (s *symbolizer) wants(id fileID, uid uint32) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, ok := s.byFile[id]
-	return ok
+	return s.wantsLocked(id, uid)
 }
 
-// store keeps the table of file id (named name in logs), within
-// MaxSymbolMemory: past it, only the file's load segments are kept and
-// its frames are named file+offset.
-func (s *symbolizer) store(id fileID, name string, t *symbolTable) {
+func (s *symbolizer) wantsLocked(id fileID, uid uint32) bool {
+	e := s.byFile[id]
+	return e == nil || e.skipped != "" && e.skipped.retry() && s.shares.admit(uid, e.need) == ""
+}
+
+// hold adds ids to the files pid maps, before they are loaded: a table is
+// kept only for a file some process holds.
+func (s *symbolizer) hold(pid int, ids []fileID) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.byFile[id]; ok {
+	s.refs.add(pid, ids)
+}
+
+// settle makes ids exactly the files pid maps, releasing the tables no
+// process holds any more.
+func (s *symbolizer) settle(pid int, ids []fileID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	defer s.publish()
+	s.release(s.refs.set(pid, ids))
+}
+
+// store keeps the table of file id (named name in logs), read for a
+// process of uid; unreadable says the file could not be read at all. A
+// table past its user's share keeps only the file's load segments: its
+// frames are named file+offset. Nothing is kept for a file no process
+// holds any more.
+func (s *symbolizer) store(id fileID, name string, t *symbolTable, uid uint32, unreadable bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	defer s.publish()
+	if !s.refs.held(id) || !s.wantsLocked(id, uid) {
 		return
 	}
-	if s.size+t.size > MaxSymbolMemory {
-		s.log.Warn("profiler: symbol tables take their whole budget; this file's frames are named file+offset", "file", name, "budget_bytes", MaxSymbolMemory)
-		t = &symbolTable{loads: t.loads}
+	e := s.byFile[id]
+	first := e == nil
+	if first {
+		e = &symEntry{}
+		s.byFile[id] = e
 	}
-	s.size += t.size
-	s.byFile[id] = t
+	if unreadable {
+		e.t, e.skipped = t, skipUnreadable
+		if first {
+			s.skipped[skipUnreadable]++
+		}
+		return
+	}
+	if why := s.shares.admit(uid, int64(t.size)); why != "" {
+		if first {
+			s.skipped[why]++
+			s.log.Warn("profiler: symbols of a file not loaded, its frames are named file+offset",
+				"file", name, "bytes", t.size, "uid", uid, "reason", string(why))
+		}
+		e.t, e.need, e.skipped = t.addresses(), int64(t.size), why
+		return
+	}
+	s.shares.charge(uid, int64(t.size))
+	e.t, e.uid, e.charged, e.need, e.skipped = t, uid, int64(t.size), int64(t.size), ""
+}
+
+// release drops the tables of files no process holds any more; s.mu is
+// held.
+func (s *symbolizer) release(ids []fileID) {
+	for _, id := range ids {
+		if e := s.byFile[id]; e != nil {
+			s.shares.refund(e.uid, e.charged)
+			delete(s.byFile, id)
+		}
+	}
+}
+
+// forget drops an exited process after its last drain, and the tables of
+// files no other process holds.
+func (s *symbolizer) forget(pid int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	defer s.publish()
+	s.release(s.refs.drop(pid))
+}
+
+// pids lists the processes holding tables.
+func (s *symbolizer) pids() []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.refs.pids()
+}
+
+// symbolStats is what the symbolizer holds.
+type symbolStats struct {
+	bytes   int64
+	files   int
+	skipped map[skipReason]uint64
+}
+
+// stats is what the symbolizer held after its last change.
+func (s *symbolizer) stats() symbolStats {
+	if st := s.snap.Load(); st != nil {
+		return *st
+	}
+	return symbolStats{}
+}
+
+// publish makes the current state what stats returns; s.mu is held.
+func (s *symbolizer) publish() {
+	st := symbolStats{bytes: s.shares.all, files: len(s.byFile), skipped: make(map[skipReason]uint64, len(s.skipped))}
+	for r, n := range s.skipped {
+		st.skipped[r] = n
+	}
+	s.snap.Store(&st)
 }
 
 // user symbolizes a user address of pid with its mappings; JIT code comes

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cilium/ebpf"
 
@@ -55,108 +56,206 @@ func idOf(m *procfs.Mapping) fileID {
 	return fileID{dev: m.Dev(), ino: m.Inode}
 }
 
-// fileRows is where a file's rows are in the rows map.
-type fileRows struct {
-	first, count uint32
+// Limits of the kernel's rows table, in rows: one file may take a quarter
+// of it, and users share it as shares.go says.
+var rowLimits = shareLimits(maxRows, maxRows/4)
+
+// tableFile is a file some described process maps: its rows in the kernel
+// (none when it has no CFI or was skipped), who they are charged to, and
+// why they were not loaded.
+type tableFile struct {
+	rows extent
+	uid  uint32
+	// need is how many rows the file has, once read (for retries).
+	need    uint32
+	skipped skipReason
 }
 
 // unwinder loads the unwind rows of the files selected processes map into
-// the kernel, once per file, and describes each process's mappings.
+// the kernel, once per file while some described process maps it, and
+// describes each process's mappings. A file's rows are released (and the
+// rows reused) when the last process mapping it exits or unmaps it.
 type unwinder struct {
 	rows, procs *ebpf.Map
 	sym         *symbolizer
 	procRoot    string
-	// stats counts the mapped files refused.
-	stats *safeopen.Stats
+	// refused counts the mapped files refused.
+	refused *safeopen.Stats
 
-	mu    sync.Mutex
-	next  uint32
-	files map[fileID]fileRows
+	mu     sync.Mutex
+	space  *rowSpace
+	shares *shares
+	files  map[fileID]*tableFile
+	refs   *holders
 	// closed is set when the profiler releases the maps.
 	closed bool
 	// described is what procs holds per pid, to skip unchanged updates.
 	described map[int][]bpfMapping
-	// full counts files left to frame pointers because the rows map is
-	// full; parseFailures files whose CFI could not be read.
-	full, parseFailures int
+	// skipped counts files whose rows were not loaded, by reason (once
+	// per file while it is mapped).
+	skipped map[skipReason]uint64
+	snap    atomic.Pointer[unwindStats]
 }
 
-func newUnwinder(rows, procs *ebpf.Map, sym *symbolizer, procRoot string, stats *safeopen.Stats) *unwinder {
-	return &unwinder{rows: rows, procs: procs, sym: sym, procRoot: procRoot, stats: stats, files: map[fileID]fileRows{}, described: map[int][]bpfMapping{}}
+func newUnwinder(rows, procs *ebpf.Map, sym *symbolizer, procRoot string, refused *safeopen.Stats) *unwinder {
+	return &unwinder{
+		rows: rows, procs: procs, sym: sym, procRoot: procRoot, refused: refused,
+		space: newRowSpace(maxRows), shares: newShares(rowLimits),
+		files: map[fileID]*tableFile{}, refs: newHolders(),
+		described: map[int][]bpfMapping{}, skipped: map[skipReason]uint64{},
+	}
 }
 
 // maxELFSize caps the mapped files read for symbols and unwind rows; the
 // largest shared libraries (libLLVM, browsers) are a few hundred MB.
 const maxELFSize = 2 << 30
 
-// load reads the symbols and unwind rows of m's file, once per file. The
-// file is opened with safeopen (the very file the process maps, regular,
-// never blocking to open) and read without u.mu held: a read that blocks
-// (a FUSE server that does not answer) holds up only its caller, which
-// runs it under a deadline.
-func (u *unwinder) load(pid int, m *procfs.Mapping) {
+// load reads the symbols and unwind rows of m's file for pid, a process of
+// uid, unless they are loaded (or were refused for good). The file is
+// opened with safeopen (the very file the process maps, regular, never
+// blocking to open) and read without u.mu held: a read that blocks (a
+// FUSE server that does not answer) holds up only its caller, which runs
+// it under a deadline. The caller holds the file (describe) so that what
+// is read is kept.
+func (u *unwinder) load(pid int, uid uint32, m *procfs.Mapping) {
 	id := idOf(m)
 	u.mu.Lock()
-	_, done := u.files[id]
+	wantRows, closed := u.wantsRows(id, uid), u.closed
 	u.mu.Unlock()
-	if done && u.sym.has(id) {
+	wantSyms := u.sym.wants(id, uid)
+	if closed || !wantRows && !wantSyms {
 		return
 	}
 	name := filepath.Join(procfs.Dir(u.procRoot, pid), "root", m.Path)
 	f, err := safeopen.Mapped(u.procRoot, pid, *m, safeopen.Rules{MaxSize: maxELFSize})
 	if err != nil {
-		if u.stats.Record("mapped file", name, err) {
-			u.storeFailed(id) // refused: not tried again
+		if u.refused.Record("mapped file", name, err) {
+			// Refused (and logged): not tried again while it is
+			// mapped.
+			u.sym.store(id, name, &symbolTable{}, uid, true)
+			u.mu.Lock()
+			u.storeRows(id, name, uid, nil, err)
+			u.publish()
+			u.mu.Unlock()
 		}
 		return
 	}
 	defer f.Close()
 	// The file is any user's: read within internal/elfread's bounds.
-	var t *symbolTable
 	var rows []cfi.Row
 	ef, err := elfread.NewFile(f, uint64(f.Stat.Size))
-	if err == nil {
-		var serr error
-		if t, serr = loadSymbols(ef); serr != nil {
-			// Once per file: its table, empty or partial, is kept.
-			u.sym.log.Warn("profiler: cannot read the symbols of a mapped file; its frames are named file+offset", "file", name, "err", serr)
+	if wantSyms {
+		t := &symbolTable{}
+		if err == nil {
+			var serr error
+			if t, serr = loadSymbols(ef); serr != nil {
+				// Once per file: its table, empty or partial, is kept.
+				u.sym.log.Warn("profiler: cannot read the symbols of a mapped file; its frames are named file+offset", "file", name, "err", serr)
+			}
 		}
-		rows, err = cfi.FromELF(ef)
-	} else {
-		t = &symbolTable{}
+		u.sym.store(id, name, t, uid, err != nil)
 	}
-	u.sym.store(id, name, t)
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if _, ok := u.files[id]; ok || u.closed {
+	if !wantRows {
 		return
 	}
-	fr := fileRows{}
-	switch {
-	case err != nil:
-		if !errors.Is(err, cfi.ErrNoCFI) {
-			u.parseFailures++
-			// Once per file: the result is kept.
-			u.sym.log.Warn("profiler: cannot read the unwind rows of a mapped file; its frames are walked by frame pointers", "file", name, "err", err)
-		}
-	case uint64(u.next)+uint64(len(rows)) > maxRows:
-		u.full++
-	default:
-		if err := u.write(u.next, rows); err == nil {
-			fr = fileRows{first: u.next, count: uint32(len(rows))}
-			u.next += uint32(len(rows))
-		}
+	if err == nil {
+		rows, err = cfi.FromELF(ef)
 	}
-	u.files[id] = fr
-}
-
-// storeFailed records a file that could not be read: no symbols, no rows.
-func (u *unwinder) storeFailed(id fileID) {
-	u.sym.store(id, "", &symbolTable{})
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if _, ok := u.files[id]; !ok {
-		u.files[id] = fileRows{}
+	defer u.publish()
+	u.storeRows(id, name, uid, rows, err)
+}
+
+// wantsRows reports whether file id's rows are to be read for uid: it was
+// never read, or its rows were refused for a reason that may have gone
+// (another user's share, room freed since); u.mu is held.
+func (u *unwinder) wantsRows(id fileID, uid uint32) bool {
+	f := u.files[id]
+	if f == nil {
+		return true
+	}
+	if f.rows.count > 0 || f.skipped == "" || !f.skipped.retry() {
+		return false
+	}
+	return u.shares.admit(uid, int64(f.need)) == "" && u.space.largest() >= f.need
+}
+
+// storeRows loads rows, read from file id (named name) for a process of
+// uid, into the kernel, within uid's share; err is why they could not be
+// read. Nothing is loaded for a file no process holds any more, or whose
+// rows were loaded meanwhile; u.mu is held.
+func (u *unwinder) storeRows(id fileID, name string, uid uint32, rows []cfi.Row, err error) {
+	if u.closed || !u.refs.held(id) || !u.wantsRows(id, uid) {
+		return
+	}
+	f := u.files[id]
+	first := f == nil
+	if first {
+		f = &tableFile{}
+		u.files[id] = f
+	}
+	switch {
+	case errors.Is(err, cfi.ErrNoCFI):
+		f.skipped = ""
+		return
+	case err != nil:
+		u.skip(f, first, skipUnreadable, name, uid, err)
+		return
+	case uint64(len(rows)) > maxRows:
+		u.skip(f, first, skipFile, name, uid, nil)
+		return
+	}
+	f.need = uint32(len(rows))
+	if why := u.shares.admit(uid, int64(f.need)); why != "" {
+		u.skip(f, first, why, name, uid, nil)
+		return
+	}
+	e, ok := u.space.alloc(f.need)
+	if !ok {
+		u.skip(f, first, skipFull, name, uid, nil)
+		return
+	}
+	if err := u.write(e.first, rows); err != nil {
+		u.space.release(e)
+		u.skip(f, first, skipUnreadable, name, uid, err)
+		return
+	}
+	u.shares.charge(uid, int64(e.count))
+	f.rows, f.uid, f.skipped = e, uid, ""
+}
+
+// skip records that f's rows were not loaded; the first time, it is
+// counted and logged.
+func (u *unwinder) skip(f *tableFile, first bool, why skipReason, name string, uid uint32, err error) {
+	f.skipped = why
+	if !first {
+		return
+	}
+	u.skipped[why]++
+	if why == skipUnreadable {
+		if safeopen.ReasonOf(err) != "" {
+			return // logged as refused
+		}
+		u.sym.log.Warn("profiler: cannot read the unwind rows of a mapped file; its frames are walked by frame pointers", "file", name, "err", err)
+		return
+	}
+	u.sym.log.Warn("profiler: unwind rows of a file not loaded; its frames are walked by frame pointers",
+		"file", name, "rows", f.need, "uid", uid, "reason", string(why))
+}
+
+// release frees the rows of files no process maps any more; u.mu is held.
+func (u *unwinder) release(ids []fileID) {
+	for _, id := range ids {
+		f := u.files[id]
+		if f == nil {
+			continue
+		}
+		if f.rows.count > 0 {
+			u.space.release(f.rows)
+			u.shares.refund(f.uid, int64(f.rows.count))
+		}
+		delete(u.files, id)
 	}
 }
 
@@ -182,17 +281,36 @@ func (u *unwinder) write(first uint32, rows []cfi.Row) error {
 	return nil
 }
 
-// describe tells the kernel the executable mappings of pid, with the rows
-// of their files, loading the files not seen before; unchanged mappings
-// are not written again.
-func (u *unwinder) describe(pid int, maps []procfs.Mapping) error {
+// describe tells the kernel the executable mappings of pid (a process of
+// uid), with the rows of their files, loading the files not loaded yet;
+// unchanged mappings are not written again. The files pid mapped before
+// and no process maps now are released once the kernel's description no
+// longer points at them.
+func (u *unwinder) describe(pid int, uid uint32, maps []procfs.Mapping) error {
+	var ids []fileID
 	for i := range maps {
 		if m := &maps[i]; m.Path != "" && m.Path[0] == '/' {
-			u.load(pid, m)
+			ids = append(ids, idOf(m))
+		}
+	}
+	// Held before they are read, so that a file another process
+	// releases meanwhile is not released under this one.
+	u.mu.Lock()
+	if u.closed {
+		u.mu.Unlock()
+		return nil
+	}
+	u.refs.add(pid, ids)
+	u.mu.Unlock()
+	u.sym.hold(pid, ids)
+	for i := range maps {
+		if m := &maps[i]; m.Path != "" && m.Path[0] == '/' {
+			u.load(pid, uid, m)
 		}
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	defer u.publish()
 	if u.closed {
 		return nil
 	}
@@ -210,33 +328,46 @@ func (u *unwinder) describe(pid int, maps []procfs.Mapping) error {
 		if !ok {
 			continue
 		}
-		fr := u.files[idOf(m)]
-		out = append(out, bpfMapping{Start: m.Start, End: m.End, Bias: bias, First: fr.first, Count: fr.count})
+		var e extent
+		if f := u.files[idOf(m)]; f != nil {
+			e = f.rows
+		}
+		out = append(out, bpfMapping{Start: m.Start, End: m.End, Bias: bias, First: e.first, Count: e.count})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Start < out[j].Start })
 	if len(out) > maxMappings {
 		out = out[:maxMappings]
 	}
-	if old, ok := u.described[pid]; ok && sameMappings(old, out) {
-		return nil
+	if old, ok := u.described[pid]; !ok || !sameMappings(old, out) {
+		var info procInfo
+		info.Count = uint32(copy(info.Maps[:], out))
+		if err := u.procs.Put(uint32(pid), &info); err != nil {
+			// Its old description must not outlive the rows it
+			// points at.
+			_ = u.procs.Delete(uint32(pid))
+			delete(u.described, pid)
+			u.release(u.refs.drop(pid))
+			u.sym.settle(pid, ids)
+			return fmt.Errorf("describing pid %d: %w", pid, err)
+		}
+		u.described[pid] = out
 	}
-	var info procInfo
-	info.Count = uint32(copy(info.Maps[:], out))
-	if err := u.procs.Put(uint32(pid), &info); err != nil {
-		return fmt.Errorf("describing pid %d: %w", pid, err)
-	}
-	u.described[pid] = out
+	u.release(u.refs.set(pid, ids))
+	u.sym.settle(pid, ids)
 	return nil
 }
 
-// forget removes an exited process.
+// forget removes an exited process, and the rows of files no other
+// process maps (its symbol tables stay for the drain after its exit).
 func (u *unwinder) forget(pid int) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	defer u.publish()
 	delete(u.described, pid)
 	if !u.closed {
 		_ = u.procs.Delete(uint32(pid))
 	}
+	u.release(u.refs.drop(pid))
 }
 
 // close makes every later call leave the maps alone: they are being
@@ -247,11 +378,41 @@ func (u *unwinder) close() {
 	u.closed = true
 }
 
-// used is how many rows are loaded.
-func (u *unwinder) used() (rows uint32, files int) {
+// pids lists the described processes.
+func (u *unwinder) pids() []int {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	return u.next, len(u.files)
+	return u.refs.pids()
+}
+
+// unwindStats is what the unwinder holds.
+type unwindStats struct {
+	used, free uint32
+	files      int
+	skipped    map[skipReason]uint64
+}
+
+// stats is what the unwinder held after its last change; it never waits
+// for a description in progress, so a scrape does not either.
+func (u *unwinder) stats() unwindStats {
+	if st := u.snap.Load(); st != nil {
+		return *st
+	}
+	return unwindStats{free: maxRows}
+}
+
+// publish makes the current state what stats returns; u.mu is held.
+func (u *unwinder) publish() {
+	st := unwindStats{used: u.space.used, free: u.space.size - u.space.used, skipped: make(map[skipReason]uint64, len(u.skipped))}
+	for _, f := range u.files {
+		if f.rows.count > 0 {
+			st.files++
+		}
+	}
+	for r, n := range u.skipped {
+		st.skipped[r] = n
+	}
+	u.snap.Store(&st)
 }
 
 func sameMappings(a, b []bpfMapping) bool {

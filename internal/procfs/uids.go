@@ -1,6 +1,7 @@
 package procfs
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -16,6 +17,37 @@ func UIDs(procRoot string, pid int) ([]uint32, error) {
 	if err != nil {
 		return nil, err
 	}
+	uids, err := parseUIDs(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return uids, nil
+}
+
+// UID is the real user id of process pid (the first field of the Uid line
+// of /proc/PID/status): the user who started it, also when it runs a
+// set-user-id program.
+func UID(procRoot string, pid int) (uint32, error) {
+	uids, err := UIDs(procRoot, pid)
+	if err != nil {
+		return 0, err
+	}
+	return uids[0], nil
+}
+
+// parseUID reads the real uid from the Uid line of a status file.
+func parseUID(data []byte) (uint32, error) {
+	uids, err := parseUIDs(data)
+	if err != nil {
+		return 0, err
+	}
+	return uids[0], nil
+}
+
+// parseUIDs reads the uids of the Uid line of a status file, at least
+// one. The Name line before it holds the process's own name, which it
+// chooses: only a line starting "Uid:" counts.
+func parseUIDs(data []byte) ([]uint32, error) {
 	for _, line := range strings.Split(string(data), "\n") {
 		v, ok := strings.CutPrefix(line, "Uid:")
 		if !ok {
@@ -25,7 +57,7 @@ func UIDs(procRoot string, pid int) ([]uint32, error) {
 		for _, f := range strings.Fields(v) {
 			n, err := strconv.ParseUint(f, 10, 32)
 			if err != nil {
-				return nil, fmt.Errorf("%s: %w", path, errMalformed("Uid line", line))
+				return nil, errMalformed("Uid line", line)
 			}
 			uids = append(uids, uint32(n))
 		}
@@ -34,5 +66,5 @@ func UIDs(procRoot string, pid int) ([]uint32, error) {
 		}
 		return uids, nil
 	}
-	return nil, fmt.Errorf("%s: no Uid line", path)
+	return nil, errors.New("no Uid line")
 }
