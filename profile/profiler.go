@@ -409,7 +409,13 @@ func (p *Profiler) refreshProc(pid int, pr *proc) {
 		p.opts.Files.Record("perf map", filepath.Join(procfs.Dir(p.opts.ProcRoot, pid), "root", "tmp", fmt.Sprintf("perf-%d.map", pid)), err)
 	}
 	p.mu.Lock()
-	pr.perfAt = time.Now()
+	// A JIT writes its map once it runs: until the file exists it is
+	// looked for at every refresh (a missing file costs one failed open),
+	// so the first samples of its code are named; once read, or refused,
+	// at most once a second.
+	if !errors.Is(err, fs.ErrNotExist) {
+		pr.perfAt = time.Now()
+	}
 	if err == nil {
 		pr.perf = syms
 	}
