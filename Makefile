@@ -57,9 +57,12 @@ test: deps examples
 
 # Boot Debian kernels under qemu (TCG, no KVM) with this machine's root
 # shared read-only and run there the tests that need kprobes, fentry,
-# kprobe.multi or BPF LSM (test/kernels/run.sh; KERNELS=... picks kernels).
+# kprobe.multi or BPF LSM (test/kernels/run.sh; KERNELS=... picks kernels),
+# then Debian's arm64 kernel under qemu-system-aarch64 with the cross-built
+# binaries (test/kernels/arm64.sh; ARM64_KERNELS= skips it).
 test-kernels: deps
 	./test/kernels/run.sh
+	./test/kernels/arm64.sh
 
 # Run every Go fuzz target briefly (FUZZTIME=2000x inputs each by default).
 fuzz:
