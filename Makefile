@@ -11,12 +11,23 @@ LDFLAGS   := -s -w \
 TEST_FLAGS ?= -count=1 -timeout 20m
 DEPS := clang llvm libbpf-dev bpftool bpftrace systemtap-sdt-dev gcc pci.ids prometheus util-linux linux-perf libcap2-bin prometheus-node-exporter-collectors chromium
 
-.PHONY: all build bpf examples run test test-kernels fuzz deps vet fmt bench clean image image-full image-rootfs
+.PHONY: all build release bpf examples run test test-kernels fuzz deps vet fmt bench clean image image-full image-rootfs
 
 all: build examples
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BINARY) ./cmd/probe_exporter
+
+# The static binary for each architecture the committed BPF objects are
+# built for, as build/probe_exporter-linux-GOARCH (`GOARCH=arm64 make build`
+# builds one in place).
+RELEASE_ARCHES ?= amd64 arm64
+release:
+	@mkdir -p build
+	@for a in $(RELEASE_ARCHES); do \
+		echo "build/$(BINARY)-linux-$$a"; \
+		GOOS=linux GOARCH=$$a CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o build/$(BINARY)-linux-$$a ./cmd/probe_exporter || exit 1; \
+	done
 
 # Regenerate the committed objects (defaults, profiler, targets, process exits).
 bpf:
@@ -46,9 +57,12 @@ test: deps examples
 
 # Boot Debian kernels under qemu (TCG, no KVM) with this machine's root
 # shared read-only and run there the tests that need kprobes, fentry,
-# kprobe.multi or BPF LSM (test/kernels/run.sh; KERNELS=... picks kernels).
+# kprobe.multi or BPF LSM (test/kernels/run.sh; KERNELS=... picks kernels),
+# then Debian's arm64 kernel under qemu-system-aarch64 with the cross-built
+# binaries (test/kernels/arm64.sh; ARM64_KERNELS= skips it).
 test-kernels: deps
 	./test/kernels/run.sh
+	./test/kernels/arm64.sh
 
 # Run every Go fuzz target briefly (FUZZTIME=2000x inputs each by default).
 fuzz:

@@ -7,13 +7,13 @@ package profile
 import (
 	"bytes"
 	"context"
-	_ "embed"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,9 +30,6 @@ import (
 	"github.com/probe-exporter/probe_exporter/rules"
 	"github.com/probe-exporter/probe_exporter/targets"
 )
-
-//go:embed profile.bpf.o
-var profileObject []byte
 
 // Target is a set of processes profiled as one application.
 type Target struct {
@@ -162,6 +159,9 @@ func New(opts Options) (*Profiler, error) {
 	}
 	if opts.Watcher == nil || opts.Sink == nil {
 		return nil, errors.New("profiler needs a process watcher and a sink")
+	}
+	if len(profileObject) == 0 {
+		return nil, fmt.Errorf("the profiler has no BPF object for %s (x86-64 and arm64 only)", runtime.GOARCH)
 	}
 	spec, err := ebpf.LoadCollectionSpecFromReader(bytes.NewReader(profileObject))
 	if err != nil {

@@ -38,11 +38,17 @@ func Look(configured, name string) (string, error) {
 // the include directories, the given ones first, then the multiarch one
 // (asm/types.h of Debian's libc headers).
 func TargetFlags(includes ...string) []string {
-	flags := []string{"-target", "bpf", "-D__TARGET_ARCH_" + targetArch()}
+	return TargetFlagsFor(runtime.GOARCH, includes...)
+}
+
+// TargetFlagsFor are TargetFlags for the Go architecture goarch (amd64,
+// arm64), for objects compiled on one machine to load on another.
+func TargetFlagsFor(goarch string, includes ...string) []string {
+	flags := []string{"-target", "bpf", "-D__TARGET_ARCH_" + targetArch(goarch)}
 	for _, dir := range includes {
 		flags = append(flags, "-I", dir)
 	}
-	if m := multiarch(); m != "" {
+	if m := multiarch(goarch); m != "" {
 		flags = append(flags, "-I", "/usr/include/"+m)
 	}
 	return flags
@@ -53,7 +59,12 @@ func TargetFlags(includes ...string) []string {
 // relocations need), with TargetFlags(includes...) and then cflags. On
 // failure the error holds clang's exit, and stderr what it said.
 func Compile(ctx context.Context, clang, src, out string, includes, cflags []string) (stderr string, err error) {
-	args := append([]string{"-g", "-O2"}, TargetFlags(includes...)...)
+	return CompileFor(ctx, runtime.GOARCH, clang, src, out, includes, cflags)
+}
+
+// CompileFor is Compile for the Go architecture goarch (TargetFlagsFor).
+func CompileFor(ctx context.Context, goarch, clang, src, out string, includes, cflags []string) (stderr string, err error) {
+	args := append([]string{"-g", "-O2"}, TargetFlagsFor(goarch, includes...)...)
 	args = append(args, cflags...)
 	args = append(args, "-c", src, "-o", out)
 	cmd := exec.CommandContext(ctx, clang, args...)
@@ -102,18 +113,18 @@ func Tail(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-func targetArch() string {
-	switch runtime.GOARCH {
+func targetArch(goarch string) string {
+	switch goarch {
 	case "amd64":
 		return "x86"
 	case "arm64":
 		return "arm64"
 	}
-	return runtime.GOARCH
+	return goarch
 }
 
-func multiarch() string {
-	switch runtime.GOARCH {
+func multiarch(goarch string) string {
+	switch goarch {
 	case "amd64":
 		return "x86_64-linux-gnu"
 	case "arm64":

@@ -17,6 +17,7 @@ import (
 	"encoding/hex"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -30,7 +31,20 @@ const (
 	CacheEnv      = "BPFTEST_CACHE"
 	PrepareEnv    = "BPFTEST_PREPARE"
 	CachedOnlyEnv = "BPFTEST_CACHED_ONLY"
+	// ArchEnv names the Go architecture objects are compiled for
+	// (default: the test binary's), so that the host prepares the cache
+	// of the arm64 guest (test/kernels/arm64.sh): the key is the same
+	// flags the guest's arm64 test binary computes.
+	ArchEnv = "BPFTEST_ARCH"
 )
+
+// bpfArch is the architecture CompileBPF compiles for.
+func bpfArch() string {
+	if a := os.Getenv(ArchEnv); a != "" {
+		return a
+	}
+	return runtime.GOARCH
+}
 
 // vmlinux is vmlinux.h of the running kernel, generated once per test
 // binary: its text, kept in memory and written for each test that needs it.
@@ -74,7 +88,8 @@ func CompileBPF(t testing.TB, src, dir, name string) string {
 	t.Helper()
 	out := filepath.Join(dir, name+".bpf.o")
 	// What clang.Compile runs, for the cache key.
-	flags := append([]string{"-g", "-O2"}, clang.TargetFlags()...)
+	arch := bpfArch()
+	flags := append([]string{"-g", "-O2"}, clang.TargetFlagsFor(arch)...)
 	cache := os.Getenv(CacheEnv)
 	var cached string
 	if cache != "" {
@@ -102,7 +117,7 @@ func CompileBPF(t testing.TB, src, dir, name string) string {
 	if err := os.WriteFile(cfile, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if stderr, err := clang.Compile(context.Background(), cc, cfile, out, []string{inc}, nil); err != nil {
+	if stderr, err := clang.CompileFor(context.Background(), arch, cc, cfile, out, []string{inc}, nil); err != nil {
 		t.Fatalf("%v\n%s", err, stderr)
 	}
 	if cached != "" {

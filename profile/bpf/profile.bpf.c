@@ -4,6 +4,7 @@
 // with the kernel stack's id.
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
+#include "regs.bpf.h"
 
 #define PERF_MAX_STACK_DEPTH 127
 #define MAX_FRAMES 64
@@ -236,12 +237,9 @@ int do_sample(struct bpf_perf_event_data *ctx)
 	 * interrupt's when the sample hit user code, the syscall's when it hit
 	 * the kernel. */
 	struct walk w = { .key = key };
-	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
-	if (regs) {
-		w.pc = regs->ip;
-		w.sp = regs->sp;
-		w.bp = regs->bp;
-	}
+	void *regs = (void *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	if (regs)
+		user_regs(regs, &w.pc, &w.sp, &w.bp);
 	w.pid = pid;
 	w.pyp = bpf_map_lookup_elem(&py_procs, &pid);
 	if (w.pyp) {
