@@ -97,7 +97,7 @@ func attachUprobeMulti(p *Program) error {
 	}
 	// Opened safely (a regular file, never a FIFO planted there), and
 	// probed through its /proc/self/fd path: the very file checked.
-	f, err := safeopen.InRoot("/", path, safeopen.Rules{FollowLast: true})
+	f, err := safeopen.Configured(path, safeopen.Rules{})
 	if err != nil {
 		return fmt.Errorf("%s: %w", a.Kind, err)
 	}

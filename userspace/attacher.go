@@ -487,7 +487,7 @@ func (a *Attacher) attachFile(st *progState, name, root string, pid int) error {
 	if err != nil {
 		return err
 	}
-	f, err := safeopen.InRoot("/", path, safeopen.Rules{FollowLast: true})
+	f, err := safeopen.Configured(path, safeopen.Rules{})
 	if err != nil {
 		return err
 	}

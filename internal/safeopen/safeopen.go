@@ -431,3 +431,19 @@ func fileType(t uint32) string {
 	}
 	return fmt.Sprintf("file type %#o", t)
 }
+
+// Configured opens a path an administrator named (a config's uprobe
+// target), following its last component. A path through a process's root,
+// /proc/PID/root/..., as a DaemonSet names the host's files, is resolved
+// inside that root: the magic link itself is what InRoot from "/" refuses.
+func Configured(path string, rules Rules) (*File, error) {
+	rules.FollowLast = true
+	if rest, ok := strings.CutPrefix(path, "/proc/"); ok {
+		pid, tail, _ := strings.Cut(rest, "/")
+		isPID := pid != "" && strings.Trim(pid, "0123456789") == ""
+		if name, ok := strings.CutPrefix(tail, "root/"); ok && (isPID || pid == "self") {
+			return InRoot("/proc/"+pid+"/root", name, rules)
+		}
+	}
+	return InRoot("/", path, rules)
+}

@@ -3,6 +3,7 @@ package safeopen
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -263,5 +264,26 @@ func TestRunner(t *testing.T) {
 func TestOpenat2(t *testing.T) {
 	if !Openat2() {
 		t.Log("this kernel has no openat2: every open walks")
+	}
+}
+
+// A config may name a host file through a process's root (/proc/1/root/...,
+// as a DaemonSet does): resolved inside that root, not refused as a magic
+// link; a symlink there still cannot leave it.
+func TestConfiguredThroughProcRoot(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "bin")
+	if err := os.WriteFile(target, []byte("x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{target, "/proc/self/root" + target, fmt.Sprintf("/proc/%d/root%s", os.Getpid(), target)} {
+		f, err := Configured(path, Rules{})
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		f.Close()
+	}
+	if _, err := Configured("/proc/self/root/proc/self/root"+target, Rules{}); err == nil {
+		t.Error("a magic link inside the root was followed")
 	}
 }
