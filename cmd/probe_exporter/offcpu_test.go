@@ -1,0 +1,240 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
+	"github.com/probe-exporter/probe_exporter/targets"
+)
+
+// offCPUCommon is shared by the off-CPU test programs: settle blocks in
+// 10 ms polls of stdin until the test writes a line (so the test starts
+// the measured part once the exporter counts the process's off-CPU time),
+// now is the monotonic clock in seconds.
+const offCPUCommon = `#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+volatile long sink;
+static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
+__attribute__((noinline)) void settle(void) {
+	struct pollfd p = { .fd = 0, .events = POLLIN };
+	while (poll(&p, 1, 10) == 0) sink++;
+	char line[16]; if (read(0, line, sizeof line) < 0) sink++;
+}
+`
+
+// offCPUBlocked blocks 60 ms in blocked_function and burns 40 ms of CPU
+// in busy_function, 80 rounds (4.8 s blocked, 3.2 s busy); it prints the
+// time it measured around its sleeps.
+const offCPUBlocked = offCPUCommon + `
+__attribute__((noinline)) double blocked_function(void) {
+	double start = now();
+	struct timespec d = { 0, 60000000 };
+	nanosleep(&d, 0);
+	sink++;
+	return now() - start;
+}
+static double cpu(void) { struct timespec t; clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t); return t.tv_sec + t.tv_nsec / 1e9; }
+__attribute__((noinline)) void busy_function(void) {
+	double end = cpu() + 0.04;
+	do { for (int i = 0; i < 10000; i++) sink += i; } while (cpu() < end);
+}
+int main(void) {
+	settle();
+	double blocked = 0;
+	for (int i = 0; i < 80; i++) { blocked += blocked_function(); busy_function(); }
+	printf("%.6f\n", blocked);
+	return 0;
+}
+`
+
+// offCPULock: a holder thread keeps a mutex 50 ms (asleep in hold) while
+// the waiter waits for it in waiting_function, 40 rounds; it prints the
+// time the waiter measured around pthread_mutex_lock.
+const offCPULock = offCPUCommon + `
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_barrier_t locked, round_done;
+__attribute__((noinline)) void hold(void) { struct timespec d = { 0, 50000000 }; nanosleep(&d, 0); sink++; }
+__attribute__((noinline)) double waiting_function(void) {
+	double start = now();
+	pthread_mutex_lock(&mu);
+	double waited = now() - start;
+	pthread_mutex_unlock(&mu);
+	sink++;
+	return waited;
+}
+static void *holder(void *arg) {
+	for (int i = 0; i < 40; i++) {
+		pthread_mutex_lock(&mu);
+		pthread_barrier_wait(&locked);
+		hold();
+		pthread_mutex_unlock(&mu);
+		pthread_barrier_wait(&round_done);
+	}
+	return arg;
+}
+int main(void) {
+	settle();
+	pthread_barrier_init(&locked, 0, 2);
+	pthread_barrier_init(&round_done, 0, 2);
+	pthread_t t;
+	pthread_create(&t, 0, holder, 0);
+	double waited = 0;
+	for (int i = 0; i < 40; i++) {
+		pthread_barrier_wait(&locked);
+		waited += waiting_function();
+		pthread_barrier_wait(&round_done);
+	}
+	pthread_join(t, 0);
+	printf("%.6f\n", waited);
+	return 0;
+}
+`
+
+// TestOffCPU: with off_cpu: true, the built binary with default flags
+// counts the seconds threads spend blocked by stack, for export rules as
+// app.off_cpu, for processes started after it, selected by exe and by
+// cgroup, built -O2 without frame pointers. Sleeping in blocked_function
+// is counted within 10 % of the time the program measured around its
+// sleeps, burning CPU in busy_function is not counted (preempted time is
+// not off-CPU time) and is still in the CPU profile; a thread waiting for
+// a contended pthread mutex is counted under waiting_function within
+// 10 % of its measured wait.
+func TestOffCPU(t *testing.T) {
+	testkit.RequireTools(t, "gcc")
+	dir := t.TempDir()
+	id := strconv.Itoa(os.Getpid() % 100000)
+	blocked := testkit.BuildC(t, "ocb"+id, offCPUBlocked, "-O2", "-fomit-frame-pointer")
+	lock := testkit.BuildC(t, "ocl"+id, offCPULock, "-O2", "-fomit-frame-pointer", "-pthread")
+	cg := "/pe-offcpu-" + id
+	cgDir := targets.Cgroup2Mount() + cg
+	if err := os.Mkdir(cgDir, 0o755); err != nil {
+		t.Skipf("cgroup v2 needed: %v", err)
+	}
+	t.Cleanup(func() { os.Remove(cgDir) })
+	cgFD, err := syscall.Open(cgDir, syscall.O_RDONLY|syscall.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(cgFD)
+
+	os.WriteFile(filepath.Join(dir, "targets.yaml"), []byte(fmt.Sprintf(`targets:
+  - app: sleeper
+    exe: %q
+    off_cpu: true
+  - app: locker
+    cgroup: %q
+    off_cpu: true
+`, blocked, "^"+cg+"$")), 0o644)
+	os.WriteFile(filepath.Join(dir, "rules.yaml"), []byte(`metrics-export-rules:
+  sleeper_settle_off_cpu_seconds:
+    expr: 'sleeper.off_cpu'
+    node: '(^|;)settle(;|$)'
+  sleeper_blocked_off_cpu_seconds:
+    expr: 'sleeper.off_cpu'
+    node: '(^|;)blocked_function(;|$)'
+  sleeper_busy_off_cpu_seconds:
+    expr: 'sleeper.off_cpu'
+    node: '(^|;)busy_function(;|$)'
+  sleeper_busy_cpu_seconds:
+    expr: 'sleeper.cpu'
+    node: '(^|;)busy_function(;|$)'
+  locker_settle_off_cpu_seconds:
+    expr: 'locker.off_cpu'
+    node: '(^|;)settle(;|$)'
+  locker_waiting_off_cpu_seconds:
+    expr: 'locker.off_cpu'
+    node: '(^|;)waiting_function(;|$)'
+`), 0o644)
+	addr := exporter(t, "--profile.config="+filepath.Join(dir, "targets.yaml"), "--rules.file="+filepath.Join(dir, "rules.yaml"))
+
+	run := func(bin string, cgroup bool) (*exec.Cmd, io.WriteCloser, *strings.Builder) {
+		cmd := exec.Command(bin)
+		if cgroup {
+			cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: cgFD}
+		}
+		in, err := cmd.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := &strings.Builder{}
+		cmd.Stdout = out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		return cmd, in, out
+	}
+	sleeper, sleeperIn, sleeperOut := run(blocked, false)
+	locker, lockerIn, lockerOut := run(lock, true)
+	// Both are counted before the measured part starts.
+	testkit.Eventually(t, "off-CPU time while settling", func() bool {
+		m := exportedValues(t, addr)
+		return m["sleeper_settle_off_cpu_seconds"] > 0 && m["locker_settle_off_cpu_seconds"] > 0
+	})
+	fmt.Fprintln(sleeperIn, "go")
+	fmt.Fprintln(lockerIn, "go")
+	if err := sleeper.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := locker.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	measured := func(out *strings.Builder) float64 {
+		v, err := strconv.ParseFloat(strings.TrimSpace(out.String()), 64)
+		if err != nil {
+			t.Fatalf("program output %q: %v", out.String(), err)
+		}
+		return v
+	}
+	slept, waited := measured(sleeperOut), measured(lockerOut)
+	used := (sleeper.ProcessState.UserTime() + sleeper.ProcessState.SystemTime()).Seconds()
+	within := func(got, want float64) bool { return got >= 0.9*want && got <= 1.1*want }
+	var m map[string]float64
+	ok := testkit.Poll(testkit.WaitLimit, func() bool {
+		m = exportedValues(t, addr)
+		return within(m["sleeper_blocked_off_cpu_seconds"], slept) && within(m["locker_waiting_off_cpu_seconds"], waited) &&
+			m["sleeper_busy_cpu_seconds"] > 0.5*used
+	})
+	t.Logf("blocked_function: %.3fs off-CPU of %.3fs measured (4.8 s asked); waiting_function: %.3fs of %.3fs measured (2 s asked); busy_function: %.3fs off-CPU, %.3fs CPU of %.3fs used",
+		m["sleeper_blocked_off_cpu_seconds"], slept, m["locker_waiting_off_cpu_seconds"], waited, m["sleeper_busy_off_cpu_seconds"], m["sleeper_busy_cpu_seconds"], used)
+	if !ok {
+		t.Fatalf("off-CPU or CPU seconds not within bounds: %v", m)
+	}
+	if b := m["sleeper_busy_off_cpu_seconds"]; b > 0.05*slept {
+		t.Errorf("busy_function: %.3fs off-CPU, want near 0", b)
+	}
+}
+
+// exportedValues reads /exported-metrics as name (with labels) -> value.
+func exportedValues(t *testing.T, addr string) map[string]float64 {
+	t.Helper()
+	_, body := get(t, "http://"+addr+"/exported-metrics")
+	out := map[string]float64{}
+	sc := bufio.NewScanner(strings.NewReader(body))
+	for sc.Scan() {
+		l := sc.Text()
+		if strings.HasPrefix(l, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(l, ' ')
+		if i < 0 {
+			continue
+		}
+		if v, err := strconv.ParseFloat(l[i+1:], 64); err == nil {
+			out[l[:i]] = v
+		}
+	}
+	return out
+}
