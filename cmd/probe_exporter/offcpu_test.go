@@ -238,3 +238,114 @@ func exportedValues(t *testing.T, addr string) map[string]float64 {
 	}
 	return out
 }
+
+// offCPUPython sleeps 50 ms in sleepy_function and 2 ms in
+// short_function, 40 rounds, and prints the time it measured around
+// sleepy_function, and around the short sleeps that took 20 ms or more
+// (a loaded machine may not run it again at once).
+const offCPUPython = `import select, sys, time
+def settle():
+    while not select.select([sys.stdin], [], [], 0.05)[0]:
+        pass
+    sys.stdin.readline()
+def sleepy_function():
+    time.sleep(0.05)
+def short_function():
+    time.sleep(0.002)
+def main():
+    settle()
+    slept = slow = 0.0
+    for _ in range(40):
+        start = time.monotonic()
+        sleepy_function()
+        slept += time.monotonic() - start
+        start = time.monotonic()
+        short_function()
+        took = time.monotonic() - start
+        if took >= 0.02:
+            slow += took
+    print("%.6f %.6f" % (slept, slow), flush=True)
+main()
+`
+
+// TestOffCPUPython: a CPython program blocked in time.sleep is counted
+// under the Python function that sleeps; with --profile.off-cpu-min=20ms
+// its 2 ms sleeps are not counted at all; a recording rule sees the
+// profile as __profile_type__ off_cpu:off_cpu:nanoseconds:... in
+// nanoseconds.
+func TestOffCPUPython(t *testing.T) {
+	var python string
+	for _, glob := range []string{"/usr/bin/python3.1[0-3]", "/root/.pyenv/versions/3.1[0-3].*/bin/python3.1[0-3]"} {
+		if m, _ := filepath.Glob(glob); len(m) > 0 {
+			python = m[0]
+			break
+		}
+	}
+	if python == "" {
+		t.Skip("no CPython 3.10-3.13")
+	}
+	dir := t.TempDir()
+	comm := "ocpy" + strconv.Itoa(os.Getpid()%100000)
+	bin := filepath.Join(dir, comm)
+	if err := os.Symlink(python, bin); err != nil {
+		t.Fatal(err)
+	}
+	script := filepath.Join(dir, "sleeper.py")
+	os.WriteFile(script, []byte(offCPUPython), 0o644)
+	os.WriteFile(filepath.Join(dir, "targets.yaml"), []byte("targets:\n  - app: pyoff\n    comm: "+comm+"\n    off_cpu: true\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "rules.yaml"), []byte(`metrics-export-rules:
+  pyoff_settle_seconds:
+    expr: 'pyoff.off_cpu'
+    node: '(^|;)settle \('
+  pyoff_sleepy_seconds:
+    expr: 'pyoff.off_cpu'
+    node: '(^|;)sleepy_function \([^;]*sleeper.py:[0-9]+\)(;|$)'
+  pyoff_short_seconds:
+    expr: 'pyoff.off_cpu'
+    node: '(^|;)short_function \('
+recording_rules:
+  - metric_name: pyoff_off_cpu_nanoseconds
+    matchers: ['{__profile_type__="off_cpu:off_cpu:nanoseconds:off_cpu:nanoseconds", service_name="pyoff"}']
+`), 0o644)
+	addr := exporter(t, "--profile.config="+filepath.Join(dir, "targets.yaml"), "--rules.file="+filepath.Join(dir, "rules.yaml"),
+		"--profile.off-cpu-min=20ms")
+	cmd := exec.Command(bin, script)
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := &strings.Builder{}
+	cmd.Stdout = out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	// Counted under its Python frame: the interpreter is named.
+	testkit.Eventually(t, "off-CPU time under settle", func() bool { return exportedValues(t, addr)["pyoff_settle_seconds"] > 0 })
+	fmt.Fprintln(in, "go")
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	var slept, slow float64
+	if _, err := fmt.Sscan(out.String(), &slept, &slow); err != nil {
+		t.Fatalf("program output %q: %v", out.String(), err)
+	}
+	var m map[string]float64
+	ok := testkit.Poll(testkit.WaitLimit, func() bool {
+		m = exportedValues(t, addr)
+		return m["pyoff_sleepy_seconds"] >= 0.9*slept && m["pyoff_off_cpu_nanoseconds"] >= 0.9*slept*1e9
+	})
+	t.Logf("sleepy_function: %.3fs off-CPU of %.3fs measured (2 s asked); short_function: %.3fs (its sleeps of 20 ms or more: %.3fs); recording rule: %.0f ns",
+		m["pyoff_sleepy_seconds"], slept, m["pyoff_short_seconds"], slow, m["pyoff_off_cpu_nanoseconds"])
+	if !ok {
+		t.Fatalf("off-CPU seconds not within bounds: %v", m)
+	}
+	if s := m["pyoff_sleepy_seconds"]; s > 1.1*slept {
+		t.Errorf("sleepy_function: %.3fs off-CPU of %.3fs measured", s, slept)
+	}
+	// A block counted is one of the sleeps the program measured at 20 ms
+	// or more (its measure encloses the block).
+	if s := m["pyoff_short_seconds"]; s > slow+1e-6 {
+		t.Errorf("short_function: %.3fs off-CPU, want at most its %.3fs of sleeps of 20 ms or more under --profile.off-cpu-min=20ms", s, slow)
+	}
+}
