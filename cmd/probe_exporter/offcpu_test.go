@@ -349,3 +349,78 @@ recording_rules:
 		t.Errorf("short_function: %.3fs off-CPU, want at most its %.3fs of sleeps of 20 ms or more under --profile.off-cpu-min=20ms", s, slow)
 	}
 }
+
+// offCPUFlood blocks once at the end of each of 32,768 distinct call
+// paths (two call sites, 15 levels), twice over: more distinct stacks
+// than the kernel keeps between drains.
+const offCPUFlood = `#include <time.h>
+#include <unistd.h>
+volatile long sink;
+__attribute__((noinline)) void walk(int depth, unsigned path);
+__attribute__((noinline)) void leaf(void) { struct timespec d = { 0, 1000 }; nanosleep(&d, 0); sink++; }
+__attribute__((noinline)) void left(int depth, unsigned path) { walk(depth - 1, path >> 1); sink++; }
+__attribute__((noinline)) void right(int depth, unsigned path) { walk(depth - 1, path >> 1); sink++; }
+void walk(int depth, unsigned path) {
+	if (depth == 0) leaf(); else if (path & 1) left(depth, path); else right(depth, path);
+	sink++;
+}
+int main(void) {
+	sleep(1);
+	for (int round = 0; round < 2; round++)
+		for (unsigned p = 0; p < 1u << 15; p++) walk(15, p);
+	pause();
+	return 0;
+}
+`
+
+// TestAttackOffCPUStackFlood: a local user with no privilege, whose
+// processes are profiled with off_cpu: true, blocks in 32,768 distinct
+// stacks within one drain interval. The kernel's map keeps 16,384: the
+// rest is counted in probe_exporter_profiler_off_cpu_lost_blocks_total
+// and _seconds_total, the stacks that fit are exported, /metrics answers,
+// nothing panics, VmHWM stays under 512 MiB, and the exporter (default
+// flags) ends on SIGTERM within its grace (startExporter's cleanup).
+func TestAttackOffCPUStackFlood(t *testing.T) {
+	a := testkit.NewAttacker(t)
+	dir := t.TempDir()
+	name := "ocf" + strconv.Itoa(os.Getpid()%100000)
+	built := testkit.BuildC(t, name, offCPUFlood, "-O2")
+	// The attacker's own copy, in its home.
+	data, err := os.ReadFile(built)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(a.Home, name)
+	a.WriteFile(t, bin, data, 0o755)
+	os.WriteFile(filepath.Join(dir, "targets.yaml"), []byte("targets:\n  - app: flood\n    comm: "+name+"\n    off_cpu: true\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "rules.yaml"), []byte("metrics-export-rules:\n  flood_leaf_seconds:\n    expr: 'flood.off_cpu'\n    node: '(^|;)leaf(;|$)'\n"), 0o644)
+	addr := freePort(t)
+	p := startExporter(t, func() bool { return serves(addr) }, "--web.listen-address="+addr,
+		"--profile.config="+filepath.Join(dir, "targets.yaml"), "--rules.file="+filepath.Join(dir, "rules.yaml"))
+	a.Start(t, bin)
+	value := func(prefix string) float64 {
+		for _, l := range series(t, addr, prefix) {
+			if v, err := strconv.ParseFloat(l[strings.LastIndexByte(l, ' ')+1:], 64); err == nil {
+				return v
+			}
+		}
+		return 0
+	}
+	testkit.Eventually(t, "lost off-CPU blocks counted", func() bool {
+		return value("probe_exporter_profiler_off_cpu_lost_blocks_total ") > 0 && value("probe_exporter_profiler_off_cpu_seconds_total ") > 0
+	})
+	testkit.Eventually(t, "the stacks that fit exported", func() bool { return exportedValues(t, addr)["flood_leaf_seconds"] > 0 })
+	t.Logf("lost %.0f blocks (%.3f s), kept %.3f s", value("probe_exporter_profiler_off_cpu_lost_blocks_total "),
+		value("probe_exporter_profiler_off_cpu_lost_seconds_total "), value("probe_exporter_profiler_off_cpu_seconds_total "))
+	if code, body := get(t, "http://"+addr+"/metrics"); code != 200 || !strings.Contains(body, "probe_exporter_profiler_off_cpu_lost_seconds_total") {
+		t.Errorf("/metrics after the attack: %d", code)
+	}
+	if strings.Contains(p.Log(), "panic:") {
+		t.Errorf("the exporter panicked:\n%s", tail(p.Log(), 40))
+	}
+	hwm := rssKiB(t, p.Pid(), "VmHWM:") >> 10
+	t.Logf("VmHWM %d MiB", hwm)
+	if hwm == 0 || hwm >= 512 {
+		t.Errorf("VmHWM %d MiB, bound 512 MiB", hwm)
+	}
+}
