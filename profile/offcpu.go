@@ -89,9 +89,9 @@ func startOffCPU(coll *ebpf.Collection) (*offCPU, error) {
 			Help: "Off-CPU time (threads blocked) of profiled processes drained, in seconds."}),
 	}
 	o.lost = prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "probe_exporter", Subsystem: "profiler", Name: "off_cpu_lost_blocks_total",
-		Help: "Blocked periods not counted because the off-CPU stack map (16384 stacks) was full."}, func() float64 { return float64(o.lostBlocks.Load()) })
+		Help: "Blocked periods not counted because an off-CPU map was full (16384 threads blocked at once, 16384 stacks between drains)."}, func() float64 { return float64(o.lostBlocks.Load()) })
 	o.lostSecs = prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "probe_exporter", Subsystem: "profiler", Name: "off_cpu_lost_seconds_total",
-		Help: "Off-CPU seconds of the blocked periods not counted."}, func() float64 { return float64(o.lostNanos.Load()) / 1e9 })
+		Help: "Off-CPU seconds of the blocked periods not counted for want of room for their stack (unknown for threads not tracked)."}, func() float64 { return float64(o.lostNanos.Load()) / 1e9 })
 	return o, nil
 }
 

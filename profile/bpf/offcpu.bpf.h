@@ -14,7 +14,8 @@
 #define TASK_INTERRUPTIBLE_STATE 0x1
 #define TASK_UNINTERRUPTIBLE_STATE 0x2
 
-/* Lost off-CPU time (offcpu_lost): blocks not counted, their nanoseconds. */
+/* Lost off-CPU time (offcpu_lost): blocks not counted, their nanoseconds
+ * (unknown for a block that found no room in offcpu_starts). */
 #define OFFCPU_LOST_BLOCKS 0
 #define OFFCPU_LOST_NS 1
 
@@ -34,10 +35,12 @@ struct offcpu_start {
 	struct sample_key key;
 };
 
-/* Blocked threads: tid -> when and where they blocked. LRU: a thread that
- * never runs again (its process killed while stopped) is evicted, not kept. */
+/* Blocked threads: tid -> when and where they blocked. An entry lives
+ * while its thread is blocked: a thread runs again before it can exit (a
+ * killed one too), and its switch in removes it. A block that finds the map
+ * full is counted as lost. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
 	__type(key, u32);
 	__type(value, struct offcpu_start);
@@ -113,7 +116,8 @@ int BPF_PROG(off_cpu_switch, bool preempt, struct task_struct *prev, struct task
 			record_stack(ctx, &offcpu_stacks, &s->key, tgid);
 			s->ts = bpf_ktime_get_ns(); /* the walk's time is not the wait's */
 			u32 tid = prev->pid;
-			bpf_map_update_elem(&offcpu_starts, &tid, s, BPF_ANY);
+			if (bpf_map_update_elem(&offcpu_starts, &tid, s, BPF_ANY))
+				offcpu_lose(0);
 		}
 	}
 
