@@ -37,6 +37,9 @@ type Target struct {
 	App      string
 	Tags     map[string]string
 	Selector config.Selector
+	// OffCPU also records the time its threads spend blocked, reported
+	// as App.off_cpu (offcpu.go).
+	OffCPU bool
 }
 
 // Options configure a Profiler.
@@ -45,7 +48,10 @@ type Options struct {
 	Frequency int
 	// Interval is how often samples are drained (default 10s).
 	Interval time.Duration
-	Targets  []Target
+	// OffCPUMin is the shortest blocked time recorded as off-CPU time
+	// (0: all of it).
+	OffCPUMin time.Duration
+	Targets   []Target
 	// Sink takes every drained profile (the live export rules).
 	Sink    rules.Sink
 	Watcher *targets.Watcher
@@ -69,6 +75,7 @@ type Profiler struct {
 
 	unw *unwinder
 	py  *pyTracker
+	off *offCPU // nil unless a target records off-CPU time
 	// reads runs the reads of profiled processes' files (maps, ELF files,
 	// perf maps) for refresh, under a deadline.
 	reads *safeopen.Runner
@@ -167,6 +174,9 @@ func New(opts Options) (*Profiler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("profiler object: %w", err)
 	}
+	if err := prepareOffCPU(spec, opts); err != nil {
+		return nil, fmt.Errorf("profiler object: %w", err)
+	}
 	coll, err := ebpf.NewCollection(spec)
 	if err != nil {
 		return nil, fmt.Errorf("loading the profiler: %w", err)
@@ -206,6 +216,10 @@ func New(opts Options) (*Profiler, error) {
 	if err != nil {
 		coll.Close()
 		return nil, fmt.Errorf("profiler perf events: %w", err)
+	}
+	if p.off, err = startOffCPU(coll); err != nil {
+		p.Close()
+		return nil, err
 	}
 	for i, t := range opts.Targets {
 		unsub, err := opts.Watcher.Subscribe(t.Selector, func(ev targets.Event) { p.event(i, ev) })
@@ -251,6 +265,7 @@ func (p *Profiler) event(target int, ev targets.Event) {
 		if !p.closed {
 			_ = p.coll.Maps["pids"].Delete(uint32(pid))
 		}
+		p.offCPUForget(pid)
 		p.mu.Unlock()
 		p.unw.forget(pid)
 	}
@@ -382,6 +397,7 @@ func (p *Profiler) refreshProc(pid int, pr *proc) {
 		if !pr.exited && !pr.sampling && !p.closed {
 			if err := p.coll.Maps["pids"].Put(uint32(pid), uint32(pr.target)); err == nil {
 				pr.sampling = true
+				p.offCPUFollow(pid, pr.target)
 			}
 		}
 		// It may have exited while being described: its rows go now,
@@ -422,11 +438,78 @@ func (p *Profiler) refreshProc(pid int, pr *proc) {
 	p.mu.Unlock()
 }
 
-// Drain reads and clears the sample counts, symbolizes the stacks and
-// hands each target's profile to the sink.
+// Drain reads and clears the sample counts (and the off-CPU times),
+// symbolizes the stacks and hands each target's profiles to the sink.
 func (p *Profiler) Drain() error {
 	start := time.Now()
-	counts, stacks := p.coll.Maps["counts"], p.coll.Maps["stacks"]
+	cpu, err := p.drainStacks(p.coll.Maps["counts"], p.coll.Maps["stacks"])
+	if err != nil {
+		return fmt.Errorf("reading samples: %w", err)
+	}
+	p.samples.Add(float64(cpu.kept))
+	p.drops.Add(float64(cpu.lost))
+	p.truncated.Add(float64(cpu.truncated))
+	for _, g := range cpu.groups {
+		t := p.opts.Targets[g.target]
+		p.opts.Sink.ObserveProfile(rules.Sampled(t.App+".cpu", g.tags(t), "samples", uint32(p.opts.Frequency), g.samples()))
+	}
+	if p.off != nil {
+		if err := p.drainOffCPU(); err != nil {
+			return err
+		}
+	}
+	gone := map[int]bool{}
+	p.mu.Lock()
+	for pid, pr := range p.procs {
+		if pr.exited && !pr.busy {
+			delete(p.procs, pid)
+			gone[pid] = true
+		}
+	}
+	p.mu.Unlock()
+	p.py.drop(gone)
+	p.reconcile()
+	p.drains.Inc()
+	p.drainTime.Set(time.Since(start).Seconds())
+	return nil
+}
+
+// stackGroup is one process's drained stacks.
+type stackGroup struct {
+	target int
+	pid    int
+	comm   string
+	stacks map[string]uint64
+}
+
+// tags are the group's profile tags: pid, comm and the target's.
+func (g *stackGroup) tags(t Target) map[string]string {
+	tags := map[string]string{"pid": strconv.Itoa(g.pid), "comm": g.comm}
+	for k, v := range t.Tags {
+		tags[k] = v
+	}
+	return tags
+}
+
+func (g *stackGroup) samples() []rules.Sample {
+	samples := make([]rules.Sample, 0, len(g.stacks))
+	for st, n := range g.stacks {
+		samples = append(samples, rules.Sample{Stack: st, Value: n})
+	}
+	return samples
+}
+
+// drained is what drainStacks read: stacks by pid, and the values kept,
+// lost (no stack) and truncated (root frames missing).
+type drained struct {
+	groups                map[int]*stackGroup
+	kept, lost, truncated uint64
+}
+
+// drainStacks reads and clears a map of sample keys to values and the
+// kernel stacks they name, and symbolizes them by process.
+func (p *Profiler) drainStacks(counts, stacks *ebpf.Map) (drained, error) {
+	out := drained{groups: map[int]*stackGroup{}}
 	var keys []sampleKey
 	var vals []uint64
 	var k sampleKey
@@ -437,7 +520,7 @@ func (p *Profiler) Drain() error {
 		vals = append(vals, v)
 	}
 	if err := it.Err(); err != nil {
-		return fmt.Errorf("reading samples: %w", err)
+		return out, err
 	}
 	// One BPF_MAP_DELETE_BATCH for the drained keys; kernels without
 	// batch operations (before 5.6) delete them one by one.
@@ -448,13 +531,6 @@ func (p *Profiler) Drain() error {
 			}
 		}
 	}
-	type group struct {
-		target int
-		pid    int
-		comm   string
-		stacks map[string]uint64
-	}
-	groups := map[int]*group{}
 	usedStacks := map[int32]bool{}
 	addrs := make([]uint64, 127)
 	p.mu.Lock()
@@ -474,7 +550,7 @@ func (p *Profiler) Drain() error {
 		}
 		var frames []string
 		if k.Flags&sampleTruncated != 0 {
-			p.truncated.Add(float64(vals[i]))
+			out.truncated += vals[i]
 		}
 		if k.Frames > 0 {
 			// Callers' return addresses point after their call:
@@ -493,7 +569,7 @@ func (p *Profiler) Drain() error {
 			})
 			frames = append(frames, user...)
 		} else {
-			p.drops.Add(float64(vals[i]))
+			out.lost += vals[i]
 		}
 		if k.KernelStack >= 0 {
 			usedStacks[k.KernelStack] = true
@@ -504,43 +580,18 @@ func (p *Profiler) Drain() error {
 		if len(frames) == 0 {
 			continue
 		}
-		g := groups[int(k.PID)]
+		g := out.groups[int(k.PID)]
 		if g == nil {
-			g = &group{target: pr.target, pid: int(k.PID), comm: pr.comm, stacks: map[string]uint64{}}
-			groups[int(k.PID)] = g
+			g = &stackGroup{target: pr.target, pid: int(k.PID), comm: pr.comm, stacks: map[string]uint64{}}
+			out.groups[int(k.PID)] = g
 		}
 		g.stacks[strings.Join(frames, ";")] += vals[i]
-		p.samples.Add(float64(vals[i]))
+		out.kept += vals[i]
 	}
 	for id := range usedStacks {
 		_ = stacks.Delete(uint32(id))
 	}
-	for _, g := range groups {
-		t := p.opts.Targets[g.target]
-		tags := map[string]string{"pid": strconv.Itoa(g.pid), "comm": g.comm}
-		for k, v := range t.Tags {
-			tags[k] = v
-		}
-		samples := make([]rules.Sample, 0, len(g.stacks))
-		for st, n := range g.stacks {
-			samples = append(samples, rules.Sample{Stack: st, Value: n})
-		}
-		p.opts.Sink.ObserveProfile(rules.Sampled(t.App+".cpu", tags, "samples", uint32(p.opts.Frequency), samples))
-	}
-	gone := map[int]bool{}
-	p.mu.Lock()
-	for pid, pr := range p.procs {
-		if pr.exited && !pr.busy {
-			delete(p.procs, pid)
-			gone[pid] = true
-		}
-	}
-	p.mu.Unlock()
-	p.py.drop(gone)
-	p.reconcile()
-	p.drains.Inc()
-	p.drainTime.Set(time.Since(start).Seconds())
-	return nil
+	return out, nil
 }
 
 // unknownUID charges the tables of a process whose user could not be read.
@@ -609,6 +660,7 @@ func (p *Profiler) Close() error {
 		p.events.Close()
 		p.events = nil
 	}
+	p.off.close()
 	// Deliveries and reads still under way (a stuck one may end later)
 	// check closed under these locks before touching the maps.
 	p.mu.Lock()
@@ -634,6 +686,7 @@ func (p *Profiler) Describe(ch chan<- *prometheus.Desc) {
 	p.drains.Describe(ch)
 	p.drainTime.Describe(ch)
 	p.py.interpreters.Describe(ch)
+	p.off.describe(ch)
 }
 
 // Collect implements prometheus.Collector.
@@ -655,6 +708,7 @@ func (p *Profiler) Collect(ch chan<- prometheus.Metric) {
 	p.drains.Collect(ch)
 	p.drainTime.Collect(ch)
 	p.py.interpreters.Collect(ch)
+	p.off.collect(ch)
 }
 
 // sameMaps reports whether two reads of a process's executable mappings

@@ -45,11 +45,12 @@ func (s *Set) Collect(ch chan<- prometheus.Metric) {
 }
 
 // cpuSeries: a recording rule selects one profile type, so its series are
-// CPU when the type is.
+// time (CPU, or off-CPU: the profiler's app.off_cpu) when the type is.
 func (r *rule) cpuSeries(*series) bool {
 	for _, m := range r.selector {
 		if m.Key == LabelProfileType {
-			return strings.HasPrefix(m.Value, "process_cpu:") || strings.HasPrefix(m.Value, "cpu:")
+			return strings.HasPrefix(m.Value, "process_cpu:") || strings.HasPrefix(m.Value, "cpu:") ||
+				strings.HasPrefix(m.Value, "off_cpu:")
 		}
 	}
 	return false

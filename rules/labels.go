@@ -14,6 +14,7 @@ const (
 // today's Pyroscope profile type, <name>:<sample type>:<sample unit>:<period type>:<period unit>.
 var profileTypes = map[string]string{
 	"cpu":            "process_cpu:cpu:nanoseconds:cpu:nanoseconds",
+	"off_cpu":        "off_cpu:off_cpu:nanoseconds:off_cpu:nanoseconds", // the built-in profiler's blocked time
 	"alloc_objects":  "memory:alloc_objects:count:space:bytes",
 	"alloc_space":    "memory:alloc_space:bytes:space:bytes",
 	"inuse_objects":  "memory:inuse_objects:count:space:bytes",

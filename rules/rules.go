@@ -49,8 +49,9 @@ type Profile struct {
 	Tags map[string]string
 	// Units names what the values count (samples, bytes, objects, ...).
 	Units string
-	// CPU says that the values are CPU time: Divisor turns them into
-	// seconds (the sample rate for samples, 1e9 for nanoseconds).
+	// CPU says that the values are time spent (on the CPU, or off it for
+	// app.off_cpu): Divisor turns them into seconds (the sample rate for
+	// samples, 1e9 for nanoseconds).
 	CPU     bool
 	Divisor uint64
 	// Average marks profiles Pyroscope aggregates by average (in-use

@@ -206,6 +206,7 @@ func TestProfileLabels(t *testing.T) {
 		{"a.b.inuse_space", "bytes", "a.b", "memory:inuse_space:bytes:space:bytes"},
 		{"myapp", "samples", "myapp", "process_cpu:cpu:nanoseconds:cpu:nanoseconds"},
 		{"myapp.widgets", "objects", "myapp", "widgets:widgets:objects:widgets:objects"},
+		{"myapp.off_cpu", "nanoseconds", "myapp", "off_cpu:off_cpu:nanoseconds:off_cpu:nanoseconds"},
 	} {
 		l := ProfileLabels(tc.app, tc.units, map[string]string{"env": "x"})
 		if l[LabelServiceName] != tc.svc || l[LabelProfileType] != tc.pt || l["env"] != "x" {

@@ -141,6 +141,7 @@ func newDaemon(ctx context.Context, f *flags, logger *slog.Logger) (*daemon, err
 			TargetsFile: f.profileConfig,
 			Frequency:   f.profileFrequency,
 			Interval:    f.profileInterval,
+			OffCPUMin:   f.profileOffCPUMin,
 			Rules:       rules.Live(),
 			Watcher:     x.watcher,
 			Kernel:      env.Kallsyms.Sym, // the ksym decoders' table, read once

@@ -44,6 +44,7 @@ type flags struct {
 	profileConfig    string
 	profileFrequency int
 	profileInterval  time.Duration
+	profileOffCPUMin time.Duration
 	ingestMaxBytes   int64
 
 	ingestMaxDecompressed int64
@@ -101,6 +102,7 @@ func registerFlags(app *kingpin.Application, compat string) *flags {
 	app.Flag("profile.config", "Profiler targets file: processes to profile with the built-in eBPF CPU profiler.").StringVar(&f.profileConfig)
 	app.Flag("profile.frequency", "Sampling frequency of the built-in CPU profiler, in Hz.").Default("100").IntVar(&f.profileFrequency)
 	app.Flag("profile.interval", "How often profiles are drained into the rules.").Default("10s").DurationVar(&f.profileInterval)
+	app.Flag("profile.off-cpu-min", "Shortest blocked time recorded as off-CPU time by profile targets with off_cpu: true (0: all of it).").Default("0s").DurationVar(&f.profileOffCPUMin)
 	app.Flag("ingest.max-bytes", "Largest body accepted by /ingest.").Default("16777216").Int64Var(&f.ingestMaxBytes)
 	app.Flag("ingest.max-decompressed-bytes", "Largest /ingest body after gzip decompression, counted while decompressing.").Default("67108864").Int64Var(&f.ingestMaxDecompressed)
 	app.Flag("ingest.max-inflight-bytes", "Memory all /ingest pushes being read and decoded may hold together; over it a push is answered 503 with Retry-After.").Default("134217728").Int64Var(&f.ingestMaxInflight)

@@ -1,9 +1,12 @@
 // CPU profiler: on each perf event sample of a selected process, walk its
 // user stack with the unwind rows userspace loaded from the mapped files'
 // .eh_frame (frame pointers where a file has none), and count the stack
-// with the kernel stack's id.
+// with the kernel stack's id. offcpu.bpf.h adds the time threads spend
+// blocked, by the same stacks.
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
 #include "regs.bpf.h"
 
 #define PERF_MAX_STACK_DEPTH 127
@@ -219,19 +222,14 @@ static long step(u32 i, void *data)
 	return ra == 0;
 }
 
-SEC("perf_event")
-int do_sample(struct bpf_perf_event_data *ctx)
+/* record_stack fills key with the current thread's stacks: the kernel
+ * stack's id in stack_map and the user frames (Python's included). ctx is
+ * the program's context, a perf event's or a tracepoint's. */
+static __always_inline void record_stack(void *ctx, void *stack_map, struct sample_key *key, u32 pid)
 {
-	u32 pid = bpf_get_current_pid_tgid() >> 32;
-	if (!bpf_map_lookup_elem(&pids, &pid))
-		return 0;
 	u32 zero = 0;
-	struct sample_key *key = bpf_map_lookup_elem(&scratch, &zero);
-	if (!key)
-		return 0;
-	__builtin_memset(key, 0, sizeof(*key));
 	key->pid = pid;
-	key->kernel_stack = bpf_get_stackid(ctx, &stacks, 0);
+	key->kernel_stack = bpf_get_stackid(ctx, stack_map, 0);
 
 	/* The user registers, as saved at the entry to the kernel: the timer
 	 * interrupt's when the sample hit user code, the syscall's when it hit
@@ -255,6 +253,20 @@ int do_sample(struct bpf_perf_event_data *ctx)
 			key->flags |= SAMPLE_TRUNCATED;
 	}
 	key->frames = w.n;
+}
+
+SEC("perf_event")
+int do_sample(struct bpf_perf_event_data *ctx)
+{
+	u32 pid = bpf_get_current_pid_tgid() >> 32;
+	if (!bpf_map_lookup_elem(&pids, &pid))
+		return 0;
+	u32 zero = 0;
+	struct sample_key *key = bpf_map_lookup_elem(&scratch, &zero);
+	if (!key)
+		return 0;
+	__builtin_memset(key, 0, sizeof(*key));
+	record_stack(ctx, &stacks, key, pid);
 	u64 one = 1, *count = bpf_map_lookup_elem(&counts, key);
 	if (count)
 		__sync_fetch_and_add(count, 1);
@@ -262,5 +274,7 @@ int do_sample(struct bpf_perf_event_data *ctx)
 		bpf_map_update_elem(&counts, key, &one, BPF_NOEXIST);
 	return 0;
 }
+
+#include "offcpu.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";

@@ -22,10 +22,12 @@ import (
 //	  - app: simple.golang.app
 //	    tags: {env: prod}
 //	    comm: app            # and/or exe, cmdline, cgroup, pid
+//	    off_cpu: true        # also app.off_cpu: seconds blocked, by stack
 type targetsFile struct {
 	Targets []struct {
-		App  string            `yaml:"app"`
-		Tags map[string]string `yaml:"tags"`
+		App    string            `yaml:"app"`
+		Tags   map[string]string `yaml:"tags"`
+		OffCPU bool              `yaml:"off_cpu"`
 		// comm, exe, cmdline, cgroup, pid.
 		Selector config.Selector `yaml:",inline"`
 	} `yaml:"targets"`
@@ -37,6 +39,9 @@ type ProfilerOptions struct {
 	TargetsFile string
 	Frequency   int
 	Interval    time.Duration
+	// OffCPUMin is the shortest blocked time counted as off-CPU time
+	// (--profile.off-cpu-min).
+	OffCPUMin time.Duration
 	// Rules take every drained profile.
 	Rules   rules.Sink
 	Watcher *targets.Watcher
@@ -66,7 +71,7 @@ func NewProfiler(opts ProfilerOptions) (*profile.Profiler, error) {
 		if t.App == "" {
 			return nil, fmt.Errorf("profile config %s: target %d has no app", opts.TargetsFile, i+1)
 		}
-		tgts = append(tgts, profile.Target{App: t.App, Tags: t.Tags, Selector: t.Selector})
+		tgts = append(tgts, profile.Target{App: t.App, Tags: t.Tags, Selector: t.Selector, OffCPU: t.OffCPU})
 	}
 	if opts.Watcher == nil {
 		return nil, fmt.Errorf("profiler: process targets are unavailable")
@@ -74,6 +79,7 @@ func NewProfiler(opts ProfilerOptions) (*profile.Profiler, error) {
 	p, err := profile.New(profile.Options{
 		Frequency: opts.Frequency,
 		Interval:  opts.Interval,
+		OffCPUMin: opts.OffCPUMin,
 		Targets:   tgts,
 		Sink:      opts.Rules,
 		Watcher:   opts.Watcher,
