@@ -417,3 +417,79 @@ func TestTracingReceiverDown(t *testing.T) {
 		t.Errorf("decoder errors: %v", errs)
 	}
 }
+
+// TestSpansAndMetricsFromOneRingBuffer: one ring buffer feeds both an
+// ebpf_exporter tracing span and an events counter. Every record is a span
+// and a count: the helper's three processes (the root and two children)
+// give three spans and a count of 3 under the trace's first 8 bytes (the
+// root's tgid, as the program records it).
+func TestSpansAndMetricsFromOneRingBuffer(t *testing.T) {
+	// The program matches the root's path within 64 bytes: a short one.
+	dir, err := os.MkdirTemp("", "sm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	root := filepath.Join(dir, "both-root-sh")
+	sh, err := os.ReadFile("/bin/sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(root, sh, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	yaml := execTraceYAML + `metrics:
+  counters:
+    - name: exec_span_records_total
+      help: exec spans seen as ring buffer records, by the trace's root tgid
+      events: exec_spans
+      labels:
+        - name: trace_tgid
+          size: 8
+          decoders:
+            - name: uint
+`
+	writeConfig(t, dir, "bothways", strings.Replace(execTraceProg, "ROOT_PATH", root, 1), yaml)
+	r := &otlpReceiver{}
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", startReceiver(t, "http/protobuf", r))
+	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
+	addr := exporter(t, "--config.dir="+dir, "--config.names=bothways")
+	if up := series(t, addr, `probe_exporter_config_up{config="bothways"}`); !hasLine(up, `probe_exporter_config_up{config="bothways"} 1`) {
+		t.Fatalf("bothways not up: %v", up)
+	}
+	cmd := exec.Command(root, "-c", "/bin/true; /bin/true; :")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("helper: %v: %s", err, out)
+	}
+	pid := strconv.Itoa(cmd.Process.Pid)
+	want := `probe_exporter_exec_span_records_total{trace_tgid="` + pid + `"} 3`
+	defer func() {
+		if t.Failed() {
+			t.Logf("spans named %s: %d, /bin/true: %d, records: %v, counter: %v", root, len(r.named(root)), len(r.named("/bin/true")),
+				series(t, addr, "probe_exporter_event_records"), series(t, addr, "probe_exporter_exec_span_records_total"))
+		}
+	}()
+	testkit.Eventually(t, "3 spans of the helper's trace and "+want, func() bool {
+		var roots []receivedSpan
+		for _, s := range r.named(root) {
+			if attr(s.GetAttributes(), "tgid") == pid {
+				roots = append(roots, s)
+			}
+		}
+		if len(roots) != 1 {
+			return false
+		}
+		children := 0
+		for _, s := range r.named("/bin/true") {
+			if string(s.GetTraceId()) == string(roots[0].GetTraceId()) {
+				children++
+			}
+		}
+		return children == 2 && hasLine(series(t, addr, "probe_exporter_exec_span_records_total"), want)
+	})
+	// Nothing counted twice, nothing more: the count stays at 3.
+	if got := series(t, addr, `probe_exporter_exec_span_records_total{trace_tgid="`+pid+`"}`); !hasLine(got, want) {
+		t.Errorf("counter: %v, want %s", got, want)
+	}
+}
