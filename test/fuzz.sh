@@ -7,6 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fuzztime=${FUZZTIME:-2000x}
+# FUZZPARALLEL bounds the fuzzing workers (default: one per CPU); CI runs
+# the targets with one, beside the kernel matrix's single-threaded guests.
+parallel=${FUZZPARALLEL:+-parallel=$FUZZPARALLEL}
 status=0
 for pkg in $(go list ./...); do
 	dir=$(go list -f '{{.Dir}}' "$pkg")
@@ -14,7 +17,7 @@ for pkg in $(go list ./...); do
 	grep -q '^func Fuzz' "$dir"/*_test.go || continue
 	for target in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go | sed 's/^func //' | sort -u); do
 		echo "fuzz $pkg $target ($fuzztime)"
-		if ! go test -run='^$' -fuzz="^${target}\$" -fuzztime="$fuzztime" "$pkg" >/tmp/fuzz.$$.log 2>&1; then
+		if ! go test -run='^$' -fuzz="^${target}\$" -fuzztime="$fuzztime" $parallel "$pkg" >/tmp/fuzz.$$.log 2>&1; then
 			cat /tmp/fuzz.$$.log
 			status=1
 		fi
