@@ -80,7 +80,7 @@ func afterAttack(t *testing.T, p *proc, addr string, boundMiB int64) int64 {
 	if strings.Contains(p.Log(), "panic:") {
 		t.Errorf("the exporter panicked:\n%s", tail(p.Log(), 40))
 	}
-	hwm := rssKiB(t, p.Pid(), "VmHWM:") >> 10
+	hwm := testkit.StatusKiB(t, p.Pid(), "VmHWM:") >> 10
 	if hwm == 0 || hwm >= boundMiB {
 		t.Errorf("VmHWM %d MiB, bound %d MiB", hwm, boundMiB)
 	}
@@ -111,7 +111,7 @@ func TestAttackIngestBombs(t *testing.T) {
 				t.Fatalf("no expectation for %q", b.Name)
 			}
 			p, addr := startIngestTarget(t)
-			idle := rssKiB(t, p.Pid(), "VmHWM:") >> 10
+			idle := testkit.StatusKiB(t, p.Pid(), "VmHWM:") >> 10
 			code, answer := pushAsAttacker(t, a, addr, b.Query, files[b.Name], b.Gzip)
 			if code != want.code || !strings.Contains(answer, want.reason) {
 				t.Errorf("%d %q, want %d %q", code, answer, want.code, want.reason)
@@ -310,7 +310,7 @@ func TestKubernetesHostileAPI(t *testing.T) {
 	if code, _ := get(t, "http://"+addr+"/metrics"); code != 200 {
 		t.Errorf("/metrics: %d", code)
 	}
-	hwm := rssKiB(t, p.Pid(), "VmHWM:") >> 10
+	hwm := testkit.StatusKiB(t, p.Pid(), "VmHWM:") >> 10
 	t.Logf("VmHWM %d MiB after %d list requests", hwm, page.Load())
 	if hwm == 0 || hwm >= 256 {
 		t.Errorf("VmHWM %d MiB, bound 256 MiB", hwm)

@@ -131,22 +131,6 @@ func eventWrites(t *testing.T, comm, spec string) {
 	workload(t, comm, 0, "PROBE_E2E_SYSCALL=write", "PROBE_E2E_CPU=0", "PROBE_E2E_WRITES="+spec)
 }
 
-// eventValue is the value of the one exposition line that starts with
-// prefix followed by a space, or -1 if there is none.
-func eventValue(t *testing.T, addr, prefix string) float64 {
-	t.Helper()
-	for _, l := range series(t, addr, prefix) {
-		if rest, ok := strings.CutPrefix(l, prefix+" "); ok {
-			v, err := strconv.ParseFloat(rest, 64)
-			if err != nil {
-				t.Fatalf("%s: %v", l, err)
-			}
-			return v
-		}
-	}
-	return -1
-}
-
 // TestEvents: the YAML of issue #29, on a ring buffer and on a perf event
 // array, counts exactly the write() calls of a helper and gives the exact
 // exp2 histogram of their sizes (0 and 1 in le=1, powers of two in their
@@ -183,7 +167,7 @@ func TestEvents(t *testing.T) {
 			}
 			eventWrites(t, "ev_sizes", writes)
 			testkit.Eventually(t, "44 records read", func() bool {
-				return eventValue(t, addr, `probe_exporter_event_records_total{config="evwrites",map="write_events"}`) == 44
+				return seriesValue(t, addr, `probe_exporter_event_records_total{config="evwrites",map="write_events"}`) == 44
 			})
 			got := series(t, addr, "probe_exporter_write_event")
 			for _, w := range want {
@@ -203,7 +187,7 @@ func TestEvents(t *testing.T) {
 				{`probe_exporter_event_records_dropped_total{config="evwrites",metric="probe_exporter_write_event_size_bytes",reason="malformed"}`, 2},
 				{`probe_exporter_event_records_dropped_total{config="evwrites",metric="probe_exporter_write_events_total",reason="series_limit"}`, 0},
 			} {
-				if got := eventValue(t, addr, check.series); got != check.want {
+				if got := seriesValue(t, addr, check.series); got != check.want {
 					t.Errorf("%s = %v, want %v", check.series, got, check.want)
 				}
 			}
@@ -267,9 +251,9 @@ func TestEventsBurst(t *testing.T) {
 
 	eventWrites(t, "ev_many", "1x20000")
 	testkit.Eventually(t, "20,000 records of ev_many", func() bool {
-		return eventValue(t, addr, `probe_exporter_write_events_total{comm="ev_many"}`) == 20000
+		return seriesValue(t, addr, `probe_exporter_write_events_total{comm="ev_many"}`) == 20000
 	})
-	if got := eventValue(t, addr, `probe_exporter_event_records_lost_total{config="evbig",map="write_events"}`); got != 0 {
+	if got := seriesValue(t, addr, `probe_exporter_event_records_lost_total{config="evbig",map="write_events"}`); got != 0 {
 		t.Errorf("big ring lost %v records", got)
 	}
 
@@ -279,17 +263,17 @@ func TestEventsBurst(t *testing.T) {
 	const sent = 20000 + 3*4000
 	var read, lost float64
 	testkit.Eventually(t, "read + lost = sent", func() bool {
-		read = eventValue(t, addr, `probe_exporter_event_records_total{config="evsmall",map="write_events"}`)
-		lost = eventValue(t, addr, `probe_exporter_event_records_lost_total{config="evsmall",map="write_events"}`)
+		read = seriesValue(t, addr, `probe_exporter_event_records_total{config="evsmall",map="write_events"}`)
+		lost = seriesValue(t, addr, `probe_exporter_event_records_lost_total{config="evsmall",map="write_events"}`)
 		return read+lost == sent
 	})
-	counted := eventValue(t, addr, `probe_exporter_burst_events_total{comm="ev_burst"}`)
+	counted := seriesValue(t, addr, `probe_exporter_burst_events_total{comm="ev_burst"}`)
 	t.Logf("small ring: %v read (%v of ev_burst), %v lost of %d", read, counted, lost, sent)
 	if lost == 0 || counted <= 0 || counted > 3*4000 {
 		t.Errorf("a 4 KiB ring took bursts of 4,000 records with %v read, %v of them counted, and %v lost", read, counted, lost)
 	}
 	// The big ring saw those writes too (one record each): 3 more.
-	if got := eventValue(t, addr, `probe_exporter_write_events_total{comm="ev_burst"}`); got != 3 {
+	if got := seriesValue(t, addr, `probe_exporter_write_events_total{comm="ev_burst"}`); got != 3 {
 		t.Errorf("big ring counted %v writes of ev_burst, want 3", got)
 	}
 }
@@ -381,7 +365,7 @@ func TestEventsAttackLabelFlood(t *testing.T) {
 	p := startExporter(t, func() bool { return serves(addr) }, "--web.listen-address="+addr, "--config.dir="+dir, "--config.names=evflood")
 	a.Run(t, `i=0; while [ $i -lt 12000 ]; do printf ev_f$i > /proc/self/comm; echo > /dev/null; i=$((i+1)); done`)
 	over := `probe_exporter_event_records_dropped_total{config="evflood",metric="probe_exporter_write_events_total",reason="series_limit"}`
-	testkit.Eventually(t, "records past the bound counted", func() bool { return eventValue(t, addr, over) > 0 })
+	testkit.Eventually(t, "records past the bound counted", func() bool { return seriesValue(t, addr, over) > 0 })
 	n := len(series(t, addr, "probe_exporter_write_events_total{"))
 	if n != 10000 {
 		t.Errorf("%d label sets served, want the bound of 10,000", n)
@@ -389,7 +373,7 @@ func TestEventsAttackLabelFlood(t *testing.T) {
 	if code, _ := get(t, "http://"+addr+"/metrics"); code != 200 {
 		t.Errorf("/metrics answered %d", code)
 	}
-	if kb := testkit.PeakRSS(t, p.Pid()) >> 10; kb > 256<<10 {
+	if kb := testkit.StatusKiB(t, p.Pid(), "VmHWM:") << 10 >> 10; kb > 256<<10 {
 		t.Errorf("peak memory %d kB, over 256 MiB", kb)
 	} else {
 		t.Logf("peak memory %d kB with 10,000 label sets", kb)

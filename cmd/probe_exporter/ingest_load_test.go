@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/google/pprof/profile"
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
 
 var (
@@ -83,7 +84,7 @@ recording_rules:
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	startRSS := rssKiB(t, cmd.Process.Pid, "VmRSS:")
+	startRSS := testkit.StatusKiB(t, cmd.Process.Pid, "VmRSS:")
 
 	bodies := loadBodies(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -157,7 +158,7 @@ recording_rules:
 	go func() { // RSS sampler
 		defer wg.Done()
 		for {
-			if v := rssKiB(t, cmd.Process.Pid, "VmRSS:"); v > maxRSS.Load() {
+			if v := testkit.StatusKiB(t, cmd.Process.Pid, "VmRSS:"); v > maxRSS.Load() {
 				maxRSS.Store(v)
 			}
 			select {
@@ -217,7 +218,7 @@ recording_rules:
 	close(stop)
 	cancel() // pushes in flight end now
 	wg.Wait()
-	hwm := rssKiB(t, cmd.Process.Pid, "VmHWM:")
+	hwm := testkit.StatusKiB(t, cmd.Process.Pid, "VmHWM:")
 
 	keys := make([]string, 0, len(codes))
 	for k := range codes {
@@ -346,19 +347,4 @@ func slowPush(addr string, b loadBody) (int, http.Header) {
 	}
 	resp.Body.Close()
 	return resp.StatusCode, resp.Header
-}
-
-// rssKiB reads a field of /proc/PID/status, in KiB.
-func rssKiB(t *testing.T, pid int, field string) int64 {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, field); ok {
-			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return n
-		}
-	}
-	return 0
 }

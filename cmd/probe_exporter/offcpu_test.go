@@ -418,7 +418,7 @@ func TestAttackOffCPUStackFlood(t *testing.T) {
 	if strings.Contains(p.Log(), "panic:") {
 		t.Errorf("the exporter panicked:\n%s", tail(p.Log(), 40))
 	}
-	hwm := rssKiB(t, p.Pid(), "VmHWM:") >> 10
+	hwm := testkit.StatusKiB(t, p.Pid(), "VmHWM:") >> 10
 	t.Logf("VmHWM %d MiB", hwm)
 	if hwm == 0 || hwm >= 512 {
 		t.Errorf("VmHWM %d MiB, bound 512 MiB", hwm)

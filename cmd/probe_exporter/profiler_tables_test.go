@@ -167,7 +167,7 @@ func TestProfilerTablesAttack(t *testing.T) {
 	if got := named(v1.Process.Pid); got <= 0 {
 		t.Errorf("the first root process is no longer named")
 	}
-	hwm := rssKiB(t, exp.Pid(), "VmHWM:")
+	hwm := testkit.StatusKiB(t, exp.Pid(), "VmHWM:")
 	t.Logf("exporter VmHWM %d MiB, symbols %.0f bytes", hwm>>10, metric("probe_exporter_profiler_symbol_bytes "))
 	if hwm > 200<<10 {
 		t.Errorf("exporter VmHWM %d MiB, over 200 MiB", hwm>>10)

@@ -133,7 +133,7 @@ func TestAttackFakePython(t *testing.T) {
 	if strings.Contains(ex.Log(), "panic:") {
 		t.Errorf("the exporter panicked:\n%s", tail(ex.Log(), 40))
 	}
-	hwm := rssKiB(t, ex.Pid(), "VmHWM:") >> 10
+	hwm := testkit.StatusKiB(t, ex.Pid(), "VmHWM:") >> 10
 	if hwm == 0 || hwm >= 512 {
 		t.Errorf("VmHWM %d MiB, bound 512 MiB", hwm)
 	}

@@ -75,37 +75,6 @@ func startBurner(t *testing.T, a *testkit.Attacker, bin string) (int, uint64) {
 	return pid, addr
 }
 
-// untrustedValue is the value of the one series named exactly so in
-// /metrics, -1 when there is none.
-func untrustedValue(t *testing.T, addr, name string) float64 {
-	t.Helper()
-	_, body := get(t, "http://"+addr+"/metrics")
-	for _, l := range strings.Split(body, "\n") {
-		if v, ok := strings.CutPrefix(l, name+" "); ok {
-			f, _ := strconv.ParseFloat(v, 64)
-			return f
-		}
-	}
-	return -1
-}
-
-// vmHWM is the peak resident set of process pid, in kB.
-func vmHWM(t *testing.T, pid int) int {
-	t.Helper()
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
-			n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
-			return n
-		}
-	}
-	t.Fatal("no VmHWM")
-	return 0
-}
-
 // maxExporterHWM bounds the exporter's peak RSS under the perf map attacks
 // (a FIFO fed forever once took it to 2.7 GB): the profiler with its
 // tables and one perf map read at its 16 MiB cap.
@@ -149,27 +118,27 @@ func TestPerfMapAttacks(t *testing.T) {
 
 	// The drain goes on: samples keep being counted after the attacks
 	// (a FIFO opened for reading stopped it for good).
-	samples := untrustedValue(t, addr, "probe_exporter_profiler_samples_total")
-	drains := untrustedValue(t, addr, "probe_exporter_profiler_drains_total")
+	samples := seriesValue(t, addr, "probe_exporter_profiler_samples_total")
+	drains := seriesValue(t, addr, "probe_exporter_profiler_drains_total")
 	testkit.Eventually(t, "two more drains counting samples", func() bool {
-		return untrustedValue(t, addr, "probe_exporter_profiler_drains_total") >= drains+2 &&
-			untrustedValue(t, addr, "probe_exporter_profiler_samples_total") > samples
+		return seriesValue(t, addr, "probe_exporter_profiler_drains_total") >= drains+2 &&
+			seriesValue(t, addr, "probe_exporter_profiler_samples_total") > samples
 	})
-	if v := untrustedValue(t, addr, "jit_leak_seconds"); v > 0 {
+	if v := seriesValue(t, addr, "jit_leak_seconds"); v > 0 {
 		t.Errorf("the rule over secret frames counted %v", v)
 	}
 	errs := func(reason string) float64 {
-		return untrustedValue(t, addr, `probe_exporter_untrusted_file_errors_total{reason="`+reason+`"}`)
+		return seriesValue(t, addr, `probe_exporter_untrusted_file_errors_total{reason="`+reason+`"}`)
 	}
 	testkit.Eventually(t, "the symlinked perf map refused", func() bool { return errs("symlink") > 0 })
 	testkit.Eventually(t, "the FIFO perf maps refused", func() bool { return errs("not_regular") > 0 })
-	testkit.Eventually(t, "the large perf map cut", func() bool { return untrustedValue(t, addr, "probe_exporter_profiler_perf_map_cut_total") > 0 })
+	testkit.Eventually(t, "the large perf map cut", func() bool { return seriesValue(t, addr, "probe_exporter_profiler_perf_map_cut_total") > 0 })
 	for _, pid := range []int{pid1, pid2, pid3, pid4} {
 		if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err != nil {
 			t.Errorf("burner %d is gone: %v", pid, err)
 		}
 	}
-	if hwm := vmHWM(t, p.Pid()); hwm > maxExporterHWM {
+	if hwm := testkit.StatusKiB(t, p.Pid(), "VmHWM:"); hwm > maxExporterHWM {
 		t.Errorf("exporter VmHWM %d kB, bound %d kB", hwm, maxExporterHWM)
 	} else {
 		t.Logf("exporter VmHWM %d kB", hwm)
@@ -300,19 +269,19 @@ func TestBindMountedFIFO(t *testing.T) {
 	})
 	// Its probes count: it was seen and placed.
 	testkit.Eventually(t, "the victim counted", func() bool {
-		return untrustedValue(t, addr, `probe_exporter_victim_work_calls_total{pid="`+strconv.Itoa(vpid)+`"}`) > 0
+		return seriesValue(t, addr, `probe_exporter_victim_work_calls_total{pid="`+strconv.Itoa(vpid)+`"}`) > 0
 	})
 	// The profiler re-read its mappings since (it reads them every 20 ms
 	// in its first second): two drains later it still drains.
-	drains := untrustedValue(t, addr, "probe_exporter_profiler_drains_total")
+	drains := seriesValue(t, addr, "probe_exporter_profiler_drains_total")
 	testkit.Eventually(t, "two more drains", func() bool {
-		return untrustedValue(t, addr, "probe_exporter_profiler_drains_total") >= drains+2
+		return seriesValue(t, addr, "probe_exporter_profiler_drains_total") >= drains+2
 	})
 	// A newly started selected process is held at exec until its probes
 	// are placed, then continued, and counted.
 	fresh := a.Start(t, bin)
 	testkit.Eventually(t, "the new process counted", func() bool {
-		return untrustedValue(t, addr, `probe_exporter_victim_work_calls_total{pid="`+strconv.Itoa(fresh.Process.Pid)+`"}`) > 0
+		return seriesValue(t, addr, `probe_exporter_victim_work_calls_total{pid="`+strconv.Itoa(fresh.Process.Pid)+`"}`) > 0
 	})
 	for _, pid := range []int{vpid, fresh.Process.Pid} {
 		if s := procState(pid); s == "T" || s == "t" || s == "" {

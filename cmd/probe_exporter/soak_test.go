@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -42,18 +41,6 @@ const soakConfig = `programs:
       char LICENSE[] SEC("license") = "GPL";
 `
 
-// rss is the resident set of process pid, in kB.
-func rss(t *testing.T, pid int) int {
-	data, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	for _, l := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-			n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
-			return n
-		}
-	}
-	return 0
-}
-
 // TestShortLivedTargets: thousands of short-lived selected processes are
 // attached to and detached from; afterwards no attachment, fd or series is
 // left and RSS has not grown with them.
@@ -84,34 +71,24 @@ func TestShortLivedTargets(t *testing.T) {
 	}
 	run(300) // warm up: caches, pools
 	settle()
-	fds, mem := openFDs(t), rss(t, p.Pid())
+	fds, mem := openFDs(t), testkit.StatusKiB(t, p.Pid(), "VmRSS:")
 	const n = 10000
 	start := time.Now()
 	run(n)
 	settle()
-	attaches := metricValue(t, addr, "probe_exporter_userspace_attaches_total")
-	detaches := metricValue(t, addr, "probe_exporter_userspace_detaches_total")
+	attaches := int(seriesValue(t, addr, "probe_exporter_userspace_attaches_total"))
+	detaches := int(seriesValue(t, addr, "probe_exporter_userspace_detaches_total"))
 	// The kernel selects every process at exec; userspace sees a process
 	// alive ("attached", logged) only when it reads the exec event before
 	// the process exits. What must hold: every one seen was let go.
 	if attaches < 1 || attaches != detaches {
 		t.Errorf("attached %v times, detached %v times, for %d processes", attaches, detaches, n+300)
 	}
-	t.Logf("%d processes in %v; %v attached; fds %d -> %d; RSS %d -> %d kB", n, time.Since(start).Round(time.Millisecond), attaches, fds, openFDs(t), mem, rss(t, p.Pid()))
+	t.Logf("%d processes in %v; %v attached; fds %d -> %d; RSS %d -> %d kB", n, time.Since(start).Round(time.Millisecond), attaches, fds, openFDs(t), mem, testkit.StatusKiB(t, p.Pid(), "VmRSS:"))
 	if got := openFDs(t); got > fds+2 {
 		t.Errorf("fds grew from %d to %d", fds, got)
 	}
-	if got := rss(t, p.Pid()); got > mem+32*1024 {
+	if got := testkit.StatusKiB(t, p.Pid(), "VmRSS:"); got > mem+32*1024 {
 		t.Errorf("RSS grew from %d kB to %d kB", mem, got)
 	}
-}
-
-// metricValue reads one unlabelled series from /metrics.
-func metricValue(t *testing.T, addr, name string) int {
-	t.Helper()
-	for _, l := range series(t, addr, name+" ") {
-		v, _ := strconv.ParseFloat(strings.TrimPrefix(l, name+" "), 64)
-		return int(v)
-	}
-	return -1
 }

@@ -70,22 +70,25 @@ func RequireTools(t testing.TB, tools ...string) {
 	}
 }
 
-// PeakRSS is the peak resident memory (VmHWM) of process pid, in bytes.
-func PeakRSS(t testing.TB, pid int) uint64 {
+// StatusKiB is a size field of /proc/PID/status ("VmHWM:", "VmRSS:"), in
+// KiB. A process or field that cannot be read fails the test (with
+// t.Errorf, so goroutines may call it) and gives 0.
+func StatusKiB(t testing.TB, pid int, field string) int64 {
 	t.Helper()
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		t.Fatal(err)
+		t.Errorf("status of %d: %v", pid, err)
+		return 0
 	}
 	for _, l := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
-			kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		if v, ok := strings.CutPrefix(l, field); ok {
+			n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 			if err != nil {
-				t.Fatalf("VmHWM of %d: %v", pid, err)
+				t.Errorf("%s of %d: %v", field, pid, err)
 			}
-			return kb << 10
+			return n
 		}
 	}
-	t.Fatalf("no VmHWM for %d", pid)
+	t.Errorf("no %s for %d", field, pid)
 	return 0
 }
