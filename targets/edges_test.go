@@ -3,7 +3,6 @@ package targets
 import (
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"sync"
@@ -94,13 +93,8 @@ func TestRenameSelects(t *testing.T) {
 	if w.Polling() {
 		t.Skip("no tracepoints")
 	}
-	data, err := os.ReadFile("/bin/sh")
-	if err != nil {
-		t.Skip("no /bin/sh")
-	}
 	name := "tgr" + strconv.Itoa(os.Getpid()%100000)
-	sh := filepath.Join(t.TempDir(), "sh-"+name)
-	os.WriteFile(sh, data, 0o755)
+	sh := copyOf(t, "/bin/sh", "sh-"+name)
 	rec := newHeldRecorder()
 	var selected Selected
 	var mu sync.Mutex

@@ -63,12 +63,21 @@ func watcher(t *testing.T, opts WatcherOptions) *Watcher {
 // sleeper copies sleep under a unique name.
 func sleeper(t *testing.T, name string) string {
 	t.Helper()
-	data, err := os.ReadFile("/bin/sleep")
+	return copyOf(t, "/bin/sleep", name)
+}
+
+// copyOf copies the executable src under a unique name, so that the
+// tests select its processes alone.
+func copyOf(t *testing.T, src, name string) string {
+	t.Helper()
+	data, err := os.ReadFile(src)
 	if err != nil {
-		t.Skip("no /bin/sleep")
+		t.Skipf("no %s", src)
 	}
 	p := filepath.Join(t.TempDir(), name)
-	os.WriteFile(p, data, 0o755)
+	if err := os.WriteFile(p, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	return p
 }
 
@@ -165,13 +174,8 @@ func TestKernelSelection(t *testing.T) {
 	if w.Polling() {
 		t.Skip("no tracepoints")
 	}
-	data, err := os.ReadFile("/bin/sh")
-	if err != nil {
-		t.Skip("no /bin/sh")
-	}
 	name := "tgk" + strconv.Itoa(os.Getpid()%100000)
-	sh := filepath.Join(t.TempDir(), name)
-	os.WriteFile(sh, data, 0o755)
+	sh := copyOf(t, "/bin/sh", name)
 
 	type sub struct {
 		rec *recorder
