@@ -11,7 +11,7 @@ LDFLAGS   := -s -w \
 TEST_FLAGS ?= -count=1 -timeout 20m
 DEPS := clang llvm libbpf-dev bpftool bpftrace systemtap-sdt-dev gcc pci.ids prometheus util-linux linux-perf libcap2-bin prometheus-node-exporter-collectors chromium
 
-.PHONY: all build release bpf examples run test test-kernels fuzz deps vet fmt bench clean image image-full image-rootfs
+.PHONY: all build release install bpf examples run test test-kernels fuzz deps vet fmt bench clean image image-full image-rootfs
 
 all: build examples
 
@@ -20,14 +20,68 @@ build:
 
 # The static binary for each architecture the committed BPF objects are
 # built for, as build/probe_exporter-linux-GOARCH (`GOARCH=arm64 make build`
-# builds one in place).
+# builds one in place), and its release tarball in ebpf_exporter's and
+# Prometheus' naming, build/probe_exporter-VERSION.linux-GOARCH.tar.gz: a
+# top directory of that name holding the binary, the link ebpf_exporter ->
+# probe_exporter (the drop-in, docs/ebpf_exporter.md), README.md, LICENSE
+# when there is one, and deploy/systemd's units and defaults under systemd/.
+# Entries sorted, owned by root, dated by the last commit, gzip without a
+# name or time: the same commit gives the same bytes.
 RELEASE_ARCHES ?= amd64 arm64
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+SYSTEMD_FILES := $(wildcard deploy/systemd/*.service deploy/systemd/*.socket deploy/systemd/*.default)
 release:
 	@mkdir -p build
 	@for a in $(RELEASE_ARCHES); do \
 		echo "build/$(BINARY)-linux-$$a"; \
 		GOOS=linux GOARCH=$$a CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o build/$(BINARY)-linux-$$a ./cmd/probe_exporter || exit 1; \
+		d=$(BINARY)-$(VERSION).linux-$$a; \
+		rm -rf build/$$d && mkdir -p build/$$d/systemd && \
+		install -m 0755 build/$(BINARY)-linux-$$a build/$$d/$(BINARY) && \
+		ln -s $(BINARY) build/$$d/ebpf_exporter && \
+		install -m 0644 README.md $(wildcard LICENSE) build/$$d/ && \
+		install -m 0644 $(SYSTEMD_FILES) build/$$d/systemd/ && \
+		chmod 0755 build/$$d build/$$d/systemd && \
+		tar -C build --sort=name --owner=0 --group=0 --numeric-owner --mtime=@$(SOURCE_DATE_EPOCH) \
+			--format=gnu -cf - $$d | gzip -n -9 >build/$$d.tar.gz || exit 1; \
+		rm -rf build/$$d; \
+		echo "build/$$d.tar.gz"; \
 	done
+
+# Install the binary as $(PREFIX)/bin/probe_exporter and deploy/systemd's
+# units into $(UNITDIR), /etc/systemd/system (the administrator's place,
+# which a package's /usr/lib/systemd/system would not overwrite; a
+# packager sets UNITDIR), their ExecStart naming the installed binary;
+# /etc/default/probe_exporter only when absent. EBPF_EXPORTER=1 adds the
+# drop-in: the link $(PREFIX)/bin/ebpf_exporter -> probe_exporter (in place
+# of an ebpf_exporter binary there) and ebpf_exporter.service, kept when
+# the node has one already (its ExecStart then must name the link),
+# with /etc/default/ebpf_exporter when absent. DESTDIR is prepended to all.
+PREFIX  ?= /usr/local
+UNITDIR ?= /etc/systemd/system
+EBPF_EXPORTER ?=
+install: build
+	install -D -m 0755 $(BINARY) $(DESTDIR)$(PREFIX)/bin/probe_exporter
+	install -d -m 0755 $(DESTDIR)$(UNITDIR) $(DESTDIR)/etc/default
+	for f in probe_exporter.service probe_exporter.socket; do \
+		sed 's|^ExecStart=/usr/local/bin/|ExecStart=$(PREFIX)/bin/|' deploy/systemd/$$f >$(DESTDIR)$(UNITDIR)/$$f && \
+		chmod 0644 $(DESTDIR)$(UNITDIR)/$$f || exit 1; \
+	done
+	@if [ -e $(DESTDIR)/etc/default/probe_exporter ]; then echo "kept $(DESTDIR)/etc/default/probe_exporter"; \
+	else install -m 0644 deploy/systemd/probe_exporter.default $(DESTDIR)/etc/default/probe_exporter; fi
+	@if [ -n "$(EBPF_EXPORTER)" ] && [ "$(EBPF_EXPORTER)" != 0 ]; then \
+		echo "ln -sfn probe_exporter $(DESTDIR)$(PREFIX)/bin/ebpf_exporter"; \
+		ln -sfn probe_exporter $(DESTDIR)$(PREFIX)/bin/ebpf_exporter || exit 1; \
+		u=$(DESTDIR)$(UNITDIR)/ebpf_exporter.service; \
+		if [ -e $$u ]; then \
+			echo "kept $$u: $$(grep '^ExecStart=' $$u) (the drop-in is $(PREFIX)/bin/ebpf_exporter)"; \
+		else \
+			sed 's|^ExecStart=/usr/local/bin/|ExecStart=$(PREFIX)/bin/|' deploy/systemd/ebpf_exporter.service >$$u && chmod 0644 $$u || exit 1; \
+			echo "installed $$u"; \
+		fi; \
+		if [ -e $(DESTDIR)/etc/default/ebpf_exporter ]; then echo "kept $(DESTDIR)/etc/default/ebpf_exporter"; \
+		else install -m 0644 deploy/systemd/ebpf_exporter.default $(DESTDIR)/etc/default/ebpf_exporter; fi; \
+	fi
 
 # Regenerate the committed objects (defaults, profiler, targets, process exits).
 bpf:
