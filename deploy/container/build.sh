@@ -33,7 +33,8 @@ need() {
 }
 
 # rootfs lays out the image's files: everything world-readable, nothing
-# written outside /tmp, a passwd with nobody for --runas.user=nobody.
+# written outside /tmp, a passwd with nobody for --runas.user=nobody, the
+# links named ebpf_exporter.
 rootfs() {
 	[ -f /usr/share/misc/pci.ids ] || { apt-get update -qq && apt-get install -y -qq pci.ids >/dev/null; }
 	[ -f /etc/ssl/certs/ca-certificates.crt ] || { apt-get update -qq && apt-get install -y -qq ca-certificates >/dev/null; }
@@ -42,6 +43,11 @@ rootfs() {
 	rm -rf "$r"
 	mkdir -p "$r"
 	install -D -m 0755 "$root/probe_exporter" "$r/usr/bin/probe_exporter"
+	# The drop-in for ebpf_exporter (docs/ebpf_exporter.md): a DaemonSet
+	# whose command is ebpf_exporter (found on PATH) or /ebpf_exporter
+	# (ebpf_exporter's own image) runs the binary under that name.
+	ln -s probe_exporter "$r/usr/bin/ebpf_exporter"
+	ln -s usr/bin/probe_exporter "$r/ebpf_exporter"
 	install -D -m 0644 /usr/share/misc/pci.ids "$r/usr/share/misc/pci.ids"
 	install -D -m 0644 /etc/ssl/certs/ca-certificates.crt "$r/etc/ssl/certs/ca-certificates.crt"
 	printf 'root:x:0:0:root:/root:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n' >"$r/etc/passwd"
