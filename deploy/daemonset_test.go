@@ -81,7 +81,7 @@ func rootfsMinimal(t *testing.T) string {
 
 // rootfsFull is the full image's root file system: the Debian base
 // `make image-full` imports, under the binary `make build` makes (the
-// full stage adds nothing else). Empty when that base was never built.
+// full stage adds nothing else but the links to it). Empty when that base was never built.
 func rootfsFull(t *testing.T, minimal string) (lower string) {
 	t.Helper()
 	const base = "localhost/probe_exporter-base:bookworm"
@@ -101,6 +101,15 @@ func rootfsFull(t *testing.T, minimal string) (lower string) {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(bin, "usr/bin/probe_exporter"), data, 0o755)
+	// The links the full stage copies with it (COPY rootfs/usr/bin/,
+	// rootfs/ebpf_exporter).
+	for _, l := range []string{"usr/bin/ebpf_exporter", "ebpf_exporter"} {
+		target, err := os.Readlink(filepath.Join(minimal, l))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.Symlink(target, filepath.Join(bin, l))
+	}
 	// Mount points the minimal image has and Debian lacks.
 	for _, d := range []string{"etc/probe_exporter/configs", "etc/probe_exporter/scripts"} {
 		os.MkdirAll(filepath.Join(bin, d), 0o755)
@@ -144,8 +153,19 @@ type pod struct {
 // set holds nothing else, so root's exec gets only those), with
 // no_new_privs when allowPrivilegeEscalation is false. configMaps maps a
 // ConfigMap's name to the directory standing in for it. args follow the
-// manifest's, whose listen address is replaced by a free local port.
+// manifest's, whose listen address is replaced by a free local port. The
+// container's command, when it has one, replaces the image's entrypoint
+// /usr/bin/probe_exporter; a command without a slash is looked up in the
+// root file system's PATH, as runtimes do.
 func runPod(t *testing.T, c Container, rootfs string, configMaps map[string]string, args ...string) *pod {
+	t.Helper()
+	return runPodAt(t, c, rootfs, testkit.FreePort(t), configMaps, args...)
+}
+
+// runPodAt is runPod waiting on addr, which replaces the manifest's
+// listen address if it has one: without one, addr is where the exporter's
+// default is expected.
+func runPodAt(t *testing.T, c Container, rootfs, addr string, configMaps map[string]string, args ...string) *pod {
 	t.Helper()
 	for _, tool := range []string{"unshare", "capsh", "setpriv", "mount"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -161,8 +181,15 @@ func runPod(t *testing.T, c Container, rootfs string, configMaps map[string]stri
 	if !c.HostPID {
 		t.Fatal("the manifest lacks hostPID: host processes would not be seen")
 	}
-	addr := testkit.FreePort(t)
+	entry := "/usr/bin/probe_exporter"
 	var full []string
+	if len(c.Command) > 0 {
+		entry = c.Command[0]
+		if !strings.Contains(entry, "/") {
+			entry = lookPathIn(t, rootfs, entry)
+		}
+		full = append(full, c.Command[1:]...)
+	}
 	for _, a := range c.Args {
 		if strings.HasPrefix(a, "--web.listen-address=") {
 			a = "--web.listen-address=" + addr
@@ -187,7 +214,7 @@ func runPod(t *testing.T, c Container, rootfs string, configMaps map[string]stri
 		if c.NoNewPrivs {
 			sh.WriteString("setpriv --no-new-privs ")
 		}
-		fmt.Fprintf(&sh, "capsh --chroot=\"$R\" --drop=%s --shell=/usr/bin/probe_exporter --", strings.Join(dropList(c.Caps), ","))
+		fmt.Fprintf(&sh, "capsh --chroot=\"$R\" --drop=%s --shell=%s --", strings.Join(dropList(c.Caps), ","), quote(entry))
 	}
 	for _, a := range full {
 		sh.WriteString(" " + quote(a))
@@ -231,6 +258,27 @@ func runPod(t *testing.T, c Container, rootfs string, configMaps map[string]stri
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// lookPathIn finds a command in the image's PATH (runtimes' default, the
+// images set none) as the container would: within its root file system.
+func lookPathIn(t *testing.T, rootfs, name string) string {
+	t.Helper()
+	var roots []string
+	if lower, ok := strings.CutPrefix(rootfs, "overlay:"); ok {
+		roots = strings.Split(lower, ":")
+	} else {
+		roots = []string{rootfs}
+	}
+	for _, dir := range []string{"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"} {
+		for _, r := range roots {
+			if _, err := os.Lstat(filepath.Join(r, dir, name)); err == nil {
+				return dir + "/" + name
+			}
+		}
+	}
+	t.Fatalf("%s: not found in the image's PATH", name)
+	return ""
 }
 
 // containerMounts writes the mounts a runtime makes for the container
@@ -401,6 +449,26 @@ func TestDaemonSetSecurityContext(t *testing.T) {
 				p.metric(t, `probe_exporter_config_up\{config="syscalls"\}`, func(v float64) bool { return v == 1 })
 				if code, _, body := testkit.Get(t, "http://"+p.addr+"/-/ready"); code != 200 {
 					t.Errorf("/-/ready: %d %s", code, body)
+				}
+			})
+			t.Run("command of a DaemonSet written for ebpf_exporter", func(t *testing.T) {
+				// ebpf_exporter found on PATH, and /ebpf_exporter where
+				// ebpf_exporter's own image has it: the binary runs under
+				// that name, with ebpf_exporter's names.
+				for _, cmd := range []string{"ebpf_exporter", "/ebpf_exporter"} {
+					t.Run(cmd, func(t *testing.T) {
+						e := c
+						e.Command = []string{cmd}
+						p := runPod(t, e, img.rootfs, nil)
+						if got, want := p.waitDropped(t), base&granted; got != want {
+							t.Errorf("kept %v, want %v", capList(got), capList(want))
+						}
+						p.metric(t, `ebpf_exporter_syscalls_total\{syscall="read"\}`, func(v float64) bool { return v > 0 })
+						p.metric(t, `ebpf_exporter_enabled_configs\{name="syscalls"\}`, func(v float64) bool { return v == 1 })
+						if _, body, _ := testkit.TryGet("http://" + p.addr + "/metrics"); strings.Contains(body, "\nprobe_exporter_syscalls_total") {
+							t.Errorf("probe_exporter's names are served under ebpf_exporter's")
+						}
+					})
 				}
 			})
 			t.Run("userspace probe on a host process", func(t *testing.T) {

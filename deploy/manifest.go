@@ -84,6 +84,7 @@ type Mount struct {
 // Container is what the DaemonSet's first container is granted.
 type Container struct {
 	Image        string
+	Command      []string // the image's entrypoint when empty
 	Args         []string
 	Caps         []string // CAP_ names added, after dropping ALL
 	HostPID      bool
@@ -103,7 +104,7 @@ func ContainerOf(ds *appsv1.DaemonSet) (Container, error) {
 		return Container{}, errors.New("DaemonSet has no container")
 	}
 	c := spec.Containers[0]
-	out := Container{Image: c.Image, Args: c.Args, HostPID: spec.HostPID}
+	out := Container{Image: c.Image, Command: c.Command, Args: c.Args, HostPID: spec.HostPID}
 	sc := c.SecurityContext
 	if sc == nil || sc.Capabilities == nil {
 		return out, errors.New("container has no securityContext.capabilities")

@@ -16,7 +16,8 @@ import (
 // runs it with podman as the DaemonSet's container: its capabilities
 // (--cap-drop=all, --cap-add), hostPID, a read-only root, its host mounts
 // read-only where it says so, no_new_privs, seccomp unconfined. The image
-// answers --version and serves the embedded defaults. On this project's
+// answers --version, under ebpf_exporter's name too, and serves the
+// embedded defaults. On this project's
 // machines podman needs runc with cgroupfs (crun refuses cgroups in hybrid
 // mode) and ulimits no higher than root's own (root lacks
 // CAP_SYS_RESOURCE); the host network stands in for the pod's.
@@ -52,6 +53,14 @@ func TestPodmanImage(t *testing.T) {
 	out, err := exec.Command("podman", append(run, image+":test", "--version")...).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "probe_exporter, version test") {
 		t.Fatalf("podman run %s --version: %v\n%s", image, err, out)
+	}
+	// A DaemonSet written for ebpf_exporter names its command: the
+	// binary runs under that name (found on PATH, or /ebpf_exporter).
+	for _, cmd := range []string{"ebpf_exporter", "/ebpf_exporter"} {
+		out, err := exec.Command("podman", append(run, "--entrypoint", cmd, image+":test", "--version")...).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "ebpf_exporter, version test") {
+			t.Errorf("podman run --entrypoint %s %s --version: %v\n%s", cmd, image, err, out)
+		}
 	}
 	inspect, _ := exec.Command("podman", "image", "inspect", image+":test", "--format", "{{json .Annotations}} {{json .Labels}}").Output()
 	for _, k := range []string{"org.opencontainers.image.version", "org.opencontainers.image.revision", "org.opencontainers.image.source", "org.opencontainers.image.created"} {
