@@ -188,7 +188,7 @@ func TestParseErrors(t *testing.T) {
 		{"fixed unsorted", "metrics:\n  histograms:\n    - name: h\n      help: y\n      bucket_type: fixed\n      bucket_keys: [5, 1]\n      labels: [{name: bucket, size: 8, decoders: [{name: uint}]}]\n", `bucket_keys must increase`},
 		{"duplicate", "metrics:\n  counters:\n    - name: x\n      help: y\n    - name: x\n      help: y\n", `c.yaml:5: counter "x": defined twice (first at line 3)`},
 		{"bad yaml", "metrics: [\n", "c.yaml:"},
-		{"v1 without code", "programs:\n  - name: p\n    metrics:\n      counters: [{name: c, help: h, table: t}]\n    tracepoints: {a:b: f}\n", `c.yaml:2: program "p": has no code`},
+		{"v1 cflags without code", "programs:\n  - name: p\n    metrics:\n      counters: [{name: c, help: h, table: t}]\n    tracepoints: {a:b: f}\n    cflags: [-DX]\n", `c.yaml:6: program "p": has cflags: but no code:`},
 		{"v1 unknown key", "programs:\n  - name: p\n    kprobez: {}\n", `c.yaml:3: unknown field "kprobez" in program`},
 		{"v1 bad tracepoint", "programs:\n  - name: p\n    metrics:\n      counters: [{name: c, help: h, table: t}]\n    tracepoints: {nocolon: f}\n    code: x\n", `tracepoint "nocolon": want category:name`},
 		{"v1 attachment twice", "programs:\n  - name: p\n    metrics:\n      counters: [{name: c, help: h, table: t}]\n    usdt: {a: f}\n    attachment: {binary_name: x}\n    attachments: {binary_name: y}\n    code: x\n", `c.yaml:2: program "p": has both attachment: and attachments:`},
@@ -220,6 +220,32 @@ func TestLoad(t *testing.T) {
 	}
 	if !errors.As(errs[1], &fe) || fe.Name != "missing" || !strings.Contains(errs[1].Error(), "no such file") {
 		t.Errorf("missing: %v", errs[1])
+	}
+}
+
+// TestLoadV1Objects: v1-layout programs without code: take their objects
+// from beside the file: the config's NAME.bpf.o for a file of one
+// program, each program's own for a file of several; selectors and attach
+// points stay.
+func TestLoadV1Objects(t *testing.T) {
+	dir := t.TempDir()
+	prog := func(name string) string {
+		return "  - name: " + name + "\n    metrics:\n      counters: [{name: " + name + "_total, help: h, table: t}]\n    uprobes: {work: on_work}\n    attachments: {binary_name: w}\n"
+	}
+	os.WriteFile(filepath.Join(dir, "one.yaml"), []byte("programs:\n"+prog("p")), 0o644)
+	os.WriteFile(filepath.Join(dir, "two.yaml"), []byte("programs:\n"+prog("a")+prog("b")), 0o644)
+	cfgs, errs := Load(dir, []string{"one", "two"})
+	if len(errs) != 0 {
+		t.Fatal(errs)
+	}
+	want := map[string]string{"one": "one.bpf.o", "a": "a.bpf.o", "b": "b.bpf.o"}
+	if len(cfgs) != 3 {
+		t.Fatalf("configs %+v", cfgs)
+	}
+	for _, c := range cfgs {
+		if c.BPFPath != filepath.Join(dir, want[c.Name]) || c.Attachments == nil || c.Attachments.Comm != "w" || len(c.Attach) != 1 || c.Attach[0].Kind != AttachUprobe {
+			t.Errorf("%s: object %q, selector %+v, attach %+v", c.Name, c.BPFPath, c.Attachments, c.Attach)
+		}
 	}
 }
 

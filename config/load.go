@@ -56,9 +56,15 @@ func Load(dir string, names []string) ([]Config, []error) {
 			continue
 		}
 		for i := range got {
-			if got[i].Code == "" && len(got) == 1 {
+			switch {
+			case got[i].Code != "":
+			case len(got) == 1:
 				got[i].Name = name
 				got[i].BPFPath = filepath.Join(dir, name+".bpf.o")
+			default:
+				// A v1-layout file of several programs without code:
+				// each program's object is named for it.
+				got[i].BPFPath = filepath.Join(dir, got[i].Name+".bpf.o")
 			}
 		}
 		cfgs = append(cfgs, got...)

@@ -71,17 +71,19 @@ func parseSeed(path string, data []byte, doc *yaml.Node) ([]Config, error) {
 			return nil, fail(line, "is defined twice")
 		}
 		seen[p.Name] = true
+		if strings.TrimSpace(p.Code) == "" && len(p.Cflags) > 0 {
+			return nil, fail(child(node, "cflags").Line, "has cflags: but no code: to compile (its object is NAME.bpf.o beside the file)")
+		}
 		if p.Attachments == nil {
 			p.Attachments = p.Attachment
 		} else if p.Attachment != nil {
 			return nil, fail(line, "has both attachment: and attachments:")
 		}
-		if strings.TrimSpace(p.Code) == "" {
-			return nil, fail(line, "has no code: v1-layout programs carry their C (libbpf-style or bcc's dialect) inline in code:")
-		}
 		c := Config{
 			Name:        p.Name,
 			Path:        path,
+			// Without code: the program's object, compiled ahead of
+			// time, is NAME.bpf.o beside the file (Load names it).
 			Line:        line,
 			Metrics:     p.Metrics,
 			Code:        p.Code,
