@@ -272,8 +272,15 @@ static long scan_step(u64 i, void *data)
 		u32 at = i * SCAN_STEP + j;
 		if (at >= c->len)
 			break;
-		u8 b = a->b[at & (CMDLINE_MAX - 1)];
-		state = d->next[((state & (DFA_STATES - 1)) << 8) | b];
+		u32 b = a->b[at & (CMDLINE_MAX - 1)];
+		/* + rather than |: the same index (the low 8 bits are b's),
+		 * but verifiers before Linux 6.8 lose the bounds of an OR with
+		 * a non-constant (Linux 6.1 refused the program: "math between
+		 * map_value pointer and register with unbounded min value").
+		 * The barrier hides from clang that b < 256, or it would make
+		 * the disjoint + an | again; the verifier still knows it. */
+		barrier_var(b);
+		state = d->next[((state & (DFA_STATES - 1)) << 8) + b];
 	}
 	c->state = state;
 	return state == DFA_ACCEPT || (i + 1) * SCAN_STEP >= c->len;
