@@ -7,3 +7,8 @@ import _ "embed"
 //
 //go:embed profile_x86.bpf.o
 var profileObject []byte
+
+// pythonFrames tells whether the program walks CPython's frames here: it
+// finds a thread's state by the thread pointer CPython records as its
+// thread id (pthread_self(), x86-64's fsbase).
+const pythonFrames = true

@@ -7,3 +7,10 @@ import _ "embed"
 //
 //go:embed profile_arm64.bpf.o
 var profileObject []byte
+
+// pythonFrames tells whether the program walks CPython's frames here: not
+// on arm64, where pthread_self() (the thread id CPython records) is not
+// the thread pointer register (TPIDR_EL0) but sits below it by glibc's
+// struct pthread, whose size varies by glibc version. Interpreters are
+// counted as unsupported and their stacks stay native.
+const pythonFrames = false

@@ -222,10 +222,14 @@ func newPyTracker(procs, names *ebpf.Map, sym *symbolizer, procRoot string) *pyT
 		procs: procs, names: names, sym: sym, procRoot: procRoot,
 		state: map[int]pyState{}, named: map[pyNameKey]string{}, files: map[fileID]map[string]elfread.Sym{},
 		interpreters: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "probe_exporter", Subsystem: "profiler", Name: "python_processes_total",
-			Help: "Profiled CPython processes by version and result: named (Python frames in stacks), unsupported (version outside 3.10-3.13), mismatch (the interpreter's layout is not the one expected: its stacks stay native)."},
+			Help: "Profiled CPython processes by version and result: named (Python frames in stacks), unsupported (version outside 3.10-3.13, or an architecture other than x86-64), mismatch (the interpreter's layout is not the one expected: its stacks stay native)."},
 			[]string{"version", "result"}),
 	}
 }
+
+// errPythonArch is why an interpreter is unsupported on an architecture
+// whose threads the program cannot match (pythonFrames).
+var errPythonArch = errors.New("Python frames are read on x86-64 only")
 
 // check looks for an interpreter in pid's mappings, once it is
 // initialized, and tells the BPF program its layout when it matches.
@@ -256,6 +260,10 @@ func (t *pyTracker) check(pid int, maps []procfs.Mapping) {
 	t.interpreters.WithLabelValues(version, result).Inc()
 	switch result {
 	case "unsupported":
+		if err != nil {
+			t.sym.log.Warn("profiler: Python frames not read; its stacks stay native", "pid", pid, "version", version, "reason", err)
+			break
+		}
 		t.sym.log.Warn("profiler: Python version not supported (3.10 to 3.13 are); its stacks stay native", "pid", pid, "version", version)
 	case "mismatch":
 		t.sym.log.Warn("profiler: Python interpreter does not have the layout of its version; its stacks stay native", "pid", pid, "version", version, "err", err)
@@ -381,6 +389,9 @@ func (t *pyTracker) layout(pid int, mem *os.File, nameMinor int, syms map[string
 	}
 	if minor < 10 || minor > 13 {
 		return "unsupported", version, nil
+	}
+	if !pythonFrames {
+		return "unsupported", version, errPythonArch
 	}
 	for _, s := range []string{"PyCode_Type", "PyUnicode_Type", "_PyEval_EvalFrameDefault"} {
 		if syms[s].Value == 0 {

@@ -241,8 +241,17 @@ static __noinline void py_walk(struct py_stack *s, struct py_proc *py, u32 pid)
 	s->n = 0;
 	s->at = 0;
 	s->truncated = 0;
+#if defined(__TARGET_ARCH_x86)
+	/* CPython's thread id is pthread_self(), x86-64's thread pointer. */
 	struct task_struct *task = bpf_get_current_task_btf();
 	u64 fsbase = task->thread.fsbase;
+#else
+	/* Elsewhere pthread_self() is not the thread pointer register (arm64:
+	 * glibc's struct pthread sits below TPIDR_EL0): user space never
+	 * describes an interpreter to this build (profile.pythonFrames), and
+	 * task->thread.fsbase, x86's alone, must not be read. */
+	u64 fsbase = 0;
+#endif
 	if (!fsbase)
 		return;
 	u64 interp = py_read_ptr(py->runtime + py->interp_head);
