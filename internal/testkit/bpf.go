@@ -113,11 +113,21 @@ func CompileBPF(t testing.TB, src, dir, name string) string {
 		t.Skip("clang is needed to compile BPF test programs")
 	}
 	inc := BPFIncludeDir(t)
+	includes := []string{inc}
+	if arch == "arm64" && runtime.GOARCH != "arm64" {
+		addUserPtRegs(t, filepath.Join(inc, "vmlinux.h"))
+		// The kernel's uapi headers for arm64 (asm/errno.h, which
+		// libbpf's usdt.bpf.h reaches): Debian's cross headers
+		// (linux-libc-dev-arm64-cross, with gcc-aarch64-linux-gnu).
+		if _, err := os.Stat("/usr/aarch64-linux-gnu/include/asm"); err == nil {
+			includes = append(includes, "/usr/aarch64-linux-gnu/include")
+		}
+	}
 	cfile := filepath.Join(dir, name+".bpf.c")
 	if err := os.WriteFile(cfile, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if stderr, err := clang.CompileFor(context.Background(), arch, cc, cfile, out, []string{inc}, nil); err != nil {
+	if stderr, err := clang.CompileFor(context.Background(), arch, cc, cfile, out, includes, nil); err != nil {
 		t.Fatalf("%v\n%s", err, stderr)
 	}
 	if cached != "" {
@@ -131,13 +141,37 @@ func CompileBPF(t testing.TB, src, dir, name string) string {
 	return out
 }
 
-// copyFile copies src to dst through a temporary file, so that concurrent
-// test binaries never read a half-written object.
+// addUserPtRegs declares arm64's struct user_pt_regs (the ptrace ABI:
+// x0..x30, sp, pc, pstate, which no kernel moves) at the end of a
+// vmlinux.h generated from another architecture's kernel, so that
+// libbpf's bpf_tracing.h and usdt.bpf.h compile for arm64 here (they cast
+// the context to it) and the object loads in the arm64 guest.
+func addUserPtRegs(t testing.TB, vmlinuxH string) {
+	t.Helper()
+	f, err := os.OpenFile(vmlinuxH, os.O_APPEND|os.O_WRONLY, 0)
+	if err == nil {
+		_, err = f.WriteString("\nstruct user_pt_regs { __u64 regs[31]; __u64 sp; __u64 pc; __u64 pstate; };\n")
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// copyFile copies src to dst (writeAtomic).
 func copyFile(src, dst string) error {
 	b, err := os.ReadFile(src)
 	if err != nil {
 		return err
 	}
+	return writeAtomic(dst, b)
+}
+
+// writeAtomic writes b to dst through a temporary file, so that
+// concurrent test binaries never read a half-written object.
+func writeAtomic(dst string, b []byte) error {
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return err
 	}

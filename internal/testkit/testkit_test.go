@@ -1,11 +1,13 @@
 package testkit
 
 import (
+	"debug/elf"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -41,8 +43,54 @@ func TestBuildC(t *testing.T) {
 // what gcc said.
 func TestBuildCError(t *testing.T) {
 	RequireTools(t, "gcc")
-	if _, err := compileC([]string{"int main(void) { return x; }\n"}, nil); err == nil || !strings.Contains(err.Error(), "undeclared") {
+	if _, err := compileC("gcc", []string{"int main(void) { return x; }\n"}, nil); err == nil || !strings.Contains(err.Error(), "undeclared") {
 		t.Fatalf("compiling a wrong program: %v", err)
+	}
+}
+
+// TestBuildCCached: with the object cache set, a program built once is
+// served from it without the compiler (as in the kernel matrix's guests),
+// and one built for arm64 is Debian's cross compiler's, static, with a
+// USDT note from the host's sys/sdt.h.
+func TestBuildCCached(t *testing.T) {
+	cache := t.TempDir()
+	t.Setenv(CacheEnv, cache)
+	src := "#include <sys/sdt.h>\nint main(void) { STAP_PROBE1(tk, cached, 1); return 0; }\n"
+	for _, arch := range []string{runtime.GOARCH, "arm64"} {
+		t.Run(arch, func(t *testing.T) {
+			t.Setenv(ArchEnv, arch)
+			RequireCHeader(t, "sys/sdt.h", "systemtap-sdt-dev")
+			exe := BuildC(t, "tk-cached", src, "-O1")
+			f, err := elf.Open(exe)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			want := map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64}[arch]
+			if f.Machine != want || f.Section(".note.stapsdt") == nil {
+				t.Fatalf("built %v with note %v, want %v with .note.stapsdt", f.Machine, f.Section(".note.stapsdt") != nil, want)
+			}
+			if arch != runtime.GOARCH {
+				for _, p := range f.Progs {
+					if p.Type == elf.PT_INTERP {
+						t.Error("a cross-built program is not static")
+					}
+				}
+			}
+			// From the cache: no compiler on PATH, misses fail.
+			t.Setenv("PATH", t.TempDir())
+			t.Setenv(CachedOnlyEnv, "1")
+			again := BuildC(t, "tk-cached", src, "-O1")
+			a, _ := os.ReadFile(exe)
+			b, _ := os.ReadFile(again)
+			if len(a) == 0 || string(a) != string(b) {
+				t.Error("the cached program differs")
+			}
+		})
+	}
+	entries, _ := os.ReadDir(cache)
+	if len(entries) != 2 {
+		t.Errorf("%d programs cached, want 2", len(entries))
 	}
 }
 
