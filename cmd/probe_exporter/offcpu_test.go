@@ -157,7 +157,9 @@ func TestOffCPU(t *testing.T) {
     expr: 'locker.off_cpu'
     node: '(^|;)waiting_function(;|$)'
 `), 0o644)
-	addr := exporter(t, "--profile.config="+filepath.Join(dir, "targets.yaml"), "--rules.file="+filepath.Join(dir, "rules.yaml"))
+	// Drained every 2 s (the default is 10 s): the counters reach their
+	// values soon after the work.
+	addr := exporter(t, "--profile.config="+filepath.Join(dir, "targets.yaml"), "--rules.file="+filepath.Join(dir, "rules.yaml"), "--profile.interval=2s")
 
 	run := func(bin string, cgroup bool) (*exec.Cmd, io.WriteCloser, *strings.Builder) {
 		cmd := exec.Command(bin)
@@ -308,7 +310,7 @@ recording_rules:
     matchers: ['{__profile_type__="off_cpu:off_cpu:nanoseconds:off_cpu:nanoseconds", service_name="pyoff"}']
 `), 0o644)
 	addr := exporter(t, "--profile.config="+filepath.Join(dir, "targets.yaml"), "--rules.file="+filepath.Join(dir, "rules.yaml"),
-		"--profile.off-cpu-min=20ms")
+		"--profile.off-cpu-min=20ms", "--profile.interval=2s")
 	cmd := exec.Command(bin, script)
 	in, err := cmd.StdinPipe()
 	if err != nil {

@@ -191,7 +191,10 @@ func TestProfilerPython(t *testing.T) {
 				// more than 3 standard deviations (at 100 Hz, 300
 				// samples of processes that share 2 cores strayed up to
 				// 6.5 points).
-				"--profile.frequency=1000")
+				"--profile.frequency=1000",
+				// Drained every 2 s, not every 10 s: the counters are
+				// read after two drains that follow the work.
+				"--profile.interval=2s")
 			procs["after"] = startPy(t, exec.Command(link(comms["after"]), script, "split", "3000"))
 			procs["container"] = startPy(t, exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c",
 				containerScript(py.path, comms["container"], script)))
@@ -223,7 +226,7 @@ func TestProfilerPython(t *testing.T) {
 				l := `{mode="` + mode + `"}`
 				return expoValue(body, "py_slow_seconds"+l), expoValue(body, "py_fast_seconds"+l), expoValue(body, "py_total_seconds"+l)
 			}
-			// The counters move at each drain (--profile.interval, 10 s):
+			// The counters move at each drain (--profile.interval):
 			// the second drain to end after the work started after it,
 			// so every sample of the work is in.
 			_, body = get(t, "http://"+addr+"/metrics")
