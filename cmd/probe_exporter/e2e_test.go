@@ -349,6 +349,7 @@ func TestEndToEnd(t *testing.T) {
 }
 
 func TestDefaults(t *testing.T) {
+	testkit.SkipIfPreparing(t)
 	addr := exporter(t)
 	workload(t, "defaults_probe", 50)
 	attached := series(t, addr, "probe_exporter_program_attached")

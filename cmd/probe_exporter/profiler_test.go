@@ -21,6 +21,7 @@ func TestProfilerRules(t *testing.T) {
 __attribute__((noinline)) void slowFunction(void) { volatile long x = 0; for (long i = 0; i < 3000000; i++) x += i; }
 int main(void) { time_t end = time(0) + 2; while (time(0) < end) slowFunction(); return 0; }
 `, "-O0", "-fno-omit-frame-pointer")
+	testkit.SkipIfPreparing(t)
 	os.WriteFile(filepath.Join(dir, "targets.yaml"), []byte("targets:\n  - app: busy\n    tags: {env: prod}\n    comm: "+name+"\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "rules.yaml"), []byte("metrics-export-rules:\n  busy_slow_seconds:\n    expr: 'busy.cpu{env=\"prod\"}'\n    node: 'main;slowFunction'\n    group_by: [env]\n"), 0o644)
 	addr := exporter(t, "--profile.config="+filepath.Join(dir, "targets.yaml"), "--rules.file="+filepath.Join(dir, "rules.yaml"), "--profile.interval=500ms")

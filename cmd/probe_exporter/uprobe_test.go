@@ -89,46 +89,50 @@ const demoConfig = `programs:
       demo:plain: on_plain
     attachments:
       binary_name: "%s"
-    code: |
-      #include "vmlinux.h"
-      #include <bpf/bpf_helpers.h>
-      #include <bpf/bpf_tracing.h>
-      #include <bpf/usdt.bpf.h>
+`
 
-      struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 64); __type(key, u32); __type(value, u64); } calls SEC(".maps");
-      struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, 8); __type(key, u32); __type(value, u64); } usdt_events SEC(".maps");
-      struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, 8); __type(key, u32); __type(value, u64); } returns SEC(".maps");
+// demoBPF is demo's program, compiled ahead of time into demo.bpf.o
+// beside the config (v1 layout without code:), as a node without clang
+// runs it.
+const demoBPF = `#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/usdt.bpf.h>
 
-      static void add(void *map, u32 key, u64 v) {
-          u64 *p = bpf_map_lookup_elem(map, &key);
-          if (p) __sync_fetch_and_add(p, v);
-      }
+struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 64); __type(key, u32); __type(value, u64); } calls SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, 8); __type(key, u32); __type(value, u64); } usdt_events SEC(".maps");
+struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, 8); __type(key, u32); __type(value, u64); } returns SEC(".maps");
 
-      SEC("uprobe")
-      int on_work(struct pt_regs *ctx) {
-          u32 pid = bpf_get_current_pid_tgid() >> 32;
-          u64 one = 1, *p = bpf_map_lookup_elem(&calls, &pid);
-          if (p) __sync_fetch_and_add(p, 1);
-          else bpf_map_update_elem(&calls, &pid, &one, BPF_NOEXIST);
-          return 0;
-      }
+static void add(void *map, u32 key, u64 v) {
+    u64 *p = bpf_map_lookup_elem(map, &key);
+    if (p) __sync_fetch_and_add(p, v);
+}
 
-      SEC("uretprobe")
-      int BPF_KRETPROBE(on_work_return, int ret) {
-          u32 b = (u32)ret / 4;
-          if (b > 5) b = 5;
-          add(&returns, b, 1);
-          add(&returns, 6, ret); /* sum key: bucket_max + 1 */
-          return 0;
-      }
+SEC("uprobe")
+int on_work(struct pt_regs *ctx) {
+    u32 pid = bpf_get_current_pid_tgid() >> 32;
+    u64 one = 1, *p = bpf_map_lookup_elem(&calls, &pid);
+    if (p) __sync_fetch_and_add(p, 1);
+    else bpf_map_update_elem(&calls, &pid, &one, BPF_NOEXIST);
+    return 0;
+}
 
-      SEC("usdt")
-      int BPF_USDT(on_tick, int i) { add(&usdt_events, 1, 1); add(&usdt_events, 2, i); return 0; }
+SEC("uretprobe")
+int BPF_KRETPROBE(on_work_return, int ret) {
+    u32 b = (u32)ret / 4;
+    if (b > 5) b = 5;
+    add(&returns, b, 1);
+    add(&returns, 6, ret); /* sum key: bucket_max + 1 */
+    return 0;
+}
 
-      SEC("usdt")
-      int BPF_USDT(on_plain, int i, long neg) { add(&usdt_events, 3, 1); add(&usdt_events, 4, -neg); return 0; }
+SEC("usdt")
+int BPF_USDT(on_tick, int i) { add(&usdt_events, 1, 1); add(&usdt_events, 2, i); return 0; }
 
-      char LICENSE[] SEC("license") = "GPL";
+SEC("usdt")
+int BPF_USDT(on_plain, int i, long neg) { add(&usdt_events, 3, 1); add(&usdt_events, 4, -neg); return 0; }
+
+char LICENSE[] SEC("license") = "GPL";
 `
 
 // demoRound has the demo make its n calls and returns how many times its
@@ -158,12 +162,13 @@ func demoValue(t *testing.T, addr, line string) float64 {
 // started after the exporter, then on a copy of it in a mount namespace of
 // its own, at a path that exists only there.
 func TestUserspaceProbes(t *testing.T) {
-	testkit.RequireTools(t, "clang")
 	dir := t.TempDir()
 	name := "demo" + strconv.Itoa(os.Getpid()%100000)
 	testkit.RequireCHeader(t, "sys/sdt.h", "systemtap-sdt-dev")
 	bin := filepath.Join(t.TempDir(), name)
 	testkit.BuildCAt(t, bin, []string{demoMain, demoPlain}, "-O1")
+	testkit.CompileBPF(t, demoBPF, dir, "demo")
+	testkit.SkipIfPreparing(t)
 	os.WriteFile(filepath.Join(dir, "demo.yaml"), []byte(fmt.Sprintf(demoConfig, name)), 0o644)
 	addr := exporter(t, "--config.dir="+dir, "--config.names=demo", "--config.strict")
 
