@@ -9,7 +9,7 @@ LDFLAGS   := -s -w \
 	-X github.com/prometheus/common/version.Revision=$(REVISION) \
 	-X github.com/prometheus/common/version.Branch=main
 TEST_FLAGS ?= -count=1 -timeout 20m
-DEPS := clang llvm libbpf-dev bpftool bpftrace systemtap-sdt-dev gcc pci.ids prometheus util-linux linux-perf libcap2-bin prometheus-node-exporter-collectors chromium
+DEPS := clang llvm libbpf-dev bpftool bpftrace systemtap-sdt-dev gcc gcc-aarch64-linux-gnu pci.ids prometheus util-linux linux-perf libcap2-bin prometheus-node-exporter-collectors chromium
 
 .PHONY: all build release install bpf examples run test test-kernels fuzz deps vet fmt bench clean image image-full image-rootfs
 

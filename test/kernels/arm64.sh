@@ -26,7 +26,7 @@ log() { echo "test-kernels arm64: $*"; }
 [ -z "${KERNELS// /}" ] && { log "ARM64_KERNELS is empty: skipped"; exit 0; }
 
 need=""
-for p in qemu-system-arm cpio xz-utils; do dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"; done
+for p in qemu-system-arm cpio xz-utils gcc-aarch64-linux-gnu e2fsprogs; do dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"; done
 if [ -n "$need" ]; then
 	log "installing$need"
 	apt-get update -qq && apt-get install -y -qq --no-install-recommends $need >/dev/null
@@ -69,12 +69,13 @@ log "kernels:$versions"
 # Cross-built binaries (static, CGO off) and the arm64 objects of the tests.
 mkdir -p "$OUT/bin" "$OUT/bpf"
 GOARCH=arm64 make -s build BINARY="$OUT/bin/probe_exporter"
-for b in loader cmd/probe_exporter; do
-	GOARCH=arm64 CGO_ENABLED=0 go test -c -o "$OUT/bin/$(basename $b).test" "./$b"
-done
 tests=$OUT/tests.list
 sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "${ARM64_TESTS_LIST:-test/kernels/tests-arm64.list}" |
 	awk -v repo="$REPO" '{ $3 = repo "/" $3; print }' >"$tests"
+# One arm64 test binary per package the list names (BINARY is its base name).
+for b in $(awk '{print $3}' "$tests" | sort -u); do
+	GOARCH=arm64 CGO_ENABLED=0 go test -c -o "$OUT/bin/$(basename $b).test" "./${b#$REPO/}"
+done
 while read -r label bin dir run envs; do
 	go test -c -o "$OUT/bin/$bin.host.test" "./${dir#$REPO/}"
 	(cd "$dir" && BPFTEST_ARCH=arm64 BPFTEST_CACHE=$OUT/bpf BPFTEST_PREPARE=1 "$OUT/bin/$bin.host.test" -test.count=1 -test.run "$run" >/dev/null) ||
@@ -104,13 +105,19 @@ for v in $versions; do
 	cp -a "$U/libc6/usr" "$d/"
 	cp "$U/dash/bin/dash" "$d/bin/dash" && ln -s dash "$d/bin/sh"
 	install -m 0755 "$REPO/test/kernels/init-arm64" "$d/init"
+	# The kernel's config where libbpf-style programs look for it (the
+	# __kconfig externs of usdt.bpf.h), as on an installed system.
+	mkdir -p "$d/boot" && cp "$CACHE/$v/boot/config-$v" "$d/boot/"
 	: >"$d/modules.order"
-	for m in $( (for x in virtio_pci 9pnet_virtio 9p; do moddeps "$v" $x; done) | awk '!seen[$0]++'); do
+	for m in $( (for x in virtio_pci 9pnet_virtio 9p virtio_blk crc32c_generic ext4 overlay; do moddeps "$v" $x; done) | awk '!seen[$0]++'); do
 		f=$(modfile "$v" "$m")
 		case "$f" in *.xz) xz -dc "$f" >"$d/modules/$m.ko" ;; *) cp "$f" "$d/modules/$m.ko" ;; esac
 		echo "$m.ko" >>"$d/modules.order"
 	done
 	(cd "$d" && find . | cpio -o -H newc --quiet | gzip -1) >"$OUT/$v/initrd.img"
+	# A disk of the guest's own under the repository's writable layer, so
+	# that tests writing there (TestDefaults' block IO) make real IO.
+	rm -f "$OUT/$v/scratch.img" && truncate -s 256M "$OUT/$v/scratch.img" && mkfs.ext4 -q -F "$OUT/$v/scratch.img"
 	log "booting $v (qemu-system-aarch64, TCG)"
 	t0=$(date +%s)
 	rc=0
@@ -119,6 +126,7 @@ for v in $versions; do
 		-append "console=ttyAMA0 panic=-1 quiet loglevel=3 PE_REPO=$REPO PE_OUT=$OUT PE_RESULTS=$res PE_GUEST=$REPO/test/kernels/guest-arm64.sh PE_CONFIG=$CACHE/$v/boot/config-$v PE_BIN=$OUT/bin PE_BPFCACHE=$OUT/bpf PE_TESTS=$tests" \
 		-virtfs local,path=/,mount_tag=hostroot,readonly=on,security_model=none,multidevs=remap \
 		-virtfs local,path="$res",mount_tag=results,security_model=none \
+		-drive file="$OUT/$v/scratch.img",if=virtio,format=raw \
 		-display none -no-reboot -serial file:"$OUT/$v/console.log" -monitor none -nic none || rc=$?
 	log "$v: guest ran $(($(date +%s) - t0))s (qemu exit $rc); console: $OUT/$v/console.log"
 	echo "$(($(date +%s) - t0))" >"$res/seconds"

@@ -227,12 +227,13 @@ done
 # Test binaries and objects, built here: the guest has no time for clang.
 make -s build examples
 cp probe_exporter "$OUT/bin/probe_exporter"
-for b in loader cmd/probe_exporter; do
-	go test -c -o "$OUT/bin/$(basename $b).test" "./$b"
-done
 go build -o "$OUT/bin/summarize" ./test/kernels/summarize
 tests=$OUT/tests.list
 sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "${TESTS_LIST:-test/kernels/tests.list}" >"$tests"
+# One test binary per package the list names (BINARY is its base name).
+for b in $(awk '{print $3}' "$tests" | sort -u); do
+	go test -c -o "$OUT/bin/$(basename $b).test" "./$b"
+done
 # Fill the object cache and, for each kernel's BTF, the compiler cache of
 # inline code: run each test list entry in prepare mode.
 btfs=""
