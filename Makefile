@@ -114,9 +114,19 @@ test: deps examples
 # kprobe.multi or BPF LSM (test/kernels/run.sh; KERNELS=... picks kernels),
 # then Debian's arm64 kernel under qemu-system-aarch64 with the cross-built
 # binaries (test/kernels/arm64.sh; ARM64_KERNELS= skips it).
+#
+# The two run at once (the guests are single- or two-threaded TCG): the
+# packages both need are installed first, and arm64's output follows
+# x86's.
+KERNEL_DEPS := qemu-system-x86 qemu-system-arm busybox-static cpio xz-utils e2fsprogs gcc-aarch64-linux-gnu
 test-kernels: deps
-	./test/kernels/run.sh
-	./test/kernels/arm64.sh
+	@missing=""; for p in $(KERNEL_DEPS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@log=$$(mktemp); ./test/kernels/arm64.sh >$$log 2>&1 & arm=$$!; \
+	./test/kernels/run.sh; x86=$$?; wait $$arm; a=$$?; cat $$log; rm -f $$log; \
+	[ $$x86 -eq 0 ] && [ $$a -eq 0 ]
 
 # Run every Go fuzz target briefly (FUZZTIME=2000x inputs each by default).
 fuzz:

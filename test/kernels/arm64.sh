@@ -69,6 +69,9 @@ log "kernels:$versions"
 # Cross-built binaries (static, CGO off) and the arm64 objects of the tests.
 mkdir -p "$OUT/bin" "$OUT/bpf"
 GOARCH=arm64 make -s build BINARY="$OUT/bin/probe_exporter"
+# The host's binary for the prepare runs, apart from the repository's
+# (run.sh may be running that one meanwhile).
+make -s build BINARY="$OUT/bin/probe_exporter.host"
 tests=$OUT/tests.list
 sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "${ARM64_TESTS_LIST:-test/kernels/tests-arm64.list}" |
 	awk -v repo="$REPO" '{ $3 = repo "/" $3; print }' >"$tests"
@@ -78,7 +81,7 @@ for b in $(awk '{print $3}' "$tests" | sort -u); do
 done
 while read -r label bin dir run envs; do
 	go test -c -o "$OUT/bin/$bin.host.test" "./${dir#$REPO/}"
-	(cd "$dir" && BPFTEST_ARCH=arm64 BPFTEST_CACHE=$OUT/bpf BPFTEST_PREPARE=1 "$OUT/bin/$bin.host.test" -test.count=1 -test.run "$run" >/dev/null) ||
+	(cd "$dir" && PROBE_EXPORTER_TEST_BINARY=$OUT/bin/probe_exporter.host BPFTEST_ARCH=arm64 BPFTEST_CACHE=$OUT/bpf BPFTEST_PREPARE=1 "$OUT/bin/$bin.host.test" -test.count=1 -test.run "$run" >/dev/null) ||
 		{ log "preparing $label failed"; exit 1; }
 done <"$tests"
 log "built in $(($(date +%s) - start))s"

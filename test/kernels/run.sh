@@ -243,7 +243,7 @@ for v in $versions; do
 done
 export PROBE_EXPORTER_TEST_KERNEL_BTF="${btfs# }"
 while read -r label bin dir run envs; do
-	(cd "$dir" && BPFTEST_CACHE=$OUT/bpf BPFTEST_PREPARE=1 "$OUT/bin/$bin.test" -test.count=1 -test.run "$run" >/dev/null) ||
+	(cd "$dir" && PROBE_EXPORTER_TEST_BINARY=$OUT/bin/probe_exporter BPFTEST_CACHE=$OUT/bpf BPFTEST_PREPARE=1 "$OUT/bin/$bin.test" -test.count=1 -test.run "$run" >/dev/null) ||
 		{ log "preparing $label failed"; exit 1; }
 done < <(awk -v repo="$REPO" '{ $3 = repo "/" $3; print }' "$tests")
 awk -v repo="$REPO" '{ $3 = repo "/" $3; print }' "$tests" >"$tests.abs"
