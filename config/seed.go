@@ -80,8 +80,8 @@ func parseSeed(path string, data []byte, doc *yaml.Node) ([]Config, error) {
 			return nil, fail(line, "has both attachment: and attachments:")
 		}
 		c := Config{
-			Name:        p.Name,
-			Path:        path,
+			Name: p.Name,
+			Path: path,
 			// Without code: the program's object, compiled ahead of
 			// time, is NAME.bpf.o beside the file (Load names it).
 			Line:        line,
