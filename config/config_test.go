@@ -189,6 +189,7 @@ func TestParseErrors(t *testing.T) {
 		{"duplicate", "metrics:\n  counters:\n    - name: x\n      help: y\n    - name: x\n      help: y\n", `c.yaml:5: counter "x": defined twice (first at line 3)`},
 		{"bad yaml", "metrics: [\n", "c.yaml:"},
 		{"v1 cflags without code", "programs:\n  - name: p\n    metrics:\n      counters: [{name: c, help: h, table: t}]\n    tracepoints: {a:b: f}\n    cflags: [-DX]\n", `c.yaml:6: program "p": has cflags: but no code:`},
+		{"v1 object name with a slash", "programs:\n  - name: ../p\n    metrics:\n      counters: [{name: c, help: h, table: t}]\n    tracepoints: {a:b: f}\n", `c.yaml:2: program "../p": has no code: and a name that cannot name its object file`},
 		{"v1 unknown key", "programs:\n  - name: p\n    kprobez: {}\n", `c.yaml:3: unknown field "kprobez" in program`},
 		{"v1 bad tracepoint", "programs:\n  - name: p\n    metrics:\n      counters: [{name: c, help: h, table: t}]\n    tracepoints: {nocolon: f}\n    code: x\n", `tracepoint "nocolon": want category:name`},
 		{"v1 attachment twice", "programs:\n  - name: p\n    metrics:\n      counters: [{name: c, help: h, table: t}]\n    usdt: {a: f}\n    attachment: {binary_name: x}\n    attachments: {binary_name: y}\n    code: x\n", `c.yaml:2: program "p": has both attachment: and attachments:`},
