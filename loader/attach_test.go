@@ -55,6 +55,10 @@ func TestAttachTypes(t *testing.T) {
 		{sec: "uretprobe/libc.so.6:getppid", fire: runTrue},
 		{sec: "kprobe/do_nanosleep", fire: sleepShort, optional: true},
 		{sec: "kretprobe/do_nanosleep", fire: sleepShort, optional: true},
+		// The syscall wrapper of this architecture (__x64_sys_getppid,
+		// __arm64_sys_getppid), through a kprobe.
+		{sec: "ksyscall/getppid", fire: runTrue, optional: true},
+		{sec: "kretsyscall/getppid", fire: runTrue, optional: true},
 		{sec: "fentry/do_nanosleep", fire: sleepShort, optional: true},
 		{sec: "fexit/do_nanosleep", fire: sleepShort, optional: true},
 		{sec: "kprobe.multi/do_nanosleep", fire: sleepShort, optional: true},
@@ -109,6 +113,8 @@ func requiredAttach(sec string) bool {
 		kind = "kprobe.multi"
 	case "uretprobe.multi":
 		kind = "uprobe.multi"
+	case "ksyscall", "kretsyscall":
+		kind = "kprobe"
 	}
 	for _, f := range strings.Fields(os.Getenv(RequireAttachEnv)) {
 		if f == kind {

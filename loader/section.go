@@ -2,6 +2,7 @@ package loader
 
 import (
 	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
 
@@ -102,7 +103,7 @@ func ParseSection(sec string) (Attachment, error) {
 		if kind == "kretsyscall" {
 			k = config.AttachKretprobe
 		}
-		return Attachment{Kind: k, Target: syscallPrefix + rest}, nil
+		return Attachment{Kind: k, Target: syscallPrefix(runtime.GOARCH) + rest}, nil
 	case "uprobe", "uretprobe", "uprobe.s", "uretprobe.s":
 		if rest == "" {
 			return Attachment{}, errNoAutoAttach
@@ -153,8 +154,23 @@ func ParseSection(sec string) (Attachment, error) {
 	return Attachment{}, fmt.Errorf("section %q: attach type %q is not supported", sec, kind)
 }
 
-// syscallPrefix is the x86_64 syscall wrapper prefix used for ksyscall.
-const syscallPrefix = "__x64_sys_"
+// syscallPrefix is the prefix of the kernel's syscall wrappers on the Go
+// architecture goarch, which ksyscall/NAME attaches to as libbpf does:
+// __x64_sys_ on x86-64, __arm64_sys_ on arm64 (an x86 prefix there named
+// no function, and the program failed to attach).
+func syscallPrefix(goarch string) string {
+	switch goarch {
+	case "amd64":
+		return "__x64_sys_"
+	case "arm64":
+		return "__arm64_sys_"
+	case "s390x":
+		return "__s390x_sys_"
+	case "riscv64":
+		return "__riscv_sys_"
+	}
+	return "sys_"
+}
 
 func splitOffset(s string) (string, uint64, error) {
 	fn, offs, ok := strings.Cut(s, "+")

@@ -1,6 +1,7 @@
 package loader
 
 import (
+	"runtime"
 	"strings"
 	"testing"
 
@@ -23,7 +24,7 @@ func TestParseSection(t *testing.T) {
 		{sec: "kprobe/do_sys_open", want: Attachment{Kind: config.AttachKprobe, Target: "do_sys_open"}},
 		{sec: "kprobe/tcp_v4_connect+0x10", want: Attachment{Kind: config.AttachKprobe, Target: "tcp_v4_connect", Offset: 16}},
 		{sec: "kretprobe/do_sys_open", want: Attachment{Kind: config.AttachKretprobe, Target: "do_sys_open"}},
-		{sec: "ksyscall/openat", want: Attachment{Kind: config.AttachKprobe, Target: "__x64_sys_openat"}},
+		{sec: "ksyscall/openat", want: Attachment{Kind: config.AttachKprobe, Target: syscallPrefix(runtime.GOARCH) + "openat"}},
 		{sec: "uprobe/libc.so.6:malloc", want: Attachment{Kind: config.AttachUprobe, Path: "libc.so.6", Target: "malloc"}},
 		{sec: "uretprobe//usr/bin/bash:readline", want: Attachment{Kind: config.AttachUretprobe, Path: "/usr/bin/bash", Target: "readline"}},
 		{sec: "uprobe//bin/x:f+8", want: Attachment{Kind: config.AttachUprobe, Path: "/bin/x", Target: "f", Offset: 8}},
@@ -91,3 +92,13 @@ func TestFailedProgram(t *testing.T) {
 type errString string
 
 func (e errString) Error() string { return string(e) }
+
+// TestSyscallPrefix: ksyscall/NAME names the wrapper of each architecture,
+// as libbpf's ksyscall does.
+func TestSyscallPrefix(t *testing.T) {
+	for goarch, want := range map[string]string{"amd64": "__x64_sys_", "arm64": "__arm64_sys_", "mips": "sys_"} {
+		if got := syscallPrefix(goarch); got != want {
+			t.Errorf("%s: %q, want %q", goarch, got, want)
+		}
+	}
+}
