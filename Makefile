@@ -9,7 +9,7 @@ LDFLAGS   := -s -w \
 	-X github.com/prometheus/common/version.Revision=$(REVISION) \
 	-X github.com/prometheus/common/version.Branch=main
 TEST_FLAGS ?= -count=1 -timeout 20m
-DEPS := clang llvm libbpf-dev bpftool bpftrace systemtap-sdt-dev gcc gcc-aarch64-linux-gnu pci.ids prometheus util-linux linux-perf libcap2-bin prometheus-node-exporter-collectors chromium
+DEPS := clang llvm libbpf-dev bpftool bpftrace systemtap-sdt-dev gcc gcc-aarch64-linux-gnu libc6-dev-arm64-cross pci.ids prometheus util-linux linux-perf libcap2-bin prometheus-node-exporter-collectors chromium
 
 .PHONY: all build release install bpf examples run test test-kernels fuzz deps vet fmt bench clean image image-full image-rootfs
 
@@ -43,7 +43,8 @@ release:
 		install -m 0644 $(SYSTEMD_FILES) build/$$d/systemd/ && \
 		chmod 0755 build/$$d build/$$d/systemd && \
 		tar -C build --sort=name --owner=0 --group=0 --numeric-owner --mtime=@$(SOURCE_DATE_EPOCH) \
-			--format=gnu -cf - $$d | gzip -n -9 >build/$$d.tar.gz || exit 1; \
+			--format=gnu -cf build/$$d.tar $$d && \
+		gzip -n -9 -f build/$$d.tar || exit 1; \
 		rm -rf build/$$d; \
 		echo "build/$$d.tar.gz"; \
 	done
@@ -60,7 +61,8 @@ release:
 PREFIX  ?= /usr/local
 UNITDIR ?= /etc/systemd/system
 EBPF_EXPORTER ?=
-install: build
+install:
+	@test -x $(BINARY) || { echo "$(BINARY) is not built: run make build first (as your user; sudo's PATH may lack Go)"; exit 1; }
 	install -D -m 0755 $(BINARY) $(DESTDIR)$(PREFIX)/bin/probe_exporter
 	install -d -m 0755 $(DESTDIR)$(UNITDIR) $(DESTDIR)/etc/default
 	for f in probe_exporter.service probe_exporter.socket; do \
@@ -118,13 +120,14 @@ test: deps examples
 # The two run at once (the guests are single- or two-threaded TCG): the
 # packages both need are installed first, and arm64's output follows
 # x86's.
-KERNEL_DEPS := qemu-system-x86 qemu-system-arm busybox-static cpio xz-utils e2fsprogs gcc-aarch64-linux-gnu
+KERNEL_DEPS := qemu-system-x86 qemu-system-arm busybox-static cpio xz-utils e2fsprogs gcc-aarch64-linux-gnu libc6-dev-arm64-cross
 test-kernels: deps
 	@missing=""; for p in $(KERNEL_DEPS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
-	@log=$$(mktemp); ./test/kernels/arm64.sh >$$log 2>&1 & arm=$$!; \
+	@log=$$(mktemp); setsid ./test/kernels/arm64.sh >$$log 2>&1 & arm=$$!; \
+	trap 'kill -TERM -$$arm 2>/dev/null; rm -f $$log; exit 130' INT TERM; \
 	./test/kernels/run.sh; x86=$$?; wait $$arm; a=$$?; cat $$log; rm -f $$log; \
 	[ $$x86 -eq 0 ] && [ $$a -eq 0 ]
 

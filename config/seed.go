@@ -71,10 +71,13 @@ func parseSeed(path string, data []byte, doc *yaml.Node) ([]Config, error) {
 			return nil, fail(line, "is defined twice")
 		}
 		seen[p.Name] = true
-		if strings.TrimSpace(p.Code) == "" && (strings.ContainsAny(p.Name, "/\x00") || p.Name == "." || p.Name == "..") {
+		if strings.TrimSpace(p.Code) == "" {
+			p.Code = "" // blank code: none, the object beside the file
+		}
+		if p.Code == "" && (strings.ContainsAny(p.Name, "/\x00") || p.Name == "." || p.Name == "..") {
 			return nil, fail(line, "has no code: and a name that cannot name its object file (NAME.bpf.o beside the config)")
 		}
-		if strings.TrimSpace(p.Code) == "" && len(p.Cflags) > 0 {
+		if p.Code == "" && len(p.Cflags) > 0 {
 			return nil, fail(child(node, "cflags").Line, "has cflags: but no code: to compile (its object is NAME.bpf.o beside the file)")
 		}
 		if p.Attachments == nil {

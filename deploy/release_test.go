@@ -30,6 +30,19 @@ func makeIn(t *testing.T, args ...string) string {
 	return string(out)
 }
 
+// TestMakeInstallNeedsBuild: make install without a built binary says to
+// run make build first (it does not build as root) and installs nothing.
+func TestMakeInstallNeedsBuild(t *testing.T) {
+	dest := t.TempDir()
+	out, err := exec.Command("make", "-s", "-C", "..", "install", "DESTDIR="+dest, "BINARY=probe_exporter.absent").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "run make build first") {
+		t.Fatalf("make install without a binary: %v\n%s", err, out)
+	}
+	if entries, _ := os.ReadDir(dest); len(entries) != 0 {
+		t.Errorf("installed %d entries anyway", len(entries))
+	}
+}
+
 // releaseTarball runs `make release` for amd64 and returns the tarball's
 // path and contents.
 func releaseTarball(t *testing.T) (string, []byte) {
@@ -89,9 +102,13 @@ func TestReleaseTarball(t *testing.T) {
 	if !strings.HasPrefix(top, "probe_exporter-") {
 		t.Fatalf("tarball %s", path)
 	}
-	ct, err := exec.Command("git", "log", "-1", "--format=%ct").Output()
-	if err != nil {
-		t.Fatal(err)
+	// The Makefile's date: SOURCE_DATE_EPOCH when set, else the commit's.
+	ct := []byte(os.Getenv("SOURCE_DATE_EPOCH"))
+	if len(ct) == 0 {
+		var err error
+		if ct, err = exec.Command("git", "log", "-1", "--format=%ct").Output(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	mtime, _ := strconv.ParseInt(strings.TrimSpace(string(ct)), 10, 64)
 
@@ -234,6 +251,7 @@ func installed(t *testing.T, root string) map[string]string {
 // EBPF_EXPORTER=1 also the link and ebpf_exporter.service, whose
 // ExecStart is the link; an administrator's ebpf_exporter.service is kept.
 func TestMakeInstall(t *testing.T) {
+	makeIn(t, "build") // install installs what make build made
 	t.Run("EBPF_EXPORTER=1", func(t *testing.T) {
 		dest := t.TempDir()
 		os.MkdirAll(filepath.Join(dest, "etc/default"), 0o755)

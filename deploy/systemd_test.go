@@ -132,6 +132,7 @@ func TestEbpfExporterUnit(t *testing.T) {
 
 	testkit.RequireRoot(t)
 	dest := t.TempDir()
+	makeIn(t, "build")
 	makeIn(t, "install", "DESTDIR="+dest, "EBPF_EXPORTER=1")
 	link := filepath.Join(dest, start[0])
 	if target, err := os.Readlink(link); err != nil || target != "probe_exporter" {

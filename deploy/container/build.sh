@@ -48,6 +48,10 @@ rootfs() {
 	# (ebpf_exporter's own image) runs the binary under that name.
 	ln -s probe_exporter "$r/usr/bin/ebpf_exporter"
 	ln -s usr/bin/probe_exporter "$r/ebpf_exporter"
+	# The full image copies /ebpf_exporter from a directory of its own:
+	# COPY of a symlink named as the source copies its target, COPY of a
+	# directory keeps the links inside.
+	rm -rf "$OUT/top" && mkdir -p "$OUT/top" && ln -s usr/bin/probe_exporter "$OUT/top/ebpf_exporter"
 	install -D -m 0644 /usr/share/misc/pci.ids "$r/usr/share/misc/pci.ids"
 	install -D -m 0644 /etc/ssl/certs/ca-certificates.crt "$r/etc/ssl/certs/ca-certificates.crt"
 	printf 'root:x:0:0:root:/root:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n' >"$r/etc/passwd"

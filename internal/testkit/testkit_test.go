@@ -56,7 +56,9 @@ func TestBuildCCached(t *testing.T) {
 	cache := t.TempDir()
 	t.Setenv(CacheEnv, cache)
 	src := "#include <sys/sdt.h>\nint main(void) { STAP_PROBE1(tk, cached, 1); return 0; }\n"
-	for _, arch := range []string{runtime.GOARCH, "arm64"} {
+	other := map[string]string{"amd64": "arm64", "arm64": "amd64"}[runtime.GOARCH]
+	ran := 0
+	for _, arch := range []string{runtime.GOARCH, other} {
 		t.Run(arch, func(t *testing.T) {
 			t.Setenv(ArchEnv, arch)
 			RequireCHeader(t, "sys/sdt.h", "systemtap-sdt-dev")
@@ -86,11 +88,12 @@ func TestBuildCCached(t *testing.T) {
 			if len(a) == 0 || string(a) != string(b) {
 				t.Error("the cached program differs")
 			}
+			ran++
 		})
 	}
 	entries, _ := os.ReadDir(cache)
-	if len(entries) != 2 {
-		t.Errorf("%d programs cached, want 2", len(entries))
+	if len(entries) != ran {
+		t.Errorf("%d programs cached, want %d", len(entries), ran)
 	}
 }
 

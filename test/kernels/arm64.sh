@@ -26,11 +26,17 @@ log() { echo "test-kernels arm64: $*"; }
 [ -z "${KERNELS// /}" ] && { log "ARM64_KERNELS is empty: skipped"; exit 0; }
 
 need=""
-for p in qemu-system-arm cpio xz-utils gcc-aarch64-linux-gnu e2fsprogs; do dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"; done
+for p in qemu-system-arm cpio xz-utils gcc-aarch64-linux-gnu libc6-dev-arm64-cross e2fsprogs; do dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"; done
 if [ -n "$need" ]; then
 	log "installing$need"
 	apt-get update -qq && apt-get install -y -qq --no-install-recommends $need >/dev/null
 fi
+
+# One run at a time: a second would rebuild the initramfs, disk and test
+# binaries under the first one's guest.
+mkdir -p "$CACHE"
+exec 9>"$CACHE/arm64.lock"
+flock -n 9 || { log "another arm64.sh is running (lock $CACHE/arm64.lock)"; exit 1; }
 
 A=$CACHE/arm64-apt
 mkdir -p "$A/lists/partial" "$A/archives/partial" "$A/debs"
