@@ -45,12 +45,7 @@ func TestIngestLoad(t *testing.T) {
 		t.Skip("load test")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "probe_exporter")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := binaryPath
 	rulesFile := filepath.Join(dir, "rules.yaml")
 	os.WriteFile(rulesFile, []byte(`metrics-export-rules:
   load_total:

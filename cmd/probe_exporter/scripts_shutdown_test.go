@@ -19,12 +19,7 @@ import (
 // SIGTERM too: SIGTERM ends the exporter within the scripts' stop grace
 // and a kill wait, and nothing the script started survives.
 func TestSIGTERMWithWedgedScript(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "probe_exporter")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := binaryPath
 	dir := t.TempDir()
 	pidfile := filepath.Join(t.TempDir(), "child")
 	os.WriteFile(filepath.Join(dir, "wedged.sh"), []byte("#!/bin/sh\ntrap '' TERM\nsetsid sh -c 'trap \"\" TERM; while :; do sleep 1; done' &\necho $! > "+pidfile+"\nwhile :; do echo 'wedged 1'; echo '# EOF'; sleep 0.1; done\n"), 0o755)
