@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -182,32 +183,67 @@ func (j *jail) pids() []int {
 	return out
 }
 
+// maxEnviron is the most of one process's environment scanned for a
+// run's marker. exec copies at most 6 MiB of arguments and environment
+// together, so a real environment is never longer; a process can claim
+// more (prctl PR_SET_MM_MAP, which needs no privilege, points its
+// environment at gigabytes of its memory), and is then scanned only this
+// far.
+const maxEnviron = 6 << 20
+
 // markedPids walks /proc for live processes whose environment holds
-// marker (an exact "NAME=VALUE" entry).
+// marker (an exact "NAME=VALUE" entry). Each environment is streamed
+// through a small buffer, at most maxEnviron of it: the processes walked
+// are anyone's, and their environments whatever they claim.
 func markedPids(procRoot, marker string) []int {
 	entries, err := os.ReadDir(procRoot)
 	if err != nil {
 		return nil
 	}
 	want := []byte(marker)
+	br := bufio.NewReaderSize(nil, 64<<10)
 	var out []int
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
-		env, err := os.ReadFile(filepath.Join(procRoot, e.Name(), "environ"))
-		if err != nil || len(env) == 0 {
-			continue // gone, a zombie, or a kernel thread
+		f, err := os.OpenFile(filepath.Join(procRoot, e.Name(), "environ"), os.O_RDONLY|syscall.O_NONBLOCK, 0)
+		if err != nil {
+			continue // gone, or not ours to read
 		}
-		for _, kv := range bytes.Split(env, []byte{0}) {
-			if bytes.Equal(kv, want) {
-				out = append(out, pid)
-				break
-			}
+		br.Reset(io.LimitReader(f, maxEnviron))
+		found := hasEntry(br, want)
+		f.Close()
+		if found {
+			out = append(out, pid)
 		}
 	}
 	return out
+}
+
+// hasEntry reports whether the NUL-separated entries r reads include want
+// (shorter than r's buffer); longer entries are skipped a buffer at a
+// time, never held whole.
+func hasEntry(r *bufio.Reader, want []byte) bool {
+	whole := true // the slice read starts an entry
+	for {
+		entry, err := r.ReadSlice(0)
+		switch {
+		case err == bufio.ErrBufferFull:
+			whole = false
+			continue
+		case err != nil && len(entry) == 0:
+			return false
+		}
+		if whole && bytes.Equal(bytes.TrimSuffix(entry, []byte{0}), want) {
+			return true
+		}
+		if err != nil {
+			return false
+		}
+		whole = true
+	}
 }
 
 // signal sends sig to every process of the run.

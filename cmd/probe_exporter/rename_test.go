@@ -30,6 +30,43 @@ int main(int argc, char **argv) {
 }
 `
 
+// rnHuge is rnProgram's hostile sibling: before taking the selected name
+// it points its command line and environment at 4 GiB of its untouched
+// memory (prctl PR_SET_MM_MAP, which needs no privilege: /proc/PID/cmdline
+// and environ then read as 4 GiB of zeros) and maps 20,000 separate pages
+// (a maps file of 40,000 lines).
+const rnHuge = `#define _GNU_SOURCE
+#include <linux/prctl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+__attribute__((noinline)) int pe_churn_work(int i) { asm volatile(""); return i; }
+int main(int argc, char **argv) {
+	unsigned long f[64] = {0}, n = 4UL << 30;
+	char buf[4096] = {0}, *s, *tok;
+	FILE *st = fopen("/proc/self/stat", "r");
+	if (!st || !fread(buf, 1, sizeof buf - 1, st)) return 1;
+	s = strrchr(buf, ')') + 2;
+	for (int i = 3; (tok = strtok(s, " ")) && i < 64; i++, s = 0) f[i] = strtoul(tok, 0, 10);
+	char *p = mmap(0, n, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED) return 1;
+	struct prctl_mm_map m = {.start_code = f[26], .end_code = f[27], .start_stack = f[28],
+		.start_data = f[45], .end_data = f[46], .start_brk = f[47], .brk = (unsigned long)sbrk(0),
+		.arg_start = (unsigned long)p, .arg_end = (unsigned long)p + n,
+		.env_start = (unsigned long)p, .env_end = (unsigned long)p + n, .exe_fd = -1};
+	if (prctl(PR_SET_MM, PR_SET_MM_MAP, &m, sizeof m, 0) != 0) { perror("PR_SET_MM_MAP"); return 1; }
+	char *q = mmap(0, 40000 * 4096UL, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	for (int i = 0; q != MAP_FAILED && i < 40000; i += 2) mprotect(q + i * 4096UL, 4096, PROT_READ);
+	prctl(PR_SET_NAME, argv[1]);
+	for (int i = 0; i < 3; i++) pe_churn_work(1);
+	usleep(500000); /* long enough for the profiler to read its maps */
+	return 0;
+}
+`
+
 // TestRenameSelected: 200 short-lived processes that take the selected
 // name after they start are selected from then on (the first held while
 // its executable is probed), and leave the selection when they rename
@@ -55,7 +92,8 @@ func TestRenameSelected(t *testing.T) {
 // TestAttackSelectionEdges: an unprivileged user runs processes whose
 // arguments contain a cmdline selector's literal without matching it,
 // processes with arguments far beyond what the kernel scans, and processes
-// that rename themselves into and out of a selected name, many at once.
+// that rename themselves into and out of a selected name, many at once,
+// and processes whose command line reads as 4 GiB (rnHuge).
 // None is left stopped, none that does not match is counted (the almost
 // matching ones are held at exec and continued), the exporter
 // serves /metrics throughout, logs no panic and ends on SIGTERM.
@@ -66,8 +104,12 @@ func TestAttackSelectionEdges(t *testing.T) {
 	name := "at" + strconv.Itoa(os.Getpid()%100000)
 	os.WriteFile(filepath.Join(dir, "sl_cmdline.yaml"), []byte(fmt.Sprintf(slConfig, "cmdline", fmt.Sprintf("cmdline: %q", regexp.QuoteMeta(name)+" secret-arg$"))), 0o644)
 	os.WriteFile(filepath.Join(dir, "sl_rename.yaml"), []byte(fmt.Sprintf(slConfig, "rename", fmt.Sprintf("binary_name: %q", name+"w"))), 0o644)
+	// The profiler follows the renamed processes too: it reads their
+	// maps files.
+	os.WriteFile(filepath.Join(dir, "targets.yaml"), []byte("targets:\n  - app: renamed\n    comm: "+name+"w\n"), 0o644)
 	addr := freePort(t)
-	p := startExporter(t, func() bool { return serves(addr) }, "--web.listen-address="+addr, "--config.dir="+dir, "--config.names=sl_cmdline,sl_rename")
+	p := startExporter(t, func() bool { return serves(addr) }, "--web.listen-address="+addr, "--config.dir="+dir, "--config.names=sl_cmdline,sl_rename",
+		"--profile.config="+filepath.Join(dir, "targets.yaml"))
 	bin := filepath.Join(a.Home, name)
 	testkit.BuildCAt(t, bin, []string{rnProgram}, "-O1")
 	os.Chown(bin, int(a.UID), int(a.GID))
@@ -121,6 +163,23 @@ done`, bin, name))
 	}
 	if got := rename(); got != 600 {
 		t.Errorf("rename selector: %d calls counted, want 600", got)
+	}
+	// Processes whose command line and environment read as 4 GiB and
+	// whose maps file has 40,000 lines take the selected name: the
+	// exporter reads at most 1 MiB of each command line (and no
+	// environment), selects and profiles them, and its peak RSS stays
+	// bounded.
+	huge := filepath.Join(a.Home, name+"h")
+	testkit.BuildCAt(t, huge, []string{rnHuge}, "-O1")
+	os.Chown(huge, int(a.UID), int(a.GID))
+	attack(fmt.Sprintf(`for i in $(seq 20); do %s %sw & done; wait`, huge, name))
+	if got := rename(); got != 660 {
+		t.Errorf("rename selector: %d calls counted, want 660 (3 of each of the 20 hostile processes more)", got)
+	}
+	if hwm := testkit.StatusKiB(t, p.Pid(), "VmHWM:") >> 10; hwm == 0 || hwm >= 256 {
+		t.Errorf("VmHWM %d MiB after command lines of 4 GiB, bound 256 MiB", hwm)
+	} else {
+		t.Logf("VmHWM %d MiB", hwm)
 	}
 	if _, _, body := testkit.Get(t, "http://"+addr+"/metrics"); !strings.Contains(body, "probe_exporter_sl_rename_calls_total") {
 		t.Fatalf("/metrics without the configs' series")
