@@ -209,6 +209,13 @@ func (h *handler) ServeHTTP(rsp http.ResponseWriter, req *http.Request) {
 			err = h.writeGroup(sw, enc, wire, group)
 			sizes.add(group, cw.n+int64(len(sw.buf))-before)
 		}
+		if cw.err != nil {
+			// The client is gone (or its write deadline passed): every
+			// further family would fail the same way, each logged.
+			h.logf("error sending metrics, answer cut short: %v", cw.err)
+			h.errCnt.WithLabelValues("encoding").Inc()
+			return
+		}
 		if err != nil {
 			h.logf("error encoding and sending metric family: %v", err)
 			h.errCnt.WithLabelValues("encoding").Inc()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net"
@@ -399,5 +400,74 @@ func TestFloatFormats(t *testing.T) {
 				t.Errorf("%v (OpenMetrics %v): %q, want %q", f, om, got, want.String())
 			}
 		}
+	}
+}
+
+// failingWriter is a client that goes away after its first n bytes.
+type failingWriter struct {
+	*httptest.ResponseRecorder
+	n int
+}
+
+func (w *failingWriter) Write(p []byte) (int, error) {
+	if len(p) > w.n {
+		k, _ := w.ResponseRecorder.Write(p[:w.n])
+		w.n = 0
+		return k, syscall.EPIPE
+	}
+	w.n -= len(p)
+	return w.ResponseRecorder.Write(p)
+}
+
+// countingLogger counts the lines logged.
+type countingLogger struct{ lines []string }
+
+func (l *countingLogger) Println(v ...any) {
+	l.lines = append(l.lines, strings.TrimSpace(fmt.Sprintln(v...)))
+}
+
+// TestHandlerClientGone: a client that goes away mid-answer costs one log
+// line and one error count, not one per family left to write: a client
+// that disconnects at will must not flood the log.
+func TestHandlerClientGone(t *testing.T) {
+	c, reg := exposeFixture(t)
+	// n: bytes the client takes before it goes (gzip writes only its
+	// header before the answer is compressed and flushed at the end).
+	for _, tc := range []struct {
+		name, accept, encoding string
+		n                      int
+	}{
+		{"text", "", "", 100},
+		{"text, gzip", "", "gzip", 5},
+		{"protobuf", "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited", "", 100},
+		{"openmetrics", "application/openmetrics-text;version=1.0.0", "", 100},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			logger := &countingLogger{}
+			errs := prometheus.NewRegistry()
+			h := c.Handler(reg, HandlerOpts{ErrorLog: logger, Registry: errs, EnableOpenMetrics: true})
+			req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+			req.Header.Set("Accept", tc.accept)
+			req.Header.Set("Accept-Encoding", tc.encoding)
+			h.ServeHTTP(&failingWriter{ResponseRecorder: httptest.NewRecorder(), n: tc.n}, req)
+			if len(logger.lines) != 1 {
+				t.Errorf("%d lines logged, want 1:\n%s", len(logger.lines), strings.Join(logger.lines, "\n"))
+			}
+			mfs, err := errs.Gather()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var encoding float64
+			for _, mf := range mfs {
+				for _, m := range mf.GetMetric() {
+					if mf.GetName() == "promhttp_metric_handler_errors_total" && m.GetLabel()[0].GetValue() == "encoding" {
+						encoding = m.GetCounter().GetValue()
+					}
+				}
+			}
+			if encoding != 1 {
+				t.Errorf("promhttp_metric_handler_errors_total{cause=\"encoding\"} = %v, want 1", encoding)
+			}
+		})
 	}
 }

@@ -95,11 +95,16 @@ func (cfg *Config) Summary() Summary {
 type countingWriter struct {
 	w io.Writer
 	n int64
+	// err is the first write error: the client is gone or too slow.
+	err error
 }
 
 func (c *countingWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n += int64(n)
+	if err != nil && c.err == nil {
+		c.err = err
+	}
 	return n, err
 }
 

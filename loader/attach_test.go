@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -177,9 +178,31 @@ char LICENSE[] SEC("license") = "GPL";
 		t.Error("rejected program reported attached")
 	}
 
-	missing := Load(context.Background(), config.Config{Name: "m", BPFPath: dir + "/missing.bpf.o"}, Options{})
-	if missing.Err == nil || !strings.Contains(missing.Err.Error(), "missing.bpf.o") {
-		t.Errorf("missing object: %v", missing.Err)
+	// A missing object names itself, and how to build it when its source
+	// is beside it (a checkout whose examples were not built).
+	for _, tc := range []struct {
+		name  string
+		files []string
+		hint  string
+	}{
+		{"no source", nil, ""},
+		{"source beside it", []string{"m.bpf.c"}, "its source m.bpf.c is beside it, not yet compiled: clang -O2 -g -target bpf -c "},
+		{"source and a Makefile", []string{"m.bpf.c", "Makefile"}, "its source m.bpf.c is beside it, not yet compiled: make -C "},
+	} {
+		d := t.TempDir()
+		for _, f := range tc.files {
+			if err := os.WriteFile(filepath.Join(d, f), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		missing := Load(context.Background(), config.Config{Name: "m", BPFPath: filepath.Join(d, "m.bpf.o")}, Options{})
+		if missing.Err == nil || !strings.Contains(missing.Err.Error(), "m.bpf.o: no such file") {
+			t.Errorf("%s: missing object: %v", tc.name, missing.Err)
+			continue
+		}
+		if got := missing.Err.Error(); tc.hint == "" && strings.Contains(got, "not yet compiled") || !strings.Contains(got, tc.hint) {
+			t.Errorf("%s: %v, want the hint %q", tc.name, got, tc.hint)
+		}
 	}
 
 	tp := testkit.CompileBPF(t, strings.Replace(attachProg, "%s", "tracepoint/nosuchcat/nosuchtp", 1), dir, "tp")

@@ -8,8 +8,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -358,6 +360,26 @@ func describeLoadError(err error) error {
 	return fmt.Errorf("%w\nverifier log (last %d lines):\n  %s", err, len(log), strings.Join(log, "\n  "))
 }
 
+// unbuiltHint says, when a missing NAME.bpf.o has its source NAME.bpf.c
+// beside it (a checkout whose examples were not built), how to build it.
+func unbuiltHint(object string, err error) string {
+	if !errors.Is(err, fs.ErrNotExist) {
+		return ""
+	}
+	src := strings.TrimSuffix(object, ".o") + ".c"
+	if src == object+".c" {
+		return ""
+	}
+	if _, err := os.Stat(src); err != nil {
+		return ""
+	}
+	dir := filepath.Dir(object)
+	if _, err := os.Stat(filepath.Join(dir, "Makefile")); err == nil {
+		return fmt.Sprintf(" (its source %s is beside it, not yet compiled: make -C %s)", filepath.Base(src), dir)
+	}
+	return fmt.Sprintf(" (its source %s is beside it, not yet compiled: clang -O2 -g -target bpf -c %s -o %s)", filepath.Base(src), src, object)
+}
+
 func loadSpec(ctx context.Context, cfg config.Config, opts Options) (*ebpf.CollectionSpec, *Compiled, error) {
 	obj := cfg.Object
 	what := "embedded object"
@@ -377,7 +399,7 @@ func loadSpec(ctx context.Context, cfg config.Config, opts Options) (*ebpf.Colle
 	default:
 		var err error
 		if obj, err = os.ReadFile(cfg.BPFPath); err != nil {
-			return nil, nil, fmt.Errorf("object: %w", err)
+			return nil, nil, fmt.Errorf("object: %w%s", err, unbuiltHint(cfg.BPFPath, err))
 		}
 		what = "object " + cfg.BPFPath
 	}

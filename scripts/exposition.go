@@ -92,6 +92,19 @@ func sanitizeName(s string) string {
 	return string(b)
 }
 
+// validated is validate(out) for the script, done once for an output
+// however many requests ask for it at once.
+func (sc *script) validated(out []byte) ([]byte, error) {
+	sc.valMu.Lock()
+	defer sc.valMu.Unlock()
+	if sc.valRaw != nil && bytes.Equal(sc.valRaw, out) {
+		return sc.valOut, sc.valErr
+	}
+	v, err := validate(out)
+	sc.valRaw, sc.valOut, sc.valErr = bytes.Clone(out), v, err
+	return v, err
+}
+
 // validate parses script output with Prometheus' text parser (expfmt,
 // which rejects bad syntax, unknown or misplaced TYPE lines and samples
 // that do not fit their type, naming the line), rejects what a Prometheus

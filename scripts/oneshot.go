@@ -146,7 +146,7 @@ func (sup *Supervisor) writeResult(w http.ResponseWriter, sc *script, r *runResu
 		http.Error(w, fmt.Sprintf("%s failed: %v", sc.name, r.err), status)
 		return
 	}
-	out, err := validate(r.out)
+	out, err := sc.validated(r.out)
 	if err != nil {
 		sc.mu.Lock()
 		sc.outputErrs++

@@ -51,6 +51,13 @@ type script struct {
 	module    string // systemtap module name
 	sup       *shared
 
+	// The last output validated and its answer: the requests for one
+	// output share one validation (which holds many times the output's
+	// size), so parallel requests cannot multiply that memory.
+	valMu          sync.Mutex
+	valRaw, valOut []byte
+	valErr         error
+
 	mu         sync.Mutex
 	cmd        *exec.Cmd
 	jail       *jail

@@ -564,7 +564,7 @@ func (s *Supervisor) ServeScript(w http.ResponseWriter, r *http.Request, name st
 		return
 	}
 	if err == nil {
-		out, err = validate(out)
+		out, err = sc.validated(out)
 	}
 	var tooLarge errTooLarge
 	if errors.As(err, &tooLarge) {

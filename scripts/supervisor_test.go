@@ -461,3 +461,37 @@ func TestStapBuiltModule(t *testing.T) {
 		})
 	}
 }
+
+// TestValidatedOnce: the requests for one output share one validation
+// (which holds many times the output's size: 100 parallel requests for a
+// 0.5 MB output took the exporter from 40 MB to 1.2 GB when each validated
+// it), and a new output is validated afresh.
+func TestValidatedOnce(t *testing.T) {
+	sc := &script{name: "s"}
+	same := func(a, b []byte) bool { return len(a) > 0 && len(b) > 0 && &a[0] == &b[0] }
+	first, err := sc.validated([]byte("a 1\nb 2\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, out string
+		reused    bool
+		bad       bool
+	}{
+		{"the same output again, another buffer", "a 1\nb 2\n", true, false},
+		{"a new output", "a 1\nb 3\n", false, false},
+		{"bad output", "a {\n", false, true},
+		{"the same bad output", "a {\n", false, true},
+	} {
+		got, err := sc.validated([]byte(tc.out))
+		if (err != nil) != tc.bad {
+			t.Errorf("%s: error %v, bad %v", tc.name, err, tc.bad)
+		}
+		if same(got, first) != tc.reused {
+			t.Errorf("%s: answer reused %v, want %v", tc.name, same(got, first), tc.reused)
+		}
+		if !tc.bad && !strings.Contains(string(got), strings.Split(tc.out, "\n")[1]) {
+			t.Errorf("%s: %q does not answer %q", tc.name, got, tc.out)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -16,11 +17,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/exporter-toolkit/web"
+
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
 
 // bcrypt of "s3cret" (cost 4), for basic_auth_users.
@@ -150,5 +154,195 @@ func TestServerRunFails(t *testing.T) {
 	}
 	if err := s.Run(context.Background()); err == nil {
 		t.Fatal("Run on a taken address returned nil")
+	}
+}
+
+// serveBounded runs a Server of at most max connections whose /block
+// requests stay in the handler until release is closed (each says so on
+// entered), until the test ends; it returns the address and the registry
+// of its metrics.
+func serveBounded(t *testing.T, max int, entered chan<- struct{}, release <-chan struct{}) (string, *prometheus.Registry) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "Healthy\n") })
+	mux.HandleFunc("/block", func(w http.ResponseWriter, _ *http.Request) {
+		entered <- struct{}{}
+		<-release
+	})
+	reg := prometheus.NewRegistry()
+	s := &Server{
+		Handler:        mux,
+		Flags:          &web.FlagConfig{WebListenAddresses: &[]string{}, WebSystemdSocket: new(bool), WebConfigFile: new(string)},
+		Logger:         slog.New(slog.DiscardHandler),
+		MaxConnections: max,
+		Registerer:     reg,
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- s.Serve(ctx, []net.Listener{l}) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-errc; err != nil {
+			t.Errorf("Serve after its context ended: %v", err)
+		}
+	})
+	return l.Addr().String(), reg
+}
+
+// metricValue is the value of the series of name with the label
+// reason=reason ("" for none) in reg.
+func metricValue(t *testing.T, reg *prometheus.Registry, name, reason string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			got := ""
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == "reason" {
+					got = lp.GetValue()
+				}
+			}
+			if got == reason {
+				if m.GetCounter() != nil {
+					return m.GetCounter().GetValue()
+				}
+				return m.GetGauge().GetValue()
+			}
+		}
+	}
+	t.Fatalf("no series %s{reason=%q}", name, reason)
+	return 0
+}
+
+// get asks for path on a connection of its own.
+func getOnce(addr, path string) (int, error) {
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Get("http://" + addr + path)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, nil
+}
+
+// TestConnectionBound: connections that wait without a request in a
+// handler (silent ones, slowloris headers trickling in, idle keep-alives)
+// cannot hold more than --web.max-connections file descriptors, nor keep
+// a scrape out: the oldest is closed for each newcomer. When every
+// connection is in a handler, the newcomer is closed instead.
+func TestConnectionBound(t *testing.T) {
+	t.Run("waiting connections make room", func(t *testing.T) {
+		const max = 4
+		addr, reg := serveBounded(t, max, nil, nil)
+		var conns []net.Conn
+		defer func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
+		for i := range 3 * max {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			conns = append(conns, c)
+			switch i % 3 {
+			case 1: // a slowloris: headers begun, never ended
+				io.WriteString(c, "GET /-/healthy HTTP/1.1\r\nHost: x\r\nX-Slow: a")
+			case 2: // a keep-alive connection idle after one request
+				io.WriteString(c, "GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")
+				resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+				if err != nil {
+					t.Fatalf("request on connection %d: %v", i, err)
+				}
+				io.Copy(io.Discard, resp.Body)
+			}
+		}
+		// Connections are accepted in order, so when this answers,
+		// every one before it was seen.
+		if code, err := getOnce(addr, "/-/healthy"); err != nil || code != 200 {
+			t.Fatalf("a scrape among %d waiting connections: %d, %v", len(conns), code, err)
+		}
+		if open := metricValue(t, reg, "probe_exporter_http_connections", ""); open > max {
+			t.Errorf("%v connections open, bound %d", open, max)
+		}
+		// 3*max+1 connections, max of them kept: the rest closed.
+		if closed := metricValue(t, reg, "probe_exporter_http_connections_closed_total", "waiting"); closed != 2*max+1 {
+			t.Errorf("closed_total{reason=waiting} = %v, want %d", closed, 2*max+1)
+		}
+		// The oldest was closed by the server: its read ends.
+		if _, err := conns[0].Read(make([]byte, 1)); err == nil {
+			t.Error("the oldest waiting connection still open")
+		}
+	})
+	t.Run("all busy: the newcomer is closed", func(t *testing.T) {
+		const max = 2
+		entered, release := make(chan struct{}), make(chan struct{})
+		addr, reg := serveBounded(t, max, entered, release)
+		codes := make(chan int, max)
+		for range max {
+			go func() {
+				code, _ := getOnce(addr, "/block")
+				codes <- code
+			}()
+			<-entered
+		}
+		if _, err := getOnce(addr, "/-/healthy"); err == nil {
+			t.Error("a connection past the bound, all others busy, was served")
+		}
+		if closed := metricValue(t, reg, "probe_exporter_http_connections_closed_total", "all_busy"); closed != 1 {
+			t.Errorf("closed_total{reason=all_busy} = %v, want 1", closed)
+		}
+		close(release)
+		for range max {
+			if code := <-codes; code != 200 {
+				t.Errorf("a busy request answered %d", code)
+			}
+		}
+		// The busy ones closed (no keep-alive): room again. The server
+		// forgets them as their goroutines end.
+		testkit.Eventually(t, "a connection once the busy ones ended", func() bool {
+			code, err := getOnce(addr, "/-/healthy")
+			return err == nil && code == 200
+		})
+	})
+}
+
+// TestMaxHeaderBytes: headers past MaxHeaderBytes are answered 431, so
+// each connection reading headers holds at most that much.
+func TestMaxHeaderBytes(t *testing.T) {
+	addr := startServer(t, "")
+	for _, tc := range []struct {
+		name string
+		size int
+		code int
+	}{
+		{"small", 1 << 10, 200},
+		{"over the bound", MaxHeaderBytes + 8<<10, 431},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest("GET", "http://"+addr+"/-/healthy", nil)
+			req.Header.Set("X-Big", strings.Repeat("a", tc.size))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.code {
+				t.Errorf("%d bytes of headers: %d, want %d", tc.size, resp.StatusCode, tc.code)
+			}
+		})
 	}
 }

@@ -254,11 +254,16 @@ type Server struct {
 	// activation, and the web config file (TLS, basic auth).
 	Flags  *web.FlagConfig
 	Logger *slog.Logger
+	// MaxConnections bounds the connections open at once (0: no bound);
+	// see connLimiter.
+	MaxConnections int
+	// Registerer, if set, gets the connection metrics.
+	Registerer prometheus.Registerer
 }
 
 // Run serves until ctx ends.
 func (s *Server) Run(ctx context.Context) error {
-	return serve(ctx, s.Handler, func(srv *http.Server) error {
+	return s.serve(ctx, func(srv *http.Server) error {
 		return web.ListenAndServe(srv, s.Flags, s.Logger)
 	})
 }
@@ -266,17 +271,28 @@ func (s *Server) Run(ctx context.Context) error {
 // Serve serves on listeners (tests listen on port 0) until ctx ends,
 // with the TLS and basic auth of the web config flags name.
 func (s *Server) Serve(ctx context.Context, listeners []net.Listener) error {
-	return serve(ctx, s.Handler, func(srv *http.Server) error {
+	return s.serve(ctx, func(srv *http.Server) error {
 		return web.ServeMultiple(listeners, srv, s.Flags, s.Logger)
 	})
 }
 
-func serve(ctx context.Context, h http.Handler, listen func(*http.Server) error) error {
+func (s *Server) serve(ctx context.Context, listen func(*http.Server) error) error {
 	srv := &http.Server{
-		Handler:           h,
+		Handler:           s.Handler,
 		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    MaxHeaderBytes,
 		WriteTimeout:      2 * time.Minute,
 		IdleTimeout:       2 * time.Minute,
+	}
+	if s.MaxConnections > 0 {
+		l := newConnLimiter(s.MaxConnections)
+		srv.ConnState = l.connState
+		if s.Registerer != nil {
+			if err := s.Registerer.Register(l); err != nil {
+				return fmt.Errorf("registering the connection metrics: %w", err)
+			}
+			defer s.Registerer.Unregister(l)
+		}
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- listen(srv) }()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"syscall"
 
 	"github.com/cilium/ebpf/btf"
 	"github.com/prometheus/client_golang/prometheus"
@@ -207,8 +208,29 @@ func newDaemon(ctx context.Context, f *flags, logger *slog.Logger) (*daemon, err
 		MaxRequests:    f.maxRequests,
 		Routes:         g.Routes(),
 	})
-	g.Add("http", &web.Server{Handler: handler, Flags: f.web, Logger: logger})
+	g.Add("http", &web.Server{
+		Handler:        handler,
+		Flags:          f.web,
+		Logger:         logger,
+		MaxConnections: maxConnections(f.maxConns, logger),
+		Registerer:     reg,
+	})
 	return x, nil
+}
+
+// maxConnections is --web.max-connections, lowered to half the open file
+// limit when over it (said in the log): a bound that exhausts the
+// descriptors BPF objects and scripts need would bound nothing.
+func maxConnections(flag int, logger *slog.Logger) int {
+	var lim syscall.Rlimit
+	if flag <= 0 || syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim) != nil {
+		return flag
+	}
+	if half := lim.Cur / 2; uint64(flag) > half {
+		logger.Warn("--web.max-connections lowered to half the open file limit", "max_connections", half, "nofile", lim.Cur)
+		return int(half)
+	}
+	return flag
 }
 
 // exporterID names this exporter instance in systemtap module names: the

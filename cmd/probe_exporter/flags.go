@@ -8,6 +8,8 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/exporter-toolkit/web"
+
+	pweb "github.com/probe-exporter/probe_exporter/web"
 )
 
 type flags struct {
@@ -23,6 +25,7 @@ type flags struct {
 	port          int
 	telemetryPath string
 	maxRequests   int
+	maxConns      int
 	debug         bool
 	enableReload  bool
 
@@ -82,6 +85,7 @@ func registerFlags(app *kingpin.Application, compat string) *flags {
 	app.Flag("port", "Listen on this TCP port on all addresses (stap-exporter's -p); overrides --web.listen-address.").Short('p').IntVar(&f.port)
 	app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&f.telemetryPath)
 	app.Flag("web.max-requests", "Maximum number of parallel scrape requests (0: no limit).").Default("40").IntVar(&f.maxRequests)
+	app.Flag("web.max-connections", "Most HTTP connections open at once (0: no limit; at most half the open file limit): past it the connection waiting longest without a request (idle keep-alive, or still sending its headers) is closed, so that idle or slow clients cannot exhaust file descriptors or memory.").Default(strconv.Itoa(pweb.DefaultMaxConnections)).IntVar(&f.maxConns)
 	app.Flag("events.max-series", "Most label sets per events metric (counters and histograms fed by ring buffer or perf event array records); records making new ones over it are dropped and counted in probe_exporter_event_records_dropped_total{reason=\"series_limit\"}.").Default("10000").IntVar(&f.eventsMaxSeries)
 	app.Flag("web.enable-reload", "Serve POST /-/reload (refused to cross-site browser requests); --no-web.enable-reload answers it 404, and SIGHUP still reloads.").Default("true").BoolVar(&f.enableReload)
 	app.Flag("debug", "Enable /maps (raw map contents) and /debug/pprof.").BoolVar(&f.debug)
