@@ -230,6 +230,40 @@ func TestLoad(t *testing.T) {
 	}
 }
 
+// TestLoadRefusesMetricsOfAnotherConfig: two configs defining one metric
+// (a copy of a config under another name, two examples of the same thing)
+// would serve duplicate series; the later one is refused naming the
+// earlier definition (a refused config claims no name), and a config
+// whose names are its own loads.
+func TestLoadRefusesMetricsOfAnotherConfig(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "a.yaml"), []byte("metrics:\n  counters:\n    - name: x_total\n      help: h\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "b.yaml"), []byte("metrics:\n  gauges:\n    - name: y\n      help: h\n  histograms:\n    - name: x_total\n      help: h\n      bucket_type: exp2\n      bucket_max: 4\n      labels: [{name: bucket, size: 8, decoders: [{name: uint}]}]\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "c.yaml"), []byte("metrics:\n  counters:\n    - name: m\n      values:\n        - {name: z_total, help: h, offset: 0, size: 8}\n        - {name: x_total, help: h, offset: 8, size: 8}\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "d.yaml"), []byte("metrics:\n  counters:\n    - name: d_total\n      help: h\n"), 0o644)
+	cfgs, errs := Load(dir, []string{"a", "b", "c", "d"})
+	var names []string
+	for _, c := range cfgs {
+		names = append(names, c.Name)
+	}
+	if strings.Join(names, ",") != "a,d" {
+		t.Errorf("loaded %v, want a and d", names)
+	}
+	want := []string{
+		filepath.Join(dir, "b.yaml") + `:6: histogram "x_total": also defined at ` + filepath.Join(dir, "a.yaml") + ":3",
+		filepath.Join(dir, "c.yaml") + `:6: counter "x_total": also defined at ` + filepath.Join(dir, "a.yaml") + ":3",
+	}
+	if len(errs) != len(want) {
+		t.Fatalf("errors %v, want %d", errs, len(want))
+	}
+	for i, w := range want {
+		var fe *FileError
+		if !errors.As(errs[i], &fe) || fe.Name != []string{"b", "c"}[i] || !strings.Contains(errs[i].Error(), w) {
+			t.Errorf("error %v, want one of config %s with %q", errs[i], []string{"b", "c"}[i], w)
+		}
+	}
+}
+
 // TestLoadV1Objects: v1-layout programs without code: take their objects
 // from beside the file: the config's NAME.bpf.o for a file of one
 // program, each program's own for a file of several; selectors and attach
