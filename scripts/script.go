@@ -140,6 +140,9 @@ func (s *script) start(reserved bool) error {
 }
 
 func (s *script) launch() error {
+	if err := trustedScript(s.opts.Dir, s.path); err != nil {
+		return fmt.Errorf("%s refused: %w", s.name, err)
+	}
 	cmd, err := s.command()
 	if err != nil {
 		return err

@@ -285,3 +285,24 @@ func ReadFile(path string, max int64) ([]byte, error) {
 	}
 	return data, nil
 }
+
+// CheckFile checks that path (its symlinks resolved) is a regular file
+// only root or the effective user can change: owned by one of them,
+// writable by no one else, in a private directory. It is how files that
+// root runs or loads by path (scripts, BPF objects) are vetted before
+// each use: a file that passes can only be changed by someone already
+// trusted.
+func CheckFile(path string) error {
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return err
+	}
+	if _, err := Check(filepath.Dir(real)); err != nil {
+		return err
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(real, &st); err != nil {
+		return &os.PathError{Op: "lstat", Path: real, Err: err}
+	}
+	return checkFile(real, &st)
+}

@@ -249,6 +249,40 @@ func TestOpen(t *testing.T) {
 	}
 }
 
+// TestCheckFile: a file root runs or loads by path passes only when no
+// one but root could change it or what leads to it; a symlink is judged
+// by what it resolves to.
+func TestCheckFile(t *testing.T) {
+	requireRoot(t)
+	for _, c := range []struct {
+		name  string
+		steps []step
+		path  string
+		want  string
+	}{
+		{"root's, executable", []step{file("f", 0o755, 0)}, "f", ""},
+		{"writable by all", []step{file("f", 0o777, 0)}, "f", "writable by group or others (mode 0777)"},
+		{"writable by its group", []step{file("f", 0o775, 0)}, "f", "writable by group or others"},
+		{"owned by another user", []step{file("f", 0o755, other)}, "f", "owned by uid 65534"},
+		{"in a directory writable by all", []step{mkdir("d", 0o777, 0), file("d/f", 0o755, 0)}, "d/f", "writable by group or others"},
+		{"in a sticky directory writable by all", []step{mkdir("d", os.ModeSticky|0o777, 0), file("d/f", 0o755, 0)}, "d/f", "writable by group or others"},
+		{"in a directory of another user", []step{mkdir("d", 0o755, other), file("d/f", 0o755, 0)}, "d/f", "owned by uid 65534"},
+		{"symlink to a root file", []step{file("g", 0o755, 0), symlink("f", "g")}, "f", ""},
+		{"symlink to a file of another user", []step{file("g", 0o755, other), symlink("f", "g")}, "f", "owned by uid 65534"},
+		{"FIFO", []step{fifo("f")}, "f", "not a regular file"},
+		{"missing", nil, "f", "no such file"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			base := build(t, c.steps)
+			err := CheckFile(filepath.Join(base, c.path))
+			check(t, err, c.want)
+			if c.want != "" && c.want != "no such file" && !errors.Is(err, ErrNotPrivate) {
+				t.Errorf("%v does not match ErrNotPrivate", err)
+			}
+		})
+	}
+}
+
 // TestWriteFileReplacesPlantedNames: what is at the name, a symlink to a
 // file of root's or another file, is replaced, never written through; the
 // new file is root's, 0600.
