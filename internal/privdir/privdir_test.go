@@ -58,6 +58,20 @@ func symlink(rel, target string) step {
 	}
 }
 
+// readOnlyMount bind-mounts rel read-only over itself until the test ends.
+func readOnlyMount(rel string) step {
+	return func(t *testing.T, base string) {
+		p := filepath.Join(base, rel)
+		if err := syscall.Mount(p, p, "", syscall.MS_BIND, ""); err != nil {
+			t.Skipf("bind mount: %v", err)
+		}
+		t.Cleanup(func() { syscall.Unmount(p, syscall.MNT_DETACH) })
+		if err := syscall.Mount("", p, "", syscall.MS_BIND|syscall.MS_REMOUNT|syscall.MS_RDONLY, ""); err != nil {
+			t.Fatalf("remount read-only: %v", err)
+		}
+	}
+}
+
 func fifo(rel string) step {
 	return func(t *testing.T, base string) {
 		if err := syscall.Mkfifo(filepath.Join(base, rel), 0o600); err != nil {
@@ -271,6 +285,9 @@ func TestCheckFile(t *testing.T) {
 		{"symlink to a file of another user", []step{file("g", 0o755, other), symlink("f", "g")}, "f", "owned by uid 65534"},
 		{"FIFO", []step{fifo("f")}, "f", "not a regular file"},
 		{"missing", nil, "f", "no such file"},
+		// A Kubernetes ConfigMap volume: a read-only mount of mode 0777.
+		{"in a read-only directory writable by all", []step{mkdir("d", 0o777, 0), file("d/f", 0o777, 0), readOnlyMount("d")}, "d/f", ""},
+		{"read-only, of another user", []step{mkdir("d", 0o755, 0), file("d/f", 0o755, other), readOnlyMount("d")}, "d/f", "owned by uid 65534"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			base := build(t, c.steps)
