@@ -141,7 +141,7 @@ func (s *script) start(reserved bool) error {
 
 func (s *script) launch() error {
 	if err := trustedScript(s.opts.Dir, s.path); err != nil {
-		return fmt.Errorf("%s refused: %w", s.name, err)
+		return fmt.Errorf("refused: %w", err)
 	}
 	cmd, err := s.command()
 	if err != nil {

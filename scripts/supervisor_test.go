@@ -134,8 +134,8 @@ func TestUntrustedScriptsRefused(t *testing.T) {
 	}
 	_, srv := serve(t, Options{Dir: dir})
 	for _, c := range []struct{ name, want string }{
-		{"ww.sh", "ww.sh refused: " + ww + " is not private: writable by group or others (mode 0777)"},
-		{"theirs.bt", "theirs.bt refused: " + theirs + " is not private: owned by uid 65534"},
+		{"ww.sh", "ww.sh: refused: " + ww + " is not private: writable by group or others (mode 0777)"},
+		{"theirs.bt", "theirs.bt: refused: " + theirs + " is not private: owned by uid 65534"},
 	} {
 		code, _, body := testkit.Get(t, srv.URL+"/"+c.name)
 		if code != http.StatusInternalServerError || !strings.Contains(body, c.want) {
@@ -156,7 +156,7 @@ func TestUntrustedScriptsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, srv = serve(t, Options{Dir: open})
-	want := "ok.sh refused: scripts directory: " + open + " is not private: writable by group or others"
+	want := "ok.sh: refused: scripts directory: " + open + " is not private: writable by group or others"
 	if code, _, body := testkit.Get(t, srv.URL+"/ok.sh"); code != http.StatusInternalServerError || !strings.Contains(body, want) {
 		t.Errorf("ok.sh in a directory writable by all: %d %q, want 500 with %q", code, body, want)
 	}
