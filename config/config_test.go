@@ -187,6 +187,12 @@ func TestParseErrors(t *testing.T) {
 		{"empty range", "metrics:\n  histograms:\n    - name: h\n      help: y\n      bucket_type: exp2\n      bucket_min: 4\n      bucket_max: 4\n      labels: [{name: bucket, size: 8, decoders: [{name: uint}]}]\n", `bucket_max (4) must be above bucket_min (4)`},
 		{"fixed unsorted", "metrics:\n  histograms:\n    - name: h\n      help: y\n      bucket_type: fixed\n      bucket_keys: [5, 1]\n      labels: [{name: bucket, size: 8, decoders: [{name: uint}]}]\n", `bucket_keys must increase`},
 		{"duplicate", "metrics:\n  counters:\n    - name: x\n      help: y\n    - name: x\n      help: y\n", `c.yaml:5: counter "x": defined twice (first at line 3)`},
+		{"linear range mistaken for values", "metrics:\n  histograms:\n    - name: h\n      help: y\n      labels: [{name: bucket, size: 8, decoders: [{name: uint}]}]\n      bucket_type: linear\n      bucket_max: 2000000000\n", `c.yaml:3: histogram "h": bucket_min 0 to bucket_max 2000000000 make 2000000001 buckets, over 1024`},
+		{"exp2 past the largest float", "metrics:\n  histograms:\n    - name: h\n      help: y\n      labels: [{name: bucket, size: 8, decoders: [{name: uint}]}]\n      bucket_type: exp2\n      bucket_min: 1000\n      bucket_max: 1100\n", `c.yaml:3: histogram "h": bucket_max 1100: bound 2^1100 x 1 is past the largest float`},
+		{"negative multiplier", "metrics:\n  histograms:\n    - name: h\n      help: y\n      labels: [{name: bucket, size: 8, decoders: [{name: uint}]}]\n      bucket_type: exp2\n      bucket_max: 8\n      bucket_multiplier: -1\n", `c.yaml:3: histogram "h": bucket_multiplier -1: want a positive number`},
+		{"NaN multiplier", "metrics:\n  histograms:\n    - name: h\n      help: y\n      labels: [{name: bucket, size: 8, decoders: [{name: uint}]}]\n      bucket_type: exp2\n      bucket_max: 8\n      bucket_multiplier: .nan\n", `bucket_multiplier NaN: want a positive number`},
+		{"NaN bucket key", "metrics:\n  histograms:\n    - name: h\n      help: y\n      labels: [{name: bucket, size: 8, decoders: [{name: uint}]}]\n      bucket_type: fixed\n      bucket_keys: [1, .nan, 3]\n", `c.yaml:3: histogram "h": bucket_keys: NaN is not a finite number`},
+		{"infinite bucket key", "metrics:\n  histograms:\n    - name: h\n      help: y\n      labels: [{name: bucket, size: 8, decoders: [{name: uint}]}]\n      bucket_type: fixed\n      bucket_keys: [1, .inf]\n", `bucket_keys: +Inf is not a finite number`},
 		{"bad yaml", "metrics: [\n", "c.yaml:"},
 		{"v1 cflags without code", "programs:\n  - name: p\n    metrics:\n      counters: [{name: c, help: h, table: t}]\n    tracepoints: {a:b: f}\n    cflags: [-DX]\n", `c.yaml:6: program "p": has cflags: but no code:`},
 		{"v1 object name with a slash", "programs:\n  - name: ../p\n    metrics:\n      counters: [{name: c, help: h, table: t}]\n    tracepoints: {a:b: f}\n", `c.yaml:2: program "../p": has no code: and a name that cannot name its object file`},
@@ -221,6 +227,40 @@ func TestLoad(t *testing.T) {
 	}
 	if !errors.As(errs[1], &fe) || fe.Name != "missing" || !strings.Contains(errs[1].Error(), "no such file") {
 		t.Errorf("missing: %v", errs[1])
+	}
+}
+
+// TestLoadRefusesMetricsOfAnotherConfig: two configs defining one metric
+// (a copy of a config under another name, two examples of the same thing)
+// would serve duplicate series; the later one is refused naming the
+// earlier definition (a refused config claims no name), and a config
+// whose names are its own loads.
+func TestLoadRefusesMetricsOfAnotherConfig(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "a.yaml"), []byte("metrics:\n  counters:\n    - name: x_total\n      help: h\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "b.yaml"), []byte("metrics:\n  gauges:\n    - name: y\n      help: h\n  histograms:\n    - name: x_total\n      help: h\n      bucket_type: exp2\n      bucket_max: 4\n      labels: [{name: bucket, size: 8, decoders: [{name: uint}]}]\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "c.yaml"), []byte("metrics:\n  counters:\n    - name: m\n      values:\n        - {name: z_total, help: h, offset: 0, size: 8}\n        - {name: x_total, help: h, offset: 8, size: 8}\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "d.yaml"), []byte("metrics:\n  counters:\n    - name: d_total\n      help: h\n"), 0o644)
+	cfgs, errs := Load(dir, []string{"a", "b", "c", "d"})
+	var names []string
+	for _, c := range cfgs {
+		names = append(names, c.Name)
+	}
+	if strings.Join(names, ",") != "a,d" {
+		t.Errorf("loaded %v, want a and d", names)
+	}
+	want := []string{
+		filepath.Join(dir, "b.yaml") + `:6: histogram "x_total": also defined at ` + filepath.Join(dir, "a.yaml") + ":3",
+		filepath.Join(dir, "c.yaml") + `:6: counter "x_total": also defined at ` + filepath.Join(dir, "a.yaml") + ":3",
+	}
+	if len(errs) != len(want) {
+		t.Fatalf("errors %v, want %d", errs, len(want))
+	}
+	for i, w := range want {
+		var fe *FileError
+		if !errors.As(errs[i], &fe) || fe.Name != []string{"b", "c"}[i] || !strings.Contains(errs[i].Error(), w) {
+			t.Errorf("error %v, want one of config %s with %q", errs[i], []string{"b", "c"}[i], w)
+		}
 	}
 }
 

@@ -69,7 +69,64 @@ func Load(dir string, names []string) ([]Config, []error) {
 		}
 		cfgs = append(cfgs, got...)
 	}
-	return cfgs, errs
+	cfgs, dup := distinctMetrics(cfgs)
+	return cfgs, append(errs, dup...)
+}
+
+// distinctMetrics refuses a config that defines a metric an earlier
+// config of the same load defines: both would be served under one name,
+// as duplicate series that Prometheus rejects. The first keeps it.
+func distinctMetrics(cfgs []Config) ([]Config, []error) {
+	first := map[string]string{}
+	var ok []Config
+	var errs []error
+	for _, c := range cfgs {
+		names := c.metricNames()
+		var err error
+		for _, m := range names {
+			if at, dup := first[m.name]; dup {
+				err = &FileError{Name: c.Name, Path: c.Path, Line: m.line, Err: fmt.Errorf("%s %q: also defined at %s (metric names are shared by every config)", m.kind, m.name, at)}
+				break
+			}
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, m := range names {
+			first[m.name] = fmt.Sprintf("%s:%d", c.Path, m.line)
+		}
+		ok = append(ok, c)
+	}
+	return ok, errs
+}
+
+type metricName struct {
+	kind, name string
+	line       int
+}
+
+// metricNames lists the metrics a config serves: each entry's name, or
+// the names of its values:.
+func (c Config) metricNames() []metricName {
+	var out []metricName
+	entries := func(kind string, xs []Counter) {
+		for _, x := range xs {
+			if x.Values == nil {
+				out = append(out, metricName{kind, x.Name, x.Line})
+				continue
+			}
+			for _, v := range x.Values {
+				out = append(out, metricName{kind, v.Name, v.Line})
+			}
+		}
+	}
+	entries("counter", c.Metrics.Counters)
+	entries("gauge", c.Metrics.Gauges)
+	for _, h := range c.Metrics.Histograms {
+		out = append(out, metricName{"histogram", h.Name, h.Line})
+	}
+	return out
 }
 
 // LoadFile reads one config file.

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 )
 
@@ -14,6 +15,12 @@ var (
 // MaxLabelBytes bounds a label's size and padding: far above any BPF map
 // key, and low enough that the sum of a metric's labels cannot wrap.
 const MaxLabelBytes = 1 << 16
+
+// MaxBuckets bounds the buckets of a histogram: each is a series of every
+// label set (and, for events histograms, memory of every label set), so
+// a bucket range mistaken for a value range (bucket_max: 1000000000 in a
+// linear histogram) is refused instead of taking the exporter's memory.
+const MaxBuckets = 1024
 
 // validate checks what can be checked without the BPF object; errors name
 // the file, line and metric.
@@ -105,18 +112,34 @@ func (c *Config) validateBuckets(h Histogram) error {
 	if len(h.Labels) == 0 && h.Events == "" {
 		return fail("needs labels, the last being the bucket key")
 	}
+	mult := h.Multiplier()
+	if math.IsNaN(mult) || math.IsInf(mult, 0) || mult < 0 {
+		return fail("bucket_multiplier %v: want a positive number", h.BucketMultiplier)
+	}
 	switch h.BucketType {
 	case BucketExp2, BucketExp2Zero, BucketLinear:
 		if h.BucketMin < 0 || h.BucketMax <= h.BucketMin {
 			return fail("bucket_max (%d) must be above bucket_min (%d) and bucket_min at least 0", h.BucketMax, h.BucketMin)
 		}
+		if n := h.BucketMax - h.BucketMin + 1; n > MaxBuckets {
+			return fail("bucket_min %d to bucket_max %d make %d buckets, over %d", h.BucketMin, h.BucketMax, n, MaxBuckets)
+		}
+		if top := h.BucketMax; h.BucketType != BucketLinear && math.IsInf(math.Exp2(float64(top))*mult, 0) {
+			return fail("bucket_max %d: bound 2^%d x %v is past the largest float", top, top, mult)
+		}
 	case BucketFixed:
 		if len(h.BucketKeys) == 0 {
 			return fail("bucket_type fixed needs bucket_keys")
 		}
-		for i := 1; i < len(h.BucketKeys); i++ {
-			if h.BucketKeys[i] <= h.BucketKeys[i-1] {
-				return fail("bucket_keys must increase (%v after %v)", h.BucketKeys[i], h.BucketKeys[i-1])
+		if len(h.BucketKeys) > MaxBuckets {
+			return fail("%d bucket_keys, over %d", len(h.BucketKeys), MaxBuckets)
+		}
+		for i, k := range h.BucketKeys {
+			if math.IsNaN(k) || math.IsInf(k, 0) {
+				return fail("bucket_keys: %v is not a finite number", k)
+			}
+			if i > 0 && k <= h.BucketKeys[i-1] {
+				return fail("bucket_keys must increase (%v after %v)", k, h.BucketKeys[i-1])
 			}
 		}
 	case "":

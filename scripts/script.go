@@ -147,6 +147,9 @@ func (s *script) start(reserved bool) error {
 }
 
 func (s *script) launch() error {
+	if err := trustedScript(s.opts.Dir, s.path); err != nil {
+		return fmt.Errorf("refused: %w", err)
+	}
 	cmd, err := s.command()
 	if err != nil {
 		return err

@@ -22,6 +22,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/probe-exporter/probe_exporter/internal/privdir"
 )
 
 // Options configure a Supervisor.
@@ -190,9 +192,29 @@ func discover(dir string, logger *slog.Logger) (map[string]Kind, error) {
 			found[name] = KindBpftrace
 		case st.Mode()&0o111 != 0:
 			found[name] = KindExec
+		default:
+			continue
+		}
+		// Listed all the same: each request is answered 500 with why.
+		if err := trustedScript(dir, p); err != nil {
+			logger.Error("script refused: root runs only scripts no other user can change", "script", name, "err", err)
 		}
 	}
 	return found, nil
+}
+
+// trustedScript refuses a script that a user other than root (or the
+// exporter's own user) could change, since it runs as root: the file (a
+// symlink: what it resolves to) must be owned by root and writable by no
+// one else, and its directory and every one above it, as the scripts
+// directory itself (stap loads the modules it leaves there), owned by
+// root and writable by no one else. It is checked at discovery and
+// before every run.
+func trustedScript(dir, path string) error {
+	if _, err := privdir.Check(dir); err != nil {
+		return fmt.Errorf("scripts directory: %w", err)
+	}
+	return privdir.CheckFile(path)
 }
 
 // Reload discovers the directory again: new scripts appear, removed ones

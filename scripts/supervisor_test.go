@@ -109,6 +109,62 @@ func TestDiscover(t *testing.T) {
 	}
 }
 
+// TestUntrustedScriptsRefused: scripts run as root, so one that a user
+// other than root could change (writable by others, owned by another
+// user, or in a scripts directory others can write) is never run: its
+// requests answer 500 naming the file and why, and the trusted script
+// beside it serves.
+func TestUntrustedScriptsRefused(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give files to another user")
+	}
+	oneshot := func(ran string) string {
+		return "#!/bin/sh\ntouch " + ran + "\necho 'x_value 1'\n"
+	}
+	dir := t.TempDir()
+	ran := t.TempDir()
+	writeScript(t, dir, "ok.sh", oneshot(filepath.Join(ran, "ok")), true)
+	ww := writeScript(t, dir, "ww.sh", oneshot(filepath.Join(ran, "ww")), true)
+	if err := os.Chmod(ww, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	theirs := writeScript(t, dir, "theirs.bt", "BEGIN { @x = count(); }", false)
+	if err := os.Chown(theirs, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	_, srv := serve(t, Options{Dir: dir})
+	for _, c := range []struct{ name, want string }{
+		{"ww.sh", "ww.sh: refused: " + ww + " is not private: writable by group or others (mode 0777)"},
+		{"theirs.bt", "theirs.bt: refused: " + theirs + " is not private: owned by uid 65534"},
+	} {
+		code, _, body := testkit.Get(t, srv.URL+"/"+c.name)
+		if code != http.StatusInternalServerError || !strings.Contains(body, c.want) {
+			t.Errorf("%s: %d %q, want 500 with %q", c.name, code, body, c.want)
+		}
+	}
+	if code, _, body := testkit.Get(t, srv.URL+"/ok.sh"); code != http.StatusOK || !strings.Contains(body, "x_value 1") {
+		t.Errorf("ok.sh: %d %q", code, body)
+	}
+	if _, err := os.Stat(filepath.Join(ran, "ww")); err == nil {
+		t.Error("ww.sh ran")
+	}
+
+	// A scripts directory others can write: nothing in it runs.
+	open := t.TempDir()
+	writeScript(t, open, "ok.sh", oneshot(filepath.Join(ran, "open")), true)
+	if err := os.Chmod(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	_, srv = serve(t, Options{Dir: open})
+	want := "ok.sh: refused: scripts directory: " + open + " is not private: writable by group or others"
+	if code, _, body := testkit.Get(t, srv.URL+"/ok.sh"); code != http.StatusInternalServerError || !strings.Contains(body, want) {
+		t.Errorf("ok.sh in a directory writable by all: %d %q, want 500 with %q", code, body, want)
+	}
+	if _, err := os.Stat(filepath.Join(ran, "open")); err == nil {
+		t.Error("a script of a directory writable by all ran")
+	}
+}
+
 func TestUnknownAndTraversal(t *testing.T) {
 	dir := t.TempDir()
 	outside := t.TempDir()

@@ -279,9 +279,10 @@ func TestEventsBurst(t *testing.T) {
 }
 
 // TestEventsBadConfigs: a value past the largest record the map carries,
-// events: naming a hash map, value: on a counter of a map, and a plain
-// counter of a ring buffer are refused with file:line and cause; the good
-// config beside them serves.
+// events: naming a hash map, value: on a counter of a map, a plain
+// counter of a ring buffer, a copy of the good config (its metric names
+// taken) and a histogram of 2e9 buckets are refused with file:line and
+// cause; the good config beside them serves.
 func TestEventsBadConfigs(t *testing.T) {
 	dir := t.TempDir()
 	hashProg := `
@@ -329,6 +330,18 @@ char LICENSE[] SEC("license") = "GPL";
       labels:
         - {name: comm, size: 16, decoders: [{name: string}]}
 `, `plainring.yaml:3: metric "write_events": map "write_events" is a RingBuf, whose records are not kept in it: name it with events: to count them`},
+		// A copy of the good config: its metrics would be served twice.
+		{"evdup", ring, issue29YAML, `evdup.yaml:3: counter "write_events_total": also defined at `},
+		// A value range taken for a bucket range: 2e9 buckets a label set.
+		{"evbuckets", ring, `metrics:
+  histograms:
+    - name: sizes_by_byte
+      help: h
+      events: write_events
+      bucket_type: linear
+      bucket_max: 2000000000
+      value: {offset: 16, size: 8}
+`, `evbuckets.yaml:3: histogram "sizes_by_byte": bucket_min 0 to bucket_max 2000000000 make 2000000001 buckets, over 1024`},
 	}
 	names := []string{"evgood"}
 	writeConfig(t, dir, "evgood", ring, issue29YAML)

@@ -101,6 +101,9 @@ func walk(dir string, above bool) (real string, open bool, err error) {
 		case !trusted(st.Uid):
 			return "", false, refuse(path, "owned by uid %d", st.Uid)
 		case st.Mode&0o022 == 0:
+		case readOnly(path):
+			// No one changes what a read-only mount holds (a
+			// Kubernetes ConfigMap volume is one, of mode 0777).
 		case last && !above:
 			open = true
 		case sticky:
@@ -263,10 +266,17 @@ func checkFile(path string, st *unix.Stat_t) error {
 		return refuse(path, "not a regular file (mode %06o)", st.Mode)
 	case !trusted(st.Uid):
 		return refuse(path, "owned by uid %d", st.Uid)
-	case st.Mode&0o022 != 0:
+	case st.Mode&0o022 != 0 && !readOnly(path):
 		return refuse(path, "writable by group or others (mode %04o)", st.Mode&0o7777)
 	}
 	return nil
+}
+
+// readOnly reports whether path is on a read-only mount, whose files and
+// directories no one can change whatever their modes say.
+func readOnly(path string) bool {
+	var fs unix.Statfs_t
+	return unix.Statfs(path, &fs) == nil && fs.Flags&unix.ST_RDONLY != 0
 }
 
 // ReadFile reads a file Open accepts, of at most max bytes.
@@ -284,4 +294,25 @@ func ReadFile(path string, max int64) ([]byte, error) {
 		return nil, fmt.Errorf("%s: over %d bytes", path, max)
 	}
 	return data, nil
+}
+
+// CheckFile checks that path (its symlinks resolved) is a regular file
+// only root or the effective user can change: owned by one of them,
+// writable by no one else, in a private directory. It is how files that
+// root runs or loads by path (scripts, BPF objects) are vetted before
+// each use: a file that passes can only be changed by someone already
+// trusted.
+func CheckFile(path string) error {
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return err
+	}
+	if _, err := Check(filepath.Dir(real)); err != nil {
+		return err
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(real, &st); err != nil {
+		return &os.PathError{Op: "lstat", Path: real, Err: err}
+	}
+	return checkFile(real, &st)
 }

@@ -58,6 +58,20 @@ func symlink(rel, target string) step {
 	}
 }
 
+// readOnlyMount bind-mounts rel read-only over itself until the test ends.
+func readOnlyMount(rel string) step {
+	return func(t *testing.T, base string) {
+		p := filepath.Join(base, rel)
+		if err := syscall.Mount(p, p, "", syscall.MS_BIND, ""); err != nil {
+			t.Skipf("bind mount: %v", err)
+		}
+		t.Cleanup(func() { syscall.Unmount(p, syscall.MNT_DETACH) })
+		if err := syscall.Mount("", p, "", syscall.MS_BIND|syscall.MS_REMOUNT|syscall.MS_RDONLY, ""); err != nil {
+			t.Fatalf("remount read-only: %v", err)
+		}
+	}
+}
+
 func fifo(rel string) step {
 	return func(t *testing.T, base string) {
 		if err := syscall.Mkfifo(filepath.Join(base, rel), 0o600); err != nil {
@@ -246,6 +260,43 @@ func TestOpen(t *testing.T) {
 	}
 	if b, err := ReadFile(filepath.Join(base, "f"), 4); err != nil || string(b) != "data" {
 		t.Errorf("ReadFile: %q %v", b, err)
+	}
+}
+
+// TestCheckFile: a file root runs or loads by path passes only when no
+// one but root could change it or what leads to it; a symlink is judged
+// by what it resolves to.
+func TestCheckFile(t *testing.T) {
+	requireRoot(t)
+	for _, c := range []struct {
+		name  string
+		steps []step
+		path  string
+		want  string
+	}{
+		{"root's, executable", []step{file("f", 0o755, 0)}, "f", ""},
+		{"writable by all", []step{file("f", 0o777, 0)}, "f", "writable by group or others (mode 0777)"},
+		{"writable by its group", []step{file("f", 0o775, 0)}, "f", "writable by group or others"},
+		{"owned by another user", []step{file("f", 0o755, other)}, "f", "owned by uid 65534"},
+		{"in a directory writable by all", []step{mkdir("d", 0o777, 0), file("d/f", 0o755, 0)}, "d/f", "writable by group or others"},
+		{"in a sticky directory writable by all", []step{mkdir("d", os.ModeSticky|0o777, 0), file("d/f", 0o755, 0)}, "d/f", "writable by group or others"},
+		{"in a directory of another user", []step{mkdir("d", 0o755, other), file("d/f", 0o755, 0)}, "d/f", "owned by uid 65534"},
+		{"symlink to a root file", []step{file("g", 0o755, 0), symlink("f", "g")}, "f", ""},
+		{"symlink to a file of another user", []step{file("g", 0o755, other), symlink("f", "g")}, "f", "owned by uid 65534"},
+		{"FIFO", []step{fifo("f")}, "f", "not a regular file"},
+		{"missing", nil, "f", "no such file"},
+		// A Kubernetes ConfigMap volume: a read-only mount of mode 0777.
+		{"in a read-only directory writable by all", []step{mkdir("d", 0o777, 0), file("d/f", 0o777, 0), readOnlyMount("d")}, "d/f", ""},
+		{"read-only, of another user", []step{mkdir("d", 0o755, 0), file("d/f", 0o755, other), readOnlyMount("d")}, "d/f", "owned by uid 65534"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			base := build(t, c.steps)
+			err := CheckFile(filepath.Join(base, c.path))
+			check(t, err, c.want)
+			if c.want != "" && c.want != "no such file" && !errors.Is(err, ErrNotPrivate) {
+				t.Errorf("%v does not match ErrNotPrivate", err)
+			}
+		})
 	}
 }
 

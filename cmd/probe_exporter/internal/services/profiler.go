@@ -2,14 +2,18 @@ package services
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
-	"github.com/probe-exporter/probe_exporter/config"
 	"log/slog"
 	"os"
+	"regexp"
+	"strconv"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/probe-exporter/probe_exporter/config"
 	"github.com/probe-exporter/probe_exporter/internal/safeopen"
 	"github.com/probe-exporter/probe_exporter/profile"
 	"github.com/probe-exporter/probe_exporter/rules"
@@ -24,13 +28,102 @@ import (
 //	    comm: app            # and/or exe, cmdline, cgroup, pid
 //	    off_cpu: true        # also app.off_cpu: seconds blocked, by stack
 type targetsFile struct {
-	Targets []struct {
-		App    string            `yaml:"app"`
-		Tags   map[string]string `yaml:"tags"`
-		OffCPU bool              `yaml:"off_cpu"`
-		// comm, exe, cmdline, cgroup, pid.
-		Selector config.Selector `yaml:",inline"`
-	} `yaml:"targets"`
+	Targets []targetYAML `yaml:"targets"`
+}
+
+type targetYAML struct {
+	App    string            `yaml:"app"`
+	Tags   map[string]string `yaml:"tags"`
+	OffCPU bool              `yaml:"off_cpu"`
+	// comm, exe, cmdline, cgroup, pid.
+	Selector config.Selector `yaml:",inline"`
+}
+
+var (
+	// The names a push to /ingest may carry (Pyroscope's).
+	appNameRE = regexp.MustCompile(`^[A-Za-z0-9_.\-/]+$`)
+	tagKeyRE  = regexp.MustCompile(`^[A-Za-z0-9_.\-]+$`)
+	yamlAtRE  = regexp.MustCompile(`^(?:yaml: )?(?:unmarshal errors:\n\s*)?line (\d+): (.*)$`)
+	fieldRE   = regexp.MustCompile(`field (\S+) not found in type .*`)
+)
+
+// parseTargets reads a targets file; each error names the file, the line
+// and the cause.
+func parseTargets(path string, data []byte) ([]profile.Target, error) {
+	fail := func(line int, format string, args ...any) error {
+		if line > 0 {
+			return fmt.Errorf("profile config %s:%d: %s", path, line, fmt.Sprintf(format, args...))
+		}
+		return fmt.Errorf("profile config %s: %s", path, fmt.Sprintf(format, args...))
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, yamlFail(fail, err)
+	}
+	if len(root.Content) == 0 {
+		return nil, fail(0, "empty: want targets: [{app: NAME, comm: ...}]")
+	}
+	var tf targetsFile
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&tf); err != nil {
+		return nil, yamlFail(fail, err)
+	}
+	var items []*yaml.Node
+	if doc := root.Content[0]; doc.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(doc.Content); i += 2 {
+			if doc.Content[i].Value == "targets" {
+				items = doc.Content[i+1].Content
+			}
+		}
+	}
+	if len(tf.Targets) == 0 {
+		return nil, fail(0, "no targets: want targets: [{app: NAME, comm: ...}]")
+	}
+	var tgts []profile.Target
+	for i, t := range tf.Targets {
+		line := 0
+		if i < len(items) {
+			line = items[i].Line
+		}
+		switch {
+		case t.App == "":
+			return nil, fail(line, "target %d has no app", i+1)
+		case !appNameRE.MatchString(t.App):
+			return nil, fail(line, "app %q: want letters, digits and _ . - / (the profile is APP.cpu)", t.App)
+		}
+		for k := range t.Tags {
+			switch {
+			case !tagKeyRE.MatchString(k) || strings.HasPrefix(k, "__"):
+				return nil, fail(line, "app %q: tag %q: want letters, digits and _ . -, not starting with __", t.App, k)
+			case k == "pid" || k == "comm":
+				return nil, fail(line, "app %q: tag %q is set by the profiler to each process's own", t.App, k)
+			}
+		}
+		if err := t.Selector.Validate(); err != nil {
+			return nil, fail(line, "app %q: %v", t.App, err)
+		}
+		tgts = append(tgts, profile.Target{App: t.App, Tags: t.Tags, Selector: t.Selector, OffCPU: t.OffCPU})
+	}
+	return tgts, nil
+}
+
+// yamlFail words a YAML error as FILE:LINE: cause (the first problem).
+func yamlFail(fail func(int, string, ...any) error, err error) error {
+	msg := err.Error()
+	var te *yaml.TypeError
+	if errors.As(err, &te) && len(te.Errors) > 0 {
+		msg = te.Errors[0]
+	}
+	if m := yamlAtRE.FindStringSubmatch(msg); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		cause := m[2]
+		if f := fieldRE.FindStringSubmatch(cause); f != nil {
+			cause = fmt.Sprintf("unknown field %q in a target (want app, tags, off_cpu, comm, exe, cmdline, cgroup, pid)", f[1])
+		}
+		return fail(line, "%s", cause)
+	}
+	return fail(0, "%s", strings.TrimPrefix(msg, "yaml: "))
 }
 
 // ProfilerOptions configure the built-in CPU profiler.
@@ -60,18 +153,9 @@ func NewProfiler(opts ProfilerOptions) (*profile.Profiler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("profile config: %w", err)
 	}
-	var tf targetsFile
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&tf); err != nil {
-		return nil, fmt.Errorf("profile config %s: %w", opts.TargetsFile, err)
-	}
-	var tgts []profile.Target
-	for i, t := range tf.Targets {
-		if t.App == "" {
-			return nil, fmt.Errorf("profile config %s: target %d has no app", opts.TargetsFile, i+1)
-		}
-		tgts = append(tgts, profile.Target{App: t.App, Tags: t.Tags, Selector: t.Selector, OffCPU: t.OffCPU})
+	tgts, err := parseTargets(opts.TargetsFile, data)
+	if err != nil {
+		return nil, err
 	}
 	if opts.Watcher == nil {
 		return nil, fmt.Errorf("profiler: process targets are unavailable")

@@ -100,8 +100,18 @@ func TestRulesFileErrors(t *testing.T) {
 func TestProfilerTargetsFile(t *testing.T) {
 	dir := t.TempDir()
 	for _, tc := range []struct{ name, data, want string }{
-		{"unknown field", "targets:\n  - app: a\n    comn: x\n", "field comn not found"},
-		{"no app", "targets:\n  - comm: x\n", "target 1 has no app"},
+		{"unknown field", "targets:\n  - app: a\n    offcpu: true\n", `targets.yaml:3: unknown field "offcpu" in a target (want app, tags, off_cpu, comm, exe, cmdline, cgroup, pid)`},
+		{"wrong type", "targets:\n  - app: a\n    comm: x\n    off_cpu: yes please\n", "targets.yaml:4: cannot unmarshal !!str `yes please` into bool"},
+		{"no app", "targets:\n  - comm: x\n", "targets.yaml:2: target 1 has no app"},
+		{"app not a name", "targets:\n  - app: a\n    comm: x\n  - app: 'my app{}'\n    comm: y\n", `targets.yaml:4: app "my app{}": want letters, digits and _ . - /`},
+		{"tag not a name", "targets:\n  - app: a\n    comm: x\n    tags: {'bad key': v}\n", `targets.yaml:2: app "a": tag "bad key": want letters`},
+		{"reserved tag", "targets:\n  - app: a\n    comm: x\n    tags: {__name__: v}\n", `tag "__name__": want letters`},
+		{"tag the profiler sets", "targets:\n  - app: a\n    comm: x\n    tags: {pid: '1'}\n", `targets.yaml:2: app "a": tag "pid" is set by the profiler`},
+		{"no selector", "targets:\n  - app: a\n", `targets.yaml:2: app "a": selector is empty`},
+		{"bad regexp", "targets:\n  - app: a\n    cmdline: '(x'\n", `targets.yaml:2: app "a": cmdline: error parsing regexp`},
+		{"tabs", "targets:\n\t- app: a\n", "targets.yaml:2: found character that cannot start any token"},
+		{"empty", "", "targets.yaml: empty"},
+		{"no targets", "targets: []\n", "targets.yaml: no targets"},
 		{"not YAML", "targets: [\n", "targets.yaml"},
 		{"no watcher", "targets:\n  - app: a\n    comm: x\n", "process targets are unavailable"},
 	} {
