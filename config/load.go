@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/probe-exporter/probe_exporter/internal/privdir"
 )
 
 // FileError is a problem with one config file; the rest keep loading.
@@ -41,6 +43,9 @@ func Load(dir string, names []string) ([]Config, []error) {
 	for _, name := range names {
 		path := filepath.Join(dir, name+".yaml")
 		data, err := os.ReadFile(path)
+		if err == nil {
+			err = Trusted(path)
+		}
 		if err != nil {
 			errs = append(errs, &FileError{Name: name, Path: path, Err: fmt.Errorf("config %q: %w", name, err)})
 			continue
@@ -129,9 +134,27 @@ func (c Config) metricNames() []metricName {
 	return out
 }
 
+// Trusted refuses a config file or BPF object that a user other than root
+// (or the exporter's own user) could change: what it names is loaded into
+// the kernel by root, so whoever can rewrite it could read any memory or
+// change what root's tools see. The file (what a symlink resolves to)
+// must be owned by root and writable by no one else, as must its
+// directory and every one above it (a sticky directory of root's, like
+// /tmp, may be writable by all); a read-only mount counts as writable by
+// no one.
+func Trusted(path string) error {
+	if err := privdir.CheckFile(path); err != nil {
+		return fmt.Errorf("refused: root loads only files no other user can change (chown root, or copy it to a directory only root can write): %w", err)
+	}
+	return nil
+}
+
 // LoadFile reads one config file.
 func LoadFile(path string) ([]Config, error) {
 	data, err := os.ReadFile(path)
+	if err == nil {
+		err = Trusted(path)
+	}
 	if err != nil {
 		return nil, &FileError{Path: path, Err: err}
 	}

@@ -401,6 +401,9 @@ func loadSpec(ctx context.Context, cfg config.Config, opts Options) (*ebpf.Colle
 		if obj, err = os.ReadFile(cfg.BPFPath); err != nil {
 			return nil, nil, fmt.Errorf("object: %w%s", err, unbuiltHint(cfg.BPFPath, err))
 		}
+		if err := config.Trusted(cfg.BPFPath); err != nil {
+			return nil, nil, fmt.Errorf("object %s: %w", cfg.BPFPath, err)
+		}
 		what = "object " + cfg.BPFPath
 	}
 	obj = prepareObject(obj)
