@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"regexp"
 	"strings"
 	"unicode/utf8"
@@ -84,7 +85,7 @@ func Parse(path string, data []byte) (*Set, error) {
 			k, v := exportNode.Content[i], exportNode.Content[i+1]
 			var r Rule
 			if err := decodeStrict(v, &r); err != nil {
-				return nil, fmt.Errorf("%s:%d: rule %q: %v", path, k.Line, k.Value, err)
+				return nil, fmt.Errorf("%s:%d: rule %q: %v", path, lineOf(err, k.Line), k.Value, err)
 			}
 			r.Name = k.Value
 			cr, err := compile(r)
@@ -103,7 +104,7 @@ func Parse(path string, data []byte) (*Set, error) {
 		for _, v := range recordingNode.Content {
 			var rr recordingYAML
 			if err := decodeStrict(v, &rr); err != nil {
-				return nil, fmt.Errorf("%s:%d: recording rule: %v", path, v.Line, err)
+				return nil, fmt.Errorf("%s:%d: recording rule: %v", path, lineOf(err, v.Line), err)
 			}
 			r := rr.rule()
 			cr, err := compile(r)
@@ -124,6 +125,9 @@ func isEmpty(n *yaml.Node) bool {
 
 // decodeStrict decodes a node, rejecting unknown keys.
 func decodeStrict(n *yaml.Node, out any) error {
+	if err := knownKeys(n, reflect.TypeOf(out)); err != nil {
+		return err
+	}
 	var buf bytes.Buffer
 	if err := yaml.NewEncoder(&buf).Encode(n); err != nil {
 		return err
@@ -293,4 +297,65 @@ func parseSelector(sel string) ([]*Matcher, error) {
 		out = append(out, m)
 	}
 	return out, nil
+}
+
+// keyError is an unknown key at its own line of the file.
+type keyError struct {
+	line int
+	msg  string
+}
+
+func (e *keyError) Error() string { return e.msg }
+
+// lineOf is the line an error of decodeStrict is at: its key's, or else
+// line, that of the rule it decoded.
+func lineOf(err error, line int) int {
+	var ke *keyError
+	if errors.As(err, &ke) {
+		return ke.line
+	}
+	return line
+}
+
+// knownKeys refuses a key of a mapping in n that the struct t decodes
+// into has no field for, naming the key's own line in the file and the
+// fields there are (the strict decoder would name a line of its re-encoded
+// copy and a Go type). Nested structs, pointers to them and lists of them
+// are checked the same way.
+func knownKeys(n *yaml.Node, t reflect.Type) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch {
+	case t.Kind() == reflect.Slice && n.Kind == yaml.SequenceNode:
+		for _, e := range n.Content {
+			if err := knownKeys(e, t.Elem()); err != nil {
+				return err
+			}
+		}
+		return nil
+	case t.Kind() != reflect.Struct || n.Kind != yaml.MappingNode:
+		return nil
+	}
+	fields := map[string]reflect.Type{}
+	var names []string
+	for i := 0; i < t.NumField(); i++ {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+		if name == "" || name == "-" {
+			continue
+		}
+		fields[name] = t.Field(i).Type
+		names = append(names, name)
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := n.Content[i]
+		ft, ok := fields[k.Value]
+		if !ok {
+			return &keyError{line: k.Line, msg: fmt.Sprintf("unknown field %q (want %s)", k.Value, strings.Join(names, ", "))}
+		}
+		if err := knownKeys(n.Content[i+1], ft); err != nil {
+			return err
+		}
+	}
+	return nil
 }
