@@ -183,6 +183,8 @@ type Span struct {
 	Name    string  `yaml:"name"`
 	Service string  `yaml:"service"`
 	Labels  []Label `yaml:"labels"`
+	// Line is the span's line in its file.
+	Line int `yaml:"-"`
 }
 
 // CgroupIDMap asks for a map the exporter fills with the ids of cgroups

@@ -184,6 +184,13 @@ func Parse(path string, data []byte) ([]Config, error) {
 	c.Name = strings.TrimSuffix(filepath.Base(path), ".yaml")
 	c.Line = 1
 	setMetricLines(&c, child(doc, "metrics"))
+	if spans := child(child(doc, "tracing"), "spans"); spans != nil {
+		for i := range c.Tracing.Spans {
+			if i < len(spans.Content) {
+				c.Tracing.Spans[i].Line = spans.Content[i].Line
+			}
+		}
+	}
 	perfEventArrayCounters(&c)
 	if err := c.validate(); err != nil {
 		return nil, err

@@ -98,9 +98,15 @@ func TestMultiValue(t *testing.T) {
 	writeConfig(t, dir, "mv", mvProg, mvYAML)
 	testkit.CompileBPF(t, mvProg, dir, "mvrange")
 	testkit.CompileBPF(t, mvProg, dir, "mvoverlap")
+	// The bad configs' values are named apart from mv's: a metric name
+	// is served by one config only.
+	named := func(prefix string) string {
+		return strings.NewReplacer("name: reads_total", "name: "+prefix+"reads_total", "name: read_bytes_total", "name: "+prefix+"read_bytes_total",
+			"{name: percpu_", "{name: "+prefix+"percpu_").Replace(mvYAML)
+	}
 	bad := map[string]string{
-		"mvrange":   strings.Replace(mvYAML, "offset: 8\n          size: 8", "offset: 12\n          size: 8", 1),
-		"mvoverlap": strings.Replace(mvYAML, "offset: 8\n          size: 8", "offset: 4\n          size: 8", 1),
+		"mvrange":   strings.Replace(named("range_"), "offset: 8\n          size: 8", "offset: 12\n          size: 8", 1),
+		"mvoverlap": strings.Replace(named("overlap_"), "offset: 8\n          size: 8", "offset: 4\n          size: 8", 1),
 	}
 	for name, y := range bad {
 		if y == mvYAML {
@@ -137,8 +143,8 @@ func TestMultiValue(t *testing.T) {
 		}
 	}
 	for _, want := range []string{
-		filepath.Join(dir, "mvrange.yaml") + `:16: metric "read_stats": value "read_bytes_total" takes bytes 12-19 but map "read_stats" has 16-byte values`,
-		filepath.Join(dir, "mvoverlap.yaml") + `:16: counter "read_stats": value "read_bytes_total" (bytes 4-11) overlaps value "reads_total" (bytes 0-7)`,
+		filepath.Join(dir, "mvrange.yaml") + `:16: metric "read_stats": value "range_read_bytes_total" takes bytes 12-19 but map "read_stats" has 16-byte values`,
+		filepath.Join(dir, "mvoverlap.yaml") + `:16: counter "read_stats": value "overlap_read_bytes_total" (bytes 4-11) overlaps value "overlap_reads_total" (bytes 0-7)`,
 	} {
 		want = strings.ReplaceAll(want, `"`, `\"`) // as the text log quotes err
 		deadline := time.Now().Add(60 * time.Second)

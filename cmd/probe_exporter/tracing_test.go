@@ -493,3 +493,17 @@ func TestSpansAndMetricsFromOneRingBuffer(t *testing.T) {
 		t.Errorf("counter: %v, want %s", got, want)
 	}
 }
+
+// TestTracingSpanMapChecked: a span naming a map the object lacks fails
+// --config.check with the span's line, though no OTLP endpoint is set
+// (spans would not be exported here, and would fail where they are).
+func TestTracingSpanMapChecked(t *testing.T) {
+	dir := t.TempDir()
+	writeConfig(t, dir, "badspan", strings.Replace(execTraceProg, "ROOT_PATH", "/nonexistent", 1),
+		strings.Replace(execTraceYAML, "ringbuf: exec_spans", "ringbuf: exec_spanz", 1))
+	out, err := exec.Command(binaryPath, "--config.dir="+dir, "--config.names=badspan", "--config.check").CombinedOutput()
+	want := filepath.Join(dir, "badspan.yaml") + `:5: tracing span "exec": the object has no map "exec_spanz"`
+	if err == nil || !strings.Contains(string(out), want) {
+		t.Errorf("--config.check: %v, want exit 1 saying %q:\n%s", err, want, out)
+	}
+}

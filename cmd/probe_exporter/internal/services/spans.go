@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/cilium/ebpf"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
@@ -62,6 +63,19 @@ func (c *Configs) startEvents(cc *collector.Config) {
 	logger := c.opts.Logger.With("config", obj.Config.Name)
 	errs := c.coll.DecoderErrors(obj.Config.Name)
 	spans := obj.Config.Tracing.Spans
+	// A span's ring buffer must be in the object whether or not spans
+	// are exported here, so that --config.check and a host without an
+	// OTLP endpoint refuse a config that would fail where there is one.
+	for _, sc := range spans {
+		if m := obj.Map(sc.RingBuf); m == nil || m.Type() != ebpf.RingBuf {
+			what := "has no map"
+			if m != nil {
+				what = "has a " + m.Type().String() + ", not a ring buffer, as map"
+			}
+			obj.Err = fmt.Errorf("%s:%d: tracing span %q: the object %s %q", obj.Config.Path, sc.Line, sc.Name, what, sc.RingBuf)
+			return
+		}
+	}
 	if len(spans) > 0 && c.opts.Tracing == nil {
 		logger.Warn("tracing spans are not exported: set OTEL_EXPORTER_OTLP_ENDPOINT", "spans", len(spans))
 		spans = nil
