@@ -4,6 +4,8 @@
 // (a `programs:` list with inline code and explicit attach points).
 package config
 
+import "fmt"
+
 // Config is one loaded unit: a BPF object (or inline code) and the metrics
 // read from its maps. A config either loads and attaches as a whole or is
 // reported as failed, without affecting other configs.
@@ -39,6 +41,20 @@ type Config struct {
 	// Line is the line of the config's start in Path (1 for v2 files, the
 	// line of the program entry for v1-layout files).
 	Line int `yaml:"-"`
+	// KaddrsLine is the line of kaddrs: in Path.
+	KaddrsLine int `yaml:"-"`
+}
+
+// At names a line of the config's file ("file:line", or the config's
+// name for an embedded one), for errors about what is written there.
+func (c Config) At(line int) string {
+	switch {
+	case c.Path == "":
+		return fmt.Sprintf("config %q", c.Name)
+	case line > 0:
+		return fmt.Sprintf("%s:%d", c.Path, line)
+	}
+	return c.Path
 }
 
 // Metrics is the set of metrics read from a config's maps.
@@ -193,6 +209,8 @@ type CgroupIDMap struct {
 	Name    string   `yaml:"name"`
 	Type    string   `yaml:"type"`
 	Regexps []string `yaml:"regexps"`
+	// Line is the line of cgroup_id_map: in its file.
+	Line int `yaml:"-"`
 }
 
 // AttachKind is the kind of an explicit attach point.

@@ -184,6 +184,11 @@ func Parse(path string, data []byte) ([]Config, error) {
 	c.Name = strings.TrimSuffix(filepath.Base(path), ".yaml")
 	c.Line = 1
 	setMetricLines(&c, child(doc, "metrics"))
+	for key, line := range map[string]*int{"kaddrs": &c.KaddrsLine, "cgroup_id_map": &c.CgroupIDMap.Line} {
+		if n := keyNode(doc, key); n != nil {
+			*line = n.Line
+		}
+	}
 	if spans := child(child(doc, "tracing"), "spans"); spans != nil {
 		for i := range c.Tracing.Spans {
 			if i < len(spans.Content) {
@@ -214,6 +219,19 @@ func isSeedLayout(doc *yaml.Node) bool {
 		doc = doc.Content[0]
 	}
 	return child(doc, "programs") != nil
+}
+
+// keyNode returns the key node of key in a mapping node.
+func keyNode(n *yaml.Node, key string) *yaml.Node {
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i]
+		}
+	}
+	return nil
 }
 
 // child returns the value node of key in a mapping node.

@@ -170,7 +170,7 @@ func Load(ctx context.Context, cfg config.Config, opts Options) *Object {
 	}
 	obj.Config.Metrics = withPIDLabels(cfg.Metrics, compiled.PIDMaps, spec)
 	if err := setKaddrs(spec, cfg, opts); err != nil {
-		obj.Err = fmt.Errorf("config %q: %w", cfg.Name, err)
+		obj.Err = fmt.Errorf("%s: %w", cfg.At(cfg.KaddrsLine), err)
 		return obj
 	}
 	obj.Programs = programsOf(spec, cfg)

@@ -284,6 +284,7 @@ func TestCgroupIDMapErrors(t *testing.T) {
 		"idmap_bad":     `cgroup_id_map &#34;idmap_hash&#34;: type cgrp_storage needs a BPF_MAP_TYPE_CGRP_STORAGE map, not Hash`,
 		"idmap_missing": `cgroup_id_map &#34;no_such_map&#34;: the object has no map &#34;no_such_map&#34;`,
 	} {
+		want = filepath.Join(dir, c+".yaml") + ":20: " + want // the line of cgroup_id_map:
 		addr := exporter(t, "--config.dir="+dir, "--config.names="+c)
 		if _, page := get(t, "http://"+addr+"/"); !strings.Contains(page, want) {
 			t.Errorf("landing page lacks %q", want)

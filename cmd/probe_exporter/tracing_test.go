@@ -496,14 +496,20 @@ func TestSpansAndMetricsFromOneRingBuffer(t *testing.T) {
 
 // TestTracingSpanMapChecked: a span naming a map the object lacks fails
 // --config.check with the span's line, though no OTLP endpoint is set
-// (spans would not be exported here, and would fail where they are).
+// (spans would not be exported here, and would fail where they are); a
+// kaddrs entry the object has no variable for, with the line of kaddrs.
 func TestTracingSpanMapChecked(t *testing.T) {
 	dir := t.TempDir()
-	writeConfig(t, dir, "badspan", strings.Replace(execTraceProg, "ROOT_PATH", "/nonexistent", 1),
-		strings.Replace(execTraceYAML, "ringbuf: exec_spans", "ringbuf: exec_spanz", 1))
-	out, err := exec.Command(binaryPath, "--config.dir="+dir, "--config.names=badspan", "--config.check").CombinedOutput()
-	want := filepath.Join(dir, "badspan.yaml") + `:5: tracing span "exec": the object has no map "exec_spanz"`
-	if err == nil || !strings.Contains(string(out), want) {
-		t.Errorf("--config.check: %v, want exit 1 saying %q:\n%s", err, want, out)
+	prog := strings.Replace(execTraceProg, "ROOT_PATH", "/nonexistent", 1)
+	writeConfig(t, dir, "badspan", prog, strings.Replace(execTraceYAML, "ringbuf: exec_spans", "ringbuf: exec_spanz", 1))
+	writeConfig(t, dir, "badkaddr", prog, strings.Replace(execTraceYAML, "  - do_exit", "  - do_exit\n  - no_such_symbol", 1))
+	out, err := exec.Command(binaryPath, "--config.dir="+dir, "--config.names=badspan,badkaddr", "--config.check").CombinedOutput()
+	for _, want := range []string{
+		filepath.Join(dir, "badspan.yaml") + `:5: tracing span "exec": the object has no map "exec_spanz"`,
+		filepath.Join(dir, "badkaddr.yaml") + `:1: kaddrs: object has no variable "kaddr_no_such_symbol"`,
+	} {
+		if err == nil || !strings.Contains(string(out), want) {
+			t.Errorf("--config.check: %v, want exit 1 saying %q:\n%s", err, want, out)
+		}
 	}
 }

@@ -18,7 +18,7 @@ func (cs *Configs) startCgroupIDMap(obj *loader.Object) {
 		return
 	}
 	fail := func(err error) {
-		obj.Err = fmt.Errorf("config %q: cgroup_id_map %q: %w", obj.Config.Name, c.Name, err)
+		obj.Err = fmt.Errorf("%s: cgroup_id_map %q: %w", obj.Config.At(c.Line), c.Name, err)
 	}
 	m := obj.Map(c.Name)
 	if m == nil {

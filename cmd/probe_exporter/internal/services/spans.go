@@ -72,7 +72,7 @@ func (c *Configs) startEvents(cc *collector.Config) {
 			if m != nil {
 				what = "has a " + m.Type().String() + ", not a ring buffer, as map"
 			}
-			obj.Err = fmt.Errorf("%s:%d: tracing span %q: the object %s %q", obj.Config.Path, sc.Line, sc.Name, what, sc.RingBuf)
+			obj.Err = fmt.Errorf("%s: tracing span %q: the object %s %q", obj.Config.At(sc.Line), sc.Name, what, sc.RingBuf)
 			return
 		}
 	}
