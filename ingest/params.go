@@ -123,12 +123,17 @@ func parseParams(r *http.Request) (params, error) {
 	if p.until.Before(p.from) {
 		return p, errors.New("until is before from")
 	}
+	// Pyroscope's Go SDK sends sampleRate=0 with the profiles that have
+	// no rate (goroutines, mutex, block): 0, as an absent rate, is the
+	// default, as Pyroscope reads it.
 	if v := q.Get("sampleRate"); v != "" {
 		n, err := strconv.ParseUint(v, 10, 32)
-		if err != nil || n == 0 {
-			return p, fmt.Errorf("sampleRate %q: want a positive integer", v)
+		if err != nil {
+			return p, fmt.Errorf("sampleRate %q: want a non-negative integer", v)
 		}
-		p.sampleRate = uint32(n)
+		if n > 0 {
+			p.sampleRate = uint32(n)
+		}
 	}
 	if v := q.Get("units"); v != "" {
 		if !keyRE.MatchString(v) {

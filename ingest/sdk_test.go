@@ -36,8 +36,10 @@ func spinPyroscope(cpu time.Duration) int {
 	return n
 }
 
-// TestPyroscopeGoSDK pushes a real CPU profile with Pyroscope's Go SDK and
-// checks that a rule counts it in seconds.
+// TestPyroscopeGoSDK pushes real profiles with Pyroscope's Go SDK, CPU
+// and those it sends with sampleRate=0 (goroutines, mutex, block), each
+// answered 200, and checks that a rule counts CPU in seconds and the
+// goroutines as their average.
 func TestPyroscopeGoSDK(t *testing.T) {
 	s, err := rules.Parse("r.yaml", []byte(`metrics-export-rules:
   sdk_cpu_seconds:
@@ -45,6 +47,8 @@ func TestPyroscopeGoSDK(t *testing.T) {
   sdk_spin_seconds:
     expr: 'sdk.app.cpu'
     node: 'spinPyroscope'
+  sdk_goroutines:
+    expr: 'sdk.app.goroutines'
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -67,8 +71,9 @@ func TestPyroscopeGoSDK(t *testing.T) {
 		ApplicationName: "sdk.app",
 		ServerAddress:   srv.URL,
 		Tags:            map[string]string{"env": "prod"},
-		ProfileTypes:    []pyroscope.ProfileType{pyroscope.ProfileCPU},
-		UploadRate:      time.Second,
+		ProfileTypes: []pyroscope.ProfileType{pyroscope.ProfileCPU, pyroscope.ProfileGoroutines,
+			pyroscope.ProfileMutexCount, pyroscope.ProfileBlockCount},
+		UploadRate: time.Second,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -79,7 +84,11 @@ func TestPyroscopeGoSDK(t *testing.T) {
 	}
 	total := testutil.ToFloat64(testutilRule(s, "sdk_cpu_seconds"))
 	spin := testutil.ToFloat64(testutilRule(s, "sdk_spin_seconds"))
-	t.Logf("pushed CPU: %.2fs total, %.2fs in spinPyroscope", total, spin)
+	goroutines := testutil.ToFloat64(testutilRule(s, "sdk_goroutines_average"))
+	t.Logf("pushed CPU: %.2fs total, %.2fs in spinPyroscope; %v goroutines", total, spin, goroutines)
+	if goroutines < 1 {
+		t.Errorf("goroutines pushed: %v, want at least this one", goroutines)
+	}
 	if spin < 0.5 || total > 10 || spin > total {
 		t.Fatalf("implausible: total %v, spin %v (spun 2.5s of CPU)", total, spin)
 	}
