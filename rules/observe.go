@@ -198,15 +198,39 @@ func (r *rule) matchStack(stack string) bool {
 	return m
 }
 
-// hasFrame reports whether a frame of stack is exactly fn, as Pyroscope's
-// stacktrace_filter.function_name matches.
+// hasFrame reports whether a frame of stack is the function fn, as
+// Pyroscope's stacktrace_filter.function_name matches a function's name.
+// A frame "fn (file:line)" (how the profiler names Python frames, and
+// py-spy folds them) is fn too: Pyroscope, given the same frame by an
+// eBPF profiler's pprof, sees the function's name apart from its file.
 func hasFrame(stack, fn string) bool {
 	for stack != "" {
 		var frame string
 		frame, stack, _ = strings.Cut(stack, ";")
-		if frame == fn {
+		if frame == fn || strings.HasPrefix(frame, fn) && isFileLine(frame[len(fn):]) {
 			return true
 		}
 	}
 	return false
+}
+
+// isFileLine reports whether s is " (file:line)", line in decimal.
+func isFileLine(s string) bool {
+	in, ok := strings.CutPrefix(s, " (")
+	if !ok {
+		return false
+	}
+	if in, ok = strings.CutSuffix(in, ")"); !ok {
+		return false
+	}
+	i := strings.LastIndexByte(in, ':')
+	if i <= 0 || i == len(in)-1 {
+		return false
+	}
+	for _, c := range in[i+1:] {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }

@@ -270,3 +270,54 @@ func (o *only) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 }
+
+// TestRecordingRuleFunctionName: stacktrace_filter.function_name is a
+// frame's function: the frame itself, or, for a frame named with its file
+// and line as the profiler names Python frames (and py-spy folds them),
+// the name before " (file:line)". Nothing else of a frame matches.
+func TestRecordingRuleFunctionName(t *testing.T) {
+	for _, c := range []struct {
+		stack, fn string
+		want      bool
+	}{
+		{"main;slowFunction", "slowFunction", true},
+		{"main;slowFunction;leaf", "slowFunction", true},
+		{"main;slowFunctionX", "slowFunction", false},
+		{"main;xslowFunction", "slowFunction", false},
+		{"<module> (app.py:1);round_trip (/srv/app/work.py:26)", "round_trip", true},
+		{"Worker.run (/srv/w.py:12);leaf", "Worker.run", true},
+		{"Worker.run (/srv/w.py:12)", "run", false},
+		{"round_trip (/srv/app/work.py:26)", "round_trip (/srv/app/work.py:26)", true},
+		{"round_trip (/srv/app/work.py:26)", "round_trip (/srv/app/work.py", false},
+		{"round_trip (work.py)", "round_trip", false},
+		{"round_trip (work.py:)", "round_trip", false},
+		{"round_trip (work.py:2x)", "round_trip", false},
+		{"round_trip (:2)", "round_trip", false},
+		{"round_trip  (work.py:2)", "round_trip", false},
+		{"round_trip (work.py:2) ", "round_trip", false},
+	} {
+		if got := hasFrame(c.stack, c.fn); got != c.want {
+			t.Errorf("hasFrame(%q, %q) = %v, want %v", c.stack, c.fn, got, c.want)
+		}
+	}
+	s, err := Parse("r.yaml", []byte(`recording_rules:
+  - metric_name: py_round_trip_nanoseconds
+    matchers: ['{__profile_type__="process_cpu:cpu:nanoseconds:cpu:nanoseconds", service_name="py"}']
+    stacktrace_filter: {function_name: {function_name: round_trip}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Observe("py.cpu", nil, "samples", 100, []Sample{
+		{"<module> (app.py:1);round_trip (app.py:26);slow_function (app.py:16)", 70},
+		{"<module> (app.py:1);other (app.py:40)", 30},
+	})
+	want := `
+# HELP py_round_trip_nanoseconds Pyroscope recording rule py_round_trip_nanoseconds: matchers {__profile_type__="process_cpu:cpu:nanoseconds:cpu:nanoseconds", service_name="py"}, function round_trip.
+# TYPE py_round_trip_nanoseconds counter
+py_round_trip_nanoseconds 7e+08
+`
+	if err := testutil.CollectAndCompare(s, strings.NewReader(want)); err != nil {
+		t.Fatal(err)
+	}
+}
