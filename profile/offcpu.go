@@ -28,10 +28,11 @@ var offCPUMaps = []string{"offcpu_pids", "offcpu_starts", "offcpu_stacks", "offc
 type offCPU struct {
 	link link.Link
 	pids *ebpf.Map
-	// seconds counts the off-CPU time drained; lostBlocks and lostNanos
-	// mirror the kernel's cumulative count of blocks that found its map
-	// full.
-	seconds               prometheus.Counter
+	// seconds counts the off-CPU time drained, truncated the part of it
+	// whose stacks were deeper than the walk (their root frames missing);
+	// lostBlocks and lostNanos mirror the kernel's cumulative count of
+	// blocks that found its map full.
+	seconds, truncated    prometheus.Counter
 	lostBlocks, lostNanos atomic.Uint64
 	lost, lostSecs        prometheus.CounterFunc
 }
@@ -87,6 +88,8 @@ func startOffCPU(coll *ebpf.Collection) (*offCPU, error) {
 		pids: coll.Maps["offcpu_pids"],
 		seconds: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "probe_exporter", Subsystem: "profiler", Name: "off_cpu_seconds_total",
 			Help: "Off-CPU time (threads blocked) of profiled processes drained, in seconds."}),
+		truncated: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "probe_exporter", Subsystem: "profiler", Name: "off_cpu_truncated_seconds_total",
+			Help: "Off-CPU seconds drained whose stack was deeper than the unwinder walks (64 frames): their root frames are missing."}),
 	}
 	o.lost = prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "probe_exporter", Subsystem: "profiler", Name: "off_cpu_lost_blocks_total",
 		Help: "Blocked periods not counted because an off-CPU map was full (16384 threads blocked at once, 16384 stacks between drains)."}, func() float64 { return float64(o.lostBlocks.Load()) })
@@ -121,6 +124,7 @@ func (p *Profiler) drainOffCPU() error {
 		return fmt.Errorf("reading off-CPU times: %w", err)
 	}
 	p.off.seconds.Add(float64(d.kept) / 1e9)
+	p.off.truncated.Add(float64(d.truncated) / 1e9)
 	for _, g := range d.groups {
 		t := p.opts.Targets[g.target]
 		p.opts.Sink.ObserveProfile(OffCPUProfile(t.App, g.tags(t), g.samples()))
@@ -156,6 +160,7 @@ func (o *offCPU) close() {
 func (o *offCPU) describe(ch chan<- *prometheus.Desc) {
 	if o != nil {
 		o.seconds.Describe(ch)
+		o.truncated.Describe(ch)
 		o.lost.Describe(ch)
 		o.lostSecs.Describe(ch)
 	}
@@ -164,6 +169,7 @@ func (o *offCPU) describe(ch chan<- *prometheus.Desc) {
 func (o *offCPU) collect(ch chan<- prometheus.Metric) {
 	if o != nil {
 		o.seconds.Collect(ch)
+		o.truncated.Collect(ch)
 		o.lost.Collect(ch)
 		o.lostSecs.Collect(ch)
 	}

@@ -242,7 +242,7 @@ func exportedValues(t *testing.T, addr string) map[string]float64 {
 }
 
 // offCPUPython sleeps 50 ms in sleepy_function and 2 ms in
-// short_function, 40 rounds, and prints the time it measured around
+// short_function, 40 rounds, then 100 ms 100 Python calls deep, and prints the time it measured around
 // sleepy_function, and around the short sleeps that took 20 ms or more
 // (a loaded machine may not run it again at once).
 const offCPUPython = `import select, sys, time
@@ -254,6 +254,10 @@ def sleepy_function():
     time.sleep(0.05)
 def short_function():
     time.sleep(0.002)
+def deep_sleep(n):
+    if n:
+        return deep_sleep(n - 1)
+    time.sleep(0.1)
 def main():
     settle()
     slept = slow = 0.0
@@ -266,6 +270,7 @@ def main():
         took = time.monotonic() - start
         if took >= 0.02:
             slow += took
+    deep_sleep(100)
     print("%.6f %.6f" % (slept, slow), flush=True)
 main()
 `
@@ -274,7 +279,10 @@ main()
 // under the Python function that sleeps; with --profile.off-cpu-min=20ms
 // its 2 ms sleeps are not counted at all; a recording rule sees the
 // profile as __profile_type__ off_cpu:off_cpu:nanoseconds:... in
-// nanoseconds.
+// nanoseconds, and one filtered by function_name sees sleepy_function's
+// (its frame is "sleepy_function (…/sleeper.py:N)"); the sleep 100 Python
+// frames deep, past the 64-frame walk, is counted in
+// probe_exporter_profiler_off_cpu_truncated_seconds_total.
 func TestOffCPUPython(t *testing.T) {
 	var python string
 	for _, glob := range []string{"/usr/bin/python3.1[0-3]", "/root/.pyenv/versions/3.1[0-3].*/bin/python3.1[0-3]"} {
@@ -308,6 +316,9 @@ func TestOffCPUPython(t *testing.T) {
 recording_rules:
   - metric_name: pyoff_off_cpu_nanoseconds
     matchers: ['{__profile_type__="off_cpu:off_cpu:nanoseconds:off_cpu:nanoseconds", service_name="pyoff"}']
+  - metric_name: pyoff_sleepy_nanoseconds
+    matchers: ['{__profile_type__="off_cpu:off_cpu:nanoseconds:off_cpu:nanoseconds", service_name="pyoff"}']
+    stacktrace_filter: {function_name: {function_name: sleepy_function}}
 `), 0o644)
 	addr := exporter(t, "--profile.config="+filepath.Join(dir, "targets.yaml"), "--rules.file="+filepath.Join(dir, "rules.yaml"),
 		"--profile.off-cpu-min=20ms", "--profile.interval=2s")
@@ -333,14 +344,21 @@ recording_rules:
 		t.Fatalf("program output %q: %v", out.String(), err)
 	}
 	var m map[string]float64
+	var truncated float64
 	ok := testkit.Poll(testkit.WaitLimit, func() bool {
 		m = exportedValues(t, addr)
-		return m["pyoff_sleepy_seconds"] >= 0.9*slept && m["pyoff_off_cpu_nanoseconds"] >= 0.9*slept*1e9
+		_, metrics := get(t, "http://"+addr+"/metrics")
+		truncated = expoValue(metrics, "probe_exporter_profiler_off_cpu_truncated_seconds_total")
+		return m["pyoff_sleepy_seconds"] >= 0.9*slept && m["pyoff_off_cpu_nanoseconds"] >= 0.9*slept*1e9 &&
+			m["pyoff_sleepy_nanoseconds"] >= 0.9*slept*1e9 && truncated >= 0.09
 	})
-	t.Logf("sleepy_function: %.3fs off-CPU of %.3fs measured (2 s asked); short_function: %.3fs (its sleeps of 20 ms or more: %.3fs); recording rule: %.0f ns",
-		m["pyoff_sleepy_seconds"], slept, m["pyoff_short_seconds"], slow, m["pyoff_off_cpu_nanoseconds"])
+	t.Logf("sleepy_function: %.3fs off-CPU of %.3fs measured (2 s asked); short_function: %.3fs (its sleeps of 20 ms or more: %.3fs); recording rules: %.0f ns, %.0f ns under sleepy_function; truncated: %.3fs",
+		m["pyoff_sleepy_seconds"], slept, m["pyoff_short_seconds"], slow, m["pyoff_off_cpu_nanoseconds"], m["pyoff_sleepy_nanoseconds"], truncated)
 	if !ok {
-		t.Fatalf("off-CPU seconds not within bounds: %v", m)
+		t.Fatalf("off-CPU seconds not within bounds: %v, truncated %v s (the 100 ms 100 frames deep)", m, truncated)
+	}
+	if s := m["pyoff_sleepy_nanoseconds"]; s > 1.1*slept*1e9 {
+		t.Errorf("recording rule on sleepy_function: %.0f ns off-CPU of %.3fs measured", s, slept)
 	}
 	if s := m["pyoff_sleepy_seconds"]; s > 1.1*slept {
 		t.Errorf("sleepy_function: %.3fs off-CPU of %.3fs measured", s, slept)
