@@ -93,6 +93,9 @@ type Profiler struct {
 	samples, drops, drains, truncated, perfCut prometheus.Counter
 	drainTime                                  prometheus.Gauge
 	tables                                     tableDescs
+	// processes describes the processes each application's targets
+	// select now (0 for a target selecting none).
+	processes *prometheus.Desc
 }
 
 // tableDescs describe the tables' metrics, read at collection from the
@@ -200,6 +203,8 @@ func New(opts Options) (*Profiler, error) {
 		perfCut: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "probe_exporter", Subsystem: "profiler", Name: "perf_map_cut_total",
 			Help: "Reads of a /tmp/perf-PID.map cut at its bounds (16 MiB, 200000 symbols, 4096-byte lines): the rest of its JIT frames stay unnamed."}),
 		tables: newTableDescs(),
+		processes: prometheus.NewDesc("probe_exporter_profiler_processes",
+			"Processes the profile targets of an application select now (running, profiled or being described).", []string{"app"}, nil),
 		starts: make(chan struct{}, 1),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
@@ -685,6 +690,7 @@ func (p *Profiler) Describe(ch chan<- *prometheus.Desc) {
 	}
 	p.drains.Describe(ch)
 	p.drainTime.Describe(ch)
+	ch <- p.processes
 	p.py.interpreters.Describe(ch)
 	p.off.describe(ch)
 }
@@ -707,8 +713,28 @@ func (p *Profiler) Collect(ch chan<- prometheus.Metric) {
 	}
 	p.drains.Collect(ch)
 	p.drainTime.Collect(ch)
+	for app, n := range p.processCounts() {
+		ch <- prometheus.MustNewConstMetric(p.processes, prometheus.GaugeValue, float64(n), app)
+	}
 	p.py.interpreters.Collect(ch)
 	p.off.collect(ch)
+}
+
+// processCounts is the number of running processes the targets of each
+// application select, every application named.
+func (p *Profiler) processCounts() map[string]int {
+	n := make(map[string]int, len(p.opts.Targets))
+	for _, t := range p.opts.Targets {
+		n[t.App] += 0
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, pr := range p.procs {
+		if !pr.exited {
+			n[p.opts.Targets[pr.target].App]++
+		}
+	}
+	return n
 }
 
 // sameMaps reports whether two reads of a process's executable mappings

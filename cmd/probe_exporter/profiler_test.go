@@ -25,10 +25,23 @@ int main(void) { time_t end = time(0) + 2; while (time(0) < end) slowFunction();
 	os.WriteFile(filepath.Join(dir, "targets.yaml"), []byte("targets:\n  - app: busy\n    tags: {env: prod}\n    comm: "+name+"\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "rules.yaml"), []byte("metrics-export-rules:\n  busy_slow_seconds:\n    expr: 'busy.cpu{env=\"prod\"}'\n    node: 'main;slowFunction'\n    group_by: [env]\n"), 0o644)
 	addr := exporter(t, "--profile.config="+filepath.Join(dir, "targets.yaml"), "--rules.file="+filepath.Join(dir, "rules.yaml"), "--profile.interval=500ms")
+	// The processes a target selects are on /metrics, 0 before and after.
+	processes := func() float64 {
+		_, body := get(t, "http://"+addr+"/metrics")
+		return expoValue(body, `probe_exporter_profiler_processes{app="busy"}`)
+	}
+	if n := processes(); n != 0 {
+		t.Fatalf(`probe_exporter_profiler_processes{app="busy"} %v before the process runs, want 0`, n)
+	}
 	cmd := exec.Command(bin)
-	if err := cmd.Run(); err != nil {
+	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	testkit.Eventually(t, "the process counted as profiled", func() bool { return processes() == 1 })
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, "the exited process no longer counted", func() bool { return processes() == 0 })
 	used := (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
