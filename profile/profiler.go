@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"golang.org/x/sys/unix"
 
 	"github.com/probe-exporter/probe_exporter/config"
@@ -29,6 +31,7 @@ import (
 	"github.com/probe-exporter/probe_exporter/internal/safeopen"
 	"github.com/probe-exporter/probe_exporter/rules"
 	"github.com/probe-exporter/probe_exporter/targets"
+	"github.com/probe-exporter/probe_exporter/web"
 )
 
 // Target is a set of processes profiled as one application.
@@ -713,28 +716,58 @@ func (p *Profiler) Collect(ch chan<- prometheus.Metric) {
 	}
 	p.drains.Collect(ch)
 	p.drainTime.Collect(ch)
-	for app, n := range p.processCounts() {
+	apps := map[string]int{}
+	for i, n := range p.processCounts() {
+		apps[p.opts.Targets[i].App] += n
+	}
+	for app, n := range apps {
 		ch <- prometheus.MustNewConstMetric(p.processes, prometheus.GaugeValue, float64(n), app)
 	}
 	p.py.interpreters.Collect(ch)
 	p.off.collect(ch)
 }
 
-// processCounts is the number of running processes the targets of each
-// application select, every application named.
-func (p *Profiler) processCounts() map[string]int {
-	n := make(map[string]int, len(p.opts.Targets))
-	for _, t := range p.opts.Targets {
-		n[t.App] += 0
-	}
+// processCounts is the number of running processes each target selects.
+func (p *Profiler) processCounts() []int {
+	n := make([]int, len(p.opts.Targets))
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, pr := range p.procs {
 		if !pr.exited {
-			n[p.opts.Targets[pr.target].App]++
+			n[pr.target]++
 		}
 	}
 	return n
+}
+
+// Status shows the targets on the landing page, the processes each
+// selects now, and what became of the samples and interpreters met.
+func (p *Profiler) Status(st *web.Status) {
+	ps := &web.ProfilerStatus{
+		Samples:   metricValue(p.samples),
+		Lost:      metricValue(p.drops),
+		Truncated: metricValue(p.truncated),
+	}
+	for i, n := range p.processCounts() {
+		t := p.opts.Targets[i]
+		ps.Targets = append(ps.Targets, web.ProfileTargetStatus{App: t.App, Selector: t.Selector.String(), OffCPU: t.OffCPU, Processes: n})
+	}
+	p.py.mu.Lock()
+	for k, n := range p.py.results {
+		ps.Python = append(ps.Python, fmt.Sprintf("%s: %d", k, n))
+	}
+	p.py.mu.Unlock()
+	slices.Sort(ps.Python)
+	st.Profiler = ps
+}
+
+// metricValue is a counter's value.
+func metricValue(c prometheus.Counter) float64 {
+	var m dto.Metric
+	if c.Write(&m) != nil {
+		return 0
+	}
+	return m.GetCounter().GetValue()
 }
 
 // sameMaps reports whether two reads of a process's executable mappings

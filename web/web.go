@@ -30,8 +30,10 @@ type Status struct {
 	Configs []ConfigStatus
 	Scripts []ScriptStatus
 	Rules   []RuleStatus
-	Reload  ReloadStatus
-	Links   []Link
+	// Profiler is the built-in profiler's, nil when it does not run.
+	Profiler *ProfilerStatus
+	Reload   ReloadStatus
+	Links    []Link
 	// Capabilities are the configured features' needs and whether they
 	// are met.
 	Capabilities []CapabilityStatus
@@ -66,6 +68,25 @@ type RuleStatus struct {
 	// Series are the label sets it holds; Dropped the profiles it did
 	// not count because they would have made one over the bound.
 	Series, Dropped float64
+}
+
+// ProfilerStatus is the built-in profiler on the landing page.
+type ProfilerStatus struct {
+	Targets []ProfileTargetStatus
+	// Samples drained, lost (no stack) and truncated (root frames
+	// missing) since the start.
+	Samples, Lost, Truncated float64
+	// Python lists the CPython interpreters met, as "version result: n"
+	// (named, unsupported, mismatch).
+	Python []string
+}
+
+// ProfileTargetStatus is one profile target on the landing page.
+type ProfileTargetStatus struct {
+	App, Selector string
+	OffCPU        bool
+	// Processes it selects now.
+	Processes int
 }
 
 // ProgramStatus is one program on the landing page.
@@ -359,6 +380,11 @@ var landingTmpl = template.Must(template.New("landing").Funcs(template.FuncMap{
 <table><tr><th>feature</th><th>kept</th><th>state</th><th>why</th></tr>
 {{range .Capabilities}}<tr><td>{{.Feature}}</td><td>{{.Caps}}</td><td>{{if .Missing}}<span class="bad">cannot work: needs {{.Missing}}</span>{{else}}<span class="ok">ok</span>{{end}}</td><td>{{.Why}}</td></tr>{{end}}
 </table>{{end}}
+{{with .Profiler}}<h2>Profiler</h2>
+<table><tr><th>app</th><th>selects</th><th>off-CPU</th><th>processes now</th></tr>
+{{range .Targets}}<tr><td>{{.App}}</td><td>{{.Selector}}</td><td>{{if .OffCPU}}yes{{else}}no{{end}}</td><td class="n">{{if .Processes}}{{.Processes}}{{else}}<span class="bad">0</span>{{end}}</td></tr>{{end}}
+</table>
+<p>Samples: {{num .Samples}}, lost {{num .Lost}}, truncated {{num .Truncated}}. Python interpreters: {{range .Python}}{{.}}; {{else}}none met.{{end}}</p>{{end}}
 {{if .Rules}}<h2>Profile export rules</h2>
 <table><tr><th>rule</th><th>series</th><th>dropped</th></tr>
 {{range .Rules}}<tr><td>{{.Text}}</td><td class="n">{{num .Series}}</td><td class="n">{{num .Dropped}}</td></tr>{{end}}

@@ -38,6 +38,11 @@ int main(void) { time_t end = time(0) + 2; while (time(0) < end) slowFunction();
 		t.Fatal(err)
 	}
 	testkit.Eventually(t, "the process counted as profiled", func() bool { return processes() == 1 })
+	// The landing page shows the target and its process.
+	if _, page := get(t, "http://"+addr+"/"); !strings.Contains(page, "<h2>Profiler</h2>") ||
+		!strings.Contains(page, "<td>busy</td><td>comm="+name+"</td><td>no</td><td class=\"n\">1</td>") {
+		t.Errorf("the landing page does not show the target busy selecting 1 process:\n%s", page)
+	}
 	if err := cmd.Wait(); err != nil {
 		t.Fatal(err)
 	}
