@@ -23,25 +23,28 @@ build:
 # builds one in place), and its release tarball in ebpf_exporter's and
 # Prometheus' naming, build/probe_exporter-VERSION.linux-GOARCH.tar.gz: a
 # top directory of that name holding the binary, the link ebpf_exporter ->
-# probe_exporter (the drop-in, docs/ebpf_exporter.md), README.md, LICENSE
-# when there is one, and deploy/systemd's units and defaults under systemd/.
+# probe_exporter (the drop-in, docs/ebpf_exporter.md), README.md and the
+# docs/ pages it links to, LICENSE when there is one, and deploy/systemd's
+# units and defaults under systemd/.
 # Entries sorted, owned by root, dated by the last commit, gzip without a
 # name or time: the same commit gives the same bytes.
 RELEASE_ARCHES ?= amd64 arm64
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 SYSTEMD_FILES := $(wildcard deploy/systemd/*.service deploy/systemd/*.socket deploy/systemd/*.default)
+DOC_FILES := $(wildcard docs/*.md docs/*.png)
 release:
 	@mkdir -p build
 	@for a in $(RELEASE_ARCHES); do \
 		echo "build/$(BINARY)-linux-$$a"; \
 		GOOS=linux GOARCH=$$a CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o build/$(BINARY)-linux-$$a ./cmd/probe_exporter || exit 1; \
 		d=$(BINARY)-$(VERSION).linux-$$a; \
-		rm -rf build/$$d && mkdir -p build/$$d/systemd && \
+		rm -rf build/$$d && mkdir -p build/$$d/systemd build/$$d/docs && \
 		install -m 0755 build/$(BINARY)-linux-$$a build/$$d/$(BINARY) && \
 		ln -s $(BINARY) build/$$d/ebpf_exporter && \
 		install -m 0644 README.md $(wildcard LICENSE) build/$$d/ && \
+		install -m 0644 $(DOC_FILES) build/$$d/docs/ && \
 		install -m 0644 $(SYSTEMD_FILES) build/$$d/systemd/ && \
-		chmod 0755 build/$$d build/$$d/systemd && \
+		chmod 0755 build/$$d build/$$d/systemd build/$$d/docs && \
 		tar -C build --sort=name --owner=0 --group=0 --numeric-owner --mtime=@$(SOURCE_DATE_EPOCH) \
 			--format=gnu -cf build/$$d.tar $$d && \
 		gzip -n -9 -f build/$$d.tar || exit 1; \

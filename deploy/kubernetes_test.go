@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"slices"
+	"strings"
 	"testing"
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 )
 
@@ -107,4 +109,63 @@ func TestDaemonSetPodNames(t *testing.T) {
 			t.Errorf("%s: the target's namespace, pod and container labels are kept: %+v", f, relabel)
 		}
 	}
+}
+
+// TestDaemonSetUnconfined: the DaemonSet asks for no seccomp and no
+// AppArmor profile (the runtime's defaults refuse bpf() and reading host
+// processes' /proc files), as the container the security-context test
+// runs has none, and its namespace admits such a pod under Pod Security;
+// ContainerOf refuses a manifest that leaves either profile to the
+// runtime, so that the test cannot prove what a node would refuse.
+func TestDaemonSetUnconfined(t *testing.T) {
+	const file = "kubernetes/daemonset.yaml"
+	for _, tc := range []struct {
+		name    string
+		edit    func(*corev1.PodSpec)
+		refused string
+	}{
+		{name: "as shipped"},
+		{name: "no AppArmor profile", edit: func(s *corev1.PodSpec) { s.Containers[0].SecurityContext.AppArmorProfile = nil }, refused: "appArmorProfile"},
+		{name: "runtime default AppArmor profile", edit: func(s *corev1.PodSpec) {
+			s.Containers[0].SecurityContext.AppArmorProfile = &corev1.AppArmorProfile{Type: corev1.AppArmorProfileTypeRuntimeDefault}
+		}, refused: "appArmorProfile"},
+		{name: "AppArmor unconfined for the pod", edit: func(s *corev1.PodSpec) {
+			s.SecurityContext = &corev1.PodSecurityContext{AppArmorProfile: s.Containers[0].SecurityContext.AppArmorProfile}
+			s.Containers[0].SecurityContext.AppArmorProfile = nil
+		}},
+		{name: "no seccomp profile", edit: func(s *corev1.PodSpec) { s.Containers[0].SecurityContext.SeccompProfile = nil }, refused: "seccompProfile"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ds, err := DaemonSet(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.edit != nil {
+				tc.edit(&ds.Spec.Template.Spec)
+			}
+			_, err = ContainerOf(ds)
+			switch {
+			case tc.refused == "" && err != nil:
+				t.Fatal(err)
+			case tc.refused != "" && (err == nil || !strings.Contains(err.Error(), tc.refused)):
+				t.Fatalf("got %v, want it refused for %s", err, tc.refused)
+			}
+		})
+	}
+
+	docs, err := Documents(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range docs {
+		var ns corev1.Namespace
+		if json.Unmarshal(d, &ns) != nil || ns.Kind != "Namespace" {
+			continue
+		}
+		if got := ns.Labels["pod-security.kubernetes.io/enforce"]; got != "privileged" {
+			t.Errorf("namespace %s: pod-security.kubernetes.io/enforce=%q, want privileged (baseline refuses hostPID, hostPath and added capabilities)", ns.Name, got)
+		}
+		return
+	}
+	t.Errorf("%s has no Namespace", file)
 }

@@ -15,6 +15,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 )
 
 // Documents splits a multi-document YAML file into its documents, each
@@ -118,6 +119,26 @@ func ContainerOf(ds *appsv1.DaemonSet) (Container, error) {
 	}
 	for _, a := range sc.Capabilities.Add {
 		out.Caps = append(out.Caps, "CAP_"+strings.ToUpper(strings.TrimPrefix(string(a), "CAP_")))
+	}
+	// The test runs the exporter under no seccomp filter and no LSM
+	// profile: the manifest must ask for none, or a node would confine
+	// what the test proved unconfined (the runtime's default seccomp
+	// profile refuses bpf() and perf_event_open(); its default AppArmor
+	// profile, on Debian and Ubuntu nodes, refuses reading the /proc
+	// files of host processes).
+	seccomp := sc.SeccompProfile
+	if seccomp == nil && spec.SecurityContext != nil {
+		seccomp = spec.SecurityContext.SeccompProfile
+	}
+	if seccomp == nil || seccomp.Type != corev1.SeccompProfileTypeUnconfined {
+		return out, errors.New("seccompProfile is not Unconfined: the runtime's default profile refuses bpf() and perf_event_open()")
+	}
+	apparmor := sc.AppArmorProfile
+	if apparmor == nil && spec.SecurityContext != nil {
+		apparmor = spec.SecurityContext.AppArmorProfile
+	}
+	if apparmor == nil || apparmor.Type != corev1.AppArmorProfileTypeUnconfined {
+		return out, errors.New("appArmorProfile is not Unconfined: on AppArmor nodes the runtime's default profile refuses reading host processes' /proc/PID/exe, maps and root")
 	}
 	if sc.Privileged != nil {
 		out.Privileged = *sc.Privileged

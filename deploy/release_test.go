@@ -138,6 +138,17 @@ func TestReleaseTarball(t *testing.T) {
 	if _, err := os.Stat("../LICENSE"); err == nil {
 		want[top+"/LICENSE"] = entry{0o644, ""}
 	}
+	// The pages README.md links to, so that its links resolve in the
+	// unpacked tarball too.
+	want[top+"/docs/"] = entry{fs.ModeDir | 0o755, ""}
+	pages, _ := filepath.Glob("../docs/*.md")
+	pictures, _ := filepath.Glob("../docs/*.png")
+	if len(pages) == 0 {
+		t.Fatal("no docs/*.md")
+	}
+	for _, p := range append(pages, pictures...) {
+		want[top+"/docs/"+filepath.Base(p)] = entry{0o644, ""}
+	}
 	var names []string
 	tr := tar.NewReader(zr)
 	for {

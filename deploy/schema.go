@@ -49,6 +49,7 @@ func NewValidator(client openapi.Client) (*Validator, error) {
 			if !ok {
 				continue
 			}
+			addNewerFields(name, sm)
 			strict(sm)
 			gvks, _ := sm["x-kubernetes-group-version-kind"].([]any)
 			for _, g := range gvks {
@@ -71,6 +72,34 @@ func gvk(group, version, kind string) string {
 		return version + "/" + kind
 	}
 	return group + "/" + version + "/" + kind
+}
+
+// addNewerFields adds to the schema named name the fields of the
+// Kubernetes API that the manifests use and that the documents client-go
+// ships predate (they are test fixtures of Kubernetes 1.2x): the
+// appArmorProfile of a container's and a pod's security context, a field
+// since Kubernetes 1.30 (k8s.io/api's SecurityContext.AppArmorProfile),
+// so that the manifests need not use the annotation it deprecates.
+func addNewerFields(name string, schema map[string]any) {
+	switch name {
+	case "io.k8s.api.core.v1.SecurityContext", "io.k8s.api.core.v1.PodSecurityContext":
+	default:
+		return
+	}
+	props, ok := schema["properties"].(map[string]any)
+	if !ok {
+		return
+	}
+	if _, ok := props["appArmorProfile"]; !ok {
+		props["appArmorProfile"] = map[string]any{
+			"type":     "object",
+			"required": []any{"type"},
+			"properties": map[string]any{
+				"type":             map[string]any{"type": "string", "enum": []any{"Localhost", "RuntimeDefault", "Unconfined"}},
+				"localhostProfile": map[string]any{"type": "string"},
+			},
+		}
+	}
 }
 
 // strict forbids, in every object schema of the tree that lists its

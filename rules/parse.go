@@ -20,11 +20,12 @@ var (
 	labelNameRE  = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
 )
 
-// LoadFile reads a rule file.
+// LoadFile reads a rule file. Its errors name the file and not the
+// package: the caller says what the file is for.
 func LoadFile(path string) (*Set, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("rules: %w", err)
+		return nil, err
 	}
 	return Parse(path, data)
 }

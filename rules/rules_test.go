@@ -1,7 +1,11 @@
 package rules
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -319,5 +323,34 @@ py_round_trip_nanoseconds 7e+08
 `
 	if err := testutil.CollectAndCompare(s, strings.NewReader(want)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestLoadFileErrors: a rules file that cannot be read or parsed is named
+// once, with no package prefix for the caller to repeat (the exporter
+// said "rules: rules: open rules.yaml: ...").
+func TestLoadFileErrors(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("my_rule:\n  nod: x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "rules.yaml")
+	for _, tc := range []struct {
+		path, prefix string
+	}{
+		{missing, "open " + missing + ": "},
+		{bad, bad + ":"},
+	} {
+		_, err := LoadFile(tc.path)
+		if err == nil {
+			t.Fatalf("%s: loaded", tc.path)
+		}
+		if msg := err.Error(); !strings.HasPrefix(msg, tc.prefix) || strings.Count(msg, filepath.Base(tc.path)) != 1 {
+			t.Errorf("%s: %q, want it to start with %q and name the file once", tc.path, msg, tc.prefix)
+		}
+	}
+	if _, err := LoadFile(missing); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("missing file: %v, want fs.ErrNotExist", err)
 	}
 }

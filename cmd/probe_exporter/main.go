@@ -15,9 +15,7 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/common/promslog"
-	promslogflag "github.com/prometheus/common/promslog/flag"
 	"github.com/prometheus/common/version"
-	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
 	"github.com/probe-exporter/probe_exporter/cmd/probe_exporter/internal/component"
 )
@@ -37,18 +35,20 @@ func runContext(ctx context.Context, argv0 string, args []string) int {
 	if compat == compatEbpfExporter {
 		name, listen = compatEbpfExporter, ebpfExporterListen
 	}
-	app := kingpin.New(name, "Turns eBPF programs, userspace probes, scripts and CPU profiles into Prometheus metrics.")
-	f := registerFlags(app, compat)
-	webFlags := kingpinflag.AddFlags(app, listen)
-	logCfg := &promslog.Config{}
-	promslogflag.AddFlags(app, logCfg)
+	app := kingpin.New(name, "Turns eBPF programs, userspace probes, scripts and CPU profiles into Prometheus metrics. "+
+		"Flags come in groups: eBPF configs, HTTP, scripts, profiles, privileges, logging and compatibility "+
+		"(docs/operations.md#flags).")
+	// --help and --version answer on standard output, so that they can be
+	// paged and searched; parse errors go to standard error.
+	app.UsageWriter(os.Stdout)
+	f := registerFlags(app, compat, listen)
 	app.Version(version.Print(name))
 	app.HelpFlag.Short('h')
 	if _, err := app.Parse(args); err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
 		return 2
 	}
-	f.web = webFlags
+	logCfg := f.log
 	if f.port != 0 {
 		addr := []string{fmt.Sprintf(":%d", f.port)}
 		f.web.WebListenAddresses = &addr

@@ -69,17 +69,11 @@ const hostileUSDT = `programs:
 // exporter, with default flags, names each file in its log, does not
 // panic, answers /metrics, stays under maxHWM and ends on SIGTERM with 0.
 func TestHostileBinaries(t *testing.T) {
-	testkit.RequireTools(t, "gcc")
 	a := testkit.NewAttacker(t)
 	dir := t.TempDir()
-	src := filepath.Join(dir, "victim.c")
-	os.WriteFile(src, []byte("#include <unistd.h>\nint main(void) { for (;;) pause(); }\n"), 0o644)
+	const src = "#include <unistd.h>\nint main(void) { for (;;) pause(); }\n"
 	build := func(name string, flags ...string) []byte {
-		bin := filepath.Join(dir, name)
-		if out, err := exec.Command("gcc", append(flags, "-O2", "-o", bin, src)...).CombinedOutput(); err != nil {
-			t.Fatalf("gcc: %v\n%s", err, out)
-		}
-		b, err := os.ReadFile(bin)
+		b, err := os.ReadFile(testkit.BuildC(t, name, src, append(flags, "-O2")...))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -71,11 +71,8 @@ func TestProfilerTablesAttack(t *testing.T) {
 	dir := t.TempDir()
 	os.Chmod(dir, 0o755)
 	build := func(name, src string, flags ...string) string {
-		os.WriteFile(filepath.Join(dir, name+".c"), []byte(src), 0o644)
 		bin := filepath.Join(dir, name)
-		if out, err := exec.Command("gcc", append(flags, "-o", bin, filepath.Join(dir, name+".c"))...).CombinedOutput(); err != nil {
-			t.Fatalf("gcc %s: %v\n%s", name, err, out)
-		}
+		testkit.BuildCAt(t, bin, []string{src}, flags...)
 		return bin
 	}
 	mapper := build("pxmapper", mapperSource, "-O1")

@@ -34,15 +34,8 @@ int main(void) {
 // buildAs compiles C source into the attacker's home, owned by it.
 func buildAs(t *testing.T, a *testkit.Attacker, src, name string) string {
 	t.Helper()
-	testkit.RequireTools(t, "gcc")
-	c := filepath.Join(t.TempDir(), name+".c")
-	if err := os.WriteFile(c, []byte(src), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	bin := filepath.Join(a.Home, name)
-	if out, err := exec.Command("gcc", "-O0", "-fno-omit-frame-pointer", "-o", bin, c, "-ldl").CombinedOutput(); err != nil {
-		t.Fatalf("gcc: %v\n%s", err, out)
-	}
+	testkit.BuildCAt(t, bin, []string{src}, "-O0", "-fno-omit-frame-pointer")
 	if err := os.Chown(bin, int(a.UID), int(a.GID)); err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 )
 
 // TestSameAsLegacy: on real files (libc, python3.11, the go tool, a gcc
@@ -22,14 +24,8 @@ func TestSameAsLegacy(t *testing.T) {
 		}
 	}
 	if _, err := exec.LookPath("gcc"); err == nil {
-		dir := t.TempDir()
-		src := filepath.Join(dir, "p.c")
-		os.WriteFile(src, []byte("__attribute__((noinline)) long leaf(long n) { long s = 0; for (long i = 0; i < n; i++) s += i * i; return s; }\nint main(int argc, char **argv) { return (int)leaf(argc); }\n"), 0o644)
-		bin := filepath.Join(dir, "debugframe")
-		if out, err := exec.Command("gcc", "-O2", "-g", "-gz=zlib", "-fno-asynchronous-unwind-tables", "-fno-unwind-tables", "-o", bin, src).CombinedOutput(); err != nil {
-			t.Fatalf("gcc: %v\n%s", err, out)
-		}
-		files = append(files, bin)
+		const src = "__attribute__((noinline)) long leaf(long n) { long s = 0; for (long i = 0; i < n; i++) s += i * i; return s; }\nint main(int argc, char **argv) { return (int)leaf(argc); }\n"
+		files = append(files, testkit.BuildC(t, "debugframe", src, "-O2", "-g", "-gz=zlib", "-fno-asynchronous-unwind-tables", "-fno-unwind-tables"))
 	}
 	if _, err := exec.LookPath("go"); err == nil {
 		// A Go program: its .debug_frame is zlib-compressed by the Go

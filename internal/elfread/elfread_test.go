@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/probe-exporter/probe_exporter/internal/testkit"
 	"github.com/probe-exporter/probe_exporter/internal/testkit/elfgen"
 )
 
@@ -25,15 +26,8 @@ func realFiles(t *testing.T) []string {
 		}
 	}
 	if _, err := exec.LookPath("gcc"); err == nil {
-		dir := t.TempDir()
-		src := filepath.Join(dir, "p.c")
-		os.WriteFile(src, []byte("int f(int x) { return x * 3; }\nint main(int argc, char **argv) { return f(argc); }\n"), 0o644)
-		bin := filepath.Join(dir, "gz")
-		if out, err := exec.Command("gcc", "-g", "-gz=zlib", "-o", bin, src).CombinedOutput(); err != nil {
-			t.Logf("gcc -gz=zlib: %v\n%s", err, out)
-		} else {
-			files = append(files, bin)
-		}
+		const src = "int f(int x) { return x * 3; }\nint main(int argc, char **argv) { return f(argc); }\n"
+		files = append(files, testkit.BuildC(t, "gz", src, "-g", "-gz=zlib"))
 	}
 	var out []string
 	for _, f := range files {
