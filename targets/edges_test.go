@@ -1,11 +1,14 @@
 package targets
 
 import (
+	"bytes"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -199,5 +202,40 @@ func TestExeInChroot(t *testing.T) {
 	}
 	if _, held, _ := rec.get(chrooted); !held {
 		t.Error("selected without being held at exec")
+	}
+}
+
+// TestSelectorsWarnedInexact: the selectors the kernel cannot decide
+// exactly at exec are named in a warning when subscribed (a cmdline
+// without a literal, an exe with a wildcard in its file name); exact ones
+// are not.
+func TestSelectorsWarnedInexact(t *testing.T) {
+	var logs bytes.Buffer
+	w := watcher(t, WatcherOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if w.Polling() {
+		t.Skip("no tracepoints")
+	}
+	for _, tc := range []struct {
+		sel  config.Selector
+		warn string
+	}{
+		{config.Selector{Exe: "/opt/*/bin/app"}, ""},
+		{config.Selector{Exe: "/opt/app/bin/app*"}, `exe selector has a wildcard in its file name`},
+		{config.Selector{Cmdline: "app --serve"}, ""},
+		{config.Selector{Cmdline: ".*"}, `cmdline selector has no literal`},
+	} {
+		logs.Reset()
+		if err := tc.sel.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		unsub, err := w.Subscribe(tc.sel, func(Event) {})
+		if err != nil {
+			t.Fatal(err)
+		}
+		unsub()
+		got := logs.String()
+		if tc.warn == "" && strings.Contains(got, "WARN") || tc.warn != "" && !strings.Contains(got, tc.warn) {
+			t.Errorf("selector %+v logged %q, want a warning containing %q", tc.sel, got, tc.warn)
+		}
 	}
 }
