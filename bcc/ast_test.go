@@ -206,6 +206,21 @@ func TestTranslate(t *testing.T) {
 			load:    true,
 		},
 		{
+			// ebpf-userspace-exporter's redis_alloc_latency example declares
+			// BPF_PERF_OUTPUT(events) beside its maps, pid keys and all.
+			name:    "perf and ring buffer outputs",
+			code:    "struct ev { u64 n; };\nBPF_HASH(h);\nBPF_PERF_OUTPUT(events);\nBPF_RINGBUF_OUTPUT(rb, 8);\nint trace(struct pt_regs *ctx) {\n  struct ev e = {1};\n  u64 k = 0;\n  h.increment(k);\n  events.perf_submit(ctx, &e, sizeof(e));\n  rb.ringbuf_output(&e, sizeof(e), 0);\n  struct ev *r = rb.ringbuf_reserve(sizeof(struct ev));\n  if (!r)\n    return 0;\n  r->n = 2;\n  if (k)\n    rb.ringbuf_discard(r, 0);\n  else\n    rb.ringbuf_submit(r, 0);\n  return 0;\n}\n",
+			probes:  []Probe{{Kind: "uprobe", Target: "malloc", Func: "trace"}},
+			pidKeys: true,
+			want: []string{
+				"BPF_PERF_OUTPUT(events);", "__bcc_pincrement(h, k);", "__bcc_perf_submit(events, ctx, &e, sizeof(e));",
+				"__bcc_ringbuf_output(rb, &e, sizeof(e), 0);", "__bcc_ringbuf_reserve(rb, sizeof(struct ev));",
+				"__bcc_ringbuf_discard(rb, r, 0);", "__bcc_ringbuf_submit(rb, r, 0);",
+			},
+			pidMaps: []string{"h"},
+			load:    true,
+		},
+		{
 			name: "BPF_TABLE and bpf_trace_printk",
 			code: "BPF_TABLE(\"percpu_array\", int, u64, per, 4);\nint kprobe__vfs_read(struct pt_regs *ctx) {\n  int k = 1;\n  per.increment(k);\n  bpf_trace_printk(\"read %d\\n\", k);\n  return 0;\n}\n",
 			want: []string{"__BCC_TABLE(BPF_MAP_TYPE_PERCPU_ARRAY, int, u64, per, 4);"},

@@ -45,6 +45,10 @@ const macros = `/* bcc's dialect on libbpf: maps with bcc's defaults. */
 #define __BCC_HIST1(t, name) __BCC_MAPK(t, name, int, u64, 64)
 #define __BCC_HIST2(t, name, k) __BCC_MAPK(t, name, k, u64, 64)
 #define __BCC_HIST3(t, name, k, n) __BCC_MAPK(t, name, k, u64, n)
+/* Event outputs: a perf event array (one buffer per CPU, sized by the
+   loader) and a ring buffer of pages of 4 KiB, as bcc sizes it. */
+#define BPF_PERF_OUTPUT(name) struct { __uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY); __uint(key_size, sizeof(int)); __uint(value_size, sizeof(u32)); } name SEC(".maps")
+#define BPF_RINGBUF_OUTPUT(name, pages) struct { __uint(type, BPF_MAP_TYPE_RINGBUF); __uint(max_entries, (pages) * 4096); } name SEC(".maps")
 #define __BCC_TABLE(t, k, v, name, n) __BCC_MAP(t, name, k, v, n)
 #define __BCC_TABLEK(t, k, v, name, n) __BCC_MAPK(t, name, k, v, n)
 
@@ -73,6 +77,14 @@ const macros = `/* bcc's dialect on libbpf: maps with bcc's defaults. */
 			if (__bv) __sync_fetch_and_add(__bv, (n)); \
 		} \
 	} })
+
+/* Event output methods. ringbuf_reserve returns void *, which bcc's
+   users assign to a typed pointer as C allows. */
+#define __bcc_perf_submit(m, ctx, data, size) bpf_perf_event_output((ctx), &(m), BPF_F_CURRENT_CPU, (data), (size))
+#define __bcc_ringbuf_output(m, data, size, flags) bpf_ringbuf_output(&(m), (data), (size), (flags))
+#define __bcc_ringbuf_reserve(m, size) bpf_ringbuf_reserve(&(m), (size), 0)
+#define __bcc_ringbuf_submit(m, data, flags) bpf_ringbuf_submit((data), (flags))
+#define __bcc_ringbuf_discard(m, data, flags) bpf_ringbuf_discard((data), (flags))
 
 /* The same methods on maps whose keys carry the pid. */
 #define __BCC_PK(m, kp) \

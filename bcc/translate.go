@@ -86,6 +86,14 @@ func IsBCC(code string) bool {
 var mapMacros = map[string]bool{
 	"BPF_HASH": true, "BPF_ARRAY": true, "BPF_HISTOGRAM": true,
 	"BPF_PERCPU_HASH": true, "BPF_PERCPU_ARRAY": true,
+	"BPF_PERF_OUTPUT": true, "BPF_RINGBUF_OUTPUT": true,
+}
+
+// keyedMap reports whether a map macro declares a map with keys (whose
+// keys start with the pid where the code selects processes): not arrays,
+// perf event arrays or ring buffers.
+func keyedMap(macro string) bool {
+	return !strings.Contains(macro, "ARRAY") && !strings.HasSuffix(macro, "_OUTPUT")
 }
 
 // tableTypes are BPF_TABLE's map types the translator supports.
@@ -100,6 +108,8 @@ var methods = map[string]bool{
 	"lookup": true, "update": true, "insert": true, "delete": true,
 	"increment": true, "atomic_increment": true,
 	"lookup_or_try_init": true, "lookup_or_init": true,
+	"perf_submit": true, "ringbuf_output": true,
+	"ringbuf_reserve": true, "ringbuf_submit": true, "ringbuf_discard": true,
 }
 
 // unsupportedMacro matches bcc declarations the translator does not do.
@@ -193,7 +203,7 @@ func tokenPass(src Source, skip map[string]bool, tracefs string) (*unit, error) 
 		}
 		if mapMacros[t.text] && toks[i+2].kind == tokIdent {
 			mapsDeclared[toks[i+2].text] = true
-			if src.PIDKeys && !strings.Contains(t.text, "ARRAY") {
+			if src.PIDKeys && keyedMap(t.text) {
 				pidMaps = append(pidMaps, toks[i+2].text)
 			}
 		} else if t.text == "BPF_TABLE" && toks[i+2].kind == tokString {
@@ -217,7 +227,7 @@ func tokenPass(src Source, skip map[string]bool, tracefs string) (*unit, error) 
 			edits = append(edits, edit{t.start, toks[i+2].end, macro + typ})
 		} else if unsupportedMacro.MatchString(t.text) && !mapMacros[t.text] && (i == 0 || toks[i-1].text != "#") {
 			if j := matching(toks, i+1); j > 0 && (j+1 >= len(toks) || toks[j+1].text == ";") && braceDepthAt(toks, i) == 0 {
-				return nil, fail(t.start, code[t.start:toks[j].end], "bcc's %s is not supported by the translator (supported maps: BPF_HASH, BPF_ARRAY, BPF_HISTOGRAM, BPF_PERCPU_HASH, BPF_PERCPU_ARRAY)", t.text)
+				return nil, fail(t.start, code[t.start:toks[j].end], "bcc's %s is not supported by the translator (supported maps: BPF_HASH, BPF_ARRAY, BPF_HISTOGRAM, BPF_PERCPU_HASH, BPF_PERCPU_ARRAY, BPF_TABLE, BPF_PERF_OUTPUT, BPF_RINGBUF_OUTPUT)", t.text)
 			}
 		}
 	}
@@ -255,7 +265,7 @@ func tokenPass(src Source, skip map[string]bool, tracefs string) (*unit, error) 
 				if j > 0 {
 					end = toks[j].end
 				}
-				return nil, fail(t.start, code[t.start:end], "map method %s is not supported by the translator (supported: lookup, update, insert, delete, increment, atomic_increment, lookup_or_try_init)", m)
+				return nil, fail(t.start, code[t.start:end], "map method %s is not supported by the translator (supported: lookup, update, insert, delete, increment, atomic_increment, lookup_or_try_init, perf_submit, ringbuf_output, ringbuf_reserve, ringbuf_submit, ringbuf_discard)", m)
 			}
 			prefix := "__bcc_"
 			if slices.Contains(pidMaps, t.text) {

@@ -160,13 +160,13 @@ func TestTokenPass(t *testing.T) {
 		},
 		{
 			name: "unsupported map",
-			code: "#include <uapi/linux/ptrace.h>\nBPF_PERF_OUTPUT(events);\n",
-			err:  `config "c": code: line 2: bcc's BPF_PERF_OUTPUT is not supported by the translator`,
+			code: "#include <uapi/linux/ptrace.h>\nBPF_STACK_TRACE(stacks, 1024);\n",
+			err:  `config "c": code: line 2: bcc's BPF_STACK_TRACE is not supported by the translator`,
 		},
 		{
 			name: "unsupported method",
-			code: "BPF_HASH(h);\nint f(void *ctx) {\n  h.perf_submit(ctx, 0, 0);\n  return 0;\n}\n",
-			err:  `config "c": code: line 3: map method perf_submit is not supported by the translator (supported: lookup, update, insert, delete, increment, atomic_increment, lookup_or_try_init) (in "h.perf_submit(ctx, 0, 0)")`,
+			code: "BPF_HASH(h);\nint f(void *ctx) {\n  h.get_stackid(ctx, 0);\n  return 0;\n}\n",
+			err:  `config "c": code: line 3: map method get_stackid is not supported by the translator (supported: lookup, update, insert, delete, increment, atomic_increment, lookup_or_try_init, perf_submit, ringbuf_output, ringbuf_reserve, ringbuf_submit, ringbuf_discard) (in "h.get_stackid(ctx, 0)")`,
 		},
 		{
 			name:   "arguments on a usdt probe",

@@ -22,7 +22,7 @@ type Selector struct {
 	// attachments.
 	Comm string `yaml:"comm"`
 	// Exe is a path or glob matched against the executable as the
-	// process sees it (inside its mount namespace).
+	// process sees it (inside its mount namespace and chroot).
 	Exe string `yaml:"exe"`
 	// Cmdline is an RE2 regexp on the command line, arguments joined by
 	// spaces.
@@ -143,7 +143,7 @@ func (s *Selector) Matches(p procfs.Process) bool {
 	if s.Comm != "" && p.Comm != s.Comm {
 		return false
 	}
-	if s.Exe != "" && !s.MatchExe(p.Exe) {
+	if s.Exe != "" && !s.MatchExe(p.ExeInRoot) {
 		return false
 	}
 	if s.cmdline != nil && !s.cmdline.MatchString(p.Cmdline) {

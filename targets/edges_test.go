@@ -1,10 +1,14 @@
 package targets
 
 import (
+	"bytes"
+	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -137,4 +141,101 @@ func TestRenameSelects(t *testing.T) {
 	in.Write([]byte("2\n"))
 	in.Close()
 	cmd.Wait()
+}
+
+// TestExeInChroot: an exe selector names the executable as the process
+// sees it, inside its chroot as under pivot_root. A static program run
+// through chroot(1) from a directory where it is /opt/NAME/NAME is
+// selected by exe /opt/NAME/NAME (a path the host does not have), held at
+// exec and reported with its path in the root (before, the path from the
+// host's root was matched, and a chrooted copy never was).
+func TestExeInChroot(t *testing.T) {
+	testkit.RequireTools(t, "chroot")
+	w := watcher(t, WatcherOptions{})
+	if w.Polling() {
+		t.Skip("no tracepoints")
+	}
+	name := "tgx" + strconv.Itoa(os.Getpid()%100000)
+	root := t.TempDir()
+	inside := filepath.Join("/opt", name, name)
+	if _, err := os.Stat(inside); err == nil {
+		t.Skipf("the host has %s", inside)
+	}
+	if err := os.MkdirAll(filepath.Dir(filepath.Join(root, inside)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	testkit.BuildCAt(t, filepath.Join(root, inside), []string{"#include <unistd.h>\nint main(void) { char c; return read(0, &c, 1) < 0; }\n"}, "-static", "-O1")
+	var mu sync.Mutex
+	seen := map[int]Process{}
+	rec := newHeldRecorder()
+	unsub, err := w.Subscribe(config.Selector{Exe: inside}, func(e Event) {
+		if e.Kind == Start {
+			mu.Lock()
+			seen[e.Process.PID] = e.Process
+			mu.Unlock()
+		}
+		rec.event(e)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unsub()
+	start := func(cmd *exec.Cmd) int {
+		t.Helper()
+		in, err := cmd.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { in.Close(); cmd.Wait() })
+		return cmd.Process.Pid
+	}
+	chrooted := start(exec.Command("chroot", root, inside))
+	testkit.Eventually(t, "the chrooted process selected", func() bool { s, _, _ := rec.get(chrooted); return s })
+	mu.Lock()
+	p := seen[chrooted]
+	mu.Unlock()
+	if p.ExeInRoot != inside || p.Exe != filepath.Join(root, inside) {
+		t.Errorf("selected with exe %q (in its root %q), want %q (%q)", p.Exe, p.ExeInRoot, filepath.Join(root, inside), inside)
+	}
+	if _, held, _ := rec.get(chrooted); !held {
+		t.Error("selected without being held at exec")
+	}
+}
+
+// TestSelectorsWarnedInexact: the selectors the kernel cannot decide
+// exactly at exec are named in a warning when subscribed (a cmdline
+// without a literal, an exe with a wildcard in its file name); exact ones
+// are not.
+func TestSelectorsWarnedInexact(t *testing.T) {
+	var logs bytes.Buffer
+	w := watcher(t, WatcherOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if w.Polling() {
+		t.Skip("no tracepoints")
+	}
+	for _, tc := range []struct {
+		sel  config.Selector
+		warn string
+	}{
+		{config.Selector{Exe: "/opt/*/bin/app"}, ""},
+		{config.Selector{Exe: "/opt/app/bin/app*"}, `exe selector has a wildcard in its file name`},
+		{config.Selector{Cmdline: "app --serve"}, ""},
+		{config.Selector{Cmdline: ".*"}, `cmdline selector has no literal`},
+	} {
+		logs.Reset()
+		if err := tc.sel.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		unsub, err := w.Subscribe(tc.sel, func(Event) {})
+		if err != nil {
+			t.Fatal(err)
+		}
+		unsub()
+		got := logs.String()
+		if tc.warn == "" && strings.Contains(got, "WARN") || tc.warn != "" && !strings.Contains(got, tc.warn) {
+			t.Errorf("selector %+v logged %q, want a warning containing %q", tc.sel, got, tc.warn)
+		}
+	}
 }

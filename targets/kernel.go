@@ -430,6 +430,9 @@ func (w *Watcher) program(k *kernel, i int, sel config.Selector, opts SubscribeO
 		if base := filepath.Base(sel.Exe); !strings.ContainsAny(base, `*?[\`) {
 			ks.Flags |= slotExeHint
 			copy(ks.ExeComm[:15], base)
+		} else {
+			w.opts.Logger.Warn("exe selector has a wildcard in its file name: the first process of a matching file created after the config loaded is selected after it starts, and its first calls may be missed; name the file literally (a wildcard in the directories is fine)",
+				"exe", sel.Exe)
 		}
 	}
 	if sel.Cgroup != "" {

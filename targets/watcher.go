@@ -356,7 +356,7 @@ func (w *Watcher) verdicts(k *kernel, p Process, mask uint64, exe FileKey, gen u
 			continue
 		}
 		if sl.sel.Exe != "" && p.Exe != "" {
-			k.exeVerdict(exe, gen, i, sl.sel.MatchExe(p.Exe))
+			k.exeVerdict(exe, gen, i, sl.sel.MatchExe(p.ExeInRoot))
 		}
 		if sl.sel.Cgroup != "" && p.Cgroup != "" {
 			if id, err := cgroupID(w.opts.CgroupRoot, p.Cgroup); err == nil {

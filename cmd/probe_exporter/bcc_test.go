@@ -49,6 +49,85 @@ const bccGCConfig = `programs:
       }
 `
 
+// bccRedisConfig is ebpf-userspace-exporter's redis_alloc_latency example
+// (examples/redis_alloc_latency.yaml in its repository): a uprobe and a
+// uretprobe on je_malloc of the selected redis-server, an exp2 histogram
+// whose key 32 holds the sum, and a BPF_PERF_OUTPUT it declares but never
+// uses. Only the binary name is the test's.
+const bccRedisConfig = `programs:
+  - name: malloc_latency
+    metrics:
+      histograms:
+        - name: malloc_latency_nanoseconds
+          help: Latency of malloc calls
+          table: malloc_latency
+          bucket_type: exp2
+          bucket_min: 0
+          bucket_max: 31
+          labels:
+            - name: bucket
+              size: 8
+              decoders:
+                - name: uint
+    uprobes:
+      je_malloc: trace_entry
+    uretprobes:
+      je_malloc: trace_return
+    attachment:
+      binary_name: "redis-server"
+    code: |
+      #include <uapi/linux/ptrace.h>
+      #define TOTAL_BUCKETS 32
+
+      struct entry_t {
+          u64 start_ns;
+      };
+
+      struct latency_key_t {
+          u64 slot;
+      };
+
+      BPF_HASH(entryinfo, u64, struct entry_t);
+      BPF_HISTOGRAM(malloc_latency, struct latency_key_t, TOTAL_BUCKETS + 1);
+      BPF_PERF_OUTPUT(events);
+
+      int trace_entry(struct pt_regs *ctx) {
+          u64 tgid_pid = bpf_get_current_pid_tgid();
+
+          struct entry_t entry = {};
+          entry.start_ns = bpf_ktime_get_ns();
+
+          entryinfo.update(&tgid_pid, &entry);
+
+          return 0;
+      }
+
+      int trace_return(struct pt_regs *ctx) {
+          struct entry_t *entryp;
+          u64 tgid_pid = bpf_get_current_pid_tgid();
+
+          entryp = entryinfo.lookup(&tgid_pid);
+          if (entryp == 0) {
+              return 0;
+          }
+
+          u64 delta = bpf_ktime_get_ns() - entryp->start_ns;
+          entryinfo.delete(&tgid_pid);
+
+          struct latency_key_t key = {};
+          key.slot = bpf_log2l(delta);
+          if (key.slot >= TOTAL_BUCKETS) {
+              key.slot = TOTAL_BUCKETS - 1;
+          }
+          malloc_latency.increment(key);
+
+          key.slot = TOTAL_BUCKETS;
+          malloc_latency.increment(key, delta);
+
+          return 0;
+      }
+`
+
 // bccCachestatConfig is ebpf_exporter v1's page cache example (kprobes).
 const bccCachestatConfig = `programs:
   - name: cachestat
@@ -321,6 +400,58 @@ func TestBCCPythonGC(t *testing.T) {
 			t.Fatalf("exited pid %s still has series", pid)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// fakeRedis stands in for redis-server and speaks the worker protocol
+// (testkit.Worker): each line n on its input has it call je_malloc n times.
+const fakeRedis = `#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+__attribute__((noinline)) void *je_malloc(size_t n) { void *p = malloc(n); asm volatile("" ::: "memory"); return p; }
+int main(int argc, char **argv) {
+  char line[64];
+  printf("ready\n");
+  fflush(stdout);
+  while (fgets(line, sizeof line, stdin)) {
+    for (int i = atoi(line); i > 0; i--) free(je_malloc(64));
+    printf("done\n");
+    fflush(stdout);
+  }
+  return 0;
+}
+`
+
+// TestBCCRedisMallocLatency runs ebpf-userspace-exporter's
+// redis_alloc_latency example, its bcc code untouched (BPF_PERF_OUTPUT
+// included), on a stand-in redis-server started after the exporter: every
+// je_malloc call is counted once, in the 33 series (32 buckets and +Inf)
+// that exporter's own integration test expects, with the sum from key 32.
+func TestBCCRedisMallocLatency(t *testing.T) {
+	needClang(t)
+	testkit.RequireTools(t, "gcc")
+	dir := t.TempDir()
+	name := "rds" + strconv.Itoa(os.Getpid()%100000)
+	bin := filepath.Join(dir, name)
+	testkit.BuildCAt(t, bin, []string{fakeRedis}, "-O1")
+	cfg := strings.Replace(bccRedisConfig, `"redis-server"`, strconv.Quote(name), 1)
+	os.WriteFile(filepath.Join(dir, "redis.yaml"), []byte(cfg), 0o644)
+	addr := exporter(t, "--config.dir="+dir, "--config.names=redis", "--config.strict")
+
+	w := testkit.StartWorker(t, bin)
+	pid := strconv.Itoa(w.Pid())
+	waitFor(t, addr, "probe_exporter_enabled_programs",
+		`probe_exporter_enabled_programs{config="malloc_latency",pid="`+pid+`",program="trace_return"} 1`)
+	w.Call(t, 1000)
+	name0 := "probe_exporter_malloc_latency_nanoseconds"
+	waitFor(t, addr, name0+"_count", name0+`_count{pid="`+pid+`"} 1000`)
+	buckets := series(t, addr, name0+`_bucket{pid="`+pid+`"`)
+	if len(buckets) != 33 || !hasLine(buckets, name0+`_bucket{pid="`+pid+`",le="+Inf"} 1000`) {
+		t.Errorf("buckets:\n%s", strings.Join(buckets, "\n"))
+	}
+	sum := series(t, addr, name0+`_sum{pid="`+pid+`"} `)
+	if len(sum) != 1 || strings.HasSuffix(sum[0], " 0") {
+		t.Errorf("sum of the latencies (key 32): %v", sum)
 	}
 }
 

@@ -53,11 +53,18 @@ func readFile(path string, limit int64, cut bool) ([]byte, error) {
 
 // Process is what /proc tells about one process.
 type Process struct {
-	PID     int
-	Comm    string
-	Exe     string // as the process sees it, without " (deleted)"
-	Cmdline string // arguments joined by spaces
-	Cgroup  string // cgroup v2 path
+	PID  int
+	Comm string
+	// Exe is the executable's path from the exporter's root (for a
+	// chrooted process, with its root's path in front), without
+	// " (deleted)": the path /proc/PID/maps names it by.
+	Exe string
+	// ExeInRoot is the executable's path as the process sees it: Exe
+	// without the process's root directory (chroot) in front. Under
+	// pivot_root (containers) the kernel already names it so.
+	ExeInRoot string
+	Cmdline   string // arguments joined by spaces
+	Cgroup    string // cgroup v2 path
 	// Root is /proc/PID/root: the process's view of the filesystem.
 	Root string
 	// StartTime (clock ticks after boot) tells a reused pid apart.
@@ -88,6 +95,10 @@ func Read(procRoot string, pid int) (Process, error) {
 	p.Comm = strings.TrimSuffix(string(comm), "\n")
 	p.Exe, _ = os.Readlink(filepath.Join(dir, "exe"))
 	p.Exe = strings.TrimSuffix(p.Exe, " (deleted)")
+	p.ExeInRoot = p.Exe
+	if root, err := os.Readlink(p.Root); err == nil {
+		p.ExeInRoot = inRoot(p.Exe, root)
+	}
 	if cl, err := readFile(filepath.Join(dir, "cmdline"), MaxCmdline, true); err == nil {
 		p.Cmdline = strings.TrimSpace(string(bytes.ReplaceAll(cl, []byte{0}, []byte{' '})))
 	}
@@ -102,6 +113,16 @@ func Read(procRoot string, pid int) (Process, error) {
 		p.StartTime = st.startTime
 	}
 	return p, nil
+}
+
+// inRoot is path as a process whose root directory is root sees it: a
+// path under root without root in front; any other path as it is (an
+// executable outside the root of a process that called chroot itself).
+func inRoot(path, root string) string {
+	if root == "/" || root == "" || !strings.HasPrefix(path, root+"/") {
+		return path
+	}
+	return path[len(root):]
 }
 
 // Dir is the process's /proc/PID.

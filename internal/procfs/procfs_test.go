@@ -148,7 +148,7 @@ func TestReadSelf(t *testing.T) {
 	}
 	exe, _ := os.Executable()
 	comm, _ := os.ReadFile("/proc/self/comm")
-	if p.PID != pid || p.Exe != exe || p.Comm != strings.TrimSpace(string(comm)) || p.StartTime == 0 ||
+	if p.PID != pid || p.Exe != exe || p.ExeInRoot != exe || p.Comm != strings.TrimSpace(string(comm)) || p.StartTime == 0 ||
 		!strings.HasPrefix(p.Cmdline, os.Args[0]) || p.Root != filepath.Join("/proc", strconv.Itoa(pid), "root") {
 		t.Errorf("%+v", p)
 	}
@@ -172,6 +172,22 @@ func TestReadSelf(t *testing.T) {
 	}
 	if _, err := Read("/proc", 0); err == nil {
 		t.Error("pid 0 read")
+	}
+}
+
+// TestInRoot: the executable of a chrooted process as it sees it.
+func TestInRoot(t *testing.T) {
+	for _, tc := range []struct{ path, root, want string }{
+		{"/usr/bin/python3", "/", "/usr/bin/python3"},
+		{"/srv/jail/usr/bin/python3", "/srv/jail", "/usr/bin/python3"},
+		{"/srv/jail", "/srv/jail", "/srv/jail"},
+		{"/srv/jailbreak/x", "/srv/jail", "/srv/jailbreak/x"},
+		{"/usr/sbin/sshd", "/run/sshd", "/usr/sbin/sshd"}, // chroot(2) after exec
+		{"/x", "", "/x"},
+	} {
+		if got := inRoot(tc.path, tc.root); got != tc.want {
+			t.Errorf("inRoot(%q, %q) = %q, want %q", tc.path, tc.root, got, tc.want)
+		}
 	}
 }
 
