@@ -752,11 +752,19 @@ func (p *Profiler) Status(st *web.Status) {
 		t := p.opts.Targets[i]
 		ps.Targets = append(ps.Targets, web.ProfileTargetStatus{App: t.App, Selector: t.Selector.String(), OffCPU: t.OffCPU, Processes: n})
 	}
-	p.py.mu.Lock()
-	for k, n := range p.py.results {
-		ps.Python = append(ps.Python, fmt.Sprintf("%s: %d", k, n))
+	ch := make(chan prometheus.Metric)
+	go func() { p.py.interpreters.Collect(ch); close(ch) }()
+	for m := range ch {
+		var d dto.Metric
+		if m.Write(&d) != nil {
+			continue
+		}
+		l := map[string]string{}
+		for _, lp := range d.GetLabel() {
+			l[lp.GetName()] = lp.GetValue()
+		}
+		ps.Python = append(ps.Python, fmt.Sprintf("%s %s: %d", l["version"], l["result"], uint64(d.GetCounter().GetValue())))
 	}
-	p.py.mu.Unlock()
 	slices.Sort(ps.Python)
 	st.Profiler = ps
 }

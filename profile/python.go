@@ -215,16 +215,12 @@ type pyTracker struct {
 	files map[fileID]map[string]elfread.Sym
 
 	interpreters *prometheus.CounterVec
-	// results counts the interpreters met by "version result", as
-	// interpreters does, for the landing page.
-	results map[string]uint64
 }
 
 func newPyTracker(procs, names *ebpf.Map, sym *symbolizer, procRoot string) *pyTracker {
 	return &pyTracker{
 		procs: procs, names: names, sym: sym, procRoot: procRoot,
 		state: map[int]pyState{}, named: map[pyNameKey]string{}, files: map[fileID]map[string]elfread.Sym{},
-		results: map[string]uint64{},
 		interpreters: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "probe_exporter", Subsystem: "profiler", Name: "python_processes_total",
 			Help: "Profiled CPython processes by version and result: named (Python frames in stacks), unsupported (version outside 3.10-3.13, or an architecture other than x86-64), mismatch (the interpreter's layout is not the one expected: its stacks stay native)."},
 			[]string{"version", "result"}),
@@ -260,7 +256,6 @@ func (t *pyTracker) check(pid int, maps []procfs.Mapping) {
 	}
 	t.mu.Lock()
 	t.state[pid] = pySettled
-	t.results[version+" "+result]++
 	t.mu.Unlock()
 	t.interpreters.WithLabelValues(version, result).Inc()
 	switch result {

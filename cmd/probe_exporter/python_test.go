@@ -209,6 +209,10 @@ func TestProfilerPython(t *testing.T) {
 			if strings.Contains(body, `result="mismatch"`) || strings.Contains(body, `result="unsupported"`) {
 				t.Errorf("an interpreter counted as not named:\n%s", grepLines(body, "python_processes_total"))
 			}
+			// The landing page says the same.
+			if _, page := get(t, "http://"+addr+"/"); !strings.Contains(page, "Python interpreters: "+version+" named: 3;") {
+				t.Errorf("the landing page does not name the three interpreters:\n%s", grepLines(page, "Python interpreters"))
+			}
 			// The work, all three at once; each one's CPU time from
 			// the line to "done".
 			used := map[string]float64{}
