@@ -221,28 +221,32 @@ func isSeedLayout(doc *yaml.Node) bool {
 	return child(doc, "programs") != nil
 }
 
-// keyNode returns the key node of key in a mapping node.
-func keyNode(n *yaml.Node, key string) *yaml.Node {
+// keyIndex is the index in n.Content of key's node in a mapping node, or
+// -1; its value node follows it.
+func keyIndex(n *yaml.Node, key string) int {
 	if n == nil || n.Kind != yaml.MappingNode {
-		return nil
+		return -1
 	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		if n.Content[i].Value == key {
-			return n.Content[i]
+			return i
 		}
+	}
+	return -1
+}
+
+// keyNode returns the key node of key in a mapping node.
+func keyNode(n *yaml.Node, key string) *yaml.Node {
+	if i := keyIndex(n, key); i >= 0 {
+		return n.Content[i]
 	}
 	return nil
 }
 
 // child returns the value node of key in a mapping node.
 func child(n *yaml.Node, key string) *yaml.Node {
-	if n == nil || n.Kind != yaml.MappingNode {
-		return nil
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value == key {
-			return n.Content[i+1]
-		}
+	if i := keyIndex(n, key); i >= 0 {
+		return n.Content[i+1]
 	}
 	return nil
 }
