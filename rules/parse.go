@@ -1,10 +1,8 @@
 package rules
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"reflect"
 	"regexp"
@@ -124,18 +122,14 @@ func isEmpty(n *yaml.Node) bool {
 	return n.Tag == "!!null" || (n.Kind == yaml.MappingNode || n.Kind == yaml.SequenceNode) && len(n.Content) == 0
 }
 
-// decodeStrict decodes a node, rejecting unknown keys.
+// decodeStrict decodes a node, rejecting unknown keys (knownKeys, which
+// names them at their own line); the node is decoded as it is, so a type
+// error names its line in the file too.
 func decodeStrict(n *yaml.Node, out any) error {
 	if err := knownKeys(n, reflect.TypeOf(out)); err != nil {
 		return err
 	}
-	var buf bytes.Buffer
-	if err := yaml.NewEncoder(&buf).Encode(n); err != nil {
-		return err
-	}
-	dec := yaml.NewDecoder(&buf)
-	dec.KnownFields(true)
-	if err := dec.Decode(out); err != nil && !errors.Is(err, io.EOF) {
+	if err := n.Decode(out); err != nil {
 		return errors.New(strings.TrimPrefix(err.Error(), "yaml: unmarshal errors:\n  "))
 	}
 	return nil

@@ -119,6 +119,7 @@ func TestParseErrors(t *testing.T) {
 	for _, tc := range []struct{ yaml, want string }{
 		{"bad-name:\n  expr: ''\n", `rule "bad-name": "bad-name" is not a valid Prometheus metric name`},
 		{"x:\n  node: '('\n", `rule "x": node:`},
+		{"x:\n  expr: a.cpu\n\n  group_by: {a: b}\n", `r.yaml:1: rule "x": line 4: cannot unmarshal !!map into []string`},
 		{"x:\n  expr: '{a=b}'\n", `rule "x": expr:`},
 		{"x:\n  exp: ''\n", `r.yaml:2: rule "x": unknown field "exp" (want expr, node, group_by, labels)`},
 		{"x:\n  group_by: ['a-b']\n", `group_by "a-b"`},
