@@ -4,13 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"reflect"
 	"regexp"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/probe-exporter/probe_exporter/internal/yamlfields"
 )
 
 var (
@@ -122,11 +123,11 @@ func isEmpty(n *yaml.Node) bool {
 	return n.Tag == "!!null" || (n.Kind == yaml.MappingNode || n.Kind == yaml.SequenceNode) && len(n.Content) == 0
 }
 
-// decodeStrict decodes a node, rejecting unknown keys (knownKeys, which
-// names them at their own line); the node is decoded as it is, so a type
+// decodeStrict decodes a node, rejecting unknown keys (yamlfields names
+// them at their own line); the node is decoded as it is, so a type
 // error names its line in the file too.
 func decodeStrict(n *yaml.Node, out any) error {
-	if err := knownKeys(n, reflect.TypeOf(out)); err != nil {
+	if err := yamlfields.Check(n, out); err != nil {
 		return err
 	}
 	if err := n.Decode(out); err != nil {
@@ -294,63 +295,12 @@ func parseSelector(sel string) ([]*Matcher, error) {
 	return out, nil
 }
 
-// keyError is an unknown key at its own line of the file.
-type keyError struct {
-	line int
-	msg  string
-}
-
-func (e *keyError) Error() string { return e.msg }
-
-// lineOf is the line an error of decodeStrict is at: its key's, or else
-// line, that of the rule it decoded.
+// lineOf is the line an error of decodeStrict is at: an unknown key's, or
+// else line, that of the rule it decoded.
 func lineOf(err error, line int) int {
-	var ke *keyError
+	var ke *yamlfields.Error
 	if errors.As(err, &ke) {
-		return ke.line
+		return ke.Line
 	}
 	return line
-}
-
-// knownKeys refuses a key of a mapping in n that the struct t decodes
-// into has no field for, naming the key's own line in the file and the
-// fields there are (the strict decoder would name a line of its re-encoded
-// copy and a Go type). Nested structs, pointers to them and lists of them
-// are checked the same way.
-func knownKeys(n *yaml.Node, t reflect.Type) error {
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	switch {
-	case t.Kind() == reflect.Slice && n.Kind == yaml.SequenceNode:
-		for _, e := range n.Content {
-			if err := knownKeys(e, t.Elem()); err != nil {
-				return err
-			}
-		}
-		return nil
-	case t.Kind() != reflect.Struct || n.Kind != yaml.MappingNode:
-		return nil
-	}
-	fields := map[string]reflect.Type{}
-	var names []string
-	for i := 0; i < t.NumField(); i++ {
-		name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
-		if name == "" || name == "-" {
-			continue
-		}
-		fields[name] = t.Field(i).Type
-		names = append(names, name)
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k := n.Content[i]
-		ft, ok := fields[k.Value]
-		if !ok {
-			return &keyError{line: k.Line, msg: fmt.Sprintf("unknown field %q (want %s)", k.Value, strings.Join(names, ", "))}
-		}
-		if err := knownKeys(n.Content[i+1], ft); err != nil {
-			return err
-		}
-	}
-	return nil
 }

@@ -1,7 +1,6 @@
 package services
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/probe-exporter/probe_exporter/config"
 	"github.com/probe-exporter/probe_exporter/internal/safeopen"
+	"github.com/probe-exporter/probe_exporter/internal/yamlfields"
 	"github.com/probe-exporter/probe_exporter/profile"
 	"github.com/probe-exporter/probe_exporter/rules"
 	"github.com/probe-exporter/probe_exporter/targets"
@@ -44,7 +44,6 @@ var (
 	appNameRE = regexp.MustCompile(`^[A-Za-z0-9_.\-/]+$`)
 	tagKeyRE  = regexp.MustCompile(`^[A-Za-z0-9_.\-]+$`)
 	yamlAtRE  = regexp.MustCompile(`^(?:yaml: )?(?:unmarshal errors:\n\s*)?line (\d+): (.*)$`)
-	fieldRE   = regexp.MustCompile(`field (\S+) not found in type .*`)
 )
 
 // parseTargets reads a targets file; each error names the file, the line
@@ -64,9 +63,11 @@ func parseTargets(path string, data []byte) ([]profile.Target, error) {
 		return nil, fail(0, "empty: want targets: [{app: NAME, comm: ...}]")
 	}
 	var tf targetsFile
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&tf); err != nil {
+	var unknown *yamlfields.Error
+	if err := yamlfields.Check(&root, &tf); errors.As(err, &unknown) {
+		return nil, fail(unknown.Line, "%v", unknown)
+	}
+	if err := root.Decode(&tf); err != nil {
 		return nil, yamlFail(fail, err)
 	}
 	var items []*yaml.Node
@@ -117,11 +118,7 @@ func yamlFail(fail func(int, string, ...any) error, err error) error {
 	}
 	if m := yamlAtRE.FindStringSubmatch(msg); m != nil {
 		line, _ := strconv.Atoi(m[1])
-		cause := m[2]
-		if f := fieldRE.FindStringSubmatch(cause); f != nil {
-			cause = fmt.Sprintf("unknown field %q in a target (want app, tags, off_cpu, comm, exe, cmdline, cgroup, pid)", f[1])
-		}
-		return fail(line, "%s", cause)
+		return fail(line, "%s", m[2])
 	}
 	return fail(0, "%s", strings.TrimPrefix(msg, "yaml: "))
 }

@@ -100,7 +100,8 @@ func TestRulesFileErrors(t *testing.T) {
 func TestProfilerTargetsFile(t *testing.T) {
 	dir := t.TempDir()
 	for _, tc := range []struct{ name, data, want string }{
-		{"unknown field", "targets:\n  - app: a\n    offcpu: true\n", `targets.yaml:3: unknown field "offcpu" in a target (want app, tags, off_cpu, comm, exe, cmdline, cgroup, pid)`},
+		{"unknown field", "targets:\n  - app: a\n    offcpu: true\n", `targets.yaml:3: unknown field "offcpu" (want app, tags, off_cpu, comm, exe, cmdline, cgroup, pid)`},
+		{"unknown top-level field", "target:\n  - app: a\n", `targets.yaml:1: unknown field "target" (want targets)`},
 		{"wrong type", "targets:\n  - app: a\n    comm: x\n    off_cpu: yes please\n", "targets.yaml:4: cannot unmarshal !!str `yes please` into bool"},
 		{"no app", "targets:\n  - comm: x\n", "targets.yaml:2: target 1 has no app"},
 		{"app not a name", "targets:\n  - app: a\n    comm: x\n  - app: 'my app{}'\n    comm: y\n", `targets.yaml:4: app "my app{}": want letters, digits and _ . - /`},
